@@ -1,0 +1,355 @@
+/**
+ * The TypeScript reference backend: plain loops, float64 accumulation, no tricks. It is the specification the
+ * native backend is tested against, and it runs float64 tensors for finite-difference gradient checks.
+ */
+import type { AttentionShape, Backend, DropoutSpec, FArray } from "./types.js";
+import { dropThreshold, streamDraw } from "../util/rng.js";
+
+const TWO_OVER_SQRT_PI = 1.1283791670955126;
+const INV_SQRT2 = 0.7071067811865476;
+const INV_SQRT_2PI = 0.3989422804014327;
+
+/**
+ * erf to float64 accuracy. Math has none. For |x| < 3 the all-positive series
+ * erf(x) = 2/√π · e^{−x²} · Σ (2x²)ⁿ x / (2n+1)!! (no cancellation); beyond, the continued fraction of erfc.
+ */
+export function erf(x: number): number {
+  const ax = Math.abs(x);
+  if (ax >= 6) return Math.sign(x);
+  if (ax < 3) {
+    const x2 = 2 * ax * ax;
+    let term = ax;
+    let sum = ax;
+    for (let n = 1; n < 200; n++) {
+      term *= x2 / (2 * n + 1);
+      sum += term;
+      if (term < sum * 1e-17) break;
+    }
+    return Math.sign(x) * TWO_OVER_SQRT_PI * Math.exp(-ax * ax) * sum;
+  }
+  // erfc(x) = e^{−x²}/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + 2/(x + …))))), evaluated bottom-up.
+  let f = ax;
+  for (let n = 60; n >= 1; n--) f = ax + n / 2 / f;
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
+  return Math.sign(x) * (1 - erfc);
+}
+
+function gemm(
+  transA: boolean, transB: boolean, M: number, N: number, K: number,
+  A: FArray, aOff: number, lda: number, B: FArray, bOff: number, ldb: number,
+  C: FArray, cOff: number, ldc: number, accumulate: boolean,
+): void {
+  const acc = new Float64Array(N);
+  for (let i = 0; i < M; i++) {
+    acc.fill(0);
+    for (let k = 0; k < K; k++) {
+      const a = transA ? A[aOff + k * lda + i]! : A[aOff + i * lda + k]!;
+      if (a === 0) continue;
+      if (transB) {
+        for (let j = 0; j < N; j++) acc[j]! += a * B[bOff + j * ldb + k]!;
+      } else {
+        const row = bOff + k * ldb;
+        for (let j = 0; j < N; j++) acc[j]! += a * B[row + j]!;
+      }
+    }
+    const c = cOff + i * ldc;
+    if (accumulate) for (let j = 0; j < N; j++) C[c + j]! += acc[j]!;
+    else for (let j = 0; j < N; j++) C[c + j] = acc[j]!;
+  }
+}
+
+function softmaxRowsInPlace(s: Float64Array, rows: number, cols: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    let max = -Infinity;
+    for (let j = 0; j < cols; j++) if (s[o + j]! > max) max = s[o + j]!;
+    if (max === -Infinity) {
+      // Every key masked: HF's additive finfo.min mask makes the row uniform, so do the same.
+      for (let j = 0; j < cols; j++) s[o + j] = 1 / cols;
+      continue;
+    }
+    let sum = 0;
+    for (let j = 0; j < cols; j++) {
+      const e = s[o + j] === -Infinity ? 0 : Math.exp(s[o + j]! - max);
+      s[o + j] = e;
+      sum += e;
+    }
+    for (let j = 0; j < cols; j++) s[o + j]! /= sum;
+  }
+}
+
+export const tsBackend: Backend = {
+  name: "typescript",
+  supportsFloat64: true,
+  gemm,
+
+  linearForward(x, w, b, y, rows, inF, outF) {
+    gemm(false, true, rows, outF, inF, x, 0, inF, w, 0, inF, y, 0, outF, false);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < outF; j++) y[r * outF + j]! += b[j]!;
+  },
+
+  linearBackward(dy, x, w, dx, dw, db, rows, inF, outF) {
+    if (dx) gemm(false, false, rows, inF, outF, dy, 0, outF, w, 0, inF, dx, 0, inF, false);
+    if (dw) gemm(true, false, outF, inF, rows, dy, 0, outF, x, 0, inF, dw, 0, inF, true);
+    if (db) {
+      for (let j = 0; j < outF; j++) {
+        let s = 0;
+        for (let r = 0; r < rows; r++) s += dy[r * outF + j]!;
+        db[j]! += s;
+      }
+    }
+  },
+
+  add(a, b, out, n) {
+    for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
+  },
+
+  geluForward(x, y, n) {
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!;
+      y[i] = 0.5 * v * (1 + erf(v * INV_SQRT2));
+    }
+  },
+
+  geluBackward(x, dy, dx, n) {
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!;
+      const cdf = 0.5 * (1 + erf(v * INV_SQRT2));
+      const pdf = INV_SQRT_2PI * Math.exp(-0.5 * v * v);
+      dx[i] = dy[i]! * (cdf + v * pdf);
+    }
+  },
+
+  tanhForward(x, y, n) {
+    for (let i = 0; i < n; i++) y[i] = Math.tanh(x[i]!);
+  },
+
+  tanhBackward(y, dy, dx, n) {
+    for (let i = 0; i < n; i++) dx[i] = dy[i]! * (1 - y[i]! * y[i]!);
+  },
+
+  layerNormForward(x, gamma, beta, y, mean, rstd, rows, cols, eps) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let mu = 0;
+      for (let j = 0; j < cols; j++) mu += x[o + j]!;
+      mu /= cols;
+      let variance = 0;
+      for (let j = 0; j < cols; j++) {
+        const d = x[o + j]! - mu;
+        variance += d * d;
+      }
+      variance /= cols; // biased, as torch.nn.LayerNorm
+      const rs = 1 / Math.sqrt(variance + eps);
+      mean[r] = mu;
+      rstd[r] = rs;
+      for (let j = 0; j < cols; j++) y[o + j] = (x[o + j]! - mu) * rs * gamma[j]! + beta[j]!;
+    }
+  },
+
+  layerNormBackward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      const mu = mean[r]!;
+      const rs = rstd[r]!;
+      let sumG = 0;
+      let sumGX = 0;
+      for (let j = 0; j < cols; j++) {
+        const xhat = (x[o + j]! - mu) * rs;
+        const g = dy[o + j]! * gamma[j]!;
+        sumG += g;
+        sumGX += g * xhat;
+        if (dgamma) dgamma[j]! += dy[o + j]! * xhat;
+        if (dbeta) dbeta[j]! += dy[o + j]!;
+      }
+      const mG = sumG / cols;
+      const mGX = sumGX / cols;
+      for (let j = 0; j < cols; j++) {
+        const xhat = (x[o + j]! - mu) * rs;
+        dx[o + j] = rs * (dy[o + j]! * gamma[j]! - mG - xhat * mGX);
+      }
+    }
+  },
+
+  attentionForward(q, k, v, keyMask, shape, probs, ctx, dropout, keep) {
+    const { batch: B, seqLen: T, heads: H, headDim: D } = shape;
+    const W = H * D;
+    const scale = 1 / Math.sqrt(D);
+    const s = new Float64Array(T * T);
+    const threshold = dropout ? dropThreshold(dropout.p) : 0;
+    const keepScale = dropout ? 1 / (1 - dropout.p) : 1;
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const base = b * T * W + h * D;
+        for (let i = 0; i < T; i++) {
+          for (let j = 0; j < T; j++) {
+            const m = keyMask[b * T + j]!;
+            if (m === -Infinity) {
+              s[i * T + j] = -Infinity;
+              continue;
+            }
+            let dot = 0;
+            for (let d = 0; d < D; d++) dot += q[base + i * W + d]! * k[base + j * W + d]!;
+            s[i * T + j] = dot * scale + m;
+          }
+        }
+        softmaxRowsInPlace(s, T, T);
+        const pOff = (b * H + h) * T * T;
+        for (let t = 0; t < T * T; t++) probs[pOff + t] = s[t]!;
+        if (dropout && keep) {
+          for (let t = 0; t < T * T; t++) {
+            const kept = streamDraw(dropout.seed, dropout.offset + pOff + t) >= threshold;
+            keep[pOff + t] = kept ? 1 : 0;
+            s[t] = kept ? s[t]! * keepScale : 0;
+          }
+        }
+        for (let i = 0; i < T; i++) {
+          for (let d = 0; d < D; d++) {
+            let acc = 0;
+            for (let j = 0; j < T; j++) acc += s[i * T + j]! * v[base + j * W + d]!;
+            ctx[base + i * W + d] = acc;
+          }
+        }
+      }
+    }
+  },
+
+  attentionBackward(q, k, v, probs, keep, dropoutP, dctx, shape, dq, dk, dv) {
+    const { batch: B, seqLen: T, heads: H, headDim: D } = shape;
+    const W = H * D;
+    const scale = 1 / Math.sqrt(D);
+    const keepScale = keep ? 1 / (1 - dropoutP) : 1;
+    const pd = new Float64Array(T * T); // probabilities after dropout
+    const dp = new Float64Array(T * T);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const base = b * T * W + h * D;
+        const pOff = (b * H + h) * T * T;
+        for (let t = 0; t < T * T; t++) {
+          pd[t] = keep ? (keep[pOff + t] ? probs[pOff + t]! * keepScale : 0) : probs[pOff + t]!;
+        }
+        // dV = P'ᵀ dctx ; dP' = dctx Vᵀ
+        for (let j = 0; j < T; j++) {
+          for (let d = 0; d < D; d++) {
+            let acc = 0;
+            for (let i = 0; i < T; i++) acc += pd[i * T + j]! * dctx[base + i * W + d]!;
+            dv[base + j * W + d] = acc;
+          }
+        }
+        for (let i = 0; i < T; i++) {
+          for (let j = 0; j < T; j++) {
+            let acc = 0;
+            for (let d = 0; d < D; d++) acc += dctx[base + i * W + d]! * v[base + j * W + d]!;
+            if (keep) acc = keep[pOff + i * T + j] ? acc * keepScale : 0;
+            dp[i * T + j] = acc;
+          }
+        }
+        // softmax backward: dS = P ⊙ (dP − Σ_j dP·P), then the 1/√D scale.
+        for (let i = 0; i < T; i++) {
+          let dot = 0;
+          for (let j = 0; j < T; j++) dot += dp[i * T + j]! * probs[pOff + i * T + j]!;
+          for (let j = 0; j < T; j++) dp[i * T + j] = probs[pOff + i * T + j]! * (dp[i * T + j]! - dot) * scale;
+        }
+        for (let i = 0; i < T; i++) {
+          for (let d = 0; d < D; d++) {
+            let acc = 0;
+            for (let j = 0; j < T; j++) acc += dp[i * T + j]! * k[base + j * W + d]!;
+            dq[base + i * W + d] = acc;
+          }
+        }
+        for (let j = 0; j < T; j++) {
+          for (let d = 0; d < D; d++) {
+            let acc = 0;
+            for (let i = 0; i < T; i++) acc += dp[i * T + j]! * q[base + i * W + d]!;
+            dk[base + j * W + d] = acc;
+          }
+        }
+      }
+    }
+  },
+
+  dropoutForward(x, y, keep, n, spec: DropoutSpec) {
+    const threshold = dropThreshold(spec.p);
+    const s = 1 / (1 - spec.p);
+    for (let i = 0; i < n; i++) {
+      const kept = streamDraw(spec.seed, spec.offset + i) >= threshold;
+      keep[i] = kept ? 1 : 0;
+      y[i] = kept ? x[i]! * s : 0;
+    }
+  },
+
+  dropoutBackward(dy, dx, keep, n, p) {
+    const s = 1 / (1 - p);
+    for (let i = 0; i < n; i++) dx[i] = keep[i] ? dy[i]! * s : 0;
+  },
+
+  embeddingForward(ids, posIds, typeIds, word, pos, type, out, rows, hidden) {
+    for (let r = 0; r < rows; r++) {
+      const w = ids[r]! * hidden;
+      const p = posIds[r]! * hidden;
+      const t = typeIds[r]! * hidden;
+      const o = r * hidden;
+      for (let j = 0; j < hidden; j++) out[o + j] = word[w + j]! + pos[p + j]! + type[t + j]!;
+    }
+  },
+
+  embeddingBackward(ids, dOut, table, rows, hidden, skipId) {
+    for (let r = 0; r < rows; r++) {
+      const id = ids[r]!;
+      if (id === skipId) continue;
+      const o = id * hidden;
+      for (let j = 0; j < hidden; j++) table[o + j]! += dOut[r * hidden + j]!;
+    }
+  },
+
+  crossEntropyForward(logits, labels, probs, rows, classes) {
+    let loss = 0;
+    for (let r = 0; r < rows; r++) {
+      const o = r * classes;
+      let max = -Infinity;
+      for (let c = 0; c < classes; c++) max = Math.max(max, logits[o + c]!);
+      let sum = 0;
+      for (let c = 0; c < classes; c++) sum += Math.exp(logits[o + c]! - max);
+      const logSum = Math.log(sum) + max;
+      for (let c = 0; c < classes; c++) probs[o + c] = Math.exp(logits[o + c]! - logSum);
+      const label = labels[r]!;
+      if (label >= 0) loss += logSum - logits[o + label]!;
+    }
+    return loss;
+  },
+
+  crossEntropyBackward(probs, labels, dlogits, rows, classes, scale) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * classes;
+      const label = labels[r]!;
+      for (let c = 0; c < classes; c++) {
+        dlogits[o + c] = label < 0 ? 0 : (probs[o + c]! - (c === label ? 1 : 0)) * scale;
+      }
+    }
+  },
+
+  adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step) {
+    const bc1 = 1 - Math.pow(beta1, step);
+    const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
+    const stepSize = lr / bc1;
+    const decay = 1 - lr * weightDecay;
+    for (let i = 0; i < n; i++) {
+      const gi = g[i]!;
+      if (weightDecay !== 0) p[i] = p[i]! * decay;
+      // Read the moments back after storing so a float32 state rounds exactly as torch's does.
+      m[i] = beta1 * m[i]! + (1 - beta1) * gi;
+      v[i] = beta2 * v[i]! + (1 - beta2) * gi * gi;
+      p[i] = p[i]! - (stepSize * m[i]!) / (Math.sqrt(v[i]!) / bc2Sqrt + eps);
+    }
+  },
+
+  sumSquares(x, n) {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += x[i]! * x[i]!;
+    return s;
+  },
+
+  scale(x, n, s) {
+    for (let i = 0; i < n; i++) x[i]! *= s;
+  },
+};

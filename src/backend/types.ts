@@ -1,0 +1,123 @@
+/**
+ * The compute backend: every numeric kernel the model and optimizer need, behind one small interface.
+ * Two implementations: the TypeScript reference (`ts.ts`, the spec that tests compare against) and the
+ * native C++ addon (`native.ts`). All tensors are row-major flat typed arrays; shapes are passed explicitly.
+ *
+ * The TypeScript backend accepts Float32Array and Float64Array (float64 for finite-difference gradient
+ * checks); the native backend only Float32Array.
+ */
+export type FArray = Float32Array | Float64Array;
+
+/** Dropout configuration for one call: probability and the counter-based RNG stream to draw from. */
+export interface DropoutSpec {
+  p: number;
+  /** 32-bit seed of this step's stream. */
+  seed: number;
+  /** Counter offset of this call inside the stream, so that different call sites draw different numbers. */
+  offset: number;
+}
+
+export interface AttentionShape {
+  batch: number;
+  seqLen: number;
+  heads: number;
+  headDim: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** True when this backend can run float64 tensors (gradient checks). */
+  readonly supportsFloat64: boolean;
+
+  /**
+   * C[M,N] = op(A)[M,K] · op(B)[K,N]  (+ C when `accumulate`). op(X) is X or Xᵀ; `ld*` are the row strides of
+   * the arrays as stored.
+   */
+  gemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number,
+    A: FArray, aOff: number, lda: number,
+    B: FArray, bOff: number, ldb: number,
+    C: FArray, cOff: number, ldc: number,
+    accumulate: boolean,
+  ): void;
+
+  /** y[rows,out] = x[rows,in] · Wᵀ + b, with W stored [out,in] as torch.nn.Linear does. */
+  linearForward(x: FArray, w: FArray, b: FArray, y: FArray, rows: number, inF: number, outF: number): void;
+  /**
+   * dx = dy · W (overwrites dx), dW += dyᵀ · x, db += Σ_rows dy. Any of dx/dw/db may be null (frozen weights or
+   * no need to backprop further down).
+   */
+  linearBackward(
+    dy: FArray, x: FArray, w: FArray, dx: FArray | null, dw: FArray | null, db: FArray | null,
+    rows: number, inF: number, outF: number,
+  ): void;
+
+  /** out = a + b elementwise. */
+  add(a: FArray, b: FArray, out: FArray, n: number): void;
+  /** HF `gelu`: x·Φ(x) with the exact erf. */
+  geluForward(x: FArray, y: FArray, n: number): void;
+  /** dx = dy · gelu'(x). */
+  geluBackward(x: FArray, dy: FArray, dx: FArray, n: number): void;
+  tanhForward(x: FArray, y: FArray, n: number): void;
+  /** dx = dy · (1 − y²), from the forward output y. */
+  tanhBackward(y: FArray, dy: FArray, dx: FArray, n: number): void;
+
+  /** Row-wise LayerNorm; saves mean and 1/σ per row for the backward pass. */
+  layerNormForward(
+    x: FArray, gamma: FArray, beta: FArray, y: FArray, mean: FArray, rstd: FArray,
+    rows: number, cols: number, eps: number,
+  ): void;
+  /** dx overwritten; dgamma/dbeta accumulated (null when frozen). */
+  layerNormBackward(
+    dy: FArray, x: FArray, mean: FArray, rstd: FArray, gamma: FArray,
+    dx: FArray, dgamma: FArray | null, dbeta: FArray | null, rows: number, cols: number,
+  ): void;
+
+  /**
+   * Scaled dot-product attention over q,k,v [B·T, H·D] with an additive key mask [B·T] (0 or −∞ per key).
+   * Saves the softmax probabilities [B,H,T,T] (before dropout) and the dropout keep-mask.
+   */
+  attentionForward(
+    q: FArray, k: FArray, v: FArray, keyMask: Float32Array, shape: AttentionShape,
+    probs: FArray, ctx: FArray, dropout: DropoutSpec | null, keep: Uint8Array | null,
+  ): void;
+  /** dq, dk, dv overwritten. */
+  attentionBackward(
+    q: FArray, k: FArray, v: FArray, probs: FArray, keep: Uint8Array | null, dropoutP: number,
+    dctx: FArray, shape: AttentionShape, dq: FArray, dk: FArray, dv: FArray,
+  ): void;
+
+  /** y = x · keep / (1 − p), drawing keep from the counter-based RNG. */
+  dropoutForward(x: FArray, y: FArray, keep: Uint8Array, n: number, spec: DropoutSpec): void;
+  dropoutBackward(dy: FArray, dx: FArray, keep: Uint8Array, n: number, p: number): void;
+
+  /** out[r,:] = word[ids[r]] + pos[posIds[r]] + type[typeIds[r]]. */
+  embeddingForward(
+    ids: Int32Array, posIds: Int32Array, typeIds: Int32Array,
+    word: FArray, pos: FArray, type: FArray, out: FArray, rows: number, hidden: number,
+  ): void;
+  /** table[ids[r]] += dOut[r] for every r whose id is not `skipId` (HF's padding_idx gets no gradient). */
+  embeddingBackward(
+    ids: Int32Array, dOut: FArray, table: FArray, rows: number, hidden: number, skipId: number,
+  ): void;
+
+  /**
+   * Softmax cross-entropy per row against integer labels. Writes probabilities, returns the summed loss.
+   * Rows whose label is negative (ignore) contribute nothing.
+   */
+  crossEntropyForward(logits: FArray, labels: Int32Array, probs: FArray, rows: number, classes: number): number;
+  /** dlogits = (probs − onehot(label)) · scale. */
+  crossEntropyBackward(probs: FArray, labels: Int32Array, dlogits: FArray, rows: number, classes: number, scale: number): void;
+
+  /**
+   * torch.optim.AdamW update on a flat slice: p ← p·(1 − lr·wd); m, v moments; p ← p − lr/bc1 · m/(√v/√bc2 + ε).
+   */
+  adamw(
+    p: FArray, g: FArray, m: FArray, v: FArray, n: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number,
+  ): void;
+  /** Σ x², accumulated in float64. */
+  sumSquares(x: FArray, n: number): number;
+  /** x ← x · s. */
+  scale(x: FArray, n: number, s: number): void;
+}

@@ -1,0 +1,206 @@
+/**
+ * Loading a HF model folder into BertForSequenceClassification and saving one that Python `transformers`
+ * loads unchanged. Name handling follows HF's loader: legacy LayerNorm gamma/beta, checkpoints of a plain
+ * BertModel without the `bert.` prefix, pretraining heads (`cls.*`) and `position_ids` buffers ignored; missing
+ * weights initialised as HF's _init_weights does and reported like HF's "newly initialized" warning.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import type { Backend } from "../backend/types.js";
+import { BertForSequenceClassification } from "../model/bert.js";
+import { type BertConfig, configToJson, parseBertConfig } from "../model/config.js";
+import type { DType } from "../model/params.js";
+import { WeitiaoError } from "../util/errors.js";
+import { Rng } from "../util/rng.js";
+import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
+
+/** A set of named tensors in a checkpoint, read on demand. */
+export interface TensorSource {
+  names(): string[];
+  shape(name: string): number[];
+  read(name: string): Float32Array;
+  close(): void;
+}
+
+/** One or several safetensors files (HF's sharded layout has an index naming the file of each tensor). */
+export function safetensorsSource(files: string[]): TensorSource {
+  const opened = files.map((f) => SafetensorsFile.open(f));
+  const owner = new Map<string, SafetensorsFile>();
+  for (const f of opened) for (const n of f.names()) owner.set(n, f);
+  const get = (n: string): SafetensorsFile => {
+    const f = owner.get(n);
+    if (!f) throw new WeitiaoError(`checkpoint has no tensor ${n}`);
+    return f;
+  };
+  return {
+    names: () => [...owner.keys()],
+    shape: (n) => get(n).info(n).shape,
+    read: (n) => get(n).float(n),
+    close: () => opened.forEach((f) => f.close()),
+  };
+}
+
+export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
+
+/** Find the weights of a model folder, preferring safetensors as HF does. */
+export function openWeights(dir: string): { source: TensorSource; description: string } {
+  const single = join(dir, "model.safetensors");
+  if (existsSync(single)) return { source: safetensorsSource([single]), description: "model.safetensors" };
+  const index = join(dir, "model.safetensors.index.json");
+  if (existsSync(index)) {
+    let parsed: { weight_map?: Record<string, string> };
+    try {
+      parsed = JSON.parse(readFileSync(index, "utf8"));
+    } catch (e) {
+      throw new WeitiaoError(`${index}: not valid JSON (${(e as Error).message})`);
+    }
+    if (!parsed.weight_map) throw new WeitiaoError(`${index}: no weight_map`);
+    const shards = [...new Set(Object.values(parsed.weight_map))].map((f) => {
+      const p = resolve(dir, f);
+      if (dirname(p) !== resolve(dir)) throw new WeitiaoError(`${index}: shard ${f} lies outside the model folder`);
+      if (!existsSync(p)) throw new WeitiaoError(`${index}: shard ${f} is missing`);
+      return p;
+    });
+    return { source: safetensorsSource(shards), description: `${shards.length} safetensors shards` };
+  }
+  throw new WeitiaoError(
+    `${dir}: no model weights found (expected model.safetensors or model.safetensors.index.json)`,
+  );
+}
+
+export function readConfig(dir: string): BertConfig {
+  const path = join(dir, "config.json");
+  if (!existsSync(path)) throw new WeitiaoError(`${dir}: no config.json (is this a HF model folder?)`);
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new WeitiaoError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseBertConfig(raw, path);
+}
+
+/** Map a checkpoint name to our HF BertForSequenceClassification name, or null to ignore it. */
+export function canonicalName(name: string): string | null {
+  let n = name.replace(/\.gamma$/, ".weight").replace(/\.beta$/, ".bias");
+  if (n.endsWith("position_ids") || n.startsWith("cls.")) return null;
+  if (!n.startsWith("bert.") && !n.startsWith("classifier.")) n = `bert.${n}`;
+  return n;
+}
+
+export interface LoadReport {
+  missing: string[];
+  unexpected: string[];
+  reinitialized: string[];
+  weights: string;
+}
+
+export interface LoadOptions {
+  backend: Backend;
+  dtype?: DType;
+  /** Label names the data needs; a classifier of another size is re-initialised. */
+  labels?: string[];
+  /** Seed for initialising weights the checkpoint lacks. */
+  seed?: number;
+  log?: (line: string) => void;
+}
+
+/** HF's _init_weights: Linear/Embedding weights ~ N(0, initializer_range), biases 0, LayerNorm 1/0. */
+export function initParameter(model: BertForSequenceClassification, name: string, rng: Rng): void {
+  const v = model.params.value(name);
+  if (name.includes("LayerNorm")) v.fill(name.endsWith(".weight") ? 1 : 0);
+  else if (name.endsWith(".bias")) v.fill(0);
+  else {
+    const std = model.config.initializer_range;
+    for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
+    if (name === "bert.embeddings.word_embeddings.weight") {
+      const H = model.config.hidden_size;
+      v.fill(0, model.config.pad_token_id * H, model.config.pad_token_id * H + H); // padding_idx row
+    }
+  }
+}
+
+/** Load config + weights from a HF folder. */
+export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertForSequenceClassification; report: LoadReport } {
+  const log = opts.log ?? (() => {});
+  const config = readConfig(dir);
+  if (opts.labels && opts.labels.length !== config.num_labels) {
+    log(`notice: the checkpoint's classifier has ${config.num_labels} labels, the data ${opts.labels.length}: the classifier is re-initialised`);
+  }
+  if (opts.labels) {
+    config.num_labels = opts.labels.length;
+    config.id2label = Object.fromEntries(opts.labels.map((n, i) => [String(i), n]));
+    config.label2id = Object.fromEntries(opts.labels.map((n, i) => [n, i]));
+  }
+  const model = new BertForSequenceClassification(config, opts.backend, opts.dtype ?? "float32");
+  const { source, description } = openWeights(dir);
+  const report: LoadReport = { missing: [], unexpected: [], reinitialized: [], weights: description };
+  const loaded = new Set<string>();
+  try {
+    for (const raw of source.names()) {
+      const name = canonicalName(raw);
+      if (name === null) continue;
+      const spec = model.params.byName.get(name);
+      if (!spec) {
+        report.unexpected.push(raw);
+        continue;
+      }
+      const shape = source.shape(raw);
+      if (shape.join(",") !== spec.shape.join(",")) {
+        if (name.startsWith("classifier.")) {
+          report.reinitialized.push(name);
+          continue;
+        }
+        throw new WeitiaoError(`${dir}: ${raw} has shape [${shape}] but config.json implies [${spec.shape}]`);
+      }
+      model.params.value(name).set(source.read(raw));
+      loaded.add(name);
+    }
+  } finally {
+    source.close();
+  }
+  const rng = new Rng(opts.seed ?? 42);
+  for (const spec of model.params.specs) {
+    if (loaded.has(spec.name)) continue;
+    if (!report.reinitialized.includes(spec.name)) report.missing.push(spec.name);
+    initParameter(model, spec.name, rng);
+  }
+  if (![...loaded].some((n) => n.startsWith("bert.encoder."))) {
+    throw new WeitiaoError(`${dir}: ${description} holds none of the BERT encoder weights; is it a BERT checkpoint?`);
+  }
+  if (report.missing.length) {
+    log(`Some weights of BertForSequenceClassification were not initialized from the model checkpoint at ${dir} and are newly initialized: ${report.missing.join(", ")}`);
+    log("You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
+  }
+  if (report.unexpected.length) log(`Some weights of the model checkpoint at ${dir} were not used: ${report.unexpected.join(", ")}`);
+  return { model, report };
+}
+
+/**
+ * Save a folder Python `transformers` loads: config.json, model.safetensors (F32, HF names, {"format":"pt"}),
+ * tokenizer files copied from `tokenizerDir`. Written to a temporary folder first and renamed into place, so a
+ * failure leaves no half-written output.
+ */
+export function saveModel(model: BertForSequenceClassification, outDir: string, tokenizerDir: string | null, extraFiles: Record<string, string> = {}): void {
+  const target = resolve(outDir);
+  const tmp = `${target}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  writeFileSync(join(tmp, "config.json"), JSON.stringify(configToJson(model.config), null, 2) + "\n");
+  const tensors = new Map<string, TensorToWrite>();
+  for (const spec of model.params.specs) {
+    tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: Float32Array.from(model.params.value(spec.name)) });
+  }
+  writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" });
+  if (tokenizerDir) {
+    for (const f of TOKENIZER_FILES) if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(tmp, f));
+  }
+  for (const [name, content] of Object.entries(extraFiles)) writeFileSync(join(tmp, name), content);
+  mkdirSync(dirname(target), { recursive: true });
+  // Replace only what we write, so an existing folder's other files (checkpoints, logs) survive.
+  mkdirSync(target, { recursive: true });
+  for (const f of ["config.json", "model.safetensors", ...TOKENIZER_FILES, ...Object.keys(extraFiles)]) {
+    if (existsSync(join(tmp, f))) renameSync(join(tmp, f), join(target, f));
+  }
+  rmSync(tmp, { recursive: true, force: true });
+}

@@ -1,0 +1,426 @@
+/**
+ * BertForSequenceClassification, forward and backward side by side per module (in the spirit of llm.c and
+ * candle's bert.rs). Parameters carry HF's state-dict names. Mirrors transformers' modeling_bert.py:
+ *
+ *   embeddings:  LN(word[ids] + position[t] + token_type[tt]) → dropout
+ *   layer:       h1 = LN(dropout(Wo·attention(Wq x, Wk x, Wv x)) + x)
+ *                out = LN(dropout(W2·gelu(W1 h1)) + h1)
+ *   pooler:      tanh(Wp · out[:, 0])
+ *   classifier:  Wc · dropout(pooled)            (dropout = classifier_dropout ?? hidden_dropout_prob)
+ *
+ * Freezing: frozen parameters get no gradient, and backprop stops below the lowest trainable module; only
+ * modules that backprop runs through keep their activations.
+ */
+import type { AttentionShape, Backend, DropoutSpec, FArray } from "../backend/types.js";
+import type { BertConfig } from "./config.js";
+import { allocFloat, bertParamLayout, type DType, ParamStore } from "./params.js";
+
+export interface ModelInput {
+  /** [batch·seqLen] token ids. */
+  inputIds: Int32Array;
+  /** [batch·seqLen] 1 for real tokens, 0 for padding. */
+  attentionMask: Int32Array;
+  /** [batch·seqLen] segment ids (0 for the first text, 1 for the pair). */
+  tokenTypeIds: Int32Array;
+  batch: number;
+  seqLen: number;
+}
+
+export interface ForwardOptions {
+  /** Train mode: dropout active (when its probability > 0) and activations saved for backward. */
+  train: boolean;
+  /** Seed of this micro-batch's dropout stream (train mode only). */
+  dropoutSeed?: number;
+  /** Also return every hidden state (embedding output, then each layer), as HF's output_hidden_states. */
+  outputHiddenStates?: boolean;
+}
+
+interface DropoutCache {
+  keep: Uint8Array | null;
+  p: number;
+}
+
+interface EmbeddingCache {
+  posIds: Int32Array;
+  sum: FArray;
+  mean: FArray;
+  rstd: FArray;
+  drop: DropoutCache;
+}
+
+interface LayerCache {
+  x: FArray;
+  q: FArray;
+  k: FArray;
+  v: FArray;
+  probs: FArray;
+  attnKeep: Uint8Array | null;
+  ctx: FArray;
+  drop1: DropoutCache;
+  sum1: FArray;
+  mean1: FArray;
+  rstd1: FArray;
+  h1: FArray;
+  inter: FArray;
+  act: FArray;
+  drop2: DropoutCache;
+  sum2: FArray;
+  mean2: FArray;
+  rstd2: FArray;
+}
+
+/** What backward needs from a forward pass. */
+export interface ForwardCache {
+  input: ModelInput;
+  /** Lowest module depth that backward runs through (see ParamSpec.level). */
+  minLevel: number;
+  embeddings: EmbeddingCache | null;
+  layers: (LayerCache | null)[];
+  cls: FArray;
+  pooled: FArray;
+  head: HeadCache;
+}
+
+export interface HeadCache {
+  pooled: FArray;
+  dropped: FArray;
+  drop: DropoutCache;
+  rows: number;
+}
+
+export interface ForwardResult {
+  logits: FArray;
+  pooled: FArray;
+  hiddenStates?: FArray[];
+  cache: ForwardCache | null;
+}
+
+/** Counter-based dropout streams: every call site gets its own slice of the step's stream. */
+class DropoutStream {
+  private offset = 0;
+  constructor(private readonly seed: number) {}
+  next(p: number, n: number): DropoutSpec {
+    const spec = { p, seed: this.seed, offset: this.offset };
+    this.offset = (this.offset + n) >>> 0;
+    return spec;
+  }
+}
+
+export class BertForSequenceClassification {
+  readonly params: ParamStore;
+  /** Per parameter (same order as params.specs): does it train? */
+  readonly trainable: boolean[];
+  readonly hiddenDropout: number;
+  readonly attentionDropout: number;
+  readonly classifierDropout: number;
+
+  constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32") {
+    if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
+    this.params = new ParamStore(bertParamLayout(config), dtype);
+    this.trainable = this.params.specs.map(() => true);
+    this.hiddenDropout = config.hidden_dropout_prob;
+    this.attentionDropout = config.attention_probs_dropout_prob;
+    this.classifierDropout = config.classifier_dropout ?? config.hidden_dropout_prob;
+  }
+
+  get numLayers(): number {
+    return this.config.num_hidden_layers;
+  }
+
+  /** Mark which parameters train, by name. */
+  setTrainable(predicate: (name: string) => boolean): void {
+    this.params.specs.forEach((s, i) => (this.trainable[i] = predicate(s.name)));
+  }
+
+  isTrainable(name: string): boolean {
+    return this.trainable[this.params.specs.indexOf(this.params.spec(name))]!;
+  }
+
+  /** Lowest module depth holding a trainable parameter (L+3 when nothing trains). */
+  lowestTrainableLevel(): number {
+    let min = this.numLayers + 3;
+    this.params.specs.forEach((s, i) => {
+      if (this.trainable[i] && s.level < min) min = s.level;
+    });
+    return min;
+  }
+
+  private alloc(n: number): FArray {
+    return allocFloat(this.dtype, n);
+  }
+
+  private w(name: string): FArray {
+    return this.params.value(name);
+  }
+
+  /** The gradient buffer of a parameter, or null when it is frozen (so no weight gradient is computed). */
+  private g(name: string): FArray | null {
+    const spec = this.params.spec(name);
+    return this.trainable[this.params.specs.indexOf(spec)] ? this.params.gradOf(name) : null;
+  }
+
+  private dropout(x: FArray, p: number, n: number, stream: DropoutStream | null, save: boolean): { y: FArray; cache: DropoutCache } {
+    if (!stream || p === 0) return { y: x, cache: { keep: null, p: 0 } };
+    const y = this.alloc(n);
+    const keep = new Uint8Array(n);
+    this.backend.dropoutForward(x, y, keep, n, stream.next(p, n));
+    return { y, cache: { keep: save ? keep : null, p } };
+  }
+
+  private dropoutBack(dy: FArray, c: DropoutCache, n: number): FArray {
+    if (!c.keep) return dy;
+    const dx = this.alloc(n);
+    this.backend.dropoutBackward(dy, dx, c.keep, n, c.p);
+    return dx;
+  }
+
+  // ---------------------------------------------------------------- embeddings
+
+  private embeddingsForward(input: ModelInput, stream: DropoutStream | null, save: boolean): { out: FArray; cache: EmbeddingCache | null } {
+    const { batch: B, seqLen: T } = input;
+    const H = this.config.hidden_size;
+    const rows = B * T;
+    const posIds = new Int32Array(rows);
+    for (let r = 0; r < rows; r++) posIds[r] = r % T;
+    const sum = this.alloc(rows * H);
+    const p = "bert.embeddings.";
+    this.backend.embeddingForward(
+      input.inputIds, posIds, input.tokenTypeIds,
+      this.w(`${p}word_embeddings.weight`), this.w(`${p}position_embeddings.weight`), this.w(`${p}token_type_embeddings.weight`),
+      sum, rows, H,
+    );
+    const normed = this.alloc(rows * H);
+    const mean = this.alloc(rows);
+    const rstd = this.alloc(rows);
+    this.backend.layerNormForward(sum, this.w(`${p}LayerNorm.weight`), this.w(`${p}LayerNorm.bias`), normed, mean, rstd, rows, H, this.config.layer_norm_eps);
+    const { y, cache: drop } = this.dropout(normed, this.hiddenDropout, rows * H, stream, save);
+    return { out: y, cache: save ? { posIds, sum, mean, rstd, drop } : null };
+  }
+
+  private embeddingsBackward(dOut: FArray, input: ModelInput, c: EmbeddingCache): void {
+    const H = this.config.hidden_size;
+    const rows = input.batch * input.seqLen;
+    const p = "bert.embeddings.";
+    const dNormed = this.dropoutBack(dOut, c.drop, rows * H);
+    const dSum = this.alloc(rows * H);
+    this.backend.layerNormBackward(dNormed, c.sum, c.mean, c.rstd, this.w(`${p}LayerNorm.weight`), dSum, this.g(`${p}LayerNorm.weight`), this.g(`${p}LayerNorm.bias`), rows, H);
+    const gw = this.g(`${p}word_embeddings.weight`);
+    if (gw) this.backend.embeddingBackward(input.inputIds, dSum, gw, rows, H, this.config.pad_token_id);
+    const gp = this.g(`${p}position_embeddings.weight`);
+    if (gp) this.backend.embeddingBackward(c.posIds, dSum, gp, rows, H, -1);
+    const gt = this.g(`${p}token_type_embeddings.weight`);
+    if (gt) this.backend.embeddingBackward(input.tokenTypeIds, dSum, gt, rows, H, -1);
+  }
+
+  // ---------------------------------------------------------------- encoder layer
+
+  private linear(prefix: string, x: FArray, rows: number, inF: number, outF: number): FArray {
+    const y = this.alloc(rows * outF);
+    this.backend.linearForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, rows, inF, outF);
+    return y;
+  }
+
+  /** Returns dx (or null when not needed); accumulates weight gradients of trainable weights. */
+  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean): FArray | null {
+    const dx = needDx ? this.alloc(rows * inF) : null;
+    this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF);
+    return dx;
+  }
+
+  private layerNorm(prefix: string, x: FArray, rows: number, cols: number): { y: FArray; mean: FArray; rstd: FArray } {
+    const y = this.alloc(rows * cols);
+    const mean = this.alloc(rows);
+    const rstd = this.alloc(rows);
+    this.backend.layerNormForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, mean, rstd, rows, cols, this.config.layer_norm_eps);
+    return { y, mean, rstd };
+  }
+
+  private layerNormBack(prefix: string, dy: FArray, x: FArray, mean: FArray, rstd: FArray, rows: number, cols: number): FArray {
+    const dx = this.alloc(rows * cols);
+    this.backend.layerNormBackward(dy, x, mean, rstd, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, cols);
+    return dx;
+  }
+
+  private attentionShape(input: ModelInput): AttentionShape {
+    const heads = this.config.num_attention_heads;
+    return { batch: input.batch, seqLen: input.seqLen, heads, headDim: this.config.hidden_size / heads };
+  }
+
+  private layerForward(l: number, x: FArray, input: ModelInput, keyMask: Float32Array, stream: DropoutStream | null, save: boolean): { out: FArray; cache: LayerCache | null } {
+    const H = this.config.hidden_size;
+    const I = this.config.intermediate_size;
+    const rows = input.batch * input.seqLen;
+    const p = `bert.encoder.layer.${l}.`;
+    const shape = this.attentionShape(input);
+
+    // self-attention
+    const q = this.linear(`${p}attention.self.query`, x, rows, H, H);
+    const k = this.linear(`${p}attention.self.key`, x, rows, H, H);
+    const v = this.linear(`${p}attention.self.value`, x, rows, H, H);
+    const probs = this.alloc(input.batch * shape.heads * input.seqLen * input.seqLen);
+    const ctx = this.alloc(rows * H);
+    const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, probs.length) : null;
+    const attnKeep = attnDrop ? new Uint8Array(probs.length) : null;
+    this.backend.attentionForward(q, k, v, keyMask, shape, probs, ctx, attnDrop, attnKeep);
+
+    // attention output: dense → dropout → residual → LayerNorm
+    const attnOut = this.linear(`${p}attention.output.dense`, ctx, rows, H, H);
+    const d1 = this.dropout(attnOut, this.hiddenDropout, rows * H, stream, save);
+    const sum1 = this.alloc(rows * H);
+    this.backend.add(d1.y, x, sum1, rows * H);
+    const ln1 = this.layerNorm(`${p}attention.output.LayerNorm`, sum1, rows, H);
+
+    // feed-forward: dense → GELU → dense → dropout → residual → LayerNorm
+    const inter = this.linear(`${p}intermediate.dense`, ln1.y, rows, H, I);
+    const act = this.alloc(rows * I);
+    this.backend.geluForward(inter, act, rows * I);
+    const ffnOut = this.linear(`${p}output.dense`, act, rows, I, H);
+    const d2 = this.dropout(ffnOut, this.hiddenDropout, rows * H, stream, save);
+    const sum2 = this.alloc(rows * H);
+    this.backend.add(d2.y, ln1.y, sum2, rows * H);
+    const ln2 = this.layerNorm(`${p}output.LayerNorm`, sum2, rows, H);
+
+    const cache: LayerCache | null = save
+      ? {
+          x, q, k, v, probs, attnKeep, ctx, drop1: d1.cache, sum1, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
+          inter, act, drop2: d2.cache, sum2, mean2: ln2.mean, rstd2: ln2.rstd,
+        }
+      : null;
+    return { out: ln2.y, cache };
+  }
+
+  /** Backward through one layer; returns d(input) when `needDx`. */
+  private layerBackward(l: number, dOut: FArray, c: LayerCache, input: ModelInput, needDx: boolean): FArray | null {
+    const H = this.config.hidden_size;
+    const I = this.config.intermediate_size;
+    const rows = input.batch * input.seqLen;
+    const p = `bert.encoder.layer.${l}.`;
+    const n = rows * H;
+
+    const dSum2 = this.layerNormBack(`${p}output.LayerNorm`, dOut, c.sum2, c.mean2, c.rstd2, rows, H);
+    const dFfnOut = this.dropoutBack(dSum2, c.drop2, n);
+    const dAct = this.linearBack(`${p}output.dense`, dFfnOut, c.act, rows, I, H, true)!;
+    const dInter = this.alloc(rows * I);
+    this.backend.geluBackward(c.inter, dAct, dInter, rows * I);
+    const dH1 = this.linearBack(`${p}intermediate.dense`, dInter, c.h1, rows, H, I, true)!;
+    this.backend.add(dH1, dSum2, dH1, n); // residual branch
+
+    const dSum1 = this.layerNormBack(`${p}attention.output.LayerNorm`, dH1, c.sum1, c.mean1, c.rstd1, rows, H);
+    const dAttnOut = this.dropoutBack(dSum1, c.drop1, n);
+    const dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true)!;
+
+    const dq = this.alloc(n);
+    const dk = this.alloc(n);
+    const dv = this.alloc(n);
+    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input), dq, dk, dv);
+    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.x, rows, H, H, needDx);
+    const dxk = this.linearBack(`${p}attention.self.key`, dk, c.x, rows, H, H, needDx);
+    const dxv = this.linearBack(`${p}attention.self.value`, dv, c.x, rows, H, H, needDx);
+    if (!needDx) return null;
+    this.backend.add(dxq!, dxk!, dxq!, n);
+    this.backend.add(dxq!, dxv!, dxq!, n);
+    this.backend.add(dxq!, dSum1, dxq!, n); // residual branch
+    return dxq;
+  }
+
+  // ---------------------------------------------------------------- encoder + pooler
+
+  /**
+   * Runs embeddings, encoder and pooler. In train mode saves what backward needs for the modules at or above
+   * the lowest trainable level.
+   */
+  encode(input: ModelInput, opts: ForwardOptions): { pooled: FArray; hiddenStates?: FArray[]; partial: Omit<ForwardCache, "head"> | null } {
+    const { batch: B, seqLen: T } = input;
+    const H = this.config.hidden_size;
+    const L = this.numLayers;
+    const rows = B * T;
+    if (input.inputIds.length !== rows || input.attentionMask.length !== rows || input.tokenTypeIds.length !== rows) {
+      throw new Error(`input arrays must hold batch·seqLen = ${rows} entries`);
+    }
+    const save = opts.train;
+    const minLevel = save ? this.lowestTrainableLevel() : L + 3;
+    const stream = opts.train ? new DropoutStream(opts.dropoutSeed ?? 0) : null;
+    const keyMask = new Float32Array(rows);
+    for (let r = 0; r < rows; r++) keyMask[r] = input.attentionMask[r] ? 0 : -Infinity;
+
+    const emb = this.embeddingsForward(input, stream, save && minLevel <= 0);
+    const hidden: FArray[] | undefined = opts.outputHiddenStates ? [emb.out] : undefined;
+    let x = emb.out;
+    const layers: (LayerCache | null)[] = [];
+    for (let l = 0; l < L; l++) {
+      const r = this.layerForward(l, x, input, keyMask, stream, save && minLevel <= l + 1);
+      layers.push(r.cache);
+      x = r.out;
+      hidden?.push(x);
+    }
+    // pooler: tanh(W · h[:, 0])
+    const cls = this.alloc(B * H);
+    for (let b = 0; b < B; b++) cls.set(x.subarray(b * T * H, b * T * H + H), b * H);
+    const pre = this.linear("bert.pooler.dense", cls, B, H, H);
+    const pooled = this.alloc(B * H);
+    this.backend.tanhForward(pre, pooled, B * H);
+    return {
+      pooled,
+      hiddenStates: hidden,
+      partial: save ? { input, minLevel, embeddings: emb.cache, layers, cls, pooled } : null,
+    };
+  }
+
+  // ---------------------------------------------------------------- classifier head
+
+  /** logits = Wc · dropout(pooled). */
+  classify(pooled: FArray, rows: number, train: boolean, dropoutSeed = 0): { logits: FArray; cache: HeadCache } {
+    const H = this.config.hidden_size;
+    // The head's dropout stream is separate from the encoder's so cached-feature training draws the same masks.
+    const stream = train ? new DropoutStream((dropoutSeed ^ 0x5bd1e995) >>> 0) : null;
+    const d = this.dropout(pooled, this.classifierDropout, rows * H, stream, train);
+    const logits = this.linear("classifier", d.y, rows, H, this.config.num_labels);
+    return { logits, cache: { pooled, dropped: d.y, drop: d.cache, rows } };
+  }
+
+  /** Backward through the classifier; returns d(pooled) when needed below. */
+  classifyBackward(dLogits: FArray, c: HeadCache, needDx: boolean): FArray | null {
+    const H = this.config.hidden_size;
+    const dDropped = this.linearBack("classifier", dLogits, c.dropped, c.rows, H, this.config.num_labels, needDx);
+    return dDropped ? this.dropoutBack(dDropped, c.drop, c.rows * H) : null;
+  }
+
+  // ---------------------------------------------------------------- whole model
+
+  forward(input: ModelInput, opts: ForwardOptions): ForwardResult {
+    const enc = this.encode(input, opts);
+    const head = this.classify(enc.pooled, input.batch, opts.train, opts.dropoutSeed ?? 0);
+    return {
+      logits: head.logits,
+      pooled: enc.pooled,
+      hiddenStates: enc.hiddenStates,
+      cache: enc.partial ? { ...enc.partial, head: head.cache } : null,
+    };
+  }
+
+  /** Accumulates parameter gradients (into params.grad) of the loss whose gradient w.r.t. the logits is dLogits. */
+  backward(cache: ForwardCache, dLogits: FArray): void {
+    const { input, minLevel } = cache;
+    const { batch: B, seqLen: T } = input;
+    const H = this.config.hidden_size;
+    const L = this.numLayers;
+    const dPooled = this.classifyBackward(dLogits, cache.head, minLevel <= L + 1);
+    if (!dPooled) return;
+    const dPre = this.alloc(B * H);
+    this.backend.tanhBackward(cache.pooled, dPooled, dPre, B * H);
+    const dCls = this.linearBack("bert.pooler.dense", dPre, cache.cls, B, H, H, minLevel <= L);
+    if (!dCls) return;
+    let dx = this.alloc(B * T * H);
+    for (let b = 0; b < B; b++) dx.set(dCls.subarray(b * H, b * H + H), b * T * H);
+    for (let l = L - 1; l >= 0 && minLevel <= l + 1; l--) {
+      const d = this.layerBackward(l, dx, cache.layers[l]!, input, minLevel <= l);
+      if (!d) return;
+      dx = d;
+    }
+    if (minLevel <= 0) this.embeddingsBackward(dx, input, cache.embeddings!);
+  }
+
+  zeroGrad(): void {
+    this.params.grad.fill(0);
+  }
+}

@@ -1,0 +1,46 @@
+/** Shared test helpers: fixture paths and the error measures of test/fixtures/PROVENANCE.md. */
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import type { FArray } from "../src/backend/types.js";
+
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+export const FIXTURES = join(ROOT, "test", "fixtures");
+export const TINY = join(FIXTURES, "bert-tiny-chinese");
+export const REAL = join(FIXTURES, "reference", "real-tokens");
+export const HF = join(FIXTURES, "reference", "hf-transformers");
+export const CLI = join(ROOT, "dist", "src", "cli", "main.js");
+
+export function tempDir(prefix = "weitiao-test-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** ‖a − b‖₂ / ‖b‖₂ over the entries where `keep(i)` (all by default). */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, keep: (i: number) => boolean = () => true): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (!keep(i)) continue;
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num) / Math.sqrt(den);
+}
+
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+export function toF64(a: FArray): Float64Array {
+  return Float64Array.from(a);
+}
