@@ -110,9 +110,9 @@ export class BertForSequenceClassification {
   readonly params: ParamStore;
   /** Per parameter (same order as params.specs): does it train? */
   readonly trainable: boolean[];
-  readonly hiddenDropout: number;
-  readonly attentionDropout: number;
-  readonly classifierDropout: number;
+  hiddenDropout: number;
+  attentionDropout: number;
+  classifierDropout: number;
 
   constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32") {
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
@@ -125,6 +125,11 @@ export class BertForSequenceClassification {
 
   get numLayers(): number {
     return this.config.num_hidden_layers;
+  }
+
+  /** Override every dropout probability (the CLI's --dropout; 0 makes training deterministic). */
+  setDropout(p: number): void {
+    this.hiddenDropout = this.attentionDropout = this.classifierDropout = p;
   }
 
   /** Mark which parameters train, by name. */

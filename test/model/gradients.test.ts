@@ -1,0 +1,41 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { tsBackend } from "../../src/backend/ts.js";
+import { loadModelFromDir } from "../../src/io/checkpoint.js";
+import { SafetensorsFile } from "../../src/io/safetensors.js";
+import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
+import { HF, REAL, TINY, maxAbs, relErr } from "../helpers.js";
+
+for (const [setName, dir] of [["real-tokens", REAL], ["hf-transformers", HF]] as const) {
+  test(`train loss and every gradient match ${setName} reference`, () => {
+    const fwd = SafetensorsFile.open(join(dir, "forward.safetensors"));
+    const grads = SafetensorsFile.open(join(dir, "grads.safetensors"));
+    const { model } = loadModelFromDir(TINY, { backend: tsBackend });
+    model.setDropout(0);
+    const [B, T] = fwd.info("input_ids").shape as [number, number];
+    const input = { inputIds: fwd.int("input_ids"), attentionMask: fwd.int("attention_mask"), tokenTypeIds: fwd.int("token_type_ids"), batch: B, seqLen: T };
+    const labels = fwd.int("labels");
+    const out = model.forward(input, { train: true, dropoutSeed: 1 });
+    const C = model.config.num_labels;
+    const { sum, probs } = crossEntropy(tsBackend, "float32", out.logits, labels, B, C);
+    assert.ok(Math.abs(sum / B - fwd.float("train_loss")[0]!) < 1e-5, `loss ${sum / B}`);
+    model.zeroGrad();
+    model.backward(out.cache!, crossEntropyGrad(tsBackend, "float32", probs, labels, B, C, 1 / B));
+    for (const spec of model.params.specs) {
+      const ours = model.params.gradOf(spec.name);
+      const ref = grads.float(`grad.${spec.name}`);
+      if (spec.name.endsWith("attention.self.key.bias")) {
+        assert.ok(maxAbs(ours) < 1e-6, `${spec.name} max ${maxAbs(ours)}`);
+      } else {
+        const e = relErr(ours, ref);
+        assert.ok(e < 1e-4, `${spec.name} rel ${e}`);
+      }
+    }
+    // HF's padding_idx 0: row 0 of the word-embedding gradient is always zero.
+    const H = model.config.hidden_size;
+    assert.equal(maxAbs(model.params.gradOf("bert.embeddings.word_embeddings.weight").subarray(0, H)), 0);
+    fwd.close();
+    grads.close();
+  });
+}
