@@ -13,7 +13,7 @@
  */
 import type { AttentionShape, Backend, DropoutSpec, FArray } from "../backend/types.js";
 import type { BertConfig } from "./config.js";
-import { allocFloat, bertParamLayout, type DType, ParamStore } from "./params.js";
+import { allocFloat, bertParamLayout, type DType, type ParamSpec, ParamStore } from "./params.js";
 
 export interface ModelInput {
   /** [batch·seqLen] token ids. */
@@ -132,9 +132,9 @@ export class BertForSequenceClassification {
     this.hiddenDropout = this.attentionDropout = this.classifierDropout = p;
   }
 
-  /** Mark which parameters train, by name. */
-  setTrainable(predicate: (name: string) => boolean): void {
-    this.params.specs.forEach((s, i) => (this.trainable[i] = predicate(s.name)));
+  /** Mark which parameters train. */
+  setTrainable(predicate: (spec: ParamSpec) => boolean): void {
+    this.params.specs.forEach((s, i) => (this.trainable[i] = predicate(s)));
   }
 
   isTrainable(name: string): boolean {

@@ -1,0 +1,176 @@
+/**
+ * From raw rows to labelled, tokenised examples and padded batches.
+ */
+import type { BertTokenizer, TruncationStrategy } from "../tokenizer/index.js";
+import type { ModelInput } from "../model/bert.js";
+import type { BertConfig } from "../model/config.js";
+import { hasGenericLabels } from "../model/config.js";
+import { WeitiaoError } from "../util/errors.js";
+import type { RawRow } from "./read.js";
+
+export interface ColumnOptions {
+  textColumn: string;
+  textPairColumn?: string;
+  labelColumn: string;
+}
+
+export interface TextExample {
+  text: string;
+  pair: string | null;
+  /** Raw label as written in the file (null for unlabelled input). */
+  rawLabel: string | null;
+  file: string;
+  line: number;
+}
+
+export interface SkippedRow {
+  file: string;
+  line: number;
+  reason: string;
+}
+
+export interface ExtractResult {
+  examples: TextExample[];
+  skipped: SkippedRow[];
+}
+
+function columnError(row: RawRow, column: string, flag: string): WeitiaoError {
+  return new WeitiaoError(
+    `${row.file}:${row.line}: no column "${column}" (columns: ${Object.keys(row.fields).join(", ")}); choose one with ${flag}`,
+  );
+}
+
+function asText(v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  return typeof v === "string" ? v : String(v);
+}
+
+/**
+ * Pull text, pair and label out of each row. Rows with empty text or an empty label are skipped and reported
+ * (never silently dropped). `requireLabel` false for prediction input.
+ */
+export function extractExamples(rows: RawRow[], cols: ColumnOptions, requireLabel: boolean): ExtractResult {
+  const examples: TextExample[] = [];
+  const skipped: SkippedRow[] = [];
+  for (const row of rows) {
+    if (!(cols.textColumn in row.fields)) throw columnError(row, cols.textColumn, "--text-column");
+    if (cols.textPairColumn && !(cols.textPairColumn in row.fields)) throw columnError(row, cols.textPairColumn, "--text-pair-column");
+    if (requireLabel && !(cols.labelColumn in row.fields)) throw columnError(row, cols.labelColumn, "--label-column");
+    const text = asText(row.fields[cols.textColumn]);
+    const pair = cols.textPairColumn ? asText(row.fields[cols.textPairColumn]) ?? "" : null;
+    const rawLabel = cols.labelColumn in row.fields ? asText(row.fields[cols.labelColumn]) : null;
+    if (text === null || text.trim() === "") {
+      skipped.push({ file: row.file, line: row.line, reason: "empty text" });
+      continue;
+    }
+    if (requireLabel && (rawLabel === null || rawLabel.trim() === "")) {
+      skipped.push({ file: row.file, line: row.line, reason: "missing label" });
+      continue;
+    }
+    examples.push({ text, pair, rawLabel: rawLabel === null ? null : rawLabel.trim(), file: row.file, line: row.line });
+  }
+  return { examples, skipped };
+}
+
+/** Class names (index = class id), and whether the file writes labels as integer ids or as names. */
+export interface LabelSet {
+  names: string[];
+  integer: boolean;
+}
+
+const isIntLabel = (l: string): boolean => /^-?\d+$/.test(l);
+
+/**
+ * Decide the label set from the training labels and the model config:
+ * - integers must be exactly 0…N−1 and are used as ids; names come from the config when its count matches,
+ *   else LABEL_i;
+ * - strings use the config's label2id when it covers every name (and is not the generic LABEL_i), else the
+ *   sorted unique names.
+ */
+export function resolveLabels(examples: TextExample[], config: BertConfig): LabelSet {
+  const raw = [...new Set(examples.map((e) => e.rawLabel!))];
+  if (raw.length === 0) throw new WeitiaoError("no labelled rows to train on");
+  const configNames = Object.entries(config.id2label).sort((a, b) => Number(a[0]) - Number(b[0])).map(([, n]) => n);
+  if (raw.every(isIntLabel)) {
+    const ids = raw.map(Number).sort((a, b) => a - b);
+    const n = ids[ids.length - 1]! + 1;
+    if (ids[0]! < 0 || ids.length !== n) {
+      const missing = Array.from({ length: n }, (_, i) => i).filter((i) => !ids.includes(i));
+      throw new WeitiaoError(
+        `${examples[0]!.file}: integer labels must be 0…N−1, found {${ids.join(", ")}}` +
+          (missing.length ? ` (missing ${missing.slice(0, 5).join(", ")})` : "") +
+          "; renumber them, or write them as names (e.g. \"pos\"/\"neg\") to have them mapped automatically",
+      );
+    }
+    return { names: configNames.length === n ? configNames : Array.from({ length: n }, (_, i) => `LABEL_${i}`), integer: true };
+  }
+  if (!hasGenericLabels(config) && raw.every((l) => l in config.label2id)) {
+    return { names: Object.entries(config.label2id).sort((a, b) => a[1] - b[1]).map(([n]) => n), integer: false };
+  }
+  return { names: raw.sort(), integer: false };
+}
+
+/** The label set of a trained model, for evaluating a file whose labels may be ids or names. */
+export function labelSetForFile(examples: TextExample[], names: string[]): LabelSet {
+  const raw = examples.map((e) => e.rawLabel!);
+  return { names, integer: raw.every(isIntLabel) && !raw.every((l) => names.includes(l)) };
+}
+
+/** Map each example's raw label to its class id; an unknown label is an error naming file:line. */
+export function labelIds(examples: TextExample[], set: LabelSet): Int32Array {
+  const index = new Map(set.names.map((n, i) => [n, i]));
+  const ids = new Int32Array(examples.length);
+  examples.forEach((e, i) => {
+    const raw = e.rawLabel!;
+    const id = set.integer ? (isIntLabel(raw) ? Number(raw) : undefined) : index.get(raw);
+    if (id === undefined || id < 0 || id >= set.names.length) {
+      const known = set.integer ? `0…${set.names.length - 1}` : set.names.join(", ");
+      throw new WeitiaoError(`${e.file}:${e.line}: unknown label "${raw}" (known: ${known})`);
+    }
+    ids[i] = id;
+  });
+  return ids;
+}
+
+export interface EncodedExample {
+  inputIds: number[];
+  tokenTypeIds: number[];
+  /** Optional explicit mask (defaults to all ones); lets raw pre-padded ids be trained as they are. */
+  attentionMask?: number[];
+  label: number;
+}
+
+export interface EncodeStats {
+  truncated: number;
+}
+
+export function encodeExamples(
+  tokenizer: BertTokenizer, examples: TextExample[], labels: Int32Array | null, maxLength: number,
+  truncation: TruncationStrategy = "longest_first",
+): { encoded: EncodedExample[]; stats: EncodeStats } {
+  let truncated = 0;
+  const encoded = examples.map((e, i) => {
+    const enc = tokenizer.encode(e.text, e.pair, { maxLength, truncation });
+    if (enc.truncated) truncated++;
+    return { inputIds: enc.inputIds, tokenTypeIds: enc.tokenTypeIds, label: labels ? labels[i]! : -1 };
+  });
+  return { encoded, stats: { truncated } };
+}
+
+/** Pad a batch to its longest row (dynamic padding) into model input. */
+export function collate(batch: EncodedExample[], padId: number): { input: ModelInput; labels: Int32Array } {
+  const B = batch.length;
+  const T = Math.max(1, ...batch.map((e) => e.inputIds.length));
+  const inputIds = new Int32Array(B * T).fill(padId);
+  const tokenTypeIds = new Int32Array(B * T);
+  const attentionMask = new Int32Array(B * T);
+  const labels = new Int32Array(B);
+  batch.forEach((e, b) => {
+    inputIds.set(e.inputIds, b * T);
+    tokenTypeIds.set(e.tokenTypeIds, b * T);
+    if (e.attentionMask) attentionMask.set(e.attentionMask, b * T);
+    else attentionMask.fill(1, b * T, b * T + e.inputIds.length);
+    labels[b] = e.label;
+  });
+  return { input: { inputIds, attentionMask, tokenTypeIds, batch: B, seqLen: T }, labels };
+}

@@ -1,0 +1,68 @@
+/**
+ * AdamW as torch.optim.AdamW (decoupled weight decay), with HF Trainer's parameter groups: no decay for biases
+ * and LayerNorm weights. Each parameter keeps its own step count, so parameters unfrozen later (gradual
+ * unfreezing) start with fresh moments and bias correction, as a new torch param group would.
+ */
+import type { FArray } from "../backend/types.js";
+import type { BertForSequenceClassification } from "../model/bert.js";
+import { allocFloat, isNoDecay } from "../model/params.js";
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export const ADAMW_DEFAULTS: AdamWOptions = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+
+export class AdamW {
+  readonly m: FArray;
+  readonly v: FArray;
+  /** Updates applied so far, per parameter (same order as model.params.specs). */
+  readonly steps: Int32Array;
+
+  constructor(private readonly model: BertForSequenceClassification, readonly opts: AdamWOptions) {
+    this.m = allocFloat(model.dtype, model.params.size);
+    this.v = allocFloat(model.dtype, model.params.size);
+    this.steps = new Int32Array(model.params.specs.length);
+  }
+
+  /** One update of every trainable parameter; `lrScale(i)` multiplies the lr of parameter i (layer-wise decay). */
+  step(lr: number, lrScale: (index: number) => number = () => 1): void {
+    const { params, backend, trainable } = this.model;
+    params.specs.forEach((s, i) => {
+      if (!trainable[i]) return;
+      const end = s.offset + s.size;
+      this.steps[i]! += 1;
+      backend.adamw(
+        params.data.subarray(s.offset, end), params.grad.subarray(s.offset, end),
+        this.m.subarray(s.offset, end), this.v.subarray(s.offset, end), s.size,
+        lr * lrScale(i), this.opts.beta1, this.opts.beta2, this.opts.eps,
+        isNoDecay(s.name) ? 0 : this.opts.weightDecay, this.steps[i]!,
+      );
+    });
+  }
+}
+
+/**
+ * torch.nn.utils.clip_grad_norm_ over the trainable parameters: returns the total L2 norm before clipping and
+ * scales the gradients by max_norm/(norm + 1e-6) when that is below 1.
+ */
+export function clipGradNorm(model: BertForSequenceClassification, maxNorm: number): number {
+  const { params, backend, trainable } = model;
+  let sq = 0;
+  params.specs.forEach((s, i) => {
+    if (trainable[i]) sq += backend.sumSquares(params.grad.subarray(s.offset, s.offset + s.size), s.size);
+  });
+  const norm = Math.sqrt(sq);
+  if (maxNorm > 0) {
+    const coef = maxNorm / (norm + 1e-6);
+    if (coef < 1) {
+      params.specs.forEach((s, i) => {
+        if (trainable[i]) backend.scale(params.grad.subarray(s.offset, s.offset + s.size), s.size, coef);
+      });
+    }
+  }
+  return norm;
+}

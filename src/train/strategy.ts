@@ -1,0 +1,48 @@
+/**
+ * Which parameters train, per strategy, and the layer-wise lr decay factor of each parameter.
+ * Module depth (ParamSpec.level): 0 embeddings, 1…L encoder layers, L+1 pooler, L+2 classifier.
+ */
+import type { ParamSpec } from "../model/params.js";
+import { WeitiaoError } from "../util/errors.js";
+
+export type Strategy = "full" | "head" | "top-k" | "gradual";
+export const STRATEGIES: Strategy[] = ["full", "head", "top-k", "gradual"];
+
+/**
+ * The set of trainable parameters in a given epoch (1-based).
+ * - full: everything; head: classifier only (the pooler is frozen too, as the tutorial's
+ *   `for p in model.bert.parameters(): p.requires_grad = False`); top-k: classifier, pooler, top K layers;
+ * - gradual (ULMFiT): epoch 1 as head, epoch e ≥ 2 as top-k with K = e−1; once every layer trains, the
+ *   embeddings join.
+ */
+export function trainablePredicate(strategy: Strategy, numLayers: number, epoch: number, topK?: number): (spec: ParamSpec) => boolean {
+  const L = numLayers;
+  const topKLevels = (k: number) => (s: ParamSpec) => s.level >= L + 1 - Math.min(k, L);
+  switch (strategy) {
+    case "full":
+      return () => true;
+    case "head":
+      return (s) => s.level === L + 2;
+    case "top-k": {
+      if (topK === undefined || !Number.isInteger(topK) || topK < 0 || topK > L) {
+        throw new WeitiaoError(`--top-k must be an integer from 0 to ${L} (the model's layers) with --strategy top-k`);
+      }
+      return topKLevels(topK);
+    }
+    case "gradual": {
+      if (epoch <= 1) return (s) => s.level === L + 2;
+      const k = epoch - 1;
+      return k > L ? () => true : topKLevels(k);
+    }
+  }
+}
+
+/**
+ * ELECTRA-style layer-wise lr decay D: classifier and pooler get lr; encoder layer L−1−j gets lr·D^(j+1) (the top
+ * layer lr·D); embeddings lr·D^(L+1).
+ */
+export function layerLrScale(level: number, numLayers: number, decay: number | undefined): number {
+  if (decay === undefined || decay === 1) return 1;
+  const exponent = Math.max(0, numLayers + 1 - level);
+  return Math.pow(decay, exponent);
+}

@@ -1,0 +1,251 @@
+/**
+ * The training loop: HF Trainer semantics (linear warmup/decay, AdamW with decay groups, global-norm clipping,
+ * gradient accumulation, logging every N steps with HF's log_history format) plus freezing strategies.
+ */
+import type { FArray } from "../backend/types.js";
+import type { BertForSequenceClassification } from "../model/bert.js";
+import { collate, type EncodedExample } from "../data/dataset.js";
+import { Rng, stepSeed } from "../util/rng.js";
+import { crossEntropy, crossEntropyGrad } from "./loss.js";
+import { AdamW, clipGradNorm } from "./optimizer.js";
+import { linearWarmupDecay, warmupSteps } from "./schedule.js";
+import { layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
+
+export interface TrainingArgs {
+  epochs: number;
+  /** Overrides epochs when > 0. */
+  maxSteps: number;
+  batchSize: number;
+  evalBatchSize: number;
+  learningRate: number;
+  warmupSteps?: number;
+  warmupRatio?: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  gradientAccumulationSteps: number;
+  seed: number;
+  shuffle: boolean;
+  strategy: Strategy;
+  topK?: number;
+  layerLrDecay?: number;
+  loggingSteps: number;
+}
+
+export const DEFAULT_TRAINING_ARGS: TrainingArgs = {
+  epochs: 3, maxSteps: 0, batchSize: 16, evalBatchSize: 64, learningRate: 5e-5, weightDecay: 0, maxGradNorm: 1,
+  gradientAccumulationSteps: 1, seed: 42, shuffle: true, strategy: "full", loggingSteps: 50,
+};
+
+export interface StepLog {
+  step: number;
+  epoch: number;
+  loss: number;
+  learning_rate: number;
+  grad_norm: number;
+}
+
+export interface EvalLog {
+  step: number;
+  epoch: number;
+  eval_loss: number;
+  eval_accuracy: number;
+  [metric: string]: number;
+}
+
+export interface EpochSummary {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  eval?: EvalLog;
+  seconds: number;
+}
+
+export interface EvalResult {
+  loss: number;
+  accuracy: number;
+  logits: FArray;
+  predictions: Int32Array;
+}
+
+export interface TrainResult {
+  globalStep: number;
+  epochs: EpochSummary[];
+  logHistory: (StepLog | EvalLog)[];
+  totalSteps: number;
+  trainSeconds: number;
+}
+
+export interface TrainerHooks {
+  /** A line for the user (epoch summaries, notices). */
+  log?: (line: string) => void;
+  /** Called after each optimizer step. */
+  onStep?: (info: { step: number; totalSteps: number; epoch: number; loss: number; lr: number; samples: number }) => void;
+  onEpochStart?: (epoch: number, stepsInEpoch: number) => void;
+}
+
+/** Run the model in eval mode over examples; loss is the mean over examples. */
+export function evaluate(model: BertForSequenceClassification, examples: EncodedExample[], batchSize: number, padId: number): EvalResult {
+  const C = model.config.num_labels;
+  const logits = new Float32Array(examples.length * C);
+  const predictions = new Int32Array(examples.length);
+  let lossSum = 0;
+  let correct = 0;
+  let labelled = 0;
+  for (let start = 0; start < examples.length; start += batchSize) {
+    const chunk = examples.slice(start, start + batchSize);
+    const { input, labels } = collate(chunk, padId);
+    const out = model.forward(input, { train: false });
+    const { sum } = crossEntropy(model.backend, model.dtype, out.logits, labels, chunk.length, C);
+    lossSum += sum;
+    logits.set(out.logits, start * C);
+    for (let b = 0; b < chunk.length; b++) {
+      const p = argmax(out.logits, b * C, C);
+      predictions[start + b] = p;
+      if (labels[b]! >= 0) {
+        labelled++;
+        if (p === labels[b]) correct++;
+      }
+    }
+  }
+  return { loss: labelled ? lossSum / labelled : NaN, accuracy: labelled ? correct / labelled : NaN, logits, predictions };
+}
+
+export function argmax(x: ArrayLike<number>, off: number, n: number): number {
+  let best = 0;
+  for (let c = 1; c < n; c++) if (x[off + c]! > x[off + best]!) best = c;
+  return best;
+}
+
+export class Trainer {
+  readonly optimizer: AdamW;
+  private readonly rng: Rng;
+
+  constructor(
+    readonly model: BertForSequenceClassification,
+    readonly args: TrainingArgs,
+    readonly trainSet: EncodedExample[],
+    readonly evalSet: EncodedExample[] | null,
+    readonly padId: number,
+    readonly hooks: TrainerHooks = {},
+  ) {
+    this.optimizer = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: args.weightDecay });
+    this.rng = new Rng(args.seed);
+  }
+
+  get batchesPerEpoch(): number {
+    return Math.ceil(this.trainSet.length / this.args.batchSize);
+  }
+
+  /** Optimizer steps per epoch: HF does an update on the leftover micro-batches at an epoch's end. */
+  get stepsPerEpoch(): number {
+    return Math.max(1, Math.ceil(this.batchesPerEpoch / this.args.gradientAccumulationSteps));
+  }
+
+  get totalSteps(): number {
+    return this.args.maxSteps > 0 ? this.args.maxSteps : this.stepsPerEpoch * this.args.epochs;
+  }
+
+  private applyStrategy(epoch: number): void {
+    this.model.setTrainable(trainablePredicate(this.args.strategy, this.model.numLayers, epoch, this.args.topK));
+  }
+
+  train(): TrainResult {
+    const { args, model } = this;
+    const log = this.hooks.log ?? (() => {});
+    if (this.trainSet.length === 0) throw new Error("no training examples");
+    const total = this.totalSteps;
+    const warmup = warmupSteps(total, args.warmupSteps, args.warmupRatio);
+    const numEpochs = Math.ceil(total / this.stepsPerEpoch);
+    const C = model.config.num_labels;
+    const lrScales = model.params.specs.map((s) => layerLrScale(s.level, model.numLayers, args.layerLrDecay));
+    const history: (StepLog | EvalLog)[] = [];
+    const epochs: EpochSummary[] = [];
+    const started = Date.now();
+    let step = 0;
+    let lossSinceLog = 0;
+    let stepsSinceLog = 0;
+
+    for (let epoch = 1; epoch <= numEpochs && step < total; epoch++) {
+      const epochStart = Date.now();
+      this.applyStrategy(epoch);
+      const order = args.shuffle ? this.rng.permutation(this.trainSet.length) : this.trainSet.map((_, i) => i);
+      const batches: number[][] = [];
+      for (let i = 0; i < order.length; i += args.batchSize) batches.push(order.slice(i, i + args.batchSize));
+      const stepsThisEpoch = Math.min(this.stepsPerEpoch, total - step);
+      this.hooks.onEpochStart?.(epoch, stepsThisEpoch);
+      let epochLoss = 0;
+      let epochSteps = 0;
+      let correct = 0;
+      let seen = 0;
+
+      for (let u = 0; u < this.stepsPerEpoch && step < total; u++) {
+        const micro = batches.slice(u * args.gradientAccumulationSteps, (u + 1) * args.gradientAccumulationSteps);
+        const nExamples = micro.reduce((a, b) => a + b.length, 0);
+        model.zeroGrad();
+        let lossSum = 0;
+        micro.forEach((idx, mi) => {
+          const { input, labels } = collate(idx.map((i) => this.trainSet[i]!), this.padId);
+          const out = model.forward(input, { train: true, dropoutSeed: stepSeed(args.seed, step, mi) });
+          const ce = crossEntropy(model.backend, model.dtype, out.logits, labels, idx.length, C);
+          lossSum += ce.sum;
+          for (let b = 0; b < idx.length; b++) if (argmax(out.logits, b * C, C) === labels[b]) correct++;
+          // The step's loss is the mean over all its examples, so each micro-batch contributes sum/n.
+          model.backward(out.cache!, crossEntropyGrad(model.backend, model.dtype, ce.probs, labels, idx.length, C, 1 / nExamples));
+        });
+        seen += nExamples;
+        const loss = lossSum / nExamples;
+        const gradNorm = clipGradNorm(model, args.maxGradNorm);
+        const lr = linearWarmupDecay(args.learningRate, step, warmup, total);
+        this.optimizer.step(lr, (i) => lrScales[i]!);
+        step++;
+        epochLoss += loss;
+        epochSteps++;
+        lossSinceLog += loss;
+        stepsSinceLog++;
+        const epochFloat = epoch - 1 + (u + 1) / this.stepsPerEpoch;
+        if (args.loggingSteps > 0 && step % args.loggingSteps === 0) {
+          history.push({ step, epoch: epochFloat, loss: lossSinceLog / stepsSinceLog, learning_rate: lr, grad_norm: gradNorm });
+          lossSinceLog = 0;
+          stepsSinceLog = 0;
+        }
+        this.hooks.onStep?.({ step, totalSteps: total, epoch: epochFloat, loss, lr, samples: nExamples });
+      }
+
+      const summary: EpochSummary = {
+        epoch, loss: epochLoss / epochSteps, accuracy: correct / seen, seconds: (Date.now() - epochStart) / 1000,
+      };
+      let line = `Epoch ${epoch} | Loss: ${summary.loss.toFixed(4)} | Accuracy: ${summary.accuracy.toFixed(4)}`;
+      if (this.evalSet && this.evalSet.length > 0) {
+        const ev = evaluate(model, this.evalSet, args.evalBatchSize, this.padId);
+        summary.eval = { step, epoch, eval_loss: ev.loss, eval_accuracy: ev.accuracy };
+        history.push(summary.eval);
+        line += ` | Val Loss: ${ev.loss.toFixed(4)} | Val Accuracy: ${ev.accuracy.toFixed(4)}`;
+      }
+      epochs.push(summary);
+      log(line);
+    }
+    return { globalStep: step, epochs, logHistory: history, totalSteps: total, trainSeconds: (Date.now() - started) / 1000 };
+  }
+}
+
+/** HF's trainer_state.json for a finished run. */
+export function trainerState(result: TrainResult, args: TrainingArgs): Record<string, unknown> {
+  return {
+    best_metric: null,
+    best_model_checkpoint: null,
+    epoch: result.epochs.length ? result.epochs[result.epochs.length - 1]!.epoch : 0,
+    eval_steps: null,
+    global_step: result.globalStep,
+    is_hyper_param_search: false,
+    is_local_process_zero: true,
+    is_world_process_zero: true,
+    log_history: result.logHistory,
+    logging_steps: args.loggingSteps,
+    max_steps: result.totalSteps,
+    num_train_epochs: args.epochs,
+    save_steps: 0,
+    train_batch_size: args.batchSize,
+    trial_name: null,
+    trial_params: null,
+  };
+}
