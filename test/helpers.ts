@@ -10,7 +10,7 @@ export const FIXTURES = join(ROOT, "test", "fixtures");
 export const TINY = join(FIXTURES, "bert-tiny-chinese");
 export const REAL = join(FIXTURES, "reference", "real-tokens");
 export const HF = join(FIXTURES, "reference", "hf-transformers");
-export const CLI = join(ROOT, "dist", "src", "cli", "main.js");
+export const CLI = join(ROOT, "dist", "src", "cli", "bin.js");
 
 export function tempDir(prefix = "weitiao-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));

@@ -81,6 +81,8 @@ export interface TrainerHooks {
   /** Called after each optimizer step. */
   onStep?: (info: { step: number; totalSteps: number; epoch: number; loss: number; lr: number; samples: number }) => void;
   onEpochStart?: (epoch: number, stepsInEpoch: number) => void;
+  /** Called with each epoch's summary and its tutorial-style line; when absent the line goes to `log`. */
+  onEpochEnd?: (summary: EpochSummary, line: string) => void;
 }
 
 /** Run the model in eval mode over examples; loss is the mean over examples. */
@@ -222,7 +224,8 @@ export class Trainer {
         line += ` | Val Loss: ${ev.loss.toFixed(4)} | Val Accuracy: ${ev.accuracy.toFixed(4)}`;
       }
       epochs.push(summary);
-      log(line);
+      if (this.hooks.onEpochEnd) this.hooks.onEpochEnd(summary, line);
+      else log(line);
     }
     return { globalStep: step, epochs, logHistory: history, totalSteps: total, trainSeconds: (Date.now() - started) / 1000 };
   }

@@ -1,0 +1,86 @@
+/** Loading a fine-tuned model and predicting labels for new text. */
+import { type BackendName, getBackend, type Precision } from "../backend/index.js";
+import { collate, type EncodedExample } from "../data/dataset.js";
+import { loadModelFromDir } from "../io/checkpoint.js";
+import { resolveModel } from "../io/resolve.js";
+import type { BertForSequenceClassification } from "../model/bert.js";
+import { BertTokenizer } from "../tokenizer/index.js";
+
+export interface LoadedModel {
+  model: BertForSequenceClassification;
+  tokenizer: BertTokenizer;
+  labels: string[];
+  dir: string;
+}
+
+export interface LoadModelOptions {
+  backend?: BackendName;
+  precision?: Precision;
+  threads?: number;
+  log?: (line: string) => void;
+}
+
+export function loadModel(model: string, opts: LoadModelOptions = {}): LoadedModel {
+  const dir = resolveModel(model, opts.log);
+  const backend = getBackend({ ...opts });
+  const loaded = loadModelFromDir(dir, { backend, log: opts.log });
+  const id2label = loaded.model.config.id2label;
+  const labels = Object.keys(id2label).sort((a, b) => Number(a) - Number(b)).map((k) => id2label[k]!);
+  return { model: loaded.model, tokenizer: BertTokenizer.fromDir(dir), labels, dir };
+}
+
+export interface TextInput {
+  text: string;
+  textPair?: string | null;
+}
+
+export interface Prediction {
+  label: string;
+  score: number;
+  probabilities: Record<string, number>;
+  logits: number[];
+}
+
+export interface PredictOptions {
+  maxLength?: number;
+  batchSize?: number;
+  /** Called after each batch with the number of rows done. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+function softmax(x: ArrayLike<number>): number[] {
+  const max = Math.max(...Array.from(x));
+  const e = Array.from(x, (v) => Math.exp(v - max));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}
+
+export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictOptions = {}): Prediction[] {
+  const { model, tokenizer, labels } = loaded;
+  const maxLength = Math.min(opts.maxLength ?? 512, model.config.max_position_embeddings);
+  const batchSize = opts.batchSize ?? 32;
+  const C = model.config.num_labels;
+  const out: Prediction[] = [];
+  for (let start = 0; start < inputs.length; start += batchSize) {
+    const chunk: EncodedExample[] = inputs.slice(start, start + batchSize).map((t) => {
+      const e = tokenizer.encode(t.text, t.textPair ?? null, { maxLength });
+      return { inputIds: e.inputIds, tokenTypeIds: e.tokenTypeIds, label: -1 };
+    });
+    const { input } = collate(chunk, tokenizer.padId);
+    const { logits } = model.forward(input, { train: false });
+    for (let b = 0; b < chunk.length; b++) {
+      const row = Array.from(logits.subarray(b * C, b * C + C));
+      const probs = softmax(row);
+      let best = 0;
+      for (let c = 1; c < C; c++) if (probs[c]! > probs[best]!) best = c;
+      out.push({
+        label: labels[best]!,
+        score: probs[best]!,
+        probabilities: Object.fromEntries(labels.map((l, c) => [l, probs[c]!])),
+        logits: row,
+      });
+    }
+    opts.onProgress?.(Math.min(start + batchSize, inputs.length), inputs.length);
+  }
+  return out;
+}

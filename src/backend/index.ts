@@ -1,0 +1,35 @@
+/**
+ * Backend selection: the native addon when it was built and loads, otherwise the TypeScript reference with a
+ * one-line notice saying how to get the fast path.
+ */
+import { tsBackend } from "./ts.js";
+import type { Backend } from "./types.js";
+import { loadNativeBackend } from "./native.js";
+
+export type BackendName = "auto" | "native" | "typescript";
+export type Precision = "fp32" | "bf16";
+
+export interface BackendOptions {
+  backend?: BackendName;
+  precision?: Precision;
+  threads?: number;
+  log?: (line: string) => void;
+}
+
+export function getBackend(opts: BackendOptions = {}): Backend {
+  const want = opts.backend ?? "auto";
+  const precision = opts.precision ?? "fp32";
+  if (want === "typescript") {
+    if (precision !== "fp32") opts.log?.("notice: the TypeScript backend computes in fp32; --precision bf16 needs the native backend");
+    return tsBackend;
+  }
+  const native = loadNativeBackend({ precision, threads: opts.threads });
+  if (native.backend) return native.backend;
+  if (want === "native") throw new Error(`native backend unavailable: ${native.reason}`);
+  opts.log?.(`notice: native backend unavailable (${native.reason}); using the TypeScript backend. ` +
+    "For the fast path: apt-get install libdnnl-dev && npm rebuild weitiao");
+  return tsBackend;
+}
+
+export { tsBackend };
+export type { Backend };

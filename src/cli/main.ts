@@ -1,0 +1,271 @@
+/**
+ * The weitiao command line. Thin: every command parses flags into the typed options of the library API
+ * (src/api) and prints. User errors (WeitiaoError) print one line and exit 1.
+ */
+import { readFileSync, writeFileSync, renameSync } from "node:fs";
+import { join } from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { predict, loadModel, type TextInput } from "../api/predict.js";
+import { train, type TrainOptions } from "../api/train.js";
+import { extractExamples } from "../data/dataset.js";
+import { readRows } from "../data/read.js";
+import { DEMO_DATA_DIR } from "../io/resolve.js";
+import { resolveModel } from "../io/resolve.js";
+import { BertTokenizer } from "../tokenizer/index.js";
+import { STRATEGIES } from "../train/strategy.js";
+import { WeitiaoError } from "../util/errors.js";
+import { ProgressReporter } from "./progress.js";
+
+/** HF TrainingArguments spellings accepted as aliases of our flags. */
+const ALIASES: Record<string, string> = {
+  "--num-train-epochs": "--epochs",
+  "--per-device-train-batch-size": "--batch-size",
+  "--per-device-eval-batch-size": "--eval-batch-size",
+  "--model-name-or-path": "--model",
+  "--max-seq-length": "--max-length",
+  "--lr": "--learning-rate",
+};
+
+/** `--output_dir=x` → `--output-dir=x`, then aliases → canonical names. */
+export function normalizeArgv(argv: string[]): string[] {
+  return argv.map((arg) => {
+    if (!arg.startsWith("--")) return arg;
+    const eq = arg.indexOf("=");
+    let name = eq >= 0 ? arg.slice(0, eq) : arg;
+    const rest = eq >= 0 ? arg.slice(eq) : "";
+    name = name.replace(/_/g, "-");
+    return (ALIASES[name] ?? name) + rest;
+  });
+}
+
+function int(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} needs an integer, got "${v}"`);
+    return n;
+  };
+}
+
+function float(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} needs a number, got "${v}"`);
+    return n;
+  };
+}
+
+const log = (line: string): void => void process.stderr.write(line + "\n");
+const out = (line: string): void => void process.stdout.write(line + "\n");
+
+function addComputeOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option("--backend <name>", "compute backend").choices(["auto", "native", "typescript"]).default("auto"))
+    .addOption(new Option("--precision <p>", "fp32, or bf16 mixed precision (native backend)").choices(["fp32", "bf16"]).default("fp32"))
+    .option("--threads <n>", "compute threads (default: all cores)", int("--threads"));
+}
+
+function trainCommand(): Command {
+  const cmd = new Command("train")
+    .description("fine-tune a BERT model for text classification on a CSV/TSV/JSONL file")
+    .requiredOption("--model <dir>", "HF model folder (config.json + weights + tokenizer), or \"demo\"")
+    .requiredOption("--train-file <file>", "training data: .csv, .tsv or .jsonl (comma-separated list allowed)")
+    .option("--validation-file <file>", "validation data, evaluated after every epoch")
+    .requiredOption("--output-dir <dir>", "where the fine-tuned model is saved")
+    .option("--text-column <name>", "column holding the text", "text")
+    .option("--text-pair-column <name>", "column holding the second text of a pair")
+    .option("--label-column <name>", "column holding the label", "label")
+    .option("--no-header", "CSV/TSV has no header line: name columns by index (0, 1, …)")
+    .option("--max-length <n>", "truncate to N tokens (capped at the model's max_position_embeddings)", int("--max-length"), 128)
+    .option("--batch-size <n>", "training batch size", int("--batch-size"), 16)
+    .option("--eval-batch-size <n>", "evaluation batch size", int("--eval-batch-size"), 64)
+    .option("--learning-rate <lr>", "peak learning rate", float("--learning-rate"), 5e-5)
+    .option("--epochs <n>", "training epochs", int("--epochs"), 3)
+    .option("--max-steps <n>", "stop after N optimizer steps (overrides --epochs)", int("--max-steps"), 0)
+    .option("--warmup-steps <n>", "linear warmup steps", int("--warmup-steps"))
+    .option("--warmup-ratio <r>", "warmup as a fraction of all steps", float("--warmup-ratio"))
+    .option("--weight-decay <wd>", "AdamW weight decay (not applied to biases and LayerNorm)", float("--weight-decay"), 0)
+    .option("--max-grad-norm <n>", "gradient clipping norm (0 disables)", float("--max-grad-norm"), 1)
+    .option("--gradient-accumulation-steps <n>", "micro-batches per optimizer step", int("--gradient-accumulation-steps"), 1)
+    .option("--seed <n>", "random seed (shuffling, dropout, new weights)", int("--seed"), 42)
+    .option("--no-shuffle", "keep file order: batch i is rows i·B … i·B+B−1")
+    .option("--dropout <p>", "override every dropout probability of the config (0: deterministic)", float("--dropout"))
+    .addOption(new Option("--strategy <s>", "what trains").choices(STRATEGIES).default("full"))
+    .option("--top-k <k>", "with --strategy top-k: how many top encoder layers train", int("--top-k"))
+    .option("--layer-lr-decay <d>", "layer-wise lr decay: layer L−1−j gets lr·d^(j+1), embeddings lr·d^(L+1)", float("--layer-lr-decay"))
+    .option("--logging-steps <n>", "log loss/lr/grad_norm every N steps into trainer_state.json", int("--logging-steps"), 50);
+  addComputeOptions(cmd);
+  cmd.addHelpText("after", `
+Strategies:
+  full     everything trains (default)
+  head     only classifier.* trains (frozen encoder and pooler)
+  top-k    classifier, pooler and the top K encoder layers (--top-k K)
+  gradual  epoch 1 as head, epoch e as top-k with K = e−1, then the embeddings join
+
+Example:
+  weitiao train --model ./bert-base-chinese --train-file reviews.csv --validation-file dev.csv \\
+    --output-dir out/ --epochs 3 --batch-size 16 --learning-rate 2e-5 --warmup-ratio 0.1
+
+HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_batch_size, --output_dir, …`);
+  cmd.action((o: Record<string, unknown>) => {
+    const progress = new ProgressReporter(process.stderr, Number(o.loggingSteps) || 50);
+    const opts: TrainOptions = {
+      model: o.model as string, trainFile: o.trainFile as string, validationFile: o.validationFile as string | undefined,
+      outputDir: o.outputDir as string, textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined,
+      labelColumn: o.labelColumn as string, noHeader: o.header === false, maxLength: o.maxLength as number,
+      batchSize: o.batchSize as number, evalBatchSize: o.evalBatchSize as number, learningRate: o.learningRate as number,
+      epochs: o.epochs as number, maxSteps: o.maxSteps as number, warmupSteps: o.warmupSteps as number | undefined,
+      warmupRatio: o.warmupRatio as number | undefined, weightDecay: o.weightDecay as number, maxGradNorm: o.maxGradNorm as number,
+      gradientAccumulationSteps: o.gradientAccumulationSteps as number, seed: o.seed as number, shuffle: o.shuffle as boolean,
+      dropout: o.dropout as number | undefined, strategy: o.strategy as TrainOptions["strategy"], topK: o.topK as number | undefined,
+      layerLrDecay: o.layerLrDecay as number | undefined, loggingSteps: o.loggingSteps as number,
+      backend: o.backend as TrainOptions["backend"], precision: o.precision as TrainOptions["precision"], threads: o.threads as number | undefined,
+      log: (l) => progress.line(l),
+      hooks: progress.hooks(),
+    };
+    const result = train(opts);
+    progress.done();
+    if (result.eval) out(`eval_loss: ${result.eval.loss.toFixed(4)} | eval_accuracy: ${result.eval.accuracy.toFixed(4)}`);
+  });
+  return cmd;
+}
+
+function readPredictInputs(file: string, textColumn: string, pairColumn?: string): TextInput[] {
+  const rows = readRows(file);
+  const { examples, skipped } = extractExamples(rows, { textColumn, textPairColumn: pairColumn, labelColumn: "\u0000" }, false);
+  if (skipped.length) {
+    const s = skipped[0]!;
+    throw new WeitiaoError(`${s.file}:${s.line}: ${s.reason}; every input row needs text`);
+  }
+  return examples.map((e) => ({ text: e.text, textPair: e.pair }));
+}
+
+function predictCommand(): Command {
+  const cmd = new Command("predict")
+    .description("predict labels with a fine-tuned model")
+    .requiredOption("--model <dir>", "a fine-tuned model folder (e.g. the --output-dir of train)")
+    .option("--text <text...>", "text(s) to classify")
+    .option("--input <file>", "a .jsonl (text, optional text_pair) or .csv/.tsv file")
+    .option("--text-column <name>", "text column of --input", "text")
+    .option("--text-pair-column <name>", "pair column of --input (JSONL: text_pair)")
+    .option("--output <file>", "write JSONL here instead of stdout")
+    .option("--max-length <n>", "truncate to N tokens", int("--max-length"), 512)
+    .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32);
+  addComputeOptions(cmd);
+  cmd.addHelpText("after", `
+Each output line: {"label", "score", "probabilities", "logits"}.
+
+Example:
+  weitiao predict --model out/ --text "这部电影太好看了！" "烂片，浪费时间。"`);
+  cmd.action((o: Record<string, unknown>) => {
+    const texts = o.text as string[] | undefined;
+    const inputFile = o.input as string | undefined;
+    if (!texts && !inputFile) throw new WeitiaoError("predict needs --text T … or --input FILE");
+    const inputs: TextInput[] = texts
+      ? texts.map((t) => ({ text: t }))
+      : readPredictInputs(inputFile!, o.textColumn as string, (o.textPairColumn as string | undefined) ?? (inputFile!.endsWith(".jsonl") ? "text_pair" : undefined));
+    const loaded = loadModel(o.model as string, { backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
+    const preds = predict(loaded, inputs, { maxLength: o.maxLength as number, batchSize: o.batchSize as number });
+    const lines = preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
+    if (o.output) {
+      const tmp = `${o.output as string}.tmp-${process.pid}`;
+      writeFileSync(tmp, lines);
+      renameSync(tmp, o.output as string);
+      log(`wrote ${preds.length} predictions to ${o.output as string}`);
+    } else process.stdout.write(lines);
+  });
+  return cmd;
+}
+
+function tokenizeCommand(): Command {
+  return new Command("tokenize")
+    .description("show how a model's tokenizer encodes text (JSONL: tokens, input_ids, token_type_ids, attention_mask)")
+    .requiredOption("--model <dir>", "model folder with tokenizer.json or vocab.txt")
+    .option("--text <text>", "text to encode")
+    .option("--text-pair <text>", "second text of a pair")
+    .option("--input <file>", "encode every row of a .csv/.tsv/.jsonl file")
+    .option("--text-column <name>", "text column of --input", "text")
+    .option("--text-pair-column <name>", "pair column of --input")
+    .option("--max-length <n>", "truncate to N tokens", int("--max-length"))
+    .addHelpText("after", `
+Example:
+  weitiao tokenize --model demo --text "这部电影太好看了！"`)
+    .action((o: Record<string, unknown>) => {
+      const tk = BertTokenizer.fromDir(resolveModel(o.model as string));
+      let inputs: TextInput[];
+      if (o.text !== undefined) inputs = [{ text: o.text as string, textPair: (o.textPair as string | undefined) ?? null }];
+      else if (o.input) inputs = readPredictInputs(o.input as string, o.textColumn as string, o.textPairColumn as string | undefined);
+      else throw new WeitiaoError("tokenize needs --text T or --input FILE");
+      for (const t of inputs) {
+        const e = tk.encode(t.text, t.textPair ?? null, { maxLength: o.maxLength as number | undefined });
+        out(JSON.stringify({ tokens: e.tokens, input_ids: e.inputIds, token_type_ids: e.tokenTypeIds, attention_mask: e.attentionMask }));
+      }
+    });
+}
+
+function demoCommand(): Command {
+  const cmd = new Command("demo")
+    .description("train the bundled tiny Chinese model on the bundled review sample, evaluate, predict (no network)")
+    .option("--output-dir <dir>", "where the demo model is saved", "weitiao-demo-output")
+    .option("--epochs <n>", "training epochs", int("--epochs"), 4);
+  addComputeOptions(cmd);
+  cmd.action((o: Record<string, unknown>) => {
+    const progress = new ProgressReporter(process.stderr, 10);
+    out("weitiao demo: fine-tuning the bundled tiny BERT (random weights, bert-base-chinese vocabulary) on Chinese reviews");
+    const started = Date.now();
+    const result = train({
+      model: "demo", trainFile: join(DEMO_DATA_DIR, "train.csv"), validationFile: join(DEMO_DATA_DIR, "validation.csv"),
+      outputDir: o.outputDir as string, epochs: o.epochs as number, batchSize: 16, learningRate: 1e-3, warmupRatio: 0.1,
+      weightDecay: 0.01, maxLength: 64, loggingSteps: 10, seed: 42,
+      backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined,
+      log: (l) => progress.line(l), hooks: progress.hooks(),
+    });
+    progress.done();
+    out(`validation accuracy: ${result.eval!.accuracy.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    const loaded = loadModel(result.outputDir, { backend: o.backend as "auto", log: () => {} });
+    const sentences = ["这家餐厅的菜非常好吃，服务也很周到", "质量太差了，用了一天就坏了，再也不买了", "物流很快，包装完好，很满意"];
+    for (const [i, p] of predict(loaded, sentences.map((text) => ({ text }))).entries()) {
+      out(`predict: ${sentences[i]} → ${p.label} (${p.score.toFixed(3)})`);
+    }
+    out(`model saved to ${result.outputDir}; try: weitiao predict --model ${o.outputDir as string} --text "还不错"`);
+  });
+  return cmd;
+}
+
+export function buildProgram(): Command {
+  const program = new Command("weitiao")
+    .description("微调 weitiao: fine-tune BERT-family models for text classification in Node.js — numbers equal to PyTorch + transformers")
+    .version(JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")).version)
+    .showSuggestionAfterError(true)
+    .addHelpText("after", `
+Examples:
+  weitiao demo
+  weitiao train --model ./bert-base-chinese --train-file train.csv --validation-file dev.csv --output-dir out/
+  weitiao predict --model out/ --text "这部电影太好看了！"
+  weitiao tokenize --model out/ --text "这部电影太好看了！"`);
+  for (const c of [trainCommand(), predictCommand(), tokenizeCommand(), demoCommand()]) {
+    c.showSuggestionAfterError(true);
+    program.addCommand(c);
+  }
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  for (const c of program.commands) c.exitOverride();
+  try {
+    await program.parseAsync(normalizeArgv(argv), { from: "user" });
+    return 0;
+  } catch (e) {
+    const err = e as Error & { code?: string; exitCode?: number };
+    if (err.code?.startsWith("commander.")) {
+      // commander already printed its message (unknown option with a suggestion, missing value, --help, …)
+      return err.exitCode ?? 1;
+    }
+    if (e instanceof WeitiaoError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Training progress: a live bar (cli-progress) with ETA, samples/s, running loss and lr when the stream is a
+ * terminal; plain log lines every N steps otherwise (CI, pipes), so logs stay readable.
+ */
+import cliProgress from "cli-progress";
+import type { TrainerHooks } from "../train/trainer.js";
+
+export class ProgressReporter {
+  private bar: cliProgress.SingleBar | null = null;
+  private readonly tty: boolean;
+  private epochStarted = 0;
+  private samples = 0;
+  private runningLoss = 0;
+  private stepsInEpoch = 0;
+
+  constructor(private readonly stream: NodeJS.WriteStream, private readonly every: number) {
+    this.tty = Boolean(stream.isTTY);
+  }
+
+  /** Print a line without tearing the bar. */
+  line(text: string): void {
+    if (this.bar) {
+      this.bar.stop();
+      this.stream.write(text + "\n");
+      this.bar = null;
+      return;
+    }
+    this.stream.write(text + "\n");
+  }
+
+  hooks(): Omit<TrainerHooks, "log"> {
+    return {
+      onEpochStart: (epoch, steps) => {
+        this.epochStarted = Date.now();
+        this.samples = 0;
+        this.runningLoss = 0;
+        this.stepsInEpoch = 0;
+        if (this.tty) {
+          this.bar?.stop();
+          this.bar = new cliProgress.SingleBar({
+            format: `epoch ${epoch} |{bar}| {value}/{total} steps | ETA {eta_formatted} | {sps} samples/s | loss {loss} | lr {lr}`,
+            stream: this.stream,
+            hideCursor: true,
+          }, cliProgress.Presets.shades_classic);
+          this.bar.start(steps, 0, { sps: "-", loss: "-", lr: "-" });
+        }
+      },
+      onEpochEnd: (_summary, line) => {
+        this.done();
+        process.stdout.write(line + "\n");
+      },
+      onStep: ({ step, totalSteps, loss, lr, samples }) => {
+        this.samples += samples;
+        this.stepsInEpoch++;
+        this.runningLoss += loss;
+        const secs = (Date.now() - this.epochStarted) / 1000;
+        const sps = secs > 0 ? (this.samples / secs).toFixed(1) : "-";
+        const mean = (this.runningLoss / this.stepsInEpoch).toFixed(4);
+        if (this.bar) this.bar.increment(1, { sps, loss: mean, lr: lr.toExponential(2) });
+        else if (step % this.every === 0 || step === totalSteps) {
+          this.stream.write(`step ${step}/${totalSteps} | loss ${mean} | lr ${lr.toExponential(2)} | ${sps} samples/s\n`);
+        }
+      },
+    };
+  }
+
+  done(): void {
+    this.bar?.stop();
+    this.bar = null;
+  }
+}
