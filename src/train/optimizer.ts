@@ -12,6 +12,8 @@ export interface AdamWOptions {
   beta2: number;
   eps: number;
   weightDecay: number;
+  /** Which parameters are exempt from weight decay (HF Trainer's rule by default). */
+  noDecay?: (name: string) => boolean;
 }
 
 export const ADAMW_DEFAULTS: AdamWOptions = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
@@ -39,7 +41,7 @@ export class AdamW {
         params.data.subarray(s.offset, end), params.grad.subarray(s.offset, end),
         this.m.subarray(s.offset, end), this.v.subarray(s.offset, end), s.size,
         lr * lrScale(i), this.opts.beta1, this.opts.beta2, this.opts.eps,
-        isNoDecay(s.name) ? 0 : this.opts.weightDecay, this.steps[i]!,
+        (this.opts.noDecay ?? isNoDecay)(s.name) ? 0 : this.opts.weightDecay, this.steps[i]!,
       );
     });
   }

@@ -7,7 +7,7 @@ import type { BertForSequenceClassification } from "../model/bert.js";
 import { collate, type EncodedExample } from "../data/dataset.js";
 import { Rng, stepSeed } from "../util/rng.js";
 import { crossEntropy, crossEntropyGrad } from "./loss.js";
-import { AdamW, clipGradNorm } from "./optimizer.js";
+import { AdamW, type AdamWOptions, clipGradNorm } from "./optimizer.js";
 import { linearWarmupDecay, warmupSteps } from "./schedule.js";
 import { layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
 
@@ -129,8 +129,9 @@ export class Trainer {
     readonly evalSet: EncodedExample[] | null,
     readonly padId: number,
     readonly hooks: TrainerHooks = {},
+    optimizerOptions: Partial<AdamWOptions> = {},
   ) {
-    this.optimizer = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: args.weightDecay });
+    this.optimizer = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: args.weightDecay, ...optimizerOptions });
     this.rng = new Rng(args.seed);
   }
 

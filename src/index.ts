@@ -1,0 +1,9 @@
+/** weitiao's library API: the same jobs as the CLI, typed. */
+export { train, type TrainOptions, type TrainOutput } from "./api/train.js";
+export { loadModel, predict, type LoadedModel, type Prediction, type TextInput, type PredictOptions } from "./api/predict.js";
+export { BertTokenizer, type Encoding, type EncodeOptions } from "./tokenizer/index.js";
+export { BertForSequenceClassification, type ModelInput } from "./model/bert.js";
+export { loadModelFromDir, saveModel } from "./io/checkpoint.js";
+export { Trainer, evaluate, type TrainingArgs } from "./train/trainer.js";
+export { getBackend, tsBackend, type Backend } from "./backend/index.js";
+export { WeitiaoError } from "./util/errors.js";
