@@ -1,11 +1,100 @@
-/** Loader for the native C++ addon (native/); returns the reason when it is not available. */
-import type { Backend } from "./types.js";
+/**
+ * The native backend: the C++ addon (native/weitiao.cc, built by node-gyp at install) behind the Backend
+ * interface. float32 only; `--precision bf16` runs the GEMMs in bf16 with fp32 accumulation while weights,
+ * optimizer state, LayerNorm/softmax statistics and everything else stay fp32.
+ */
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { Backend, FArray } from "./types.js";
 
 export interface NativeLoadOptions {
   precision: "fp32" | "bf16";
   threads?: number;
 }
 
-export function loadNativeBackend(_opts: NativeLoadOptions): { backend: Backend | null; reason: string } {
-  return { backend: null, reason: "the addon is not built" };
+type Addon = Record<string, (...args: any[]) => any>;
+
+const ADDON_PATH = fileURLToPath(new URL("../../../build/Release/weitiao.node", import.meta.url));
+let addon: Addon | null = null;
+let loadError = "";
+
+function loadAddon(): Addon | null {
+  if (addon || loadError) return addon;
+  if (process.env.WEITIAO_BACKEND === "typescript") {
+    loadError = "WEITIAO_BACKEND=typescript";
+    return null;
+  }
+  if (!existsSync(ADDON_PATH)) {
+    loadError = "the addon was not built at install";
+    return null;
+  }
+  try {
+    addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+  } catch (e) {
+    loadError = (e as Error).message.split("\n")[0]!;
+  }
+  return addon;
+}
+
+function f32(x: FArray): Float32Array {
+  if (!(x instanceof Float32Array)) throw new Error("the native backend computes in float32 only");
+  return x;
+}
+
+export function nativeInfo(): { onednn: string; threads: number; bf16: boolean } | null {
+  return loadAddon()?.info() ?? null;
+}
+
+export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend | null; reason: string } {
+  const a = loadAddon();
+  if (!a) return { backend: null, reason: loadError };
+  const bf16 = opts.precision === "bf16";
+  // Kernel settings are process-wide in the addon; every call re-applies this backend's own.
+  const configure = (): void => void a.configure(bf16, opts.threads ?? 0);
+  configure();
+  const backend: Backend = {
+    name: bf16 ? "native-bf16" : "native",
+    supportsFloat64: false,
+    gemm(tA, tB, M, N, K, A, aOff, lda, B, bOff, ldb, C, cOff, ldc, acc) {
+      configure();
+      a.gemm(tA, tB, M, N, K, f32(A), aOff, lda, f32(B), bOff, ldb, f32(C), cOff, ldc, acc);
+    },
+    linearForward(x, w, b, y, rows, inF, outF) {
+      configure();
+      a.linearForward(f32(x), f32(w), f32(b), f32(y), rows, inF, outF);
+    },
+    linearBackward(dy, x, w, dx, dw, db, rows, inF, outF) {
+      configure();
+      a.linearBackward(f32(dy), f32(x), f32(w), dx && f32(dx), dw && f32(dw), db && f32(db), rows, inF, outF);
+    },
+    add: (x, y, out, n) => a.add(f32(x), f32(y), f32(out), n),
+    geluForward: (x, y, n) => a.geluForward(f32(x), f32(y), n),
+    geluBackward: (x, dy, dx, n) => a.geluBackward(f32(x), f32(dy), f32(dx), n),
+    tanhForward: (x, y, n) => a.tanhForward(f32(x), f32(y), n),
+    tanhBackward: (y, dy, dx, n) => a.tanhBackward(f32(y), f32(dy), f32(dx), n),
+    layerNormForward: (x, g, b, y, mean, rstd, rows, cols, eps) =>
+      a.layerNormForward(f32(x), f32(g), f32(b), f32(y), f32(mean), f32(rstd), rows, cols, eps),
+    layerNormBackward: (dy, x, mean, rstd, g, dx, dg, db, rows, cols) =>
+      a.layerNormBackward(f32(dy), f32(x), f32(mean), f32(rstd), f32(g), f32(dx), dg && f32(dg), db && f32(db), rows, cols),
+    attentionForward(q, k, v, mask, s, probs, ctx, dropout, keep) {
+      a.attentionForward(f32(q), f32(k), f32(v), mask, s.batch, s.seqLen, s.heads, s.headDim, f32(probs), f32(ctx),
+        dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep);
+    },
+    attentionBackward(q, k, v, probs, keep, p, dctx, s, dq, dk, dv) {
+      a.attentionBackward(f32(q), f32(k), f32(v), f32(probs), keep, p, f32(dctx), s.batch, s.seqLen, s.heads, s.headDim,
+        f32(dq), f32(dk), f32(dv));
+    },
+    dropoutForward: (x, y, keep, n, spec) => a.dropoutForward(f32(x), f32(y), keep, n, spec.p, spec.seed >>> 0, spec.offset >>> 0),
+    dropoutBackward: (dy, dx, keep, n, p) => a.dropoutBackward(f32(dy), f32(dx), keep, n, p),
+    embeddingForward: (ids, pos, type, word, pe, te, out, rows, h) =>
+      a.embeddingForward(ids, pos, type, f32(word), f32(pe), f32(te), f32(out), rows, h),
+    embeddingBackward: (ids, dOut, table, rows, h, skip) => a.embeddingBackward(ids, f32(dOut), f32(table), rows, h, skip),
+    crossEntropyForward: (logits, labels, probs, rows, c) => a.crossEntropyForward(f32(logits), labels, f32(probs), rows, c) as number,
+    crossEntropyBackward: (probs, labels, d, rows, c, scale) => a.crossEntropyBackward(f32(probs), labels, f32(d), rows, c, scale),
+    adamw: (p, g, m, v, n, lr, b1, b2, eps, wd, step) => a.adamw(f32(p), f32(g), f32(m), f32(v), n, lr, b1, b2, eps, wd, step),
+    sumSquares: (x, n) => a.sumSquares(f32(x), n) as number,
+    scale: (x, n, s) => a.scale(f32(x), n, s),
+  };
+  return { backend, reason: "" };
 }

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { readSafetensors } from "../../src/io/safetensors.js";
 import { CLI, REAL, TINY, tempDir, relErr } from "../helpers.js";
 import { checkTrajectory } from "../train/trajectory-check.js";
+import { BACKENDS } from "../backends.js";
 
 function run(args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
@@ -33,15 +34,15 @@ const STRATEGY_FLAGS: Record<string, string[]> = {
   top_layer: ["--strategy", "top-k", "--top-k", "1"],
 };
 
-for (const [refName, flags] of Object.entries(STRATEGY_FLAGS)) {
-  test(`weitiao train reproduces the real-tokens ${refName} trajectory`, () => {
+for (const backend of BACKENDS) for (const [refName, flags] of Object.entries(STRATEGY_FLAGS)) {
+  test(`[${backend.name}] weitiao train reproduces the real-tokens ${refName} trajectory`, () => {
     const dir = tempDir();
     const out = join(dir, "out");
     const r = run([
       "train", "--model", TINY, "--train-file", trajectoryCsv(dir), "--output-dir", out, "--no-shuffle", "--dropout", "0",
       "--batch-size", "4", "--epochs", "1", "--warmup-steps", "3", "--weight-decay", "0.01", "--max-grad-norm", "1.0",
       "--logging-steps", "1", "--max-length", "32", "--learning-rate", String(manifest.trajectory.results[refName].base_lr),
-      "--backend", process.env.WEITIAO_TEST_BACKEND ?? "auto", ...flags,
+      "--backend", backend.name, ...flags,
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^Epoch 1 \| Loss: \d\.\d{4} \| Accuracy: \d\.\d{4}$/m);

@@ -1,15 +1,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tsBackend } from "../../src/backend/ts.js";
+import { BACKENDS } from "../backends.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { HF, REAL, TINY, relErr } from "../helpers.js";
 
-for (const [setName, dir] of [["real-tokens", REAL], ["hf-transformers", HF]] as const) {
-  test(`forward matches ${setName} reference (logits, hidden states, pooler)`, () => {
+for (const backend of BACKENDS) for (const [setName, dir] of [["real-tokens", REAL], ["hf-transformers", HF]] as const) {
+  test(`[${backend.name}] forward matches ${setName} reference (logits, hidden states, pooler)`, () => {
     const ref = SafetensorsFile.open(join(dir, "forward.safetensors"));
-    const { model } = loadModelFromDir(TINY, { backend: tsBackend });
+    const { model } = loadModelFromDir(TINY, { backend });
     const [B, T] = ref.info("input_ids").shape as [number, number];
     const input = { inputIds: ref.int("input_ids"), attentionMask: ref.int("attention_mask"), tokenTypeIds: ref.int("token_type_ids"), batch: B, seqLen: T };
     const out = model.forward(input, { train: false, outputHiddenStates: true });

@@ -1,27 +1,27 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { tsBackend } from "../../src/backend/ts.js";
+import { BACKENDS } from "../backends.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
 import { HF, REAL, TINY, maxAbs, relErr } from "../helpers.js";
 
-for (const [setName, dir] of [["real-tokens", REAL], ["hf-transformers", HF]] as const) {
-  test(`train loss and every gradient match ${setName} reference`, () => {
+for (const backend of BACKENDS) for (const [setName, dir] of [["real-tokens", REAL], ["hf-transformers", HF]] as const) {
+  test(`[${backend.name}] train loss and every gradient match ${setName} reference`, () => {
     const fwd = SafetensorsFile.open(join(dir, "forward.safetensors"));
     const grads = SafetensorsFile.open(join(dir, "grads.safetensors"));
-    const { model } = loadModelFromDir(TINY, { backend: tsBackend });
+    const { model } = loadModelFromDir(TINY, { backend });
     model.setDropout(0);
     const [B, T] = fwd.info("input_ids").shape as [number, number];
     const input = { inputIds: fwd.int("input_ids"), attentionMask: fwd.int("attention_mask"), tokenTypeIds: fwd.int("token_type_ids"), batch: B, seqLen: T };
     const labels = fwd.int("labels");
     const out = model.forward(input, { train: true, dropoutSeed: 1 });
     const C = model.config.num_labels;
-    const { sum, probs } = crossEntropy(tsBackend, "float32", out.logits, labels, B, C);
+    const { sum, probs } = crossEntropy(backend, "float32", out.logits, labels, B, C);
     assert.ok(Math.abs(sum / B - fwd.float("train_loss")[0]!) < 1e-5, `loss ${sum / B}`);
     model.zeroGrad();
-    model.backward(out.cache!, crossEntropyGrad(tsBackend, "float32", probs, labels, B, C, 1 / B));
+    model.backward(out.cache!, crossEntropyGrad(backend, "float32", probs, labels, B, C, 1 / B));
     for (const spec of model.params.specs) {
       const ours = model.params.gradOf(spec.name);
       const ref = grads.float(`grad.${spec.name}`);

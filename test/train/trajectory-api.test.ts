@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { tsBackend } from "../../src/backend/ts.js";
+import { BACKENDS } from "../backends.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import type { EncodedExample } from "../../src/data/dataset.js";
@@ -14,9 +14,9 @@ import { DEFAULT_TRAINING_ARGS, Trainer, type StepLog } from "../../src/train/tr
 import { HF, REAL, TINY } from "../helpers.js";
 import { checkTrajectory, STRATEGY_ARGS } from "./trajectory-check.js";
 
-for (const [setName, dir] of [["hf-transformers", HF], ["real-tokens", REAL]] as const) {
+for (const backend of BACKENDS) for (const [setName, dir] of [["hf-transformers", HF], ["real-tokens", REAL]] as const) {
   for (const [refName, strategyArgs] of Object.entries(STRATEGY_ARGS)) {
-    test(`${setName}: 12-step ${refName} trajectory through the Trainer API`, () => {
+    test(`[${backend.name}] ${setName}: 12-step ${refName} trajectory through the Trainer API`, () => {
       const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
       const fwd = SafetensorsFile.open(join(dir, "forward.safetensors"));
       const [, T] = fwd.info("input_ids").shape as [number, number];
@@ -33,7 +33,7 @@ for (const [setName, dir] of [["hf-transformers", HF], ["real-tokens", REAL]] as
       });
       const trainSet = (manifest.trajectory.batches as number[][]).flat().map(row);
       const ref = manifest.trajectory.results[refName];
-      const { model } = loadModelFromDir(TINY, { backend: tsBackend });
+      const { model } = loadModelFromDir(TINY, { backend });
       model.setDropout(0);
       const trainer = new Trainer(model, {
         ...DEFAULT_TRAINING_ARGS, epochs: 1, batchSize: 4, learningRate: ref.base_lr, warmupSteps: 3,

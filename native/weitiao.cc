@@ -1,0 +1,604 @@
+// weitiao native backend: the kernels of src/backend/types.ts in C++.
+// GEMMs go to oneDNN (fp32 sgemm; bf16 matmul primitives with fp32 accumulation, cached per shape);
+// everything else is fused, vectorisable loops parallelised with OpenMP (the runtime oneDNN uses here too).
+// Tensors are the JS typed arrays themselves: no copies cross the boundary.
+#include <napi.h>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+// ------------------------------------------------------------------------------------------------ arguments
+
+float* F(const Napi::CallbackInfo& info, size_t i) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(info.Env(), "native backend: expected a Float32Array at argument " + std::to_string(i));
+  }
+  return info[i].As<Napi::Float32Array>().Data();
+}
+int32_t* I32(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(info.Env(), "native backend: expected an Int32Array at argument " + std::to_string(i));
+  }
+  return info[i].As<Napi::Int32Array>().Data();
+}
+uint8_t* U8(const Napi::CallbackInfo& info, size_t i) {
+  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return info[i].As<Napi::Uint8Array>().Data();
+}
+int64_t N(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int64Value(); }
+double D(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().DoubleValue(); }
+bool B(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Boolean>().Value(); }
+
+// ------------------------------------------------------------------------------------------------ RNG
+// Same counter-based hash as src/util/rng.ts, so both backends draw identical dropout masks.
+
+inline uint32_t hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+inline uint32_t streamDraw(uint32_t seed, uint32_t counter) { return hash32(seed ^ hash32(counter)); }
+inline uint32_t dropThreshold(double p) {
+  double t = std::floor(p * 4294967296.0);
+  return t >= 4294967295.0 ? 0xffffffffu : static_cast<uint32_t>(t);
+}
+
+// ------------------------------------------------------------------------------------------------ GEMM
+
+bool g_bf16 = false;
+
+dnnl::engine& cpuEngine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+inline uint16_t toBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// Convert a rows×cols block with row stride ld into a contiguous bf16 buffer.
+void convertBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>& dst) {
+  dst.resize(static_cast<size_t>(rows * cols));
+  uint16_t* d = dst.data();
+#pragma omp parallel for schedule(static) if (rows * cols > 32768)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* s = src + r * ld;
+    uint16_t* o = d + r * cols;
+    for (int64_t c = 0; c < cols; c++) o[c] = toBf16(s[c]);
+  }
+}
+
+using MatmulKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, bool>;
+struct CachedMatmul {
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+};
+// Creating a oneDNN primitive costs far more than running a small one: keep one per shape.
+std::map<MatmulKey, std::unique_ptr<CachedMatmul>> g_matmuls;
+std::mutex g_matmulLock;
+
+// C[M,N] (+)= op(A) op(B) in bf16 with fp32 accumulation. A and B are converted to contiguous bf16 first.
+void gemmBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  using dt = dnnl::memory::data_type;
+  static thread_local std::vector<uint16_t> a16, b16;
+  // Stored shapes: A is M×K (or K×M when transposed), B is K×N (or N×K).
+  convertBf16(A, transA ? K : M, transA ? M : K, lda, a16);
+  convertBf16(B, transB ? N : K, transB ? K : N, ldb, b16);
+  MatmulKey key{transA, transB, M, N, K, ldc, accumulate};
+  CachedMatmul* mm;
+  {
+    std::lock_guard<std::mutex> lock(g_matmulLock);
+    auto it = g_matmuls.find(key);
+    if (it == g_matmuls.end()) {
+      dnnl::memory::desc a({M, K}, dt::bf16, transA ? dnnl::memory::dims{1, M} : dnnl::memory::dims{K, 1});
+      dnnl::memory::desc b({K, N}, dt::bf16, transB ? dnnl::memory::dims{1, K} : dnnl::memory::dims{N, 1});
+      dnnl::memory::desc c({M, N}, dt::f32, dnnl::memory::dims{ldc, 1});
+      dnnl::primitive_attr attr;
+      if (accumulate) {
+        dnnl::post_ops ops;
+        ops.append_sum(1.0f);
+        attr.set_post_ops(ops);
+      }
+      auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, cpuEngine());
+      it = g_matmuls.emplace(key, std::make_unique<CachedMatmul>(CachedMatmul{pd, dnnl::matmul(pd)})).first;
+    }
+    mm = it->second.get();
+  }
+  dnnl::memory am(mm->pd.src_desc(), cpuEngine(), a16.data());
+  dnnl::memory bm(mm->pd.weights_desc(), cpuEngine(), b16.data());
+  dnnl::memory cm(mm->pd.dst_desc(), cpuEngine(), C);
+  dnnl::stream st(cpuEngine());
+  mm->prim.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  st.wait();
+}
+
+void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+          int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; i++) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    return;
+  }
+  if (g_bf16) {
+    gemmBf16(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+    return;
+  }
+  dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
+}
+
+// ------------------------------------------------------------------------------------------------ kernels
+
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  bool ta = B(info, 0), tb = B(info, 1);
+  int64_t M = N(info, 2), Nn = N(info, 3), K = N(info, 4);
+  float* A = F(info, 5) + N(info, 6);
+  int64_t lda = N(info, 7);
+  float* Bm = F(info, 8) + N(info, 9);
+  int64_t ldb = N(info, 10);
+  float* C = F(info, 11) + N(info, 12);
+  gemm(ta, tb, M, Nn, K, A, lda, Bm, ldb, C, N(info, 13), B(info, 14));
+  return info.Env().Undefined();
+}
+
+// y = x Wᵀ + b
+Napi::Value LinearForward(const Napi::CallbackInfo& info) {
+  float *x = F(info, 0), *w = F(info, 1), *b = F(info, 2), *y = F(info, 3);
+  int64_t rows = N(info, 4), in = N(info, 5), out = N(info, 6);
+#pragma omp parallel for schedule(static) if (rows * out > 65536)
+  for (int64_t r = 0; r < rows; r++) std::memcpy(y + r * out, b, sizeof(float) * out);
+  gemm(false, true, rows, out, in, x, in, w, in, y, out, true);
+  return info.Env().Undefined();
+}
+
+// dx = dy W ; dW += dyᵀ x ; db += Σ dy
+Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
+  float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
+  int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
+  if (dx) gemm(false, false, rows, in, out, dy, out, w, in, dx, in, false);
+  if (dw) gemm(true, false, out, in, rows, dy, out, x, in, dw, in, true);
+  if (db) {
+#pragma omp parallel for schedule(static) if (rows * out > 65536)
+    for (int64_t j = 0; j < out; j++) {
+      double s = 0;
+      for (int64_t r = 0; r < rows; r++) s += dy[r * out + j];
+      db[j] += static_cast<float>(s);
+    }
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  float *a = F(info, 0), *b = F(info, 1), *o = F(info, 2);
+  int64_t n = N(info, 3);
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) o[i] = a[i] + b[i];
+  return info.Env().Undefined();
+}
+
+// erf for float inputs: rational approximation (odd polynomial over even polynomial) accurate to a few ulp,
+// branch-free so it vectorises.
+inline float erfFast(float v) {
+  float x = std::min(4.0f, std::max(-4.0f, v));
+  float x2 = x * x;
+  float p = -2.72614225801306e-10f;
+  p = p * x2 + 2.77068142495902e-08f;
+  p = p * x2 + -2.10102402082508e-06f;
+  p = p * x2 + -5.69250639462346e-05f;
+  p = p * x2 + -7.34990630326855e-04f;
+  p = p * x2 + -2.95459980854025e-03f;
+  p = p * x2 + -1.60960333262415e-02f;
+  p = p * x;
+  float q = -1.45660718464996e-05f;
+  q = q * x2 + -2.13374055278905e-04f;
+  q = q * x2 + -1.68282697438203e-03f;
+  q = q * x2 + -7.37332916720468e-03f;
+  q = q * x2 + -1.42647390514189e-02f;
+  return p / q;
+}
+
+Napi::Value GeluForward(const Napi::CallbackInfo& info) {
+  float *x = F(info, 0), *y = F(info, 1);
+  int64_t n = N(info, 2);
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+  for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erfFast(x[i] * 0.70710678118654752f));
+  return info.Env().Undefined();
+}
+
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  float *x = F(info, 0), *dy = F(info, 1), *dx = F(info, 2);
+  int64_t n = N(info, 3);
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    float cdf = 0.5f * (1.0f + erfFast(v * 0.70710678118654752f));
+    float pdf = 0.3989422804014327f * std::exp(-0.5f * v * v);
+    dx[i] = dy[i] * (cdf + v * pdf);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value TanhForward(const Napi::CallbackInfo& info) {
+  float *x = F(info, 0), *y = F(info, 1);
+  int64_t n = N(info, 2);
+  for (int64_t i = 0; i < n; i++) y[i] = std::tanh(x[i]);
+  return info.Env().Undefined();
+}
+
+Napi::Value TanhBackward(const Napi::CallbackInfo& info) {
+  float *y = F(info, 0), *dy = F(info, 1), *dx = F(info, 2);
+  int64_t n = N(info, 3);
+  for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+  return info.Env().Undefined();
+}
+
+Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
+  float *x = F(info, 0), *g = F(info, 1), *b = F(info, 2), *y = F(info, 3), *mean = F(info, 4), *rstd = F(info, 5);
+  int64_t rows = N(info, 6), cols = N(info, 7);
+  double eps = D(info, 8);
+#pragma omp parallel for schedule(static) if (rows * cols > 16384)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * cols;
+    double mu = 0;
+    for (int64_t j = 0; j < cols; j++) mu += xr[j];
+    mu /= cols;
+    double var = 0;
+    for (int64_t j = 0; j < cols; j++) {
+      double d = xr[j] - mu;
+      var += d * d;
+    }
+    var /= cols;
+    float rs = static_cast<float>(1.0 / std::sqrt(var + eps));
+    float m = static_cast<float>(mu);
+    mean[r] = m;
+    rstd[r] = rs;
+    float* yr = y + r * cols;
+    for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - m) * rs * g[j] + b[j];
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
+  float *dy = F(info, 0), *x = F(info, 1), *mean = F(info, 2), *rstd = F(info, 3), *g = F(info, 4), *dx = F(info, 5);
+  float *dg = F(info, 6), *db = F(info, 7);
+  int64_t rows = N(info, 8), cols = N(info, 9);
+  int threads = omp_get_max_threads();
+  // Per-thread partial sums for dgamma/dbeta, reduced at the end (deterministic for a fixed thread count).
+  std::vector<double> pg((dg ? cols : 0) * threads, 0.0), pb((db ? cols : 0) * threads, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    int t = omp_get_thread_num();
+    double* mg = dg ? pg.data() + t * cols : nullptr;
+    double* mb = db ? pb.data() + t * cols : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float *xr = x + r * cols, *dyr = dy + r * cols;
+      float mu = mean[r], rs = rstd[r];
+      double sumG = 0, sumGX = 0;
+      for (int64_t j = 0; j < cols; j++) {
+        float xhat = (xr[j] - mu) * rs;
+        float gj = dyr[j] * g[j];
+        sumG += gj;
+        sumGX += gj * xhat;
+        if (mg) mg[j] += dyr[j] * xhat;
+        if (mb) mb[j] += dyr[j];
+      }
+      float mG = static_cast<float>(sumG / cols), mGX = static_cast<float>(sumGX / cols);
+      float* dxr = dx + r * cols;
+      for (int64_t j = 0; j < cols; j++) {
+        float xhat = (xr[j] - mu) * rs;
+        dxr[j] = rs * (dyr[j] * g[j] - mG - xhat * mGX);
+      }
+    }
+  }
+  for (int t = 0; t < threads; t++) {
+    for (int64_t j = 0; j < cols; j++) {
+      if (dg) dg[j] += static_cast<float>(pg[t * cols + j]);
+      if (db) db[j] += static_cast<float>(pb[t * cols + j]);
+    }
+  }
+  return info.Env().Undefined();
+}
+
+// Small row-major GEMM for one attention head, single-threaded (called inside the parallel loop over heads).
+inline void headGemm(bool transA, bool transB, int64_t M, int64_t Nn, int64_t K, const float* A, int64_t lda,
+                     const float* Bm, int64_t ldb, float* C, int64_t ldc) {
+  dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', M, Nn, K, 1.0f, A, lda, Bm, ldb, 0.0f, C, ldc);
+}
+
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *mask = F(info, 3);
+  int64_t Bn = N(info, 4), T = N(info, 5), H = N(info, 6), Dh = N(info, 7);
+  float *probs = F(info, 8), *ctx = F(info, 9);
+  bool dropout = !info[10].IsNull();
+  double p = dropout ? D(info, 10) : 0;
+  uint32_t seed = dropout ? static_cast<uint32_t>(N(info, 11)) : 0, offset = dropout ? static_cast<uint32_t>(N(info, 12)) : 0;
+  uint8_t* keep = U8(info, 13);
+  int64_t W = H * Dh;
+  float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+  uint32_t threshold = dropThreshold(p);
+  float keepScale = dropout ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
+#pragma omp parallel
+  {
+    std::vector<float> s(T * T);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < Bn; b++) {
+      for (int64_t h = 0; h < H; h++) {
+        int64_t base = b * T * W + h * Dh;
+        int64_t pOff = (b * H + h) * T * T;
+        float* P = probs + pOff;
+        headGemm(false, true, T, T, Dh, q + base, W, k + base, W, P, T);
+        const float* mrow = mask + b * T;
+        for (int64_t i = 0; i < T; i++) {
+          float* row = P + i * T;
+          float mx = -INFINITY;
+          for (int64_t j = 0; j < T; j++) {
+            row[j] = mrow[j] == -INFINITY ? -INFINITY : row[j] * scale + mrow[j];
+            mx = std::max(mx, row[j]);
+          }
+          if (mx == -INFINITY) {  // every key masked: uniform, as HF's finfo.min mask gives
+            for (int64_t j = 0; j < T; j++) row[j] = 1.0f / T;
+            continue;
+          }
+          double sum = 0;
+          for (int64_t j = 0; j < T; j++) {
+            float e = row[j] == -INFINITY ? 0.0f : std::exp(row[j] - mx);
+            row[j] = e;
+            sum += e;
+          }
+          float inv = static_cast<float>(1.0 / sum);
+          for (int64_t j = 0; j < T; j++) row[j] *= inv;
+        }
+        const float* Pu = P;
+        if (dropout) {
+          for (int64_t t = 0; t < T * T; t++) {
+            bool kept = streamDraw(seed, offset + static_cast<uint32_t>(pOff + t)) >= threshold;
+            keep[pOff + t] = kept ? 1 : 0;
+            s[t] = kept ? P[t] * keepScale : 0.0f;
+          }
+          Pu = s.data();
+        }
+        headGemm(false, false, T, Dh, T, Pu, T, v + base, W, ctx + base, W);
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *probs = F(info, 3);
+  uint8_t* keep = U8(info, 4);
+  double p = D(info, 5);
+  float* dctx = F(info, 6);
+  int64_t Bn = N(info, 7), T = N(info, 8), H = N(info, 9), Dh = N(info, 10);
+  float *dq = F(info, 11), *dk = F(info, 12), *dv = F(info, 13);
+  int64_t W = H * Dh;
+  float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+  float keepScale = keep ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
+#pragma omp parallel
+  {
+    std::vector<float> pd(T * T), dp(T * T);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < Bn; b++) {
+      for (int64_t h = 0; h < H; h++) {
+        int64_t base = b * T * W + h * Dh;
+        int64_t pOff = (b * H + h) * T * T;
+        const float* P = probs + pOff;
+        const float* Pu = P;
+        if (keep) {
+          for (int64_t t = 0; t < T * T; t++) pd[t] = keep[pOff + t] ? P[t] * keepScale : 0.0f;
+          Pu = pd.data();
+        }
+        headGemm(true, false, T, Dh, T, Pu, T, dctx + base, W, dv + base, W);  // dV = P'ᵀ dctx
+        headGemm(false, true, T, T, Dh, dctx + base, W, v + base, W, dp.data(), T);  // dP' = dctx Vᵀ
+        for (int64_t i = 0; i < T; i++) {
+          float* d = dp.data() + i * T;
+          const float* pr = P + i * T;
+          if (keep)
+            for (int64_t j = 0; j < T; j++) d[j] = keep[pOff + i * T + j] ? d[j] * keepScale : 0.0f;
+          double dot = 0;
+          for (int64_t j = 0; j < T; j++) dot += d[j] * pr[j];
+          float fdot = static_cast<float>(dot);
+          for (int64_t j = 0; j < T; j++) d[j] = pr[j] * (d[j] - fdot) * scale;
+        }
+        headGemm(false, false, T, Dh, T, dp.data(), T, k + base, W, dq + base, W);  // dQ = dS K
+        headGemm(true, false, T, Dh, T, dp.data(), T, q + base, W, dk + base, W);  // dK = dSᵀ Q
+      }
+    }
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value DropoutForward(const Napi::CallbackInfo& info) {
+  float *x = F(info, 0), *y = F(info, 1);
+  uint8_t* keep = U8(info, 2);
+  int64_t n = N(info, 3);
+  double p = D(info, 4);
+  uint32_t seed = static_cast<uint32_t>(N(info, 5)), offset = static_cast<uint32_t>(N(info, 6));
+  uint32_t threshold = dropThreshold(p);
+  float s = static_cast<float>(1.0 / (1.0 - p));
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    bool kept = streamDraw(seed, offset + static_cast<uint32_t>(i)) >= threshold;
+    keep[i] = kept;
+    y[i] = kept ? x[i] * s : 0.0f;
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value DropoutBackward(const Napi::CallbackInfo& info) {
+  float *dy = F(info, 0), *dx = F(info, 1);
+  uint8_t* keep = U8(info, 2);
+  int64_t n = N(info, 3);
+  float s = static_cast<float>(1.0 / (1.0 - D(info, 4)));
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) dx[i] = keep[i] ? dy[i] * s : 0.0f;
+  return info.Env().Undefined();
+}
+
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
+  int32_t *ids = I32(info, 0), *pos = I32(info, 1), *type = I32(info, 2);
+  float *word = F(info, 3), *pe = F(info, 4), *te = F(info, 5), *out = F(info, 6);
+  int64_t rows = N(info, 7), H = N(info, 8);
+#pragma omp parallel for schedule(static) if (rows * H > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *w = word + static_cast<int64_t>(ids[r]) * H, *p = pe + static_cast<int64_t>(pos[r]) * H,
+                *t = te + static_cast<int64_t>(type[r]) * H;
+    float* o = out + r * H;
+    for (int64_t j = 0; j < H; j++) o[j] = w[j] + p[j] + t[j];
+  }
+  return info.Env().Undefined();
+}
+
+// Scatter-add by rows in input order (serial per row, parallel over columns: no races, deterministic).
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  int32_t* ids = I32(info, 0);
+  float *dOut = F(info, 1), *table = F(info, 2);
+  int64_t rows = N(info, 3), H = N(info, 4), skip = N(info, 5);
+  for (int64_t r = 0; r < rows; r++) {
+    if (ids[r] == skip) continue;
+    float* t = table + static_cast<int64_t>(ids[r]) * H;
+    const float* d = dOut + r * H;
+    for (int64_t j = 0; j < H; j++) t[j] += d[j];
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
+  float* logits = F(info, 0);
+  int32_t* labels = I32(info, 1);
+  float* probs = F(info, 2);
+  int64_t rows = N(info, 3), C = N(info, 4);
+  double loss = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float* l = logits + r * C;
+    double mx = -INFINITY;
+    for (int64_t c = 0; c < C; c++) mx = std::max(mx, static_cast<double>(l[c]));
+    double sum = 0;
+    for (int64_t c = 0; c < C; c++) sum += std::exp(l[c] - mx);
+    double logSum = std::log(sum) + mx;
+    for (int64_t c = 0; c < C; c++) probs[r * C + c] = static_cast<float>(std::exp(l[c] - logSum));
+    if (labels[r] >= 0) loss += logSum - l[labels[r]];
+  }
+  return Napi::Number::New(info.Env(), loss);
+}
+
+Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
+  float* probs = F(info, 0);
+  int32_t* labels = I32(info, 1);
+  float* d = F(info, 2);
+  int64_t rows = N(info, 3), C = N(info, 4);
+  double scale = D(info, 5);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < C; c++)
+      d[r * C + c] = labels[r] < 0 ? 0.0f : static_cast<float>((probs[r * C + c] - (c == labels[r] ? 1.0 : 0.0)) * scale);
+  return info.Env().Undefined();
+}
+
+Napi::Value AdamW(const Napi::CallbackInfo& info) {
+  float *p = F(info, 0), *g = F(info, 1), *m = F(info, 2), *v = F(info, 3);
+  int64_t n = N(info, 4);
+  double lr = D(info, 5), b1 = D(info, 6), b2 = D(info, 7), eps = D(info, 8), wd = D(info, 9);
+  double step = D(info, 10);
+  double bc1 = 1 - std::pow(b1, step), bc2Sqrt = std::sqrt(1 - std::pow(b2, step));
+  float stepSize = static_cast<float>(lr / bc1), decay = static_cast<float>(1 - lr * wd);
+  float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2), omb1 = static_cast<float>(1 - b1),
+        omb2 = static_cast<float>(1 - b2), fbc2 = static_cast<float>(bc2Sqrt), feps = static_cast<float>(eps);
+  bool doDecay = wd != 0;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    float gi = g[i];
+    float pi = doDecay ? p[i] * decay : p[i];
+    float mi = fb1 * m[i] + omb1 * gi;
+    float vi = fb2 * v[i] + omb2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi - stepSize * mi / (std::sqrt(vi) / fbc2 + feps);
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value SumSquares(const Napi::CallbackInfo& info) {
+  float* x = F(info, 0);
+  int64_t n = N(info, 1);
+  double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) s += static_cast<double>(x[i]) * x[i];
+  return Napi::Number::New(info.Env(), s);
+}
+
+Napi::Value Scale(const Napi::CallbackInfo& info) {
+  float* x = F(info, 0);
+  int64_t n = N(info, 1);
+  float s = static_cast<float>(D(info, 2));
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) x[i] *= s;
+  return info.Env().Undefined();
+}
+
+Napi::Value Configure(const Napi::CallbackInfo& info) {
+  g_bf16 = B(info, 0);
+  int threads = static_cast<int>(N(info, 1));
+  if (threads > 0) omp_set_num_threads(threads);
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  const dnnl_version_t* ver = dnnl_version();
+  o.Set("onednn", std::to_string(ver->major) + "." + std::to_string(ver->minor) + "." + std::to_string(ver->patch));
+  o.Set("threads", omp_get_max_threads());
+  o.Set("bf16", g_bf16);
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("gemm", Napi::Function::New(env, Gemm));
+  exports.Set("linearForward", Napi::Function::New(env, LinearForward));
+  exports.Set("linearBackward", Napi::Function::New(env, LinearBackward));
+  exports.Set("add", Napi::Function::New(env, Add));
+  exports.Set("geluForward", Napi::Function::New(env, GeluForward));
+  exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
+  exports.Set("tanhForward", Napi::Function::New(env, TanhForward));
+  exports.Set("tanhBackward", Napi::Function::New(env, TanhBackward));
+  exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
+  exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
+  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
+  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  exports.Set("dropoutForward", Napi::Function::New(env, DropoutForward));
+  exports.Set("dropoutBackward", Napi::Function::New(env, DropoutBackward));
+  exports.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward));
+  exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward));
+  exports.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward));
+  exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward));
+  exports.Set("adamw", Napi::Function::New(env, AdamW));
+  exports.Set("sumSquares", Napi::Function::New(env, SumSquares));
+  exports.Set("scale", Napi::Function::New(env, Scale));
+  exports.Set("configure", Napi::Function::New(env, Configure));
+  exports.Set("info", Napi::Function::New(env, Info));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(weitiao, Init)
