@@ -5,6 +5,7 @@
 import { tsBackend } from "./ts.js";
 import type { Backend } from "./types.js";
 import { loadNativeBackend } from "./native.js";
+import { profiled } from "./profile.js";
 
 export type BackendName = "auto" | "native" | "typescript";
 export type Precision = "fp32" | "bf16";
@@ -17,6 +18,11 @@ export interface BackendOptions {
 }
 
 export function getBackend(opts: BackendOptions = {}): Backend {
+  const backend = pickBackend(opts);
+  return process.env.WEITIAO_PROFILE ? profiled(backend) : backend;
+}
+
+function pickBackend(opts: BackendOptions): Backend {
   const want = opts.backend ?? "auto";
   const precision = opts.precision ?? "fp32";
   if (want === "typescript") {

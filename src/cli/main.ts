@@ -13,6 +13,7 @@ import { DEMO_DATA_DIR } from "../io/resolve.js";
 import { resolveModel } from "../io/resolve.js";
 import { BertTokenizer } from "../tokenizer/index.js";
 import { STRATEGIES } from "../train/strategy.js";
+import { runBench } from "../bench/bench.js";
 import { WeitiaoError } from "../util/errors.js";
 import { ProgressReporter } from "./progress.js";
 
@@ -231,6 +232,30 @@ function demoCommand(): Command {
   return cmd;
 }
 
+function benchCommand(): Command {
+  return new Command("bench")
+    .description("time a random BERT-base (batch 16, seq 128): train fp32/bf16, head-only, inference; JSON lines")
+    .option("--steps <n>", "timed steps per workload (median reported)", int("--steps"), 3)
+    .option("--batch <n>", "training batch size", int("--batch"), 16)
+    .option("--seq <n>", "sequence length", int("--seq"), 128)
+    .option("--infer-batch <n>", "inference batch size", int("--infer-batch"), 64)
+    .option("--layers <n>", "encoder layers", int("--layers"), 12)
+    .option("--hidden <n>", "hidden size (heads = hidden/64)", int("--hidden"), 768)
+    .option("--threads <n>", "compute threads (default: all cores)", int("--threads"))
+    .option("--only <names>", "comma-separated subset: train_fp32,train_bf16,head_only,infer_fp32,infer_bf16")
+    .option("--compare-torch", "also run scripts/bench_torch.py (PyTorch, same workload) and print our/torch ratios")
+    .addHelpText("after", `
+Example:
+  weitiao bench --compare-torch        # the numbers in BENCHMARKS.md`)
+    .action((o: Record<string, unknown>) => {
+      runBench({
+        steps: o.steps as number, batch: o.batch as number, seqLen: o.seq as number, inferBatch: o.inferBatch as number,
+        layers: o.layers as number, hidden: o.hidden as number, threads: o.threads as number | undefined,
+        compareTorch: Boolean(o.compareTorch), only: o.only ? String(o.only).split(",") : undefined, out,
+      });
+    });
+}
+
 export function buildProgram(): Command {
   const program = new Command("weitiao")
     .description("微调 weitiao: fine-tune BERT-family models for text classification in Node.js — numbers equal to PyTorch + transformers")
@@ -242,7 +267,7 @@ Examples:
   weitiao train --model ./bert-base-chinese --train-file train.csv --validation-file dev.csv --output-dir out/
   weitiao predict --model out/ --text "这部电影太好看了！"
   weitiao tokenize --model out/ --text "这部电影太好看了！"`);
-  for (const c of [trainCommand(), predictCommand(), tokenizeCommand(), demoCommand()]) {
+  for (const c of [trainCommand(), predictCommand(), tokenizeCommand(), demoCommand(), benchCommand()]) {
     c.showSuggestionAfterError(true);
     program.addCommand(c);
   }

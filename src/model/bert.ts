@@ -13,6 +13,7 @@
  */
 import type { AttentionShape, Backend, DropoutSpec, FArray } from "../backend/types.js";
 import type { BertConfig } from "./config.js";
+import { Arena } from "./arena.js";
 import { allocFloat, bertParamLayout, type DType, type ParamSpec, ParamStore } from "./params.js";
 
 export interface ModelInput {
@@ -113,8 +114,11 @@ export class BertForSequenceClassification {
   hiddenDropout: number;
   attentionDropout: number;
   classifierDropout: number;
+  /** Scratch buffers of the current pass; reset at every forward, so a forward's cache lives until the next. */
+  private readonly arena: Arena;
 
   constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32") {
+    this.arena = new Arena(dtype);
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
     this.params = new ParamStore(bertParamLayout(config), dtype);
     this.trainable = this.params.specs.map(() => true);
@@ -150,7 +154,21 @@ export class BertForSequenceClassification {
     return min;
   }
 
+  /**
+   * Start a new pass: scratch buffers of the previous pass (and so its ForwardCache) are reused from here on.
+   * encode()/forward() call it; call it yourself before a classify() that is not preceded by encode().
+   */
+  beginPass(): void {
+    this.arena.reset();
+  }
+
+  /** Scratch buffer from the arena (stale contents: overwrite it fully). */
   private alloc(n: number): FArray {
+    return this.arena.float(n);
+  }
+
+  /** A fresh buffer for results that outlive the pass (logits, pooled output, returned hidden states). */
+  private fresh(n: number): FArray {
     return allocFloat(this.dtype, n);
   }
 
@@ -167,7 +185,7 @@ export class BertForSequenceClassification {
   private dropout(x: FArray, p: number, n: number, stream: DropoutStream | null, save: boolean): { y: FArray; cache: DropoutCache } {
     if (!stream || p === 0) return { y: x, cache: { keep: null, p: 0 } };
     const y = this.alloc(n);
-    const keep = new Uint8Array(n);
+    const keep = this.arena.byte(n);
     this.backend.dropoutForward(x, y, keep, n, stream.next(p, n));
     return { y, cache: { keep: save ? keep : null, p } };
   }
@@ -265,7 +283,7 @@ export class BertForSequenceClassification {
     const probs = this.alloc(input.batch * shape.heads * input.seqLen * input.seqLen);
     const ctx = this.alloc(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, probs.length) : null;
-    const attnKeep = attnDrop ? new Uint8Array(probs.length) : null;
+    const attnKeep = attnDrop ? this.arena.byte(probs.length) : null;
     this.backend.attentionForward(q, k, v, keyMask, shape, probs, ctx, attnDrop, attnKeep);
 
     // attention output: dense → dropout → residual → LayerNorm
@@ -342,6 +360,7 @@ export class BertForSequenceClassification {
     if (input.inputIds.length !== rows || input.attentionMask.length !== rows || input.tokenTypeIds.length !== rows) {
       throw new Error(`input arrays must hold batch·seqLen = ${rows} entries`);
     }
+    this.beginPass();
     const save = opts.train;
     const minLevel = save ? this.lowestTrainableLevel() : L + 3;
     const stream = opts.train ? new DropoutStream(opts.dropoutSeed ?? 0) : null;
@@ -349,20 +368,25 @@ export class BertForSequenceClassification {
     for (let r = 0; r < rows; r++) keyMask[r] = input.attentionMask[r] ? 0 : -Infinity;
 
     const emb = this.embeddingsForward(input, stream, save && minLevel <= 0);
-    const hidden: FArray[] | undefined = opts.outputHiddenStates ? [emb.out] : undefined;
+    const keepHidden = (h: FArray): FArray => {
+      const c = this.fresh(h.length);
+      c.set(h);
+      return c;
+    };
+    const hidden: FArray[] | undefined = opts.outputHiddenStates ? [keepHidden(emb.out)] : undefined;
     let x = emb.out;
     const layers: (LayerCache | null)[] = [];
     for (let l = 0; l < L; l++) {
       const r = this.layerForward(l, x, input, keyMask, stream, save && minLevel <= l + 1);
       layers.push(r.cache);
       x = r.out;
-      hidden?.push(x);
+      hidden?.push(keepHidden(x));
     }
     // pooler: tanh(W · h[:, 0])
     const cls = this.alloc(B * H);
     for (let b = 0; b < B; b++) cls.set(x.subarray(b * T * H, b * T * H + H), b * H);
     const pre = this.linear("bert.pooler.dense", cls, B, H, H);
-    const pooled = this.alloc(B * H);
+    const pooled = this.fresh(B * H);
     this.backend.tanhForward(pre, pooled, B * H);
     return {
       pooled,
@@ -379,7 +403,8 @@ export class BertForSequenceClassification {
     // The head's dropout stream is separate from the encoder's so cached-feature training draws the same masks.
     const stream = train ? new DropoutStream((dropoutSeed ^ 0x5bd1e995) >>> 0) : null;
     const d = this.dropout(pooled, this.classifierDropout, rows * H, stream, train);
-    const logits = this.linear("classifier", d.y, rows, H, this.config.num_labels);
+    const logits = this.fresh(rows * this.config.num_labels);
+    this.backend.linearForward(d.y, this.w("classifier.weight"), this.w("classifier.bias"), logits, rows, H, this.config.num_labels);
     return { logits, cache: { pooled, dropped: d.y, drop: d.cache, rows } };
   }
 
@@ -415,7 +440,7 @@ export class BertForSequenceClassification {
     this.backend.tanhBackward(cache.pooled, dPooled, dPre, B * H);
     const dCls = this.linearBack("bert.pooler.dense", dPre, cache.cls, B, H, H, minLevel <= L);
     if (!dCls) return;
-    let dx = this.alloc(B * T * H);
+    let dx = this.arena.zeros(B * T * H); // only the [CLS] rows carry gradient from the pooler
     for (let b = 0; b < B; b++) dx.set(dCls.subarray(b * H, b * H + H), b * T * H);
     for (let l = L - 1; l >= 0 && minLevel <= l + 1; l--) {
       const d = this.layerBackward(l, dx, cache.layers[l]!, input, minLevel <= l);

@@ -1,0 +1,143 @@
+"""PyTorch twin of `weitiao bench`: the same random BERT-base workload, timed the same way (median of N steps after
+one warm-up). A plain-torch BertForSequenceClassification (transformers is not installable here), structurally the
+same module graph as HF's eager implementation. Prints JSON lines. Run by `weitiao bench --compare-torch` with
+OPENBLAS_CORETYPE=SkylakeX set for this process only.
+"""
+import argparse
+import json
+import math
+import os
+import resource
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Layer(nn.Module):
+    def __init__(self, h, heads, inter, p):
+        super().__init__()
+        self.heads, self.p = heads, p
+        self.q, self.k, self.v, self.o = (nn.Linear(h, h) for _ in range(4))
+        self.ln1, self.ln2 = nn.LayerNorm(h, eps=1e-12), nn.LayerNorm(h, eps=1e-12)
+        self.i, self.out = nn.Linear(h, inter), nn.Linear(inter, h)
+
+    def forward(self, x, mask):
+        b, t, h = x.shape
+        d = h // self.heads
+        split = lambda y: y.view(b, t, self.heads, d).transpose(1, 2)
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        s = q @ k.transpose(-1, -2) / math.sqrt(d) + mask
+        a = F.dropout(s.softmax(-1), self.p, self.training)
+        ctx = (a @ v).transpose(1, 2).reshape(b, t, h)
+        x = self.ln1(F.dropout(self.o(ctx), self.p, self.training) + x)
+        return self.ln2(F.dropout(self.out(F.gelu(self.i(x))), self.p, self.training) + x)
+
+
+class Bert(nn.Module):
+    def __init__(self, vocab=21128, h=768, layers=12, inter=3072, labels=2, p=0.1):
+        super().__init__()
+        self.bert = nn.Module()
+        self.bert.word, self.bert.pos, self.bert.tok = nn.Embedding(vocab, h, padding_idx=0), nn.Embedding(512, h), nn.Embedding(2, h)
+        self.bert.ln = nn.LayerNorm(h, eps=1e-12)
+        self.bert.layers = nn.ModuleList(Layer(h, h // 64, inter, p) for _ in range(layers))
+        self.bert.pool = nn.Linear(h, h)
+        self.classifier = nn.Linear(h, labels)
+        self.p = p
+
+    def forward(self, ids, mask):
+        b, t = ids.shape
+        e = self.bert.word(ids) + self.bert.pos(torch.arange(t)) + self.bert.tok(torch.zeros_like(ids))
+        x = F.dropout(self.bert.ln(e), self.p, self.training)
+        m = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for layer in self.bert.layers:
+            x = layer(x, m)
+        pooled = torch.tanh(self.bert.pool(x[:, 0]))
+        return self.classifier(F.dropout(pooled, self.p, self.training))
+
+
+def timed(steps, fn):
+    fn()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--infer-batch", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--hidden", type=int, default=768)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--only", default="")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)  # its default here is 1
+    torch.manual_seed(0)
+    only = set(a.only.split(",")) if a.only else None
+    want = lambda n: only is None or n in only
+    ids = torch.randint(1000, 21128, (a.batch, a.seq))
+    mask = torch.ones_like(ids)
+    labels = torch.arange(a.batch) % 2
+
+    def emit(name, sec, batch):
+        print(json.dumps({"name": name, "median_s": sec, "samples_per_s": batch / sec if sec else 0, "steps": a.steps,
+                          "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+
+    for name, autocast in (("train_fp32", False), ("train_bf16_autocast", True)):
+        if not want(name.replace("_autocast", "")):
+            continue
+        model = Bert(h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+
+        def step():
+            opt.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = F.cross_entropy(model(ids, mask), labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        emit(name, timed(a.steps, step), a.batch)
+        del model, opt
+
+    if want("head_only_cached"):
+        # The tutorial's frozen encoder: requires_grad False, model.train(), the encoder still runs every step.
+        model = Bert(h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
+        for p in model.bert.parameters():
+            p.requires_grad = False
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, weight_decay=0.01)
+
+        def head_step():
+            opt.zero_grad()
+            F.cross_entropy(model(ids, mask), labels).backward()
+            opt.step()
+
+        emit("head_only", timed(a.steps, head_step), a.batch)
+        del model, opt
+
+    for name, autocast in (("infer_fp32", False), ("infer_bf16_autocast", True)):
+        if not want(name.replace("_autocast", "")):
+            continue
+        model = Bert(h=a.hidden, layers=a.layers, inter=4 * a.hidden).eval()
+        big = torch.randint(1000, 21128, (a.infer_batch, a.seq))
+        bmask = torch.ones_like(big)
+
+        def infer():
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                model(big, bmask)
+
+        emit(name, timed(a.steps, infer), a.infer_batch)
+        del model
+    print(json.dumps({"name": "peak_rss", "median_s": 0, "samples_per_s": 0, "steps": 0,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

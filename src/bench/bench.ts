@@ -1,0 +1,178 @@
+/**
+ * `weitiao bench`: a random BERT-base (vocab 21128, 12 layers, hidden 768) at batch 16 / seq 128, timed per
+ * step: full fine-tuning in fp32 and bf16, head-only epochs after the first (cached encoder features), and
+ * inference at batch 64. Prints JSON lines; with `compareTorch` it also runs scripts/bench_torch.py (PyTorch on
+ * the same machine, same workload) and prints our/torch speed ratios from the same run.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { getBackend, type Precision } from "../backend/index.js";
+import { BertForSequenceClassification, type ModelInput } from "../model/bert.js";
+import { parseBertConfig } from "../model/config.js";
+import { initParameter } from "../io/checkpoint.js";
+import { crossEntropy, crossEntropyGrad } from "../train/loss.js";
+import { AdamW, clipGradNorm } from "../train/optimizer.js";
+import { Rng } from "../util/rng.js";
+
+export interface BenchOptions {
+  steps: number;
+  batch: number;
+  seqLen: number;
+  inferBatch: number;
+  layers: number;
+  hidden: number;
+  threads?: number;
+  compareTorch: boolean;
+  only?: string[];
+  out?: (line: string) => void;
+}
+
+export interface BenchResult {
+  name: string;
+  median_s: number;
+  samples_per_s: number;
+  steps: number;
+  [k: string]: unknown;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function randomInput(rng: Rng, batch: number, seqLen: number, vocab: number): { input: ModelInput; labels: Int32Array } {
+  const n = batch * seqLen;
+  const inputIds = new Int32Array(n);
+  for (let i = 0; i < n; i++) inputIds[i] = 1000 + Math.floor(rng.next() * (vocab - 1000));
+  for (let b = 0; b < batch; b++) {
+    inputIds[b * seqLen] = 101;
+    inputIds[b * seqLen + seqLen - 1] = 102;
+  }
+  return {
+    input: { inputIds, attentionMask: new Int32Array(n).fill(1), tokenTypeIds: new Int32Array(n), batch, seqLen },
+    labels: Int32Array.from({ length: batch }, (_, i) => i % 2),
+  };
+}
+
+function makeModel(opts: BenchOptions, precision: Precision): BertForSequenceClassification {
+  const config = parseBertConfig({
+    vocab_size: 21128, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
+    intermediate_size: opts.hidden * 4, max_position_embeddings: 512, num_labels: 2,
+  }, "bench");
+  const model = new BertForSequenceClassification(config, getBackend({ precision, threads: opts.threads, backend: "native" }));
+  const rng = new Rng(0);
+  for (const s of model.params.specs) initParameter(model, s.name, rng);
+  return model;
+}
+
+function timeSteps(steps: number, fn: () => void): number[] {
+  fn(); // warm-up: primitive creation, page faults
+  const times: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t = process.hrtime.bigint();
+    fn();
+    times.push(Number(process.hrtime.bigint() - t) / 1e9);
+  }
+  return times;
+}
+
+function trainStep(model: BertForSequenceClassification, opt: AdamW, input: ModelInput, labels: Int32Array, step: number): void {
+  model.zeroGrad();
+  const out = model.forward(input, { train: true, dropoutSeed: step });
+  const C = model.config.num_labels;
+  const { probs } = crossEntropy(model.backend, model.dtype, out.logits, labels, input.batch, C);
+  model.backward(out.cache!, crossEntropyGrad(model.backend, model.dtype, probs, labels, input.batch, C, 1 / input.batch));
+  clipGradNorm(model, 1);
+  opt.step(2e-5);
+}
+
+export function runBench(opts: BenchOptions): BenchResult[] {
+  const out = opts.out ?? ((l: string) => console.log(l));
+  const results: BenchResult[] = [];
+  const want = (n: string): boolean => !opts.only || opts.only.includes(n);
+  const emit = (r: BenchResult): void => {
+    results.push(r);
+    out(JSON.stringify(r));
+  };
+  const rng = new Rng(1);
+  const { input, labels } = randomInput(rng, opts.batch, opts.seqLen, 21128);
+
+  for (const precision of ["fp32", "bf16"] as const) {
+    if (!want(`train_${precision}`)) continue;
+    const model = makeModel(opts, precision);
+    const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
+    let step = 0;
+    const times = timeSteps(opts.steps, () => trainStep(model, opt, input, labels, step++));
+    const m = median(times);
+    emit({ name: `train_${precision}`, median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen });
+  }
+
+  if (want("head_only") || want("head_only_cached")) {
+    // Epochs after the first: the frozen encoder's pooled features are cached, only the classifier trains.
+    const model = makeModel(opts, "fp32");
+    model.setTrainable((s) => s.level === model.numLayers + 2);
+    const pooled = model.encode(input, { train: false }).pooled;
+    const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
+    let step = 0;
+    const C = model.config.num_labels;
+    const times = timeSteps(opts.steps, () => {
+      model.zeroGrad();
+      const head = model.classify(pooled, input.batch, true, step++);
+      const { probs } = crossEntropy(model.backend, model.dtype, head.logits, labels, input.batch, C);
+      model.classifyBackward(crossEntropyGrad(model.backend, model.dtype, probs, labels, input.batch, C, 1 / input.batch), head.cache, false);
+      clipGradNorm(model, 1);
+      opt.step(2e-5);
+    });
+    const m = median(times);
+    emit({ name: "head_only_cached", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen });
+  }
+
+  for (const precision of ["fp32", "bf16"] as const) {
+    if (!want(`infer_${precision}`)) continue;
+    const model = makeModel(opts, precision);
+    const inf = randomInput(rng, opts.inferBatch, opts.seqLen, 21128);
+    const times = timeSteps(opts.steps, () => void model.forward(inf.input, { train: false }));
+    const m = median(times);
+    emit({ name: `infer_${precision}`, median_s: m, samples_per_s: opts.inferBatch / m, steps: opts.steps, batch: opts.inferBatch, seq: opts.seqLen });
+  }
+  emit({ name: "peak_rss", median_s: 0, samples_per_s: 0, steps: 0, peak_rss_mb: process.resourceUsage().maxRSS / 1024 });
+
+  if (opts.compareTorch) compareWithTorch(opts, results, out);
+  return results;
+}
+
+const TORCH_SCRIPT = fileURLToPath(new URL("../../../scripts/bench_torch.py", import.meta.url));
+
+/** Run the PyTorch twin of this benchmark and print ratios (our speed / torch speed; RSS ours / torch). */
+function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: string) => void): void {
+  const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  const env = { ...process.env, OPENBLAS_CORETYPE: "SkylakeX" }; // the best torch can do here, for its process only
+  const args = [TORCH_SCRIPT, "--steps", String(opts.steps), "--batch", String(opts.batch), "--seq", String(opts.seqLen),
+    "--infer-batch", String(opts.inferBatch), "--layers", String(opts.layers), "--hidden", String(opts.hidden)];
+  if (opts.threads) args.push("--threads", String(opts.threads));
+  if (opts.only) args.push("--only", opts.only.join(","));
+  const r = spawnSync(python, args, { env, encoding: "utf8", maxBuffer: 1 << 24 });
+  if (r.status !== 0) {
+    out(JSON.stringify({ name: "torch", error: (r.stderr || String(r.error)).trim().split("\n").slice(-1)[0] }));
+    return;
+  }
+  const theirs = new Map<string, BenchResult>();
+  for (const line of r.stdout.trim().split("\n")) {
+    const t = JSON.parse(line) as BenchResult;
+    theirs.set(t.name, t);
+    out(JSON.stringify({ ...t, name: `torch_${t.name}` }));
+  }
+  const pairs: [string, string][] = [
+    ["train_fp32", "train_fp32"], ["train_bf16", "train_bf16_autocast"], ["head_only_cached", "head_only"],
+    ["infer_fp32", "infer_fp32"], ["infer_bf16", "infer_bf16_autocast"],
+  ];
+  for (const [mine, torchName] of pairs) {
+    const a = ours.find((x) => x.name === mine);
+    const b = theirs.get(torchName);
+    if (a && b) out(JSON.stringify({ name: `ratio_${mine}`, speedup_vs_torch: b.median_s / a.median_s, ours_s: a.median_s, torch_s: b.median_s, torch_workload: torchName }));
+  }
+  const rssOurs = ours.find((x) => x.name === "peak_rss")?.peak_rss_mb as number | undefined;
+  const rssTorch = theirs.get("peak_rss")?.peak_rss_mb as number | undefined;
+  if (rssOurs && rssTorch) out(JSON.stringify({ name: "ratio_peak_rss", ours_over_torch: rssOurs / rssTorch, ours_mb: rssOurs, torch_mb: rssTorch }));
+}

@@ -1,0 +1,57 @@
+/**
+ * Reusable scratch buffers for one forward+backward pass. Allocating (and zero-filling, and page-faulting) the
+ * activations of a BERT-base step anew costs seconds of system time; the arena hands out the same buffers step
+ * after step instead. Buffers are keyed by length, so batches of different shapes each find their own; lengths
+ * a whole pass did not use are released at the next reset, which bounds memory to about one pass.
+ *
+ * Buffers come back with stale contents: callers must fully overwrite them, or ask for `zeros`.
+ */
+import type { FArray } from "../backend/types.js";
+import { allocFloat, type DType } from "./params.js";
+
+interface Pool<T> {
+  free: T[];
+  used: T[];
+}
+
+export class Arena {
+  private floats = new Map<number, Pool<FArray>>();
+  private bytes = new Map<number, Pool<Uint8Array>>();
+
+  constructor(private readonly dtype: DType) {}
+
+  /** Start a new pass: everything handed out before becomes reusable; unused lengths are dropped. */
+  reset(): void {
+    for (const pools of [this.floats, this.bytes] as Map<number, Pool<unknown>>[]) {
+      for (const [len, pool] of pools) {
+        if (pool.used.length === 0) pools.delete(len);
+        else {
+          pool.free.push(...pool.used);
+          pool.used.length = 0;
+        }
+      }
+    }
+  }
+
+  float(n: number): FArray {
+    return take(this.floats, n, () => allocFloat(this.dtype, n));
+  }
+
+  zeros(n: number): FArray {
+    const a = this.float(n);
+    a.fill(0);
+    return a;
+  }
+
+  byte(n: number): Uint8Array {
+    return take(this.bytes, n, () => new Uint8Array(n));
+  }
+}
+
+function take<T>(pools: Map<number, Pool<T>>, n: number, make: () => T): T {
+  let pool = pools.get(n);
+  if (!pool) pools.set(n, (pool = { free: [], used: [] }));
+  const buf = pool.free.pop() ?? make();
+  pool.used.push(buf);
+  return buf;
+}
