@@ -7,7 +7,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17"],
+      "cflags_cc": ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-std=c++17"],
       "libraries": ["-ldnnl", "-fopenmp"]
     }
   ]

@@ -83,6 +83,7 @@ void convertBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::
   for (int64_t r = 0; r < rows; r++) {
     const float* s = src + r * ld;
     uint16_t* o = d + r * cols;
+#pragma omp simd
     for (int64_t c = 0; c < cols; c++) o[c] = toBf16(s[c]);
   }
 }
@@ -96,14 +97,11 @@ struct CachedMatmul {
 std::map<MatmulKey, std::unique_ptr<CachedMatmul>> g_matmuls;
 std::mutex g_matmulLock;
 
-// C[M,N] (+)= op(A) op(B) in bf16 with fp32 accumulation. A and B are converted to contiguous bf16 first.
-void gemmBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-              const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+// C[M,N] (+)= op(A) op(B) with A, B already contiguous bf16 in their stored orientation
+// (A: M×K, or K×M when transposed; B: K×N, or N×K when transposed); fp32 accumulation and output.
+void matmulBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const uint16_t* A, const uint16_t* B,
+                float* C, int64_t ldc, bool accumulate) {
   using dt = dnnl::memory::data_type;
-  static thread_local std::vector<uint16_t> a16, b16;
-  // Stored shapes: A is M×K (or K×M when transposed), B is K×N (or N×K).
-  convertBf16(A, transA ? K : M, transA ? M : K, lda, a16);
-  convertBf16(B, transB ? N : K, transB ? K : N, ldb, b16);
   MatmulKey key{transA, transB, M, N, K, ldc, accumulate};
   CachedMatmul* mm;
   {
@@ -124,12 +122,22 @@ void gemmBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const f
     }
     mm = it->second.get();
   }
-  dnnl::memory am(mm->pd.src_desc(), cpuEngine(), a16.data());
-  dnnl::memory bm(mm->pd.weights_desc(), cpuEngine(), b16.data());
+  dnnl::memory am(mm->pd.src_desc(), cpuEngine(), const_cast<uint16_t*>(A));
+  dnnl::memory bm(mm->pd.weights_desc(), cpuEngine(), const_cast<uint16_t*>(B));
   dnnl::memory cm(mm->pd.dst_desc(), cpuEngine(), C);
   dnnl::stream st(cpuEngine());
   mm->prim.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
   st.wait();
+}
+
+// Scratch for bf16 copies of GEMM operands (the addon runs on the JS thread only).
+std::vector<uint16_t> g_a16, g_b16, g_c16;
+
+void gemmBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  convertBf16(A, transA ? K : M, transA ? M : K, lda, g_a16);
+  convertBf16(B, transB ? N : K, transB ? K : N, ldb, g_b16);
+  matmulBf16(transA, transB, M, N, K, g_a16.data(), g_b16.data(), C, ldc, accumulate);
 }
 
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
@@ -171,20 +179,44 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// db += Σ_rows dy: each thread sums a contiguous range of rows (cache-friendly), then partials are added in
+// thread order (deterministic for a fixed thread count).
+void biasGrad(const float* dy, float* db, int64_t rows, int64_t out) {
+  int threads = rows * out > 65536 ? omp_get_max_threads() : 1;
+  std::vector<double> part(static_cast<size_t>(threads * out), 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    double* p = part.data() + omp_get_thread_num() * out;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float* d = dy + r * out;
+#pragma omp simd
+      for (int64_t j = 0; j < out; j++) p[j] += d[j];
+    }
+  }
+  for (int t = 0; t < threads; t++)
+    for (int64_t j = 0; j < out; j++) db[j] += static_cast<float>(part[t * out + j]);
+}
+
 // dx = dy W ; dW += dyᵀ x ; db += Σ dy
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
   int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
-  if (dx) gemm(false, false, rows, in, out, dy, out, w, in, dx, in, false);
-  if (dw) gemm(true, false, out, in, rows, dy, out, x, in, dw, in, true);
-  if (db) {
-#pragma omp parallel for schedule(static) if (rows * out > 65536)
-    for (int64_t j = 0; j < out; j++) {
-      double s = 0;
-      for (int64_t r = 0; r < rows; r++) s += dy[r * out + j];
-      db[j] += static_cast<float>(s);
+  if (g_bf16 && (dx || dw) && rows > 0 && in > 0 && out > 0) {
+    convertBf16(dy, rows, out, out, g_c16);  // once, for both products
+    if (dx) {
+      convertBf16(w, out, in, in, g_b16);
+      matmulBf16(false, false, rows, in, out, g_c16.data(), g_b16.data(), dx, in, false);
     }
+    if (dw) {
+      convertBf16(x, rows, in, in, g_a16);
+      matmulBf16(true, false, out, in, rows, g_c16.data(), g_a16.data(), dw, in, true);
+    }
+  } else {
+    if (dx) gemm(false, false, rows, in, out, dy, out, w, in, dx, in, false);
+    if (dw) gemm(true, false, out, in, rows, dy, out, x, in, dw, in, true);
   }
+  if (db) biasGrad(dy, db, rows, out);
   return info.Env().Undefined();
 }
 
@@ -217,6 +249,22 @@ inline float erfFast(float v) {
   return p / q;
 }
 
+// expf to about 1 ulp (Cephes' range reduction and polynomial), branch-free so loops vectorise.
+inline float expFast(float x) {
+  x = std::min(88.72283905206835f, std::max(-87.33654475f, x));
+  float z = std::floor(1.44269504088896341f * x + 0.5f);
+  x -= z * 0.693359375f;
+  x -= z * -2.12194440e-4f;
+  float p = 1.9875691500E-4f;
+  p = p * x + 1.3981999507E-3f;
+  p = p * x + 8.3334519073E-3f;
+  p = p * x + 4.1665795894E-2f;
+  p = p * x + 1.6666665459E-1f;
+  p = p * x + 5.0000001201E-1f;
+  float y = p * x * x + x + 1.0f;
+  return y * __builtin_bit_cast(float, (static_cast<int32_t>(z) + 127) << 23);
+}
+
 Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   float *x = F(info, 0), *y = F(info, 1);
   int64_t n = N(info, 2);
@@ -225,16 +273,21 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
-  float *x = F(info, 0), *dy = F(info, 1), *dx = F(info, 2);
-  int64_t n = N(info, 3);
-#pragma omp parallel for simd schedule(static) if (n > 16384)
+void geluBackwardChunk(const float* __restrict x, const float* __restrict dy, float* __restrict dx, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     float v = x[i];
     float cdf = 0.5f * (1.0f + erfFast(v * 0.70710678118654752f));
-    float pdf = 0.3989422804014327f * std::exp(-0.5f * v * v);
+    float pdf = 0.3989422804014327f * expFast(-0.5f * v * v);
     dx[i] = dy[i] * (cdf + v * pdf);
   }
+}
+
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  float *x = F(info, 0), *dy = F(info, 1), *dx = F(info, 2);
+  int64_t n = N(info, 3);
+  const int64_t chunk = 16384;
+#pragma omp parallel for schedule(static) if (n > chunk)
+  for (int64_t c = 0; c < n; c += chunk) geluBackwardChunk(x + c, dy + c, dx + c, std::min(chunk, n - c));
   return info.Env().Undefined();
 }
 
@@ -362,7 +415,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
           }
           double sum = 0;
           for (int64_t j = 0; j < T; j++) {
-            float e = row[j] == -INFINITY ? 0.0f : std::exp(row[j] - mx);
+            float e = row[j] == -INFINITY ? 0.0f : expFast(row[j] - mx);
             row[j] = e;
             sum += e;
           }

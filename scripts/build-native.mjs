@@ -13,9 +13,13 @@ const candidates = [
   process.env.npm_config_node_gyp,
   join(dirname(realpathSync(process.execPath)), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
 ].filter((p) => p && existsSync(p));
+// Build against the headers of the node that runs us (no download: machines may be offline).
+const prefix = dirname(dirname(realpathSync(process.execPath)));
+const args = ["rebuild"];
+if (!process.env.npm_config_nodedir && existsSync(join(prefix, "include", "node", "node_api.h"))) args.push(`--nodedir=${prefix}`);
 const r = candidates.length
-  ? spawnSync(process.execPath, [candidates[0], "rebuild"], { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" })
-  : spawnSync("node-gyp", ["rebuild"], { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
+  ? spawnSync(process.execPath, [candidates[0], ...args], { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" })
+  : spawnSync("node-gyp", args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
 if (r.status === 0) {
   console.log("weitiao: native addon built (oneDNN)");
 } else {

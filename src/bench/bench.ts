@@ -14,6 +14,7 @@ import { initParameter } from "../io/checkpoint.js";
 import { crossEntropy, crossEntropyGrad } from "../train/loss.js";
 import { AdamW, clipGradNorm } from "../train/optimizer.js";
 import { Rng } from "../util/rng.js";
+import { kernelReport, kernelStats } from "../backend/profile.js";
 
 export interface BenchOptions {
   steps: number;
@@ -68,6 +69,7 @@ function makeModel(opts: BenchOptions, precision: Precision): BertForSequenceCla
 
 function timeSteps(steps: number, fn: () => void): number[] {
   fn(); // warm-up: primitive creation, page faults
+  kernelStats.clear(); // with WEITIAO_PROFILE: profile the timed steps only
   const times: number[] = [];
   for (let i = 0; i < steps; i++) {
     const t = process.hrtime.bigint();
@@ -92,6 +94,11 @@ export function runBench(opts: BenchOptions): BenchResult[] {
   const results: BenchResult[] = [];
   const want = (n: string): boolean => !opts.only || opts.only.includes(n);
   const emit = (r: BenchResult): void => {
+    if (process.env.WEITIAO_PROFILE && kernelStats.size) {
+      // Seconds per step spent in each kernel (JSON), from the timed steps of this workload.
+      r.kernels = Object.fromEntries(kernelReport().map((k) => [k.kernel, Number((k.seconds / opts.steps).toFixed(4))]));
+      kernelStats.clear();
+    }
     results.push(r);
     out(JSON.stringify(r));
   };
