@@ -46,6 +46,8 @@ export interface TrainOptions {
   topK?: number;
   layerLrDecay?: number;
   loggingSteps?: number;
+  /** With strategy head: cache the frozen encoder's features (default true). */
+  cacheFeatures?: boolean;
   backend?: BackendName;
   precision?: Precision;
   threads?: number;
@@ -156,6 +158,7 @@ export function train(options: TrainOptions): TrainOutput {
       learningRate: o.learningRate, warmupSteps: o.warmupSteps, warmupRatio: o.warmupRatio, weightDecay: o.weightDecay,
       maxGradNorm: o.maxGradNorm, gradientAccumulationSteps: o.gradientAccumulationSteps, seed: o.seed,
       shuffle: o.shuffle, strategy: o.strategy, topK: o.topK, layerLrDecay: o.layerLrDecay, loggingSteps: o.loggingSteps,
+      cacheFeatures: o.cacheFeatures,
     }),
   };
   const trainer = new Trainer(model, args, trainEnc.encoded, evalEnc?.encoded ?? null, tokenizer.padId, { ...o.hooks, log });

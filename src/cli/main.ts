@@ -93,12 +93,15 @@ function trainCommand(): Command {
     .addOption(new Option("--strategy <s>", "what trains").choices(STRATEGIES).default("full"))
     .option("--top-k <k>", "with --strategy top-k: how many top encoder layers train", int("--top-k"))
     .option("--layer-lr-decay <d>", "layer-wise lr decay: layer L−1−j gets lr·d^(j+1), embeddings lr·d^(L+1)", float("--layer-lr-decay"))
-    .option("--logging-steps <n>", "log loss/lr/grad_norm every N steps into trainer_state.json", int("--logging-steps"), 50);
+    .option("--logging-steps <n>", "log loss/lr/grad_norm every N steps into trainer_state.json", int("--logging-steps"), 50)
+    .option("--no-cache-features", "with --strategy head: run the frozen encoder in train mode every step (PyTorch tutorial semantics) instead of caching its features");
   addComputeOptions(cmd);
   cmd.addHelpText("after", `
 Strategies:
   full     everything trains (default)
-  head     only classifier.* trains (frozen encoder and pooler)
+  head     only classifier.* trains (frozen encoder and pooler); the encoder's features are computed once
+           in eval mode and cached, so epochs after the first cost almost nothing (--no-cache-features:
+           PyTorch's semantics, dropout active inside the frozen encoder every step)
   top-k    classifier, pooler and the top K encoder layers (--top-k K)
   gradual  epoch 1 as head, epoch e as top-k with K = e−1, then the embeddings join
 
@@ -119,6 +122,7 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
       gradientAccumulationSteps: o.gradientAccumulationSteps as number, seed: o.seed as number, shuffle: o.shuffle as boolean,
       dropout: o.dropout as number | undefined, strategy: o.strategy as TrainOptions["strategy"], topK: o.topK as number | undefined,
       layerLrDecay: o.layerLrDecay as number | undefined, loggingSteps: o.loggingSteps as number,
+      cacheFeatures: o.cacheFeatures as boolean,
       backend: o.backend as TrainOptions["backend"], precision: o.precision as TrainOptions["precision"], threads: o.threads as number | undefined,
       log: (l) => progress.line(l),
       hooks: progress.hooks(),

@@ -29,11 +29,18 @@ export interface TrainingArgs {
   topK?: number;
   layerLrDecay?: number;
   loggingSteps: number;
+  /**
+   * With strategy "head": compute the frozen encoder's pooled output once per example (eval mode, so no dropout
+   * inside the encoder) and train the classifier on those; later epochs then cost almost nothing. PyTorch's
+   * tutorial keeps dropout active inside the frozen encoder (model.train()); false reproduces that. Both are
+   * identical at dropout 0.
+   */
+  cacheFeatures: boolean;
 }
 
 export const DEFAULT_TRAINING_ARGS: TrainingArgs = {
   epochs: 3, maxSteps: 0, batchSize: 16, evalBatchSize: 64, learningRate: 5e-5, weightDecay: 0, maxGradNorm: 1,
-  gradientAccumulationSteps: 1, seed: 42, shuffle: true, strategy: "full", loggingSteps: 50,
+  gradientAccumulationSteps: 1, seed: 42, shuffle: true, strategy: "full", loggingSteps: 50, cacheFeatures: true,
 };
 
 export interface StepLog {
@@ -148,6 +155,48 @@ export class Trainer {
     return this.args.maxSteps > 0 ? this.args.maxSteps : this.stepsPerEpoch * this.args.epochs;
   }
 
+  /** Pooled encoder output of every training example, computed once in eval mode (see cacheFeatures). */
+  private encodeTrainSet(): Float32Array[] {
+    const { model, args } = this;
+    const H = model.config.hidden_size;
+    const features: Float32Array[] = [];
+    for (let start = 0; start < this.trainSet.length; start += args.evalBatchSize) {
+      const chunk = this.trainSet.slice(start, start + args.evalBatchSize);
+      const { pooled } = model.encode(collate(chunk, this.padId).input, { train: false });
+      for (let b = 0; b < chunk.length; b++) features.push(Float32Array.from(pooled.subarray(b * H, b * H + H)));
+    }
+    return features;
+  }
+
+  /** Forward + backward of one micro-batch; returns its summed loss and how many it got right. */
+  private microStep(idx: number[], features: Float32Array[] | null, seed: number, scale: number): { loss: number; correct: number } {
+    const { model } = this;
+    const C = model.config.num_labels;
+    const H = model.config.hidden_size;
+    let logits: FArray;
+    let backward: (d: FArray) => void;
+    const labels = Int32Array.from(idx, (i) => this.trainSet[i]!.label);
+    if (features) {
+      const pooled = new Float32Array(idx.length * H);
+      idx.forEach((i, b) => pooled.set(features[i]!, b * H));
+      model.beginPass();
+      const head = model.classify(pooled, idx.length, true, seed);
+      logits = head.logits;
+      backward = (d) => void model.classifyBackward(d, head.cache, false);
+    } else {
+      const { input } = collate(idx.map((i) => this.trainSet[i]!), this.padId);
+      const out = model.forward(input, { train: true, dropoutSeed: seed });
+      logits = out.logits;
+      backward = (d) => model.backward(out.cache!, d);
+    }
+    const ce = crossEntropy(model.backend, model.dtype, logits, labels, idx.length, C);
+    let correct = 0;
+    for (let b = 0; b < idx.length; b++) if (argmax(logits, b * C, C) === labels[b]) correct++;
+    // The step's loss is the mean over all its examples, so each micro-batch contributes sum/n.
+    backward(crossEntropyGrad(model.backend, model.dtype, ce.probs, labels, idx.length, C, scale));
+    return { loss: ce.sum, correct };
+  }
+
   private applyStrategy(epoch: number): void {
     this.model.setTrainable(trainablePredicate(this.args.strategy, this.model.numLayers, epoch, this.args.topK));
   }
@@ -159,7 +208,6 @@ export class Trainer {
     const total = this.totalSteps;
     const warmup = warmupSteps(total, args.warmupSteps, args.warmupRatio);
     const numEpochs = Math.ceil(total / this.stepsPerEpoch);
-    const C = model.config.num_labels;
     const lrScales = model.params.specs.map((s) => layerLrScale(s.level, model.numLayers, args.layerLrDecay));
     const history: (StepLog | EvalLog)[] = [];
     const epochs: EpochSummary[] = [];
@@ -167,6 +215,11 @@ export class Trainer {
     let step = 0;
     let lossSinceLog = 0;
     let stepsSinceLog = 0;
+    let features: Float32Array[] | null = null;
+    if (args.strategy === "head" && args.cacheFeatures) {
+      log("strategy head: the frozen encoder's features are computed once (eval mode) and cached; --no-cache-features keeps PyTorch's train-mode encoder");
+      features = this.encodeTrainSet();
+    }
 
     for (let epoch = 1; epoch <= numEpochs && step < total; epoch++) {
       const epochStart = Date.now();
@@ -187,13 +240,9 @@ export class Trainer {
         model.zeroGrad();
         let lossSum = 0;
         micro.forEach((idx, mi) => {
-          const { input, labels } = collate(idx.map((i) => this.trainSet[i]!), this.padId);
-          const out = model.forward(input, { train: true, dropoutSeed: stepSeed(args.seed, step, mi) });
-          const ce = crossEntropy(model.backend, model.dtype, out.logits, labels, idx.length, C);
-          lossSum += ce.sum;
-          for (let b = 0; b < idx.length; b++) if (argmax(out.logits, b * C, C) === labels[b]) correct++;
-          // The step's loss is the mean over all its examples, so each micro-batch contributes sum/n.
-          model.backward(out.cache!, crossEntropyGrad(model.backend, model.dtype, ce.probs, labels, idx.length, C, 1 / nExamples));
+          const r = this.microStep(idx, features, stepSeed(args.seed, step, mi), 1 / nExamples);
+          lossSum += r.loss;
+          correct += r.correct;
         });
         seen += nExamples;
         const loss = lossSum / nExamples;

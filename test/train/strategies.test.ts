@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { tsBackend } from "../../src/backend/ts.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import type { EncodedExample } from "../../src/data/dataset.js";
-import { DEFAULT_TRAINING_ARGS, Trainer } from "../../src/train/trainer.js";
+import { DEFAULT_TRAINING_ARGS, Trainer, type StepLog } from "../../src/train/trainer.js";
+import { BACKENDS } from "../backends.js";
 import { layerLrScale, trainablePredicate } from "../../src/train/strategy.js";
 import { TINY } from "../helpers.js";
 
@@ -92,3 +93,24 @@ test("strategy predicates", () => {
   assert.deepEqual([12, 13, 14].map((l) => head(spec(l))), [false, false, true]);
   assert.throws(() => trainablePredicate("top-k", L, 1, 13), /--top-k must be an integer from 0 to 12/);
 });
+
+for (const backend of BACKENDS) {
+  test(`[${backend.name}] head strategy: cached encoder features give the same run as the uncached one at dropout 0`, () => {
+    const run = (cacheFeatures: boolean) => {
+      const { model } = loadModelFromDir(TINY, { backend });
+      model.setDropout(0);
+      const trainer = new Trainer(model, {
+        ...DEFAULT_TRAINING_ARGS, epochs: 3, batchSize: 3, learningRate: 1e-2, strategy: "head", loggingSteps: 1, cacheFeatures,
+      }, rows, null, 0);
+      return { logs: trainer.train().logHistory as StepLog[], w: Float32Array.from(model.params.value("classifier.weight")) };
+    };
+    const cached = run(true);
+    const plain = run(false);
+    assert.equal(cached.logs.length, 9);
+    cached.logs.forEach((l, i) => {
+      assert.ok(Math.abs(l.loss - plain.logs[i]!.loss) < 1e-6, `step ${i + 1} loss`);
+      assert.ok(Math.abs(l.grad_norm - plain.logs[i]!.grad_norm) < 1e-5 * plain.logs[i]!.grad_norm);
+    });
+    for (let i = 0; i < cached.w.length; i++) assert.ok(Math.abs(cached.w[i]! - plain.w[i]!) < 1e-6);
+  });
+}

@@ -1,0 +1,114 @@
+/** The native backend kernel by kernel against the TypeScript reference on random inputs; bf16 within its bounds. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { tsBackend as ref } from "../../src/backend/ts.js";
+import type { Backend } from "../../src/backend/types.js";
+import { loadModelFromDir } from "../../src/io/checkpoint.js";
+import { SafetensorsFile } from "../../src/io/safetensors.js";
+import type { EncodedExample } from "../../src/data/dataset.js";
+import { DEFAULT_TRAINING_ARGS, Trainer, type StepLog } from "../../src/train/trainer.js";
+import { Rng } from "../../src/util/rng.js";
+import { NATIVE, NATIVE_BF16 } from "../backends.js";
+import { HF, REAL, TINY, relErr } from "../helpers.js";
+import { STRATEGY_ARGS } from "../train/trajectory-check.js";
+
+const rng = new Rng(3);
+const rand = (n: number, s = 1): Float32Array => Float32Array.from({ length: n }, () => rng.normal() * s);
+const skip = NATIVE ? false : "native addon not built";
+
+function same(name: string, a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-5): void {
+  const e = relErr(a, b);
+  assert.ok(e < tol, `${name}: rel ${e}`);
+}
+
+test("native kernels equal the reference kernels", { skip }, () => {
+  const nb = NATIVE as Backend;
+  const [R, I, O] = [37, 48, 29];
+  const x = rand(R * I), w = rand(O * I), b = rand(O), dy = rand(R * O);
+  const y1 = new Float32Array(R * O), y2 = new Float32Array(R * O);
+  ref.linearForward(x, w, b, y1, R, I, O); nb.linearForward(x, w, b, y2, R, I, O); same("linear", y2, y1);
+  const g = (): [Float32Array, Float32Array, Float32Array] => [new Float32Array(R * I), rand(O * I), rand(O)];
+  const [dx1, dw1, db1] = g(); const [dx2, dw2, db2] = [new Float32Array(R * I), Float32Array.from(dw1), Float32Array.from(db1)];
+  ref.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O); nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O);
+  same("linear dx", dx2, dx1); same("linear dW (accumulated)", dw2, dw1); same("linear db (accumulated)", db2, db1);
+
+  const n = 70000; // above the parallel threshold
+  const gx = rand(n, 3), gdy = rand(n), o1 = new Float32Array(n), o2 = new Float32Array(n);
+  ref.geluForward(gx, o1, n); nb.geluForward(gx, o2, n); same("gelu", o2, o1, 1e-6);
+  ref.geluBackward(gx, gdy, o1, n); nb.geluBackward(gx, gdy, o2, n); same("gelu backward", o2, o1, 1e-6);
+
+  const [LR, LC] = [50, 64];
+  const lx = rand(LR * LC, 2), lg = rand(LC), lb = rand(LC), ldy = rand(LR * LC);
+  const m1 = new Float32Array(LR), r1 = new Float32Array(LR), m2 = new Float32Array(LR), r2 = new Float32Array(LR);
+  const ly1 = new Float32Array(LR * LC), ly2 = new Float32Array(LR * LC);
+  ref.layerNormForward(lx, lg, lb, ly1, m1, r1, LR, LC, 1e-12); nb.layerNormForward(lx, lg, lb, ly2, m2, r2, LR, LC, 1e-12);
+  same("layernorm", ly2, ly1);
+  const ldx1 = new Float32Array(LR * LC), ldx2 = new Float32Array(LR * LC), dg1 = rand(LC), dg2 = Float32Array.from(dg1), dbb1 = rand(LC), dbb2 = Float32Array.from(dbb1);
+  ref.layerNormBackward(ldy, lx, m1, r1, lg, ldx1, dg1, dbb1, LR, LC); nb.layerNormBackward(ldy, lx, m2, r2, lg, ldx2, dg2, dbb2, LR, LC);
+  same("layernorm dx", ldx2, ldx1); same("layernorm dgamma", dg2, dg1); same("layernorm dbeta", dbb2, dbb1);
+
+  const shape = { batch: 3, seqLen: 9, heads: 2, headDim: 8 };
+  const an = 3 * 9 * 16, P = 3 * 2 * 81;
+  const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an);
+  const mask = Float32Array.from({ length: 27 }, (_, i) => (i % 9 > 6 ? -Infinity : 0));
+  const drop = { p: 0.2, seed: 1234, offset: 77 };
+  const p1 = new Float32Array(P), p2 = new Float32Array(P), c1 = new Float32Array(an), c2 = new Float32Array(an);
+  const k1 = new Uint8Array(P), k2 = new Uint8Array(P);
+  ref.attentionForward(q, k, v, mask, shape, p1, c1, drop, k1); nb.attentionForward(q, k, v, mask, shape, p2, c2, drop, k2);
+  assert.deepEqual(k2, k1, "identical dropout masks"); same("attention probs", p2, p1); same("attention ctx", c2, c1);
+  const grads = () => [new Float32Array(an), new Float32Array(an), new Float32Array(an)] as const;
+  const [q1, kk1, v1] = grads(); const [q2, kk2, v2] = grads();
+  ref.attentionBackward(q, k, v, p1, k1, 0.2, dctx, shape, q1, kk1, v1); nb.attentionBackward(q, k, v, p2, k2, 0.2, dctx, shape, q2, kk2, v2);
+  same("attention dq", q2, q1); same("attention dk", kk2, kk1); same("attention dv", v2, v1);
+
+  const dk1 = new Uint8Array(n), dk2 = new Uint8Array(n);
+  ref.dropoutForward(gx, o1, dk1, n, { p: 0.1, seed: 9, offset: 5 }); nb.dropoutForward(gx, o2, dk2, n, { p: 0.1, seed: 9, offset: 5 });
+  assert.deepEqual(dk2, dk1, "identical dropout masks"); same("dropout", o2, o1, 1e-7);
+
+  const p = rand(n), gg = rand(n), mm = rand(n, 0.1), vv = Float32Array.from(rand(n), (t) => t * t);
+  const [pa, ma, va] = [Float32Array.from(p), Float32Array.from(mm), Float32Array.from(vv)];
+  ref.adamw(p, gg, mm, vv, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3); nb.adamw(pa, gg, ma, va, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3);
+  same("adamw params", pa, p, 1e-7); same("adamw m", ma, mm, 1e-7); same("adamw v", va, vv, 1e-7);
+  assert.ok(Math.abs(nb.sumSquares(gg, n) - ref.sumSquares(gg, n)) / ref.sumSquares(gg, n) < 1e-12);
+});
+
+const bf16Skip = NATIVE_BF16 ? false : "native addon not built";
+
+test("bf16: logits within 2e-2 relative of the fp32 reference", { skip: bf16Skip }, () => {
+  for (const dir of [REAL, HF]) {
+    const fwd = SafetensorsFile.open(join(dir, "forward.safetensors"));
+    const { model } = loadModelFromDir(TINY, { backend: NATIVE_BF16! });
+    const [B, T] = fwd.info("input_ids").shape as [number, number];
+    const out = model.forward({ inputIds: fwd.int("input_ids"), attentionMask: fwd.int("attention_mask"), tokenTypeIds: fwd.int("token_type_ids"), batch: B, seqLen: T }, { train: false });
+    const e = relErr(out.logits, fwd.float("logits"));
+    assert.ok(e < 2e-2, `logits rel ${e}`);
+    assert.ok(e > 1e-6, "bf16 GEMMs really ran (not fp32)");
+    fwd.close();
+  }
+});
+
+for (const [refName, strategyArgs] of Object.entries(STRATEGY_ARGS)) {
+  test(`bf16: 12-step ${refName} trajectory, every step's loss within 2e-2 of the reference`, { skip: bf16Skip }, () => {
+    const manifest = JSON.parse(readFileSync(join(REAL, "manifest.json"), "utf8"));
+    const fwd = SafetensorsFile.open(join(REAL, "forward.safetensors"));
+    const [, T] = fwd.info("input_ids").shape as [number, number];
+    const ids = fwd.int("input_ids"), mask = fwd.int("attention_mask"), types = fwd.int("token_type_ids"), labels = fwd.int("labels");
+    fwd.close();
+    const row = (i: number): EncodedExample => ({
+      inputIds: [...ids.subarray(i * T, i * T + T)], tokenTypeIds: [...types.subarray(i * T, i * T + T)],
+      attentionMask: [...mask.subarray(i * T, i * T + T)], label: labels[i]!,
+    });
+    const refRun = manifest.trajectory.results[refName];
+    const { model } = loadModelFromDir(TINY, { backend: NATIVE_BF16! });
+    model.setDropout(0);
+    const trainer = new Trainer(model, {
+      ...DEFAULT_TRAINING_ARGS, epochs: 1, batchSize: 4, learningRate: refRun.base_lr, warmupSteps: 3, weightDecay: 0.01,
+      maxGradNorm: 1, shuffle: false, loggingSteps: 1, ...strategyArgs,
+    }, (manifest.trajectory.batches as number[][]).flat().map(row), null, 0);
+    const logs = trainer.train().logHistory as StepLog[];
+    assert.equal(logs.length, 12);
+    logs.forEach((l, s) => assert.ok(Math.abs(l.loss - refRun.loss[s]) < 2e-2, `step ${s + 1}: ${l.loss} vs ${refRun.loss[s]}`));
+  });
+}
