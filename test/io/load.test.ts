@@ -119,7 +119,7 @@ test("hostile safetensors fail cleanly before allocating: truncated file, header
   const dir = tempDir();
   const truncated = join(dir, "truncated.safetensors");
   writeFileSync(truncated, good.subarray(0, good.length - 1000));
-  assert.throws(() => SafetensorsFile.open(truncated).close(), /lies at bytes .* truncated/);
+  assert.throws(() => SafetensorsFile.open(truncated).close(), /lies at bytes .* \(truncated file\?\)/);
   const huge = Buffer.alloc(16);
   huge.writeBigUInt64LE(1n << 40n, 0);
   writeFileSync(join(dir, "huge.safetensors"), huge);
