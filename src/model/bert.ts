@@ -114,11 +114,20 @@ export class BertForSequenceClassification {
   hiddenDropout: number;
   attentionDropout: number;
   classifierDropout: number;
-  /** Scratch buffers of the current pass; reset at every forward, so a forward's cache lives until the next. */
+  /** Buffers of the current pass; reset at every forward, so a forward's cache lives until the next. */
   private readonly arena: Arena;
+  /**
+   * Two ping-pong arenas for modules whose activations are not kept (inference, frozen lower layers): module i
+   * writes into scratch[i % 2] while reading its input from the other, so memory stays at about two layers.
+   */
+  private readonly scratch: [Arena, Arena];
+  /** Where alloc() takes buffers from right now. */
+  private current: Arena;
 
   constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32") {
     this.arena = new Arena(dtype);
+    this.scratch = [new Arena(dtype), new Arena(dtype)];
+    this.current = this.arena;
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
     this.params = new ParamStore(bertParamLayout(config), dtype);
     this.trainable = this.params.specs.map(() => true);
@@ -160,11 +169,22 @@ export class BertForSequenceClassification {
    */
   beginPass(): void {
     this.arena.reset();
+    this.current = this.arena;
+  }
+
+  /** Allocate module `index`'s buffers from the pass arena when they are kept for backward, else from scratch. */
+  private useArenaFor(index: number, save: boolean): void {
+    if (save) {
+      this.current = this.arena;
+    } else {
+      this.current = this.scratch[index & 1]!;
+      this.current.reset();
+    }
   }
 
   /** Scratch buffer from the arena (stale contents: overwrite it fully). */
   private alloc(n: number): FArray {
-    return this.arena.float(n);
+    return this.current.float(n);
   }
 
   /** A fresh buffer for results that outlive the pass (logits, pooled output, returned hidden states). */
@@ -185,7 +205,7 @@ export class BertForSequenceClassification {
   private dropout(x: FArray, p: number, n: number, stream: DropoutStream | null, save: boolean): { y: FArray; cache: DropoutCache } {
     if (!stream || p === 0) return { y: x, cache: { keep: null, p: 0 } };
     const y = this.alloc(n);
-    const keep = this.arena.byte(n);
+    const keep = this.current.byte(n);
     this.backend.dropoutForward(x, y, keep, n, stream.next(p, n));
     return { y, cache: { keep: save ? keep : null, p } };
   }
@@ -283,7 +303,7 @@ export class BertForSequenceClassification {
     const probs = this.alloc(input.batch * shape.heads * input.seqLen * input.seqLen);
     const ctx = this.alloc(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, probs.length) : null;
-    const attnKeep = attnDrop ? this.arena.byte(probs.length) : null;
+    const attnKeep = attnDrop ? this.current.byte(probs.length) : null;
     this.backend.attentionForward(q, k, v, keyMask, shape, probs, ctx, attnDrop, attnKeep);
 
     // attention output: dense → dropout → residual → LayerNorm
@@ -367,6 +387,7 @@ export class BertForSequenceClassification {
     const keyMask = new Float32Array(rows);
     for (let r = 0; r < rows; r++) keyMask[r] = input.attentionMask[r] ? 0 : -Infinity;
 
+    this.useArenaFor(1, save && minLevel <= 0); // embeddings: scratch[1], then layer l uses scratch[l % 2]
     const emb = this.embeddingsForward(input, stream, save && minLevel <= 0);
     const keepHidden = (h: FArray): FArray => {
       const c = this.fresh(h.length);
@@ -377,12 +398,14 @@ export class BertForSequenceClassification {
     let x = emb.out;
     const layers: (LayerCache | null)[] = [];
     for (let l = 0; l < L; l++) {
+      this.useArenaFor(l, save && minLevel <= l + 1);
       const r = this.layerForward(l, x, input, keyMask, stream, save && minLevel <= l + 1);
       layers.push(r.cache);
       x = r.out;
       hidden?.push(keepHidden(x));
     }
     // pooler: tanh(W · h[:, 0])
+    this.current = this.arena;
     const cls = this.alloc(B * H);
     for (let b = 0; b < B; b++) cls.set(x.subarray(b * T * H, b * T * H + H), b * H);
     const pre = this.linear("bert.pooler.dense", cls, B, H, H);
