@@ -2,7 +2,7 @@
 import { type BackendName, getBackend, type Precision } from "../backend/index.js";
 import { collate, type EncodedExample } from "../data/dataset.js";
 import { loadModelFromDir } from "../io/checkpoint.js";
-import { resolveModel } from "../io/resolve.js";
+import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
 import { BertTokenizer } from "../tokenizer/index.js";
 
@@ -14,6 +14,8 @@ export interface LoadedModel {
 }
 
 export interface LoadModelOptions {
+  /** With a bare weights file as `model`: the folder (or config.json) with config.json and the tokenizer. */
+  modelConfig?: string;
   backend?: BackendName;
   precision?: Precision;
   threads?: number;
@@ -21,9 +23,9 @@ export interface LoadModelOptions {
 }
 
 export function loadModel(model: string, opts: LoadModelOptions = {}): LoadedModel {
-  const dir = resolveModel(model, opts.log);
+  const { dir, weightsFile } = locateModel(model, opts.modelConfig);
   const backend = getBackend({ ...opts });
-  const loaded = loadModelFromDir(dir, { backend, log: opts.log });
+  const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile });
   const id2label = loaded.model.config.id2label;
   const labels = Object.keys(id2label).sort((a, b) => Number(a) - Number(b)).map((k) => id2label[k]!);
   return { model: loaded.model, tokenizer: BertTokenizer.fromDir(dir), labels, dir };

@@ -7,7 +7,7 @@ import { type BackendName, getBackend, type Precision } from "../backend/index.j
 import { encodeExamples, extractExamples, labelIds, resolveLabels, type TextExample } from "../data/dataset.js";
 import { readRowsMany } from "../data/read.js";
 import { loadModelFromDir, readConfig, saveModel } from "../io/checkpoint.js";
-import { resolveModel } from "../io/resolve.js";
+import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
 import { BertTokenizer } from "../tokenizer/index.js";
 import { STRATEGIES, type Strategy } from "../train/strategy.js";
@@ -18,8 +18,10 @@ import {
 import { WeitiaoError } from "../util/errors.js";
 
 export interface TrainOptions {
-  /** A HF model folder, a hub id, or "demo". */
+  /** A HF model folder, "demo", or a weights file (.bin/.pth/.safetensors) with `modelConfig`. */
   model: string;
+  /** With a bare weights file: the folder (or its config.json) holding config.json and the tokenizer. */
+  modelConfig?: string;
   trainFile: string;
   validationFile?: string;
   outputDir: string;
@@ -112,7 +114,8 @@ export function train(options: TrainOptions): TrainOutput {
   const log = options.log ?? (() => {});
   validateTrainOptions(options);
   const o = { textColumn: "text", labelColumn: "label", maxLength: 128, ...options };
-  const modelDir = resolveModel(o.model, log);
+  const location = locateModel(o.model, o.modelConfig);
+  const modelDir = location.dir;
   const config = readConfig(modelDir);
   const tokenizer = BertTokenizer.fromDir(modelDir);
 
@@ -147,7 +150,7 @@ export function train(options: TrainOptions): TrainOutput {
   const outputDir = resolve(o.outputDir);
 
   const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });
-  const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log });
+  const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile });
   model.config.problem_type = "single_label_classification";
   if (o.dropout !== undefined) model.setDropout(o.dropout);
 

@@ -68,7 +68,8 @@ function addComputeOptions(cmd: Command): Command {
 function trainCommand(): Command {
   const cmd = new Command("train")
     .description("fine-tune a BERT model for text classification on a CSV/TSV/JSONL file")
-    .requiredOption("--model <dir>", "HF model folder (config.json + weights + tokenizer), or \"demo\"")
+    .requiredOption("--model <dir>", "HF model folder (config.json + weights + tokenizer), \"demo\", or a weights file with --model-config")
+    .option("--model-config <dir>", "with a bare weights file (.pth/.bin/.safetensors): folder with config.json and the tokenizer")
     .requiredOption("--train-file <file>", "training data: .csv, .tsv or .jsonl (comma-separated list allowed)")
     .option("--validation-file <file>", "validation data, evaluated after every epoch")
     .requiredOption("--output-dir <dir>", "where the fine-tuned model is saved")
@@ -113,7 +114,7 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
   cmd.action((o: Record<string, unknown>) => {
     const progress = new ProgressReporter(process.stderr, Number(o.loggingSteps) || 50);
     const opts: TrainOptions = {
-      model: o.model as string, trainFile: o.trainFile as string, validationFile: o.validationFile as string | undefined,
+      model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string, validationFile: o.validationFile as string | undefined,
       outputDir: o.outputDir as string, textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined,
       labelColumn: o.labelColumn as string, noHeader: o.header === false, maxLength: o.maxLength as number,
       batchSize: o.batchSize as number, evalBatchSize: o.evalBatchSize as number, learningRate: o.learningRate as number,
@@ -147,7 +148,8 @@ function readPredictInputs(file: string, textColumn: string, pairColumn?: string
 function predictCommand(): Command {
   const cmd = new Command("predict")
     .description("predict labels with a fine-tuned model")
-    .requiredOption("--model <dir>", "a fine-tuned model folder (e.g. the --output-dir of train)")
+    .requiredOption("--model <dir>", "a fine-tuned model folder (e.g. the --output-dir of train), or a weights file with --model-config")
+    .option("--model-config <dir>", "with a bare weights file such as bert_finetuned.pth: folder with config.json and the tokenizer")
     .option("--text <text...>", "text(s) to classify")
     .option("--input <file>", "a .jsonl (text, optional text_pair) or .csv/.tsv file")
     .option("--text-column <name>", "text column of --input", "text")
@@ -168,7 +170,7 @@ Example:
     const inputs: TextInput[] = texts
       ? texts.map((t) => ({ text: t }))
       : readPredictInputs(inputFile!, o.textColumn as string, (o.textPairColumn as string | undefined) ?? (inputFile!.endsWith(".jsonl") ? "text_pair" : undefined));
-    const loaded = loadModel(o.model as string, { backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
+    const loaded = loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const preds = predict(loaded, inputs, { maxLength: o.maxLength as number, batchSize: o.batchSize as number });
     const lines = preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
     if (o.output) {

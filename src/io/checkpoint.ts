@@ -13,6 +13,7 @@ import type { DType } from "../model/params.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
+import { torchSource } from "./torch.js";
 
 /** A set of named tensors in a checkpoint, read on demand. */
 export interface TensorSource {
@@ -42,29 +43,58 @@ export function safetensorsSource(files: string[]): TensorSource {
 
 export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
 
+/** Open one weights file: safetensors, or a torch.save checkpoint (.bin/.pth/.pt) through the restricted reader. */
+export function openWeightsFile(file: string): TensorSource {
+  if (!existsSync(file)) throw new WeitiaoError(`${file}: weights file not found`);
+  return file.endsWith(".safetensors") ? safetensorsSource([file]) : torchSource(file);
+}
+
+/** Several torch checkpoints as one source (HF's sharded pytorch_model-0000i-of-0000n.bin). */
+function concatSources(sources: TensorSource[]): TensorSource {
+  const owner = new Map<string, TensorSource>();
+  for (const s of sources) for (const n of s.names()) owner.set(n, s);
+  return {
+    names: () => [...owner.keys()],
+    shape: (n) => owner.get(n)!.shape(n),
+    read: (n) => owner.get(n)!.read(n),
+    close: () => sources.forEach((s) => s.close()),
+  };
+}
+
+function readIndex(index: string, dir: string): string[] {
+  let parsed: { weight_map?: Record<string, string> };
+  try {
+    parsed = JSON.parse(readFileSync(index, "utf8"));
+  } catch (e) {
+    throw new WeitiaoError(`${index}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!parsed.weight_map) throw new WeitiaoError(`${index}: no weight_map`);
+  return [...new Set(Object.values(parsed.weight_map))].map((f) => {
+    const p = resolve(dir, f);
+    if (dirname(p) !== resolve(dir)) throw new WeitiaoError(`${index}: shard ${f} lies outside the model folder`);
+    if (!existsSync(p)) throw new WeitiaoError(`${index}: shard ${f} is missing`);
+    return p;
+  });
+}
+
 /** Find the weights of a model folder, preferring safetensors as HF does. */
 export function openWeights(dir: string): { source: TensorSource; description: string } {
   const single = join(dir, "model.safetensors");
   if (existsSync(single)) return { source: safetensorsSource([single]), description: "model.safetensors" };
   const index = join(dir, "model.safetensors.index.json");
   if (existsSync(index)) {
-    let parsed: { weight_map?: Record<string, string> };
-    try {
-      parsed = JSON.parse(readFileSync(index, "utf8"));
-    } catch (e) {
-      throw new WeitiaoError(`${index}: not valid JSON (${(e as Error).message})`);
-    }
-    if (!parsed.weight_map) throw new WeitiaoError(`${index}: no weight_map`);
-    const shards = [...new Set(Object.values(parsed.weight_map))].map((f) => {
-      const p = resolve(dir, f);
-      if (dirname(p) !== resolve(dir)) throw new WeitiaoError(`${index}: shard ${f} lies outside the model folder`);
-      if (!existsSync(p)) throw new WeitiaoError(`${index}: shard ${f} is missing`);
-      return p;
-    });
+    const shards = readIndex(index, dir);
     return { source: safetensorsSource(shards), description: `${shards.length} safetensors shards` };
   }
+  const bin = join(dir, "pytorch_model.bin");
+  if (existsSync(bin)) return { source: torchSource(bin), description: "pytorch_model.bin" };
+  const binIndex = join(dir, "pytorch_model.bin.index.json");
+  if (existsSync(binIndex)) {
+    const shards = readIndex(binIndex, dir);
+    return { source: concatSources(shards.map(torchSource)), description: `${shards.length} pytorch_model.bin shards` };
+  }
   throw new WeitiaoError(
-    `${dir}: no model weights found (expected model.safetensors or model.safetensors.index.json)`,
+    `${dir}: no model weights found (expected model.safetensors, model.safetensors.index.json or pytorch_model.bin)`,
   );
 }
 
@@ -102,6 +132,8 @@ export interface LoadOptions {
   labels?: string[];
   /** Seed for initialising weights the checkpoint lacks. */
   seed?: number;
+  /** A weights file to use instead of the folder's own (e.g. the tutorial's bert_finetuned.pth). */
+  weightsFile?: string;
   log?: (line: string) => void;
 }
 
@@ -133,7 +165,9 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
     config.label2id = Object.fromEntries(opts.labels.map((n, i) => [n, i]));
   }
   const model = new BertForSequenceClassification(config, opts.backend, opts.dtype ?? "float32");
-  const { source, description } = openWeights(dir);
+  const { source, description } = opts.weightsFile
+    ? { source: openWeightsFile(opts.weightsFile), description: opts.weightsFile }
+    : openWeights(dir);
   const report: LoadReport = { missing: [], unexpected: [], reinitialized: [], weights: description };
   const loaded = new Set<string>();
   try {

@@ -1,0 +1,258 @@
+/**
+ * Reading torch.save checkpoints (pytorch_model.bin, the tutorial's state_dict .pth) without Python and without
+ * running any code from the file. A pickle is a program; this reader executes only the opcodes a state dict
+ * needs and knows only the callables torch writes for tensors (OrderedDict, _rebuild_tensor_v2,
+ * _rebuild_parameter, the typed storages). Any other GLOBAL — os.system, builtins.eval, … — stops loading with an
+ * error before anything is called.
+ */
+import { WeitiaoError } from "../util/errors.js";
+import { decodeFloat, decodeInt, type SafeDType } from "./safetensors.js";
+import { ZipFile } from "./zip.js";
+import type { TensorSource } from "./checkpoint.js";
+
+class Tuple {
+  constructor(readonly items: unknown[]) {}
+}
+class Global {
+  constructor(readonly module: string, readonly name: string) {}
+  get id(): string {
+    return `${this.module}.${this.name}`;
+  }
+}
+interface StorageRef {
+  kind: "storage";
+  dtype: SafeDType;
+  key: string;
+  numel: number;
+}
+export interface TensorRef {
+  kind: "tensor";
+  storage: StorageRef;
+  offset: number;
+  shape: number[];
+  stride: number[];
+}
+const MARK = Symbol("mark");
+
+const STORAGE_DTYPES: Record<string, SafeDType> = {
+  FloatStorage: "F32", HalfStorage: "F16", BFloat16Storage: "BF16", DoubleStorage: "F64",
+  LongStorage: "I64", IntStorage: "I32", ShortStorage: "I16", CharStorage: "I8", ByteStorage: "U8", BoolStorage: "BOOL",
+};
+const ITEM_SIZE: Record<SafeDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+const ALLOWED = new Set([
+  "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
+  ...Object.keys(STORAGE_DTYPES).map((s) => `torch.${s}`),
+]);
+
+function asInt(v: unknown, what: string, file: string): number {
+  if (typeof v === "number" && Number.isSafeInteger(v)) return v;
+  if (typeof v === "bigint" && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+  throw new WeitiaoError(`${file}: expected an integer for ${what}`);
+}
+
+function intList(v: unknown, what: string, file: string): number[] {
+  if (!(v instanceof Tuple)) throw new WeitiaoError(`${file}: expected a tuple for ${what}`);
+  return v.items.map((x) => asInt(x, what, file));
+}
+
+/** Call one of the allowed callables. */
+function call(fn: Global, args: unknown[], file: string): unknown {
+  switch (fn.id) {
+    case "collections.OrderedDict":
+      return new Map<unknown, unknown>();
+    case "torch._utils._rebuild_tensor_v2": {
+      const [storage, offset, size, stride] = args;
+      if (!storage || (storage as StorageRef).kind !== "storage") throw new WeitiaoError(`${file}: tensor without a storage`);
+      return {
+        kind: "tensor", storage: storage as StorageRef, offset: asInt(offset, "storage offset", file),
+        shape: intList(size, "tensor size", file), stride: intList(stride, "tensor stride", file),
+      } satisfies TensorRef;
+    }
+    case "torch._utils._rebuild_parameter":
+      return args[0];
+    default:
+      throw new WeitiaoError(`${file}: cannot call ${fn.id}`);
+  }
+}
+
+/** Run a pickle in the restricted VM; returns the top-level object. */
+export function unpickle(data: Buffer, file: string): unknown {
+  const stack: unknown[] = [];
+  const memo = new Map<number, unknown>();
+  let p = 0;
+  const need = (n: number): void => {
+    if (p + n > data.length) throw new WeitiaoError(`${file}: truncated pickle`);
+  };
+  const u8 = (): number => (need(1), data[p++]!);
+  const u16 = (): number => (need(2), (p += 2), data.readUInt16LE(p - 2));
+  const u32 = (): number => (need(4), (p += 4), data.readUInt32LE(p - 4));
+  const bytes = (n: number): Buffer => (need(n), (p += n), data.subarray(p - n, p));
+  const line = (): string => {
+    const end = data.indexOf(0x0a, p);
+    if (end < 0) throw new WeitiaoError(`${file}: truncated pickle`);
+    const s = data.toString("utf8", p, end);
+    p = end + 1;
+    return s;
+  };
+  const pop = (): unknown => {
+    if (stack.length === 0) throw new WeitiaoError(`${file}: corrupt pickle (stack underflow)`);
+    return stack.pop();
+  };
+  const popMark = (): unknown[] => {
+    const i = stack.lastIndexOf(MARK);
+    if (i < 0) throw new WeitiaoError(`${file}: corrupt pickle (no mark)`);
+    const items = stack.splice(i);
+    items.shift();
+    return items;
+  };
+  const global = (module: string, name: string): Global => {
+    const g = new Global(module, name);
+    if (!ALLOWED.has(g.id)) {
+      throw new WeitiaoError(
+        `${file}: refused: the checkpoint's pickle references ${g.id}, which is not part of a tensor state dict ` +
+          "(weitiao never runs code from a checkpoint; convert it to safetensors with the library that made it)",
+      );
+    }
+    return g;
+  };
+  const top = (): unknown => stack[stack.length - 1];
+
+  for (;;) {
+    const op = u8();
+    switch (op) {
+      case 0x80: u8(); break; // PROTO
+      case 0x95: bytes(8); break; // FRAME
+      case 0x63: { const m = line(); stack.push(global(m, line())); break; } // GLOBAL
+      case 0x93: { const name = pop(); const m = pop(); stack.push(global(String(m), String(name))); break; } // STACK_GLOBAL
+      case 0x71: memo.set(u8(), top()); break; // BINPUT
+      case 0x72: memo.set(u32(), top()); break; // LONG_BINPUT
+      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
+      case 0x68: case 0x6a: { // BINGET, LONG_BINGET
+        const k = op === 0x68 ? u8() : u32();
+        if (!memo.has(k)) throw new WeitiaoError(`${file}: corrupt pickle (memo ${k})`);
+        stack.push(memo.get(k));
+        break;
+      }
+      case 0x28: stack.push(MARK); break;
+      case 0x29: stack.push(new Tuple([])); break;
+      case 0x74: stack.push(new Tuple(popMark())); break;
+      case 0x85: stack.push(new Tuple([pop()])); break;
+      case 0x86: { const b = pop(); stack.push(new Tuple([pop(), b])); break; }
+      case 0x87: { const c = pop(); const b = pop(); stack.push(new Tuple([pop(), b, c])); break; }
+      case 0x5d: stack.push([]); break; // EMPTY_LIST
+      case 0x61: { const v = pop(); (top() as unknown[]).push(v); break; } // APPEND
+      case 0x65: { const items = popMark(); (top() as unknown[]).push(...items); break; } // APPENDS
+      case 0x7d: stack.push(new Map()); break; // EMPTY_DICT
+      case 0x73: { const v = pop(); const k = pop(); (top() as Map<unknown, unknown>).set(k, v); break; } // SETITEM
+      case 0x75: { // SETITEMS
+        const items = popMark();
+        const d = top() as Map<unknown, unknown>;
+        for (let i = 0; i + 1 < items.length; i += 2) d.set(items[i], items[i + 1]);
+        break;
+      }
+      case 0x58: stack.push(bytes(u32()).toString("utf8")); break; // BINUNICODE
+      case 0x8c: stack.push(bytes(u8()).toString("utf8")); break; // SHORT_BINUNICODE
+      case 0x55: stack.push(bytes(u8()).toString("latin1")); break; // SHORT_BINSTRING
+      case 0x54: stack.push(bytes(u32()).toString("latin1")); break; // BINSTRING
+      case 0x43: stack.push(bytes(u8())); break; // SHORT_BINBYTES
+      case 0x42: stack.push(bytes(u32())); break; // BINBYTES
+      case 0x4a: stack.push((need(4), (p += 4), data.readInt32LE(p - 4))); break; // BININT
+      case 0x4b: stack.push(u8()); break; // BININT1
+      case 0x4d: stack.push(u16()); break; // BININT2
+      case 0x8a: { // LONG1
+        const n = u8();
+        const b = bytes(n);
+        let v = 0n;
+        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+        if (n > 0 && b[n - 1]! & 0x80) v -= 1n << BigInt(8 * n);
+        stack.push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+        break;
+      }
+      case 0x47: stack.push((need(8), (p += 8), data.readDoubleBE(p - 8))); break; // BINFLOAT
+      case 0x4e: stack.push(null); break; // NONE
+      case 0x88: stack.push(true); break;
+      case 0x89: stack.push(false); break;
+      case 0x30: pop(); break; // POP
+      case 0x31: popMark(); break; // POP_MARK
+      case 0x32: stack.push(top()); break; // DUP
+      case 0x52: { // REDUCE
+        const args = pop();
+        const fn = pop();
+        if (!(fn instanceof Global) || !(args instanceof Tuple)) throw new WeitiaoError(`${file}: corrupt pickle (REDUCE)`);
+        stack.push(call(fn, args.items, file));
+        break;
+      }
+      case 0x51: { // BINPERSID: ('storage', StorageType, key, location, numel)
+        const pid = pop();
+        if (!(pid instanceof Tuple) || pid.items[0] !== "storage" || !(pid.items[1] instanceof Global)) {
+          throw new WeitiaoError(`${file}: unsupported persistent id in pickle`);
+        }
+        const dtype = STORAGE_DTYPES[(pid.items[1] as Global).name]!;
+        stack.push({ kind: "storage", dtype, key: String(pid.items[2]), numel: asInt(pid.items[4], "storage size", file) } satisfies StorageRef);
+        break;
+      }
+      case 0x62: pop(); break; // BUILD: state of an OrderedDict (its _metadata) is not needed
+      case 0x2e: return pop(); // STOP
+      default:
+        throw new WeitiaoError(`${file}: unsupported pickle opcode 0x${op.toString(16)} at byte ${p - 1}`);
+    }
+  }
+}
+
+/** A torch.save zip checkpoint as a TensorSource. */
+export function torchSource(path: string): TensorSource {
+  let zip: ZipFile;
+  try {
+    zip = new ZipFile(path);
+  } catch (e) {
+    if (e instanceof WeitiaoError) throw e;
+    throw new WeitiaoError(`${path}: cannot read (${(e as Error).message})`);
+  }
+  try {
+    const pkl = zip.names().find((n) => /^[^/]+\/data\.pkl$/.test(n));
+    if (!pkl) throw new WeitiaoError(`${path}: no data.pkl inside (not a torch.save checkpoint)`);
+    const prefix = pkl.slice(0, -"data.pkl".length);
+    const root = unpickle(zip.readEntry(pkl), path);
+    if (!(root instanceof Map)) throw new WeitiaoError(`${path}: the checkpoint is not a state dict`);
+    const tensors = new Map<string, TensorRef>();
+    for (const [k, v] of root) {
+      if (typeof k === "string" && v && (v as TensorRef).kind === "tensor") tensors.set(k, v as TensorRef);
+    }
+    const read = (name: string): Float32Array => {
+      const t = tensors.get(name);
+      if (!t) throw new WeitiaoError(`${path}: no tensor ${name}`);
+      const entry = `${prefix}data/${t.storage.key}`;
+      const itemSize = ITEM_SIZE[t.storage.dtype];
+      if (!zip.has(entry) || zip.size(entry) < t.storage.numel * itemSize) {
+        throw new WeitiaoError(`${path}: storage of ${name} is missing or truncated`);
+      }
+      const numel = t.shape.reduce((a, b) => a * b, 1);
+      let maxIndex = t.offset;
+      t.shape.forEach((d, i) => (maxIndex += d > 0 ? (d - 1) * t.stride[i]! : 0));
+      if (numel > 0 && maxIndex >= t.storage.numel) throw new WeitiaoError(`${path}: tensor ${name} reaches past its storage`);
+      const bytes = zip.readEntry(entry);
+      const isFloat = ["F32", "F16", "BF16", "F64"].includes(t.storage.dtype);
+      const all = isFloat ? decodeFloat(bytes, t.storage.dtype, t.storage.numel) : Float32Array.from(decodeInt(bytes, t.storage.dtype, t.storage.numel));
+      // Gather by strides (contiguous tensors are a plain slice).
+      const contiguous = t.stride.every((s, i) => s === t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+      if (contiguous) return all.slice(t.offset, t.offset + numel);
+      const out = new Float32Array(numel);
+      const idx = new Array<number>(t.shape.length).fill(0);
+      for (let i = 0; i < numel; i++) {
+        let src = t.offset;
+        for (let d = 0; d < idx.length; d++) src += idx[d]! * t.stride[d]!;
+        out[i] = all[src]!;
+        for (let d = idx.length - 1; d >= 0; d--) {
+          if (++idx[d]! < t.shape[d]!) break;
+          idx[d] = 0;
+        }
+      }
+      return out;
+    };
+    return { names: () => [...tensors.keys()], shape: (n) => tensors.get(n)!.shape, read, close: () => zip.close() };
+  } catch (e) {
+    zip.close();
+    throw e;
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * A minimal reader for the zip archives torch.save writes (entries stored uncompressed, ZIP64 when large):
+ * the central directory is parsed once and entries are read by name on demand, straight from the file.
+ */
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { inflateRawSync } from "node:zlib";
+import { WeitiaoError } from "../util/errors.js";
+
+interface Entry {
+  method: number;
+  compressedSize: number;
+  size: number;
+  headerOffset: number;
+}
+
+export class ZipFile {
+  private readonly entries = new Map<string, Entry>();
+  private readonly fd: number;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, "r");
+    try {
+      this.readDirectory(fstatSync(this.fd).size);
+    } catch (e) {
+      closeSync(this.fd);
+      throw e;
+    }
+  }
+
+  private read(pos: number, len: number): Buffer {
+    const buf = Buffer.alloc(len);
+    if (readSync(this.fd, buf, 0, len, pos) !== len) throw new WeitiaoError(`${this.path}: unexpected end of file (truncated zip?)`);
+    return buf;
+  }
+
+  private readDirectory(size: number): void {
+    const tailLen = Math.min(size, 65557);
+    const tail = this.read(size - tailLen, tailLen);
+    const eocd = tail.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+    if (eocd < 0) throw new WeitiaoError(`${this.path}: not a zip archive (a torch checkpoint saved by torch ≥ 1.6 is one)`);
+    let count = tail.readUInt16LE(eocd + 10);
+    let dirSize = tail.readUInt32LE(eocd + 12);
+    let dirOffset = tail.readUInt32LE(eocd + 16);
+    if (dirOffset === 0xffffffff || count === 0xffff) {
+      const locator = tail.lastIndexOf(Buffer.from([0x50, 0x4b, 0x06, 0x07]), eocd);
+      if (locator < 0) throw new WeitiaoError(`${this.path}: ZIP64 archive without its locator`);
+      const z64 = this.read(Number(tail.readBigUInt64LE(locator + 8)), 56);
+      if (z64.readUInt32LE(0) !== 0x06064b50) throw new WeitiaoError(`${this.path}: bad ZIP64 end of central directory`);
+      count = Number(z64.readBigUInt64LE(32));
+      dirSize = Number(z64.readBigUInt64LE(40));
+      dirOffset = Number(z64.readBigUInt64LE(48));
+    }
+    if (dirOffset + dirSize > size) throw new WeitiaoError(`${this.path}: central directory lies past the end of the file (truncated?)`);
+    const dir = this.read(dirOffset, dirSize);
+    let p = 0;
+    for (let i = 0; i < count; i++) {
+      if (dir.readUInt32LE(p) !== 0x02014b50) throw new WeitiaoError(`${this.path}: corrupt central directory`);
+      const method = dir.readUInt16LE(p + 10);
+      let compressedSize = dir.readUInt32LE(p + 20);
+      let entrySize = dir.readUInt32LE(p + 24);
+      const nameLen = dir.readUInt16LE(p + 28);
+      const extraLen = dir.readUInt16LE(p + 30);
+      const commentLen = dir.readUInt16LE(p + 32);
+      let headerOffset = dir.readUInt32LE(p + 42);
+      const name = dir.toString("utf8", p + 46, p + 46 + nameLen);
+      // ZIP64 extra field: the 64-bit values of whichever fields were saturated, in this order.
+      let e = p + 46 + nameLen;
+      const extraEnd = e + extraLen;
+      while (e + 4 <= extraEnd) {
+        const id = dir.readUInt16LE(e);
+        const len = dir.readUInt16LE(e + 2);
+        if (id === 0x0001) {
+          let q = e + 4;
+          if (entrySize === 0xffffffff) { entrySize = Number(dir.readBigUInt64LE(q)); q += 8; }
+          if (compressedSize === 0xffffffff) { compressedSize = Number(dir.readBigUInt64LE(q)); q += 8; }
+          if (headerOffset === 0xffffffff) headerOffset = Number(dir.readBigUInt64LE(q));
+        }
+        e += 4 + len;
+      }
+      this.entries.set(name, { method, compressedSize, size: entrySize, headerOffset });
+      p = extraEnd + commentLen;
+    }
+  }
+
+  names(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  size(name: string): number {
+    return this.entry(name).size;
+  }
+
+  private entry(name: string): Entry {
+    const e = this.entries.get(name);
+    if (!e) throw new WeitiaoError(`${this.path}: archive has no entry ${name}`);
+    return e;
+  }
+
+  /** The bytes of an entry (stored or deflated). */
+  readEntry(name: string): Buffer {
+    const e = this.entry(name);
+    const local = this.read(e.headerOffset, 30);
+    if (local.readUInt32LE(0) !== 0x04034b50) throw new WeitiaoError(`${this.path}: corrupt local header of ${name}`);
+    const start = e.headerOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
+    const raw = this.read(start, e.compressedSize);
+    if (e.method === 0) return raw;
+    if (e.method === 8) return inflateRawSync(raw);
+    throw new WeitiaoError(`${this.path}: entry ${name} uses unsupported compression method ${e.method}`);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
