@@ -7,6 +7,7 @@ import { type BackendName, getBackend, type Precision } from "../backend/index.j
 import { encodeExamples, extractExamples, labelIds, resolveLabels, type TextExample } from "../data/dataset.js";
 import { readRowsMany } from "../data/read.js";
 import { loadModelFromDir, readConfig, saveModel } from "../io/checkpoint.js";
+import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from "../io/trainer-checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
 import { BertTokenizer } from "../tokenizer/index.js";
@@ -50,6 +51,16 @@ export interface TrainOptions {
   loggingSteps?: number;
   /** With strategy head: cache the frozen encoder's features (default true). */
   cacheFeatures?: boolean;
+  /** Checkpoint into outputDir/checkpoint-N every N steps (0: never). */
+  saveSteps?: number;
+  /** "epoch": checkpoint after every epoch; "steps": every saveSteps; "no" (default unless saveSteps is set). */
+  saveStrategy?: "no" | "steps" | "epoch";
+  /** Keep at most this many checkpoints (0: all). */
+  saveTotalLimit?: number;
+  /** Continue from a checkpoint folder, or "latest" in outputDir. */
+  resumeFromCheckpoint?: string;
+  /** Aborting it (e.g. on SIGINT) finishes the current step, writes a checkpoint and returns. */
+  signal?: AbortSignal;
   backend?: BackendName;
   precision?: Precision;
   threads?: number;
@@ -60,6 +71,8 @@ export interface TrainOptions {
 
 export interface TrainOutput {
   outputDir: string;
+  /** Set when `signal` stopped the run: the checkpoint to resume from. */
+  interruptedAt?: string;
   model: BertForSequenceClassification;
   tokenizer: BertTokenizer;
   labels: string[];
@@ -93,6 +106,9 @@ export function validateTrainOptions(o: TrainOptions): void {
   if (o.strategy !== undefined) check(STRATEGIES.includes(o.strategy), `--strategy must be one of ${STRATEGIES.join(", ")}, got ${o.strategy}`);
   if (o.strategy === "top-k") check(o.topK !== undefined, "--strategy top-k needs --top-k K");
   if (o.topK !== undefined && o.strategy !== "top-k") check(false, "--top-k only applies with --strategy top-k");
+  if (o.saveSteps !== undefined) check(Number.isInteger(o.saveSteps) && o.saveSteps >= 0, "--save-steps must be a non-negative integer");
+  if (o.saveTotalLimit !== undefined) check(Number.isInteger(o.saveTotalLimit) && o.saveTotalLimit >= 0, "--save-total-limit must be a non-negative integer");
+  if (o.saveStrategy !== undefined) check(["no", "steps", "epoch"].includes(o.saveStrategy), "--save-strategy must be no, steps or epoch");
 }
 
 function labelCounts(ids: Int32Array, names: string[]): string {
@@ -110,7 +126,7 @@ function reportSkipped(log: (l: string) => void, skipped: { file: string; line: 
   }
 }
 
-export function train(options: TrainOptions): TrainOutput {
+export async function train(options: TrainOptions): Promise<TrainOutput> {
   const log = options.log ?? (() => {});
   validateTrainOptions(options);
   const o = { textColumn: "text", labelColumn: "label", maxLength: 128, ...options };
@@ -162,18 +178,49 @@ export function train(options: TrainOptions): TrainOutput {
       maxGradNorm: o.maxGradNorm, gradientAccumulationSteps: o.gradientAccumulationSteps, seed: o.seed,
       shuffle: o.shuffle, strategy: o.strategy, topK: o.topK, layerLrDecay: o.layerLrDecay, loggingSteps: o.loggingSteps,
       cacheFeatures: o.cacheFeatures,
+      saveSteps: o.saveStrategy === "no" ? 0 : o.saveSteps, saveStrategy: o.saveStrategy,
     }),
   };
-  const trainer = new Trainer(model, args, trainEnc.encoded, evalEnc?.encoded ?? null, tokenizer.padId, { ...o.hooks, log });
-  log(`training ${trainer.totalSteps} steps (${args.epochs} epoch(s) × ${trainer.stepsPerEpoch}), strategy ${args.strategy}, backend ${backend.name}`);
-  const result = trainer.train();
-  const finalEval = evalEnc ? evaluate(model, evalEnc.encoded, args.evalBatchSize, tokenizer.padId) : null;
-
   const resolved = {
     ...args, model: o.model, trainFile: o.trainFile, validationFile: o.validationFile ?? null, outputDir,
     textColumn: o.textColumn, textPairColumn: o.textPairColumn ?? null, labelColumn: o.labelColumn, maxLength,
     dropout: o.dropout ?? null, backend: backend.name, precision: o.precision ?? "fp32",
   };
+  let lastCheckpoint: string | undefined;
+  const trainer: Trainer = new Trainer(model, args, trainEnc.encoded, evalEnc?.encoded ?? null, tokenizer.padId, {
+    ...o.hooks,
+    log,
+    onSave: (state, reason) => {
+      const partial = { globalStep: state.step, epochs: state.epochs, logHistory: state.history, totalSteps: trainer.totalSteps, trainSeconds: 0, interrupted: reason === "interrupt" };
+      lastCheckpoint = saveCheckpoint(model, trainer.optimizer, state, {
+        outputDir, tokenizerDir: modelDir, totalLimit: o.saveTotalLimit ?? 0,
+        files: {
+          "trainer_state.json": JSON.stringify(trainerState(partial, args), null, 2) + "\n",
+          "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
+        },
+      });
+      log(`saved checkpoint ${lastCheckpoint}`);
+    },
+  });
+  if (o.resumeFromCheckpoint) {
+    const dir = resolveCheckpoint(o.resumeFromCheckpoint, outputDir);
+    trainer.restore(loadCheckpoint(dir, model, trainer.optimizer));
+    log(`resuming from ${dir}`);
+  }
+  log(`training ${trainer.totalSteps} steps (${args.epochs} epoch(s) × ${trainer.stepsPerEpoch}), strategy ${args.strategy}, backend ${backend.name}`);
+  const onAbort = (): void => trainer.requestStop();
+  o.signal?.addEventListener("abort", onAbort);
+  let result: TrainResult;
+  try {
+    result = await trainer.train();
+  } finally {
+    o.signal?.removeEventListener("abort", onAbort);
+  }
+  if (result.interrupted) {
+    return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: null, interruptedAt: lastCheckpoint };
+  }
+  const finalEval = evalEnc ? evaluate(model, evalEnc.encoded, args.evalBatchSize, tokenizer.padId) : null;
+
   saveModel(model, outputDir, modelDir, {
     "trainer_state.json": JSON.stringify(trainerState(result, args), null, 2) + "\n",
     "training_args.json": JSON.stringify(resolved, null, 2) + "\n",

@@ -95,6 +95,10 @@ function trainCommand(): Command {
     .option("--top-k <k>", "with --strategy top-k: how many top encoder layers train", int("--top-k"))
     .option("--layer-lr-decay <d>", "layer-wise lr decay: layer L−1−j gets lr·d^(j+1), embeddings lr·d^(L+1)", float("--layer-lr-decay"))
     .option("--logging-steps <n>", "log loss/lr/grad_norm every N steps into trainer_state.json", int("--logging-steps"), 50)
+    .option("--save-steps <n>", "write checkpoint-N/ (model, optimizer, data position, RNG) every N steps", int("--save-steps"), 0)
+    .addOption(new Option("--save-strategy <s>", "checkpoint every --save-steps, or after each epoch").choices(["no", "steps", "epoch"]))
+    .option("--save-total-limit <n>", "keep at most N checkpoints (oldest removed)", int("--save-total-limit"), 0)
+    .option("--resume-from-checkpoint <dir>", "continue a run from checkpoint-N/ (or \"latest\" in --output-dir); ends with the same weights as an uninterrupted run")
     .option("--no-cache-features", "with --strategy head: run the frozen encoder in train mode every step (PyTorch tutorial semantics) instead of caching its features");
   addComputeOptions(cmd);
   cmd.addHelpText("after", `
@@ -111,8 +115,16 @@ Example:
     --output-dir out/ --epochs 3 --batch-size 16 --learning-rate 2e-5 --warmup-ratio 0.1
 
 HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_batch_size, --output_dir, …`);
-  cmd.action((o: Record<string, unknown>) => {
+  cmd.action(async (o: Record<string, unknown>) => {
     const progress = new ProgressReporter(process.stderr, Number(o.loggingSteps) || 50);
+    // Ctrl-C: finish the current step, write a checkpoint, say how to resume. A second Ctrl-C quits at once.
+    const stop = new AbortController();
+    const onSigint = (): void => {
+      if (stop.signal.aborted) process.exit(130);
+      progress.line("interrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)");
+      stop.abort();
+    };
+    process.on("SIGINT", onSigint);
     const opts: TrainOptions = {
       model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string, validationFile: o.validationFile as string | undefined,
       outputDir: o.outputDir as string, textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined,
@@ -124,12 +136,21 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
       dropout: o.dropout as number | undefined, strategy: o.strategy as TrainOptions["strategy"], topK: o.topK as number | undefined,
       layerLrDecay: o.layerLrDecay as number | undefined, loggingSteps: o.loggingSteps as number,
       cacheFeatures: o.cacheFeatures as boolean,
+      saveSteps: o.saveSteps as number, saveStrategy: (o.saveStrategy as TrainOptions["saveStrategy"]) ?? ((o.saveSteps as number) > 0 ? "steps" : "no"),
+      saveTotalLimit: o.saveTotalLimit as number, resumeFromCheckpoint: o.resumeFromCheckpoint as string | undefined,
+      signal: stop.signal,
       backend: o.backend as TrainOptions["backend"], precision: o.precision as TrainOptions["precision"], threads: o.threads as number | undefined,
       log: (l) => progress.line(l),
       hooks: progress.hooks(),
     };
-    const result = train(opts);
+    const result = await train(opts).finally(() => process.off("SIGINT", onSigint));
     progress.done();
+    if (result.interruptedAt) {
+      log(`interrupted at step ${result.result.globalStep}: checkpoint written to ${result.interruptedAt}`);
+      log(`resume with: weitiao train <same options> --resume-from-checkpoint ${result.interruptedAt}`);
+      process.exitCode = 130;
+      return;
+    }
     if (result.eval) out(`eval_loss: ${result.eval.loss.toFixed(4)} | eval_accuracy: ${result.eval.accuracy.toFixed(4)}`);
   });
   return cmd;
@@ -215,11 +236,11 @@ function demoCommand(): Command {
     .option("--output-dir <dir>", "where the demo model is saved", "weitiao-demo-output")
     .option("--epochs <n>", "training epochs", int("--epochs"), 4);
   addComputeOptions(cmd);
-  cmd.action((o: Record<string, unknown>) => {
+  cmd.action(async (o: Record<string, unknown>) => {
     const progress = new ProgressReporter(process.stderr, 10);
     out("weitiao demo: fine-tuning the bundled tiny BERT (random weights, bert-base-chinese vocabulary) on Chinese reviews");
     const started = Date.now();
-    const result = train({
+    const result = await train({
       model: "demo", trainFile: join(DEMO_DATA_DIR, "train.csv"), validationFile: join(DEMO_DATA_DIR, "validation.csv"),
       outputDir: o.outputDir as string, epochs: o.epochs as number, batchSize: 16, learningRate: 1e-3, warmupRatio: 0.1,
       weightDecay: 0.01, maxLength: 64, loggingSteps: 10, seed: 42,
@@ -286,7 +307,7 @@ export async function main(argv: string[]): Promise<number> {
   for (const c of program.commands) c.exitOverride();
   try {
     await program.parseAsync(normalizeArgv(argv), { from: "user" });
-    return 0;
+    return typeof process.exitCode === "number" ? process.exitCode : 0; // a command may set it (130 on interrupt)
   } catch (e) {
     const err = e as Error & { code?: string; exitCode?: number };
     if (err.code?.startsWith("commander.")) {

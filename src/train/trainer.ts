@@ -36,11 +36,16 @@ export interface TrainingArgs {
    * identical at dropout 0.
    */
   cacheFeatures: boolean;
+  /** Checkpoint every N steps (0: never). */
+  saveSteps: number;
+  /** "epoch": also checkpoint after each epoch. */
+  saveStrategy: "no" | "steps" | "epoch";
 }
 
 export const DEFAULT_TRAINING_ARGS: TrainingArgs = {
   epochs: 3, maxSteps: 0, batchSize: 16, evalBatchSize: 64, learningRate: 5e-5, weightDecay: 0, maxGradNorm: 1,
   gradientAccumulationSteps: 1, seed: 42, shuffle: true, strategy: "full", loggingSteps: 50, cacheFeatures: true,
+  saveSteps: 0, saveStrategy: "no",
 };
 
 export interface StepLog {
@@ -80,6 +85,28 @@ export interface TrainResult {
   logHistory: (StepLog | EvalLog)[];
   totalSteps: number;
   trainSeconds: number;
+  /** True when requestStop() ended the run early (a checkpoint was saved). */
+  interrupted: boolean;
+}
+
+/**
+ * Everything the loop needs to continue exactly where it stopped (JSON-serialisable; saved in checkpoints).
+ * `epochRngState` is the shuffling generator's state at the start of the current epoch.
+ */
+export interface LoopState {
+  step: number;
+  epoch: number;
+  stepInEpoch: number;
+  epochRngState: number;
+  lossSinceLog: number;
+  stepsSinceLog: number;
+  epochLoss: number;
+  epochSteps: number;
+  correct: number;
+  seen: number;
+  epochSeconds: number;
+  history: (StepLog | EvalLog)[];
+  epochs: EpochSummary[];
 }
 
 export interface TrainerHooks {
@@ -90,6 +117,8 @@ export interface TrainerHooks {
   onEpochStart?: (epoch: number, stepsInEpoch: number) => void;
   /** Called with each epoch's summary and its tutorial-style line; when absent the line goes to `log`. */
   onEpochEnd?: (summary: EpochSummary, line: string) => void;
+  /** Save a checkpoint now (model, optimizer and this loop state): every saveSteps, each epoch, or on stop. */
+  onSave?: (state: LoopState, reason: "steps" | "epoch" | "interrupt") => void;
 }
 
 /** Run the model in eval mode over examples; loss is the mean over examples. */
@@ -128,6 +157,8 @@ export function argmax(x: ArrayLike<number>, off: number, n: number): number {
 export class Trainer {
   readonly optimizer: AdamW;
   private readonly rng: Rng;
+  private stopRequested = false;
+  private resumeFrom: LoopState | null = null;
 
   constructor(
     readonly model: BertForSequenceClassification,
@@ -201,7 +232,17 @@ export class Trainer {
     this.model.setTrainable(trainablePredicate(this.args.strategy, this.model.numLayers, epoch, this.args.topK));
   }
 
-  train(): TrainResult {
+  /** Ask the loop to stop after the step in progress (SIGINT): it saves a checkpoint and returns. */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  /** Continue from a checkpoint's loop state (model weights and optimizer state restored by the caller). */
+  restore(state: LoopState): void {
+    this.resumeFrom = structuredClone(state);
+  }
+
+  async train(): Promise<TrainResult> {
     const { args, model } = this;
     const log = this.hooks.log ?? (() => {});
     if (this.trainSet.length === 0) throw new Error("no training examples");
@@ -209,75 +250,92 @@ export class Trainer {
     const warmup = warmupSteps(total, args.warmupSteps, args.warmupRatio);
     const numEpochs = Math.ceil(total / this.stepsPerEpoch);
     const lrScales = model.params.specs.map((s) => layerLrScale(s.level, model.numLayers, args.layerLrDecay));
-    const history: (StepLog | EvalLog)[] = [];
-    const epochs: EpochSummary[] = [];
     const started = Date.now();
-    let step = 0;
-    let lossSinceLog = 0;
-    let stepsSinceLog = 0;
+    const st: LoopState = this.resumeFrom ?? {
+      step: 0, epoch: 1, stepInEpoch: 0, epochRngState: this.rng.state, lossSinceLog: 0, stepsSinceLog: 0,
+      epochLoss: 0, epochSteps: 0, correct: 0, seen: 0, epochSeconds: 0, history: [], epochs: [],
+    };
     let features: Float32Array[] | null = null;
     if (args.strategy === "head" && args.cacheFeatures) {
       log("strategy head: the frozen encoder's features are computed once (eval mode) and cached; --no-cache-features keeps PyTorch's train-mode encoder");
       features = this.encodeTrainSet();
     }
+    let interrupted = false;
 
-    for (let epoch = 1; epoch <= numEpochs && step < total; epoch++) {
-      const epochStart = Date.now();
-      this.applyStrategy(epoch);
+    for (; st.epoch <= numEpochs && st.step < total; st.epoch++) {
+      const epochStart = Date.now() - st.epochSeconds * 1000;
+      this.applyStrategy(st.epoch);
+      // The epoch's order comes from the generator's state at its start, so a resumed run redraws the same one.
+      this.rng.state = st.epochRngState;
       const order = args.shuffle ? this.rng.permutation(this.trainSet.length) : this.trainSet.map((_, i) => i);
       const batches: number[][] = [];
       for (let i = 0; i < order.length; i += args.batchSize) batches.push(order.slice(i, i + args.batchSize));
-      const stepsThisEpoch = Math.min(this.stepsPerEpoch, total - step);
-      this.hooks.onEpochStart?.(epoch, stepsThisEpoch);
-      let epochLoss = 0;
-      let epochSteps = 0;
-      let correct = 0;
-      let seen = 0;
+      this.hooks.onEpochStart?.(st.epoch, Math.min(this.stepsPerEpoch - st.stepInEpoch, total - st.step));
 
-      for (let u = 0; u < this.stepsPerEpoch && step < total; u++) {
+      for (; st.stepInEpoch < this.stepsPerEpoch && st.step < total; ) {
+        const u = st.stepInEpoch;
         const micro = batches.slice(u * args.gradientAccumulationSteps, (u + 1) * args.gradientAccumulationSteps);
         const nExamples = micro.reduce((a, b) => a + b.length, 0);
         model.zeroGrad();
         let lossSum = 0;
         micro.forEach((idx, mi) => {
-          const r = this.microStep(idx, features, stepSeed(args.seed, step, mi), 1 / nExamples);
+          const r = this.microStep(idx, features, stepSeed(args.seed, st.step, mi), 1 / nExamples);
           lossSum += r.loss;
-          correct += r.correct;
+          st.correct += r.correct;
         });
-        seen += nExamples;
+        st.seen += nExamples;
         const loss = lossSum / nExamples;
         const gradNorm = clipGradNorm(model, args.maxGradNorm);
-        const lr = linearWarmupDecay(args.learningRate, step, warmup, total);
+        const lr = linearWarmupDecay(args.learningRate, st.step, warmup, total);
         this.optimizer.step(lr, (i) => lrScales[i]!);
-        step++;
-        epochLoss += loss;
-        epochSteps++;
-        lossSinceLog += loss;
-        stepsSinceLog++;
-        const epochFloat = epoch - 1 + (u + 1) / this.stepsPerEpoch;
-        if (args.loggingSteps > 0 && step % args.loggingSteps === 0) {
-          history.push({ step, epoch: epochFloat, loss: lossSinceLog / stepsSinceLog, learning_rate: lr, grad_norm: gradNorm });
-          lossSinceLog = 0;
-          stepsSinceLog = 0;
+        st.step++;
+        st.stepInEpoch++;
+        st.epochLoss += loss;
+        st.epochSteps++;
+        st.lossSinceLog += loss;
+        st.stepsSinceLog++;
+        const epochFloat = st.epoch - 1 + st.stepInEpoch / this.stepsPerEpoch;
+        if (args.loggingSteps > 0 && st.step % args.loggingSteps === 0) {
+          st.history.push({ step: st.step, epoch: epochFloat, loss: st.lossSinceLog / st.stepsSinceLog, learning_rate: lr, grad_norm: gradNorm });
+          st.lossSinceLog = 0;
+          st.stepsSinceLog = 0;
         }
-        this.hooks.onStep?.({ step, totalSteps: total, epoch: epochFloat, loss, lr, samples: nExamples });
+        this.hooks.onStep?.({ step: st.step, totalSteps: total, epoch: epochFloat, loss, lr, samples: nExamples });
+        st.epochSeconds = (Date.now() - epochStart) / 1000;
+        // Let signal handlers (SIGINT) run between steps.
+        await new Promise((r) => setImmediate(r));
+        if (this.stopRequested && st.step < total) {
+          this.hooks.onSave?.(structuredClone(st), "interrupt");
+          interrupted = true;
+          break;
+        }
+        if (args.saveSteps > 0 && st.step % args.saveSteps === 0 && st.step < total) {
+          this.hooks.onSave?.(structuredClone(st), "steps");
+        }
       }
+      if (interrupted) break;
 
       const summary: EpochSummary = {
-        epoch, loss: epochLoss / epochSteps, accuracy: correct / seen, seconds: (Date.now() - epochStart) / 1000,
+        epoch: st.epoch, loss: st.epochLoss / st.epochSteps, accuracy: st.correct / st.seen, seconds: (Date.now() - epochStart) / 1000,
       };
-      let line = `Epoch ${epoch} | Loss: ${summary.loss.toFixed(4)} | Accuracy: ${summary.accuracy.toFixed(4)}`;
+      let line = `Epoch ${st.epoch} | Loss: ${summary.loss.toFixed(4)} | Accuracy: ${summary.accuracy.toFixed(4)}`;
       if (this.evalSet && this.evalSet.length > 0) {
         const ev = evaluate(model, this.evalSet, args.evalBatchSize, this.padId);
-        summary.eval = { step, epoch, eval_loss: ev.loss, eval_accuracy: ev.accuracy };
-        history.push(summary.eval);
+        summary.eval = { step: st.step, epoch: st.epoch, eval_loss: ev.loss, eval_accuracy: ev.accuracy };
+        st.history.push(summary.eval);
         line += ` | Val Loss: ${ev.loss.toFixed(4)} | Val Accuracy: ${ev.accuracy.toFixed(4)}`;
       }
-      epochs.push(summary);
+      st.epochs.push(summary);
       if (this.hooks.onEpochEnd) this.hooks.onEpochEnd(summary, line);
       else log(line);
+      // Next epoch: fresh accumulators; its order is drawn from the generator's current state.
+      Object.assign(st, { stepInEpoch: 0, epochLoss: 0, epochSteps: 0, correct: 0, seen: 0, epochSeconds: 0, epochRngState: this.rng.state });
+      if (args.saveStrategy === "epoch" && st.step < total) this.hooks.onSave?.(structuredClone({ ...st, epoch: st.epoch + 1 }), "epoch");
     }
-    return { globalStep: step, epochs, logHistory: history, totalSteps: total, trainSeconds: (Date.now() - started) / 1000 };
+    return {
+      globalStep: st.step, epochs: st.epochs, logHistory: st.history, totalSteps: total,
+      trainSeconds: (Date.now() - started) / 1000, interrupted,
+    };
   }
 }
 

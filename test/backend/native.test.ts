@@ -23,7 +23,7 @@ function same(name: string, a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e
   assert.ok(e < tol, `${name}: rel ${e}`);
 }
 
-test("native kernels equal the reference kernels", { skip }, () => {
+test("native kernels equal the reference kernels", { skip }, async () => {
   const nb = NATIVE as Backend;
   const [R, I, O] = [37, 48, 29];
   const x = rand(R * I), w = rand(O * I), b = rand(O), dy = rand(R * O);
@@ -76,7 +76,7 @@ test("native kernels equal the reference kernels", { skip }, () => {
 
 const bf16Skip = NATIVE_BF16 ? false : "native addon not built";
 
-test("bf16: logits within 2e-2 relative of the fp32 reference", { skip: bf16Skip }, () => {
+test("bf16: logits within 2e-2 relative of the fp32 reference", { skip: bf16Skip }, async () => {
   for (const dir of [REAL, HF]) {
     const fwd = SafetensorsFile.open(join(dir, "forward.safetensors"));
     const { model } = loadModelFromDir(TINY, { backend: NATIVE_BF16! });
@@ -90,7 +90,7 @@ test("bf16: logits within 2e-2 relative of the fp32 reference", { skip: bf16Skip
 });
 
 for (const [refName, strategyArgs] of Object.entries(STRATEGY_ARGS)) {
-  test(`bf16: 12-step ${refName} trajectory, every step's loss within 2e-2 of the reference`, { skip: bf16Skip }, () => {
+  test(`bf16: 12-step ${refName} trajectory, every step's loss within 2e-2 of the reference`, { skip: bf16Skip }, async () => {
     const manifest = JSON.parse(readFileSync(join(REAL, "manifest.json"), "utf8"));
     const fwd = SafetensorsFile.open(join(REAL, "forward.safetensors"));
     const [, T] = fwd.info("input_ids").shape as [number, number];
@@ -107,7 +107,7 @@ for (const [refName, strategyArgs] of Object.entries(STRATEGY_ARGS)) {
       ...DEFAULT_TRAINING_ARGS, epochs: 1, batchSize: 4, learningRate: refRun.base_lr, warmupSteps: 3, weightDecay: 0.01,
       maxGradNorm: 1, shuffle: false, loggingSteps: 1, ...strategyArgs,
     }, (manifest.trajectory.batches as number[][]).flat().map(row), null, 0);
-    const logs = trainer.train().logHistory as StepLog[];
+    const logs = (await trainer.train()).logHistory as StepLog[];
     assert.equal(logs.length, 12);
     logs.forEach((l, s) => assert.ok(Math.abs(l.loss - refRun.loss[s]) < 2e-2, `step ${s + 1}: ${l.loss} vs ${refRun.loss[s]}`));
   });

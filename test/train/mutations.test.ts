@@ -26,7 +26,7 @@ function referenceRows(dir: string): { rows: EncodedExample[]; input: { inputIds
   return { rows, input: { inputIds: ids, attentionMask: mask, tokenTypeIds: types, batch: B, seqLen: T } };
 }
 
-function runFull(mutate: { dropout?: number; noDecay?: (n: string) => boolean }): () => void {
+async function runFull(mutate: { dropout?: number; noDecay?: (n: string) => boolean }): Promise<() => void> {
   const manifest = JSON.parse(readFileSync(join(HF, "manifest.json"), "utf8"));
   const { rows } = referenceRows(HF);
   const { model } = loadModelFromDir(TINY, { backend: tsBackend });
@@ -36,24 +36,24 @@ function runFull(mutate: { dropout?: number; noDecay?: (n: string) => boolean })
     ...DEFAULT_TRAINING_ARGS, epochs: 1, batchSize: 4, learningRate: manifest.trajectory.results.full.base_lr, warmupSteps: 3,
     weightDecay: 0.01, maxGradNorm: 1, shuffle: false, loggingSteps: 1,
   }, trainSet, null, 0, {}, mutate.noDecay ? { noDecay: mutate.noDecay } : {});
-  const result = trainer.train();
+  const result = await trainer.train();
   const params = new Map(model.params.specs.map((s) => [s.name, model.params.value(s.name)]));
   return () => checkTrajectory(HF, "full", result.logHistory as StepLog[], params);
 }
 
-test("the unmutated run passes (control)", () => {
-  runFull({})();
+test("the unmutated run passes (control)", async () => {
+  (await runFull({}))();
 });
 
-test("mutation: weight decay on biases and LayerNorm is caught by the trajectory check", () => {
-  assert.throws(runFull({ noDecay: () => false }), /grad_norm|loss|rel|max abs diff/);
+test("mutation: weight decay on biases and LayerNorm is caught by the trajectory check", async () => {
+  assert.throws(await runFull({ noDecay: () => false }), /grad_norm|loss|rel|max abs diff/);
 });
 
-test("mutation: dropout left on is caught by the trajectory check", () => {
-  assert.throws(runFull({ dropout: 0.1 }), /loss|grad_norm|rel/);
+test("mutation: dropout left on is caught by the trajectory check", async () => {
+  assert.throws(await runFull({ dropout: 0.1 }), /loss|grad_norm|rel/);
 });
 
-test("mutation: LayerNorm eps 1e-5 is caught by the forward (hidden-state) check", () => {
+test("mutation: LayerNorm eps 1e-5 is caught by the forward (hidden-state) check", async () => {
   const { model } = loadModelFromDir(TINY, { backend: tsBackend });
   model.config.layer_norm_eps = 1e-5;
   const { input } = referenceRows(HF);

@@ -20,7 +20,7 @@ function groupOf(name: string): string {
   return `layer${/layer\.(\d+)\./.exec(name)![1]}`;
 }
 
-test("gradual unfreezing: head, then the top layer, then every layer, then the embeddings", () => {
+test("gradual unfreezing: head, then the top layer, then every layer, then the embeddings", async () => {
   const { model } = loadModelFromDir(TINY, { backend: tsBackend });
   model.setDropout(0);
   const epochsMoved: Set<string>[] = [];
@@ -38,7 +38,7 @@ test("gradual unfreezing: head, then the top layer, then every layer, then the e
       before = Float32Array.from(model.params.data);
     },
   });
-  trainer.train();
+  await trainer.train();
   assert.deepEqual([...epochsMoved[0]!].sort(), ["classifier"]);
   assert.deepEqual([...epochsMoved[1]!].sort(), ["classifier", "layer1", "pooler"]);
   assert.deepEqual([...epochsMoved[2]!].sort(), ["classifier", "layer0", "layer1", "pooler"]);
@@ -51,7 +51,7 @@ test("gradual unfreezing: head, then the top layer, then every layer, then the e
   assert.equal(steps("bert.embeddings.LayerNorm.weight"), 2);
 });
 
-test("layer-wise lr decay: per-group lr values (ELECTRA rule)", () => {
+test("layer-wise lr decay: per-group lr values (ELECTRA rule)", async () => {
   const L = 2, D = 0.5;
   assert.equal(layerLrScale(L + 2, L, D), 1); // classifier
   assert.equal(layerLrScale(L + 1, L, D), 1); // pooler
@@ -71,7 +71,7 @@ test("layer-wise lr decay: per-group lr values (ELECTRA rule)", () => {
   void trainer;
   // Run exactly one update at the full lr (schedule factor at step 0 of 2 with no warmup = 1).
   trainer.args.maxSteps = 1;
-  trainer.train();
+  await trainer.train();
   const expect: Record<string, number> = {
     "classifier.weight": lr, "bert.pooler.dense.weight": lr, "bert.encoder.layer.1.output.dense.weight": lr * D,
     "bert.encoder.layer.0.output.dense.weight": lr * D * D, "bert.embeddings.position_embeddings.weight": lr * D ** 3,
@@ -84,7 +84,7 @@ test("layer-wise lr decay: per-group lr values (ELECTRA rule)", () => {
   }
 });
 
-test("strategy predicates", () => {
+test("strategy predicates", async () => {
   const spec = (level: number) => ({ name: "x", shape: [1], offset: 0, size: 1, level });
   const L = 12;
   const top2 = trainablePredicate("top-k", L, 1, 2);
@@ -95,17 +95,17 @@ test("strategy predicates", () => {
 });
 
 for (const backend of BACKENDS) {
-  test(`[${backend.name}] head strategy: cached encoder features give the same run as the uncached one at dropout 0`, () => {
-    const run = (cacheFeatures: boolean) => {
+  test(`[${backend.name}] head strategy: cached encoder features give the same run as the uncached one at dropout 0`, async () => {
+    const run = async (cacheFeatures: boolean) => {
       const { model } = loadModelFromDir(TINY, { backend });
       model.setDropout(0);
       const trainer = new Trainer(model, {
         ...DEFAULT_TRAINING_ARGS, epochs: 3, batchSize: 3, learningRate: 1e-2, strategy: "head", loggingSteps: 1, cacheFeatures,
       }, rows, null, 0);
-      return { logs: trainer.train().logHistory as StepLog[], w: Float32Array.from(model.params.value("classifier.weight")) };
+      return { logs: (await trainer.train()).logHistory as StepLog[], w: Float32Array.from(model.params.value("classifier.weight")) };
     };
-    const cached = run(true);
-    const plain = run(false);
+    const cached = await run(true);
+    const plain = await run(false);
     assert.equal(cached.logs.length, 9);
     cached.logs.forEach((l, i) => {
       assert.ok(Math.abs(l.loss - plain.logs[i]!.loss) < 1e-6, `step ${i + 1} loss`);

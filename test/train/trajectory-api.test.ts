@@ -16,7 +16,7 @@ import { checkTrajectory, STRATEGY_ARGS } from "./trajectory-check.js";
 
 for (const backend of BACKENDS) for (const [setName, dir] of [["hf-transformers", HF], ["real-tokens", REAL]] as const) {
   for (const [refName, strategyArgs] of Object.entries(STRATEGY_ARGS)) {
-    test(`[${backend.name}] ${setName}: 12-step ${refName} trajectory through the Trainer API`, () => {
+    test(`[${backend.name}] ${setName}: 12-step ${refName} trajectory through the Trainer API`, async () => {
       const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
       const fwd = SafetensorsFile.open(join(dir, "forward.safetensors"));
       const [, T] = fwd.info("input_ids").shape as [number, number];
@@ -39,7 +39,7 @@ for (const backend of BACKENDS) for (const [setName, dir] of [["hf-transformers"
         ...DEFAULT_TRAINING_ARGS, epochs: 1, batchSize: 4, learningRate: ref.base_lr, warmupSteps: 3,
         weightDecay: 0.01, maxGradNorm: 1, shuffle: false, loggingSteps: 1, ...strategyArgs,
       }, trainSet, null, 0);
-      const result = trainer.train();
+      const result = await trainer.train();
       const params = new Map(model.params.specs.map((s) => [s.name, model.params.value(s.name)]));
       checkTrajectory(dir, refName, result.logHistory as StepLog[], params);
     });

@@ -1,0 +1,89 @@
+/**
+ * Training checkpoints: checkpoint-N/ holds the model (as a loadable HF folder), the optimizer state, and the
+ * loop state (position in the data order, generator state, running sums, log history), so a resumed run ends
+ * with the same weights, bit for bit, as an uninterrupted one. Each checkpoint is written to a temporary folder
+ * and renamed into place: an interruption never leaves a half-written checkpoint-N/.
+ */
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { BertForSequenceClassification } from "../model/bert.js";
+import type { AdamW } from "../train/optimizer.js";
+import type { LoopState } from "../train/trainer.js";
+import { WeitiaoError } from "../util/errors.js";
+import { saveModel } from "./checkpoint.js";
+import { readSafetensors, SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
+
+const STATE_FILE = "weitiao_state.json";
+
+export function checkpointDirs(outputDir: string): { step: number; dir: string }[] {
+  if (!existsSync(outputDir)) return [];
+  return readdirSync(outputDir)
+    .map((n) => /^checkpoint-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ step: Number(m[1]), dir: join(outputDir, m[0]) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+export interface SaveCheckpointOptions {
+  outputDir: string;
+  tokenizerDir: string;
+  /** trainer_state.json and training_args.json contents. */
+  files: Record<string, string>;
+  /** Keep at most this many checkpoints (oldest deleted first); 0 keeps all. */
+  totalLimit: number;
+}
+
+export function saveCheckpoint(model: BertForSequenceClassification, optimizer: AdamW, state: LoopState, o: SaveCheckpointOptions): string {
+  const final = join(o.outputDir, `checkpoint-${state.step}`);
+  const tmp = `${final}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  saveModel(model, tmp, o.tokenizerDir, { ...o.files, [STATE_FILE]: JSON.stringify(state) + "\n" });
+  const size = model.params.size;
+  const tensors = new Map<string, TensorToWrite>([
+    ["exp_avg", { dtype: "F32", shape: [size], data: Float32Array.from(optimizer.m) }],
+    ["exp_avg_sq", { dtype: "F32", shape: [size], data: Float32Array.from(optimizer.v) }],
+    ["step", { dtype: "I32", shape: [optimizer.steps.length], data: optimizer.steps }],
+  ]);
+  writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: model.params.specs.map((s) => s.name).join(",") });
+  rmSync(final, { recursive: true, force: true });
+  renameSync(tmp, final);
+  if (o.totalLimit > 0) {
+    const all = checkpointDirs(o.outputDir);
+    for (const c of all.slice(0, Math.max(0, all.length - o.totalLimit))) rmSync(c.dir, { recursive: true, force: true });
+  }
+  return final;
+}
+
+/** Resolve --resume-from-checkpoint: a folder, or "latest" (the highest checkpoint-N in the output folder). */
+export function resolveCheckpoint(spec: string, outputDir: string): string {
+  if (spec === "latest") {
+    const all = checkpointDirs(outputDir);
+    if (all.length === 0) throw new WeitiaoError(`${outputDir}: no checkpoint-N folder to resume from`);
+    return all[all.length - 1]!.dir;
+  }
+  if (!existsSync(join(spec, STATE_FILE))) throw new WeitiaoError(`${spec}: not a weitiao checkpoint (no ${STATE_FILE})`);
+  return spec;
+}
+
+/** Restore weights and optimizer state into `model`/`optimizer`; returns the loop state to continue from. */
+export function loadCheckpoint(dir: string, model: BertForSequenceClassification, optimizer: AdamW): LoopState {
+  const weights = readSafetensors(join(dir, "model.safetensors"));
+  for (const spec of model.params.specs) {
+    const t = weights.get(spec.name);
+    if (!t || t.data.length !== spec.size) throw new WeitiaoError(`${dir}: checkpoint does not match the model (${spec.name})`);
+    model.params.value(spec.name).set(t.data);
+  }
+  const opt = SafetensorsFile.open(join(dir, "optimizer.safetensors"));
+  try {
+    if (opt.header.metadata.params !== model.params.specs.map((s) => s.name).join(",")) {
+      throw new WeitiaoError(`${dir}: optimizer state was saved for different parameters`);
+    }
+    optimizer.m.set(opt.float("exp_avg"));
+    optimizer.v.set(opt.float("exp_avg_sq"));
+    optimizer.steps.set(opt.int("step"));
+  } finally {
+    opt.close();
+  }
+  return JSON.parse(readFileSync(join(dir, STATE_FILE), "utf8")) as LoopState;
+}
+
