@@ -22,8 +22,8 @@ export interface LoadModelOptions {
   log?: (line: string) => void;
 }
 
-export function loadModel(model: string, opts: LoadModelOptions = {}): LoadedModel {
-  const { dir, weightsFile } = locateModel(model, opts.modelConfig);
+export async function loadModel(model: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const { dir, weightsFile } = await locateModel(model, opts.modelConfig, { log: opts.log });
   const backend = getBackend({ ...opts });
   const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile });
   const id2label = loaded.model.config.id2label;

@@ -19,7 +19,7 @@ import {
 import { WeitiaoError } from "../util/errors.js";
 
 export interface TrainOptions {
-  /** A HF model folder, "demo", or a weights file (.bin/.pth/.safetensors) with `modelConfig`. */
+  /** A HF model folder, a hub id (org/name[@revision]), "demo", or a weights file (.bin/.pth/.safetensors) with `modelConfig`. */
   model: string;
   /** With a bare weights file: the folder (or its config.json) holding config.json and the tokenizer. */
   modelConfig?: string;
@@ -64,6 +64,8 @@ export interface TrainOptions {
   backend?: BackendName;
   precision?: Precision;
   threads?: number;
+  /** Download progress of hub files. */
+  onDownloadProgress?: (file: string, received: number, total: number) => void;
   /** Lines for the user; silent when absent. */
   log?: (line: string) => void;
   hooks?: Omit<TrainerHooks, "log">;
@@ -130,7 +132,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const log = options.log ?? (() => {});
   validateTrainOptions(options);
   const o = { textColumn: "text", labelColumn: "label", maxLength: 128, ...options };
-  const location = locateModel(o.model, o.modelConfig);
+  const location = await locateModel(o.model, o.modelConfig, { log, onProgress: o.onDownloadProgress });
   const modelDir = location.dir;
   const config = readConfig(modelDir);
   const tokenizer = BertTokenizer.fromDir(modelDir);

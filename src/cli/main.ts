@@ -68,7 +68,7 @@ function addComputeOptions(cmd: Command): Command {
 function trainCommand(): Command {
   const cmd = new Command("train")
     .description("fine-tune a BERT model for text classification on a CSV/TSV/JSONL file")
-    .requiredOption("--model <dir>", "HF model folder (config.json + weights + tokenizer), \"demo\", or a weights file with --model-config")
+    .requiredOption("--model <dir>", "HF model folder, hub id (org/name[@rev], into the HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), \"demo\", or a weights file with --model-config")
     .option("--model-config <dir>", "with a bare weights file (.pth/.bin/.safetensors): folder with config.json and the tokenizer")
     .requiredOption("--train-file <file>", "training data: .csv, .tsv or .jsonl (comma-separated list allowed)")
     .option("--validation-file <file>", "validation data, evaluated after every epoch")
@@ -142,6 +142,7 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
       backend: o.backend as TrainOptions["backend"], precision: o.precision as TrainOptions["precision"], threads: o.threads as number | undefined,
       log: (l) => progress.line(l),
       hooks: progress.hooks(),
+      onDownloadProgress: (file, received, total) => progress.download(file, received, total),
     };
     const result = await train(opts).finally(() => process.off("SIGINT", onSigint));
     progress.done();
@@ -184,14 +185,14 @@ Each output line: {"label", "score", "probabilities", "logits"}.
 
 Example:
   weitiao predict --model out/ --text "这部电影太好看了！" "烂片，浪费时间。"`);
-  cmd.action((o: Record<string, unknown>) => {
+  cmd.action(async (o: Record<string, unknown>) => {
     const texts = o.text as string[] | undefined;
     const inputFile = o.input as string | undefined;
     if (!texts && !inputFile) throw new WeitiaoError("predict needs --text T … or --input FILE");
     const inputs: TextInput[] = texts
       ? texts.map((t) => ({ text: t }))
       : readPredictInputs(inputFile!, o.textColumn as string, (o.textPairColumn as string | undefined) ?? (inputFile!.endsWith(".jsonl") ? "text_pair" : undefined));
-    const loaded = loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
+    const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const preds = predict(loaded, inputs, { maxLength: o.maxLength as number, batchSize: o.batchSize as number });
     const lines = preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
     if (o.output) {
@@ -217,8 +218,8 @@ function tokenizeCommand(): Command {
     .addHelpText("after", `
 Example:
   weitiao tokenize --model demo --text "这部电影太好看了！"`)
-    .action((o: Record<string, unknown>) => {
-      const tk = BertTokenizer.fromDir(resolveModel(o.model as string));
+    .action(async (o: Record<string, unknown>) => {
+      const tk = BertTokenizer.fromDir(await resolveModel(o.model as string, undefined, { log }));
       let inputs: TextInput[];
       if (o.text !== undefined) inputs = [{ text: o.text as string, textPair: (o.textPair as string | undefined) ?? null }];
       else if (o.input) inputs = readPredictInputs(o.input as string, o.textColumn as string, o.textPairColumn as string | undefined);
@@ -249,7 +250,7 @@ function demoCommand(): Command {
     });
     progress.done();
     out(`validation accuracy: ${result.eval!.accuracy.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-    const loaded = loadModel(result.outputDir, { backend: o.backend as "auto", log: () => {} });
+    const loaded = await loadModel(result.outputDir, { backend: o.backend as "auto", log: () => {} });
     const sentences = ["这家餐厅的菜非常好吃，服务也很周到", "质量太差了，用了一天就坏了，再也不买了", "物流很快，包装完好，很满意"];
     for (const [i, p] of predict(loaded, sentences.map((text) => ({ text }))).entries()) {
       out(`predict: ${sentences[i]} → ${p.label} (${p.score.toFixed(3)})`);

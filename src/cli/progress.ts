@@ -64,6 +64,20 @@ export class ProgressReporter {
     };
   }
 
+  /** Download progress of one file: a bar on a terminal, a line when a file completes otherwise. */
+  download(file: string, received: number, total: number): void {
+    if (this.tty) {
+      if (!this.bar) {
+        this.bar = new cliProgress.SingleBar({ format: `${file} |{bar}| {percentage}% {value}/{total} bytes`, stream: this.stream }, cliProgress.Presets.shades_classic);
+        this.bar.start(total || 1, 0);
+      }
+      this.bar.update(received);
+      if (received >= total) this.done();
+    } else if (total > 0 && received >= total) {
+      this.stream.write(`downloaded ${file} (${total} bytes)\n`);
+    }
+  }
+
   done(): void {
     this.bar?.stop();
     this.bar = null;

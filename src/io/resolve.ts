@@ -1,12 +1,13 @@
 /**
  * Turn --model (and --model-config) into a local folder plus, optionally, a separate weights file: a model
- * folder, the bundled demo model, or a bare weights file such as the tutorial's bert_finetuned.pth whose
- * config.json and tokenizer come from --model-config.
+ * folder, the bundled demo model, a hub id (downloaded into the HF cache), or a bare weights file such as the
+ * tutorial's bert_finetuned.pth whose config.json and tokenizer come from --model-config.
  */
 import { existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WeitiaoError } from "../util/errors.js";
+import { downloadModel, type HubOptions, isHubId } from "./hub.js";
 
 /** The tiny demo model shipped in the package (random weights, bert-base-chinese vocabulary). */
 export const DEMO_MODEL_DIR = fileURLToPath(new URL("../../../demo/model/", import.meta.url));
@@ -19,12 +20,11 @@ export interface ModelLocation {
   weightsFile?: string;
 }
 
-export function locateModel(model: string, modelConfig?: string): ModelLocation {
+export async function locateModel(model: string, modelConfig?: string, hub: HubOptions = {}): Promise<ModelLocation> {
   if (model === "demo") return { dir: DEMO_MODEL_DIR };
   if (!existsSync(model)) {
-    throw new WeitiaoError(
-      `${model}: no such model folder (download it first, e.g. huggingface-cli download ${model} --local-dir ./${model.split("/").pop()})`,
-    );
+    if (isHubId(model)) return { dir: await downloadModel(model, hub) };
+    throw new WeitiaoError(`${model}: no such model folder or file`);
   }
   if (statSync(model).isDirectory()) {
     if (modelConfig) throw new WeitiaoError(`--model-config only applies when --model is a weights file, not a folder`);
@@ -41,6 +41,6 @@ export function locateModel(model: string, modelConfig?: string): ModelLocation 
 }
 
 /** The folder holding config.json and the tokenizer. */
-export function resolveModel(model: string, modelConfig?: string): string {
-  return locateModel(model, modelConfig).dir;
+export async function resolveModel(model: string, modelConfig?: string, hub: HubOptions = {}): Promise<string> {
+  return (await locateModel(model, modelConfig, hub)).dir;
 }

@@ -72,7 +72,7 @@ test("predict on the saved folder gives the trained model's logits; config carri
 
   // The same logits from the in-memory model that was saved: reload via the API and compare.
   const { loadModel, predict } = await import("../../src/api/predict.js");
-  const loaded = loadModel(out, { backend: "typescript" });
+  const loaded = await loadModel(out, { backend: "typescript" });
   const direct = predict(loaded, texts.map((text) => ({ text })));
   preds.forEach((pr, i) => {
     assert.ok(relErr(pr.logits, direct[i]!.logits) < 1e-6);
