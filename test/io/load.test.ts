@@ -130,3 +130,14 @@ test("hostile safetensors fail cleanly before allocating: truncated file, header
   writeFileSync(join(dir, "past.safetensors"), Buffer.concat([len, header, Buffer.alloc(8)]));
   assert.throws(() => SafetensorsFile.open(join(dir, "past.safetensors")), /data section has 8 bytes/);
 });
+
+test("other architectures are refused with a message naming model_type; BERT-shaped Chinese RoBERTa/MacBERT configs load", () => {
+  const dir = tempDir();
+  const cfg = JSON.parse(readFileSync(join(TINY, "config.json"), "utf8"));
+  writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, model_type: "roberta", architectures: ["RobertaForSequenceClassification"] }));
+  assert.throws(() => loadModelFromDir(dir, { backend: tsBackend }), /model_type "roberta" is not supported/);
+  // hfl/chinese-roberta-wwm-ext and MacBERT ship BertConfig (model_type "bert") and BERT weights: they load as BERT.
+  copyFileSync(join(TINY, "model.safetensors"), join(dir, "model.safetensors"));
+  writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, architectures: ["BertForMaskedLM"], directionality: "bidi" }));
+  assert.doesNotThrow(() => loadModelFromDir(dir, { backend: tsBackend }));
+});
