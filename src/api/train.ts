@@ -4,7 +4,9 @@
  */
 import { resolve } from "node:path";
 import { type BackendName, getBackend, type Precision } from "../backend/index.js";
-import { encodeExamples, extractExamples, labelIds, resolveLabels, type TextExample } from "../data/dataset.js";
+import { encodeExamples, extractExamples, labelIds, resolveLabels, type SkippedRow, type TextExample } from "../data/dataset.js";
+import { type DataReport, dataReport, reportLines } from "../data/report.js";
+import { stratifiedSplit } from "../data/split.js";
 import { readRowsMany } from "../data/read.js";
 import { loadModelFromDir, readConfig, saveModel } from "../io/checkpoint.js";
 import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from "../io/trainer-checkpoint.js";
@@ -25,6 +27,12 @@ export interface TrainOptions {
   modelConfig?: string;
   trainFile: string;
   validationFile?: string;
+  /** Hold out this fraction of the training rows for validation (stratified by label, seeded). */
+  validationSplit?: number;
+  /** Evaluated once after training; metrics reported with the test_ prefix. */
+  testFile?: string;
+  /** Batch rows of similar length together. */
+  groupByLength?: boolean;
   outputDir: string;
   textColumn?: string;
   textPairColumn?: string;
@@ -80,6 +88,8 @@ export interface TrainOutput {
   labels: string[];
   result: TrainResult;
   eval: EvalResult | null;
+  test: EvalResult | null;
+  reports: Record<string, DataReport>;
 }
 
 function check(cond: boolean, message: string): void {
@@ -108,24 +118,11 @@ export function validateTrainOptions(o: TrainOptions): void {
   if (o.strategy !== undefined) check(STRATEGIES.includes(o.strategy), `--strategy must be one of ${STRATEGIES.join(", ")}, got ${o.strategy}`);
   if (o.strategy === "top-k") check(o.topK !== undefined, "--strategy top-k needs --top-k K");
   if (o.topK !== undefined && o.strategy !== "top-k") check(false, "--top-k only applies with --strategy top-k");
+  if (o.validationSplit !== undefined) check(o.validationSplit > 0 && o.validationSplit < 1, `--validation-split must be in (0, 1), got ${o.validationSplit}`);
+  if (o.validationSplit !== undefined && o.validationFile) check(false, "use --validation-file or --validation-split, not both");
   if (o.saveSteps !== undefined) check(Number.isInteger(o.saveSteps) && o.saveSteps >= 0, "--save-steps must be a non-negative integer");
   if (o.saveTotalLimit !== undefined) check(Number.isInteger(o.saveTotalLimit) && o.saveTotalLimit >= 0, "--save-total-limit must be a non-negative integer");
   if (o.saveStrategy !== undefined) check(["no", "steps", "epoch"].includes(o.saveStrategy), "--save-strategy must be no, steps or epoch");
-}
-
-function labelCounts(ids: Int32Array, names: string[]): string {
-  const counts = new Array<number>(names.length).fill(0);
-  for (const id of ids) counts[id]!++;
-  return names.map((n, i) => `${n}: ${counts[i]}`).join(", ");
-}
-
-function reportSkipped(log: (l: string) => void, skipped: { file: string; line: number; reason: string }[]): void {
-  if (skipped.length === 0) return;
-  const byReason = new Map<string, string[]>();
-  for (const s of skipped) byReason.set(s.reason, [...(byReason.get(s.reason) ?? []), `${s.file}:${s.line}`]);
-  for (const [reason, where] of byReason) {
-    log(`skipped ${where.length} row(s) with ${reason}: ${where.slice(0, 5).join(", ")}${where.length > 5 ? ", …" : ""}`);
-  }
 }
 
 export async function train(options: TrainOptions): Promise<TrainOutput> {
@@ -140,31 +137,36 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   // Data: everything is read and checked before any output is written.
   const cols = { textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn };
   const trainRead = extractExamples(readRowsMany(o.trainFile, { noHeader: o.noHeader }), cols, true);
-  reportSkipped(log, trainRead.skipped);
   if (trainRead.examples.length === 0) throw new WeitiaoError(`${o.trainFile}: no usable rows (every row was skipped)`);
   const labelSet = resolveLabels(trainRead.examples, config);
-  const trainLabels = labelIds(trainRead.examples, labelSet);
-  let evalExamples: TextExample[] = [];
-  let evalLabels: Int32Array | null = null;
-  if (o.validationFile) {
-    const evalRead = extractExamples(readRowsMany(o.validationFile, { noHeader: o.noHeader }), cols, true);
-    reportSkipped(log, evalRead.skipped);
-    evalExamples = evalRead.examples;
-    evalLabels = labelIds(evalExamples, labelSet);
+  let trainExamples = trainRead.examples;
+  let trainLabels = labelIds(trainExamples, labelSet);
+  let evalRead: { examples: TextExample[]; skipped: SkippedRow[] } | null = null;
+  if (o.validationFile) evalRead = extractExamples(readRowsMany(o.validationFile, { noHeader: o.noHeader }), cols, true);
+  if (o.validationSplit) {
+    const split = stratifiedSplit(trainLabels, o.validationSplit, o.seed ?? 42);
+    evalRead = { examples: split.validation.map((i) => trainExamples[i]!), skipped: [] };
+    trainExamples = split.train.map((i) => trainExamples[i]!);
+    trainLabels = Int32Array.from(split.train, (i) => trainLabels[i]!);
+    log(`validation: ${evalRead.examples.length} rows held out of ${o.trainFile} (--validation-split ${o.validationSplit}, stratified)`);
   }
+  const evalLabels = evalRead ? labelIds(evalRead.examples, labelSet) : null;
+  const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader }), cols, true) : null;
+  const testLabels = testRead ? labelIds(testRead.examples, labelSet) : null;
   let maxLength = o.maxLength;
   if (maxLength > config.max_position_embeddings) {
     log(`notice: --max-length ${maxLength} capped at the model's max_position_embeddings ${config.max_position_embeddings}`);
     maxLength = config.max_position_embeddings;
   }
-  const trainEnc = encodeExamples(tokenizer, trainRead.examples, trainLabels, maxLength);
-  const evalEnc = evalLabels ? encodeExamples(tokenizer, evalExamples, evalLabels, maxLength) : null;
-  log(`train: ${trainRead.examples.length} rows from ${o.trainFile}; labels ${labelCounts(trainLabels, labelSet.names)}`);
-  if (trainEnc.stats.truncated) log(`train: ${trainEnc.stats.truncated} row(s) truncated to ${maxLength} tokens`);
-  if (evalEnc) {
-    log(`validation: ${evalExamples.length} rows from ${o.validationFile}; labels ${labelCounts(evalLabels!, labelSet.names)}`);
-    if (evalEnc.stats.truncated) log(`validation: ${evalEnc.stats.truncated} row(s) truncated to ${maxLength} tokens`);
-  }
+  const trainEnc = encodeExamples(tokenizer, trainExamples, trainLabels, maxLength);
+  const evalEnc = evalRead ? encodeExamples(tokenizer, evalRead.examples, evalLabels, maxLength) : null;
+  const testEnc = testRead ? encodeExamples(tokenizer, testRead.examples, testLabels, maxLength) : null;
+  const reports: Record<string, DataReport> = {
+    train: dataReport(trainExamples, trainRead.skipped, trainEnc.encoded, trainEnc.stats.truncated, labelSet.names),
+  };
+  if (evalRead && evalEnc) reports.validation = dataReport(evalRead.examples, evalRead.skipped, evalEnc.encoded, evalEnc.stats.truncated, labelSet.names);
+  if (testRead && testEnc) reports.test = dataReport(testRead.examples, testRead.skipped, testEnc.encoded, testEnc.stats.truncated, labelSet.names);
+  for (const [name, r] of Object.entries(reports)) for (const line of reportLines(name, r, maxLength)) log(line);
   const outputDir = resolve(o.outputDir);
 
   const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });
@@ -179,7 +181,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
       learningRate: o.learningRate, warmupSteps: o.warmupSteps, warmupRatio: o.warmupRatio, weightDecay: o.weightDecay,
       maxGradNorm: o.maxGradNorm, gradientAccumulationSteps: o.gradientAccumulationSteps, seed: o.seed,
       shuffle: o.shuffle, strategy: o.strategy, topK: o.topK, layerLrDecay: o.layerLrDecay, loggingSteps: o.loggingSteps,
-      cacheFeatures: o.cacheFeatures,
+      cacheFeatures: o.cacheFeatures, groupByLength: o.groupByLength,
       saveSteps: o.saveStrategy === "no" ? 0 : o.saveSteps, saveStrategy: o.saveStrategy,
     }),
   };
@@ -219,16 +221,19 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     o.signal?.removeEventListener("abort", onAbort);
   }
   if (result.interrupted) {
-    return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: null, interruptedAt: lastCheckpoint };
+    return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: null, test: null, reports, interruptedAt: lastCheckpoint };
   }
   const finalEval = evalEnc ? evaluate(model, evalEnc.encoded, args.evalBatchSize, tokenizer.padId) : null;
+  const test = testEnc ? evaluate(model, testEnc.encoded, args.evalBatchSize, tokenizer.padId) : null;
+  if (test) log(`test_loss: ${test.loss.toFixed(4)} | test_accuracy: ${test.accuracy.toFixed(4)}`);
 
   saveModel(model, outputDir, modelDir, {
     "trainer_state.json": JSON.stringify(trainerState(result, args), null, 2) + "\n",
     "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
+    "data_report.json": JSON.stringify(reports, null, 2) + "\n",
   });
   log(`saved model to ${outputDir}`);
-  return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: finalEval };
+  return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: finalEval, test, reports };
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

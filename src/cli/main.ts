@@ -70,8 +70,10 @@ function trainCommand(): Command {
     .description("fine-tune a BERT model for text classification on a CSV/TSV/JSONL file")
     .requiredOption("--model <dir>", "HF model folder, hub id (org/name[@rev], into the HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), \"demo\", or a weights file with --model-config")
     .option("--model-config <dir>", "with a bare weights file (.pth/.bin/.safetensors): folder with config.json and the tokenizer")
-    .requiredOption("--train-file <file>", "training data: .csv, .tsv or .jsonl (comma-separated list allowed)")
+    .requiredOption("--train-file <file>", "training data: .csv, .tsv or .jsonl; a folder of them, or a comma-separated list")
     .option("--validation-file <file>", "validation data, evaluated after every epoch")
+    .option("--validation-split <r>", "hold out this fraction of the training rows for validation (stratified, seeded); nothing is split off unless asked", float("--validation-split"))
+    .option("--test-file <file>", "evaluated once after training (test_ metrics)")
     .requiredOption("--output-dir <dir>", "where the fine-tuned model is saved")
     .option("--text-column <name>", "column holding the text", "text")
     .option("--text-pair-column <name>", "column holding the second text of a pair")
@@ -90,6 +92,7 @@ function trainCommand(): Command {
     .option("--gradient-accumulation-steps <n>", "micro-batches per optimizer step", int("--gradient-accumulation-steps"), 1)
     .option("--seed <n>", "random seed (shuffling, dropout, new weights)", int("--seed"), 42)
     .option("--no-shuffle", "keep file order: batch i is rows i·B … i·B+B−1")
+    .option("--group-by-length", "batch rows of similar length together (less padding)")
     .option("--dropout <p>", "override every dropout probability of the config (0: deterministic)", float("--dropout"))
     .addOption(new Option("--strategy <s>", "what trains").choices(STRATEGIES).default("full"))
     .option("--top-k <k>", "with --strategy top-k: how many top encoder layers train", int("--top-k"))
@@ -126,7 +129,9 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
     };
     process.on("SIGINT", onSigint);
     const opts: TrainOptions = {
-      model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string, validationFile: o.validationFile as string | undefined,
+      model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string,
+      validationSplit: o.validationSplit as number | undefined, testFile: o.testFile as string | undefined,
+      groupByLength: Boolean(o.groupByLength), validationFile: o.validationFile as string | undefined,
       outputDir: o.outputDir as string, textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined,
       labelColumn: o.labelColumn as string, noHeader: o.header === false, maxLength: o.maxLength as number,
       batchSize: o.batchSize as number, evalBatchSize: o.evalBatchSize as number, learningRate: o.learningRate as number,

@@ -3,8 +3,8 @@
  * JSONL. Every row keeps its source line so errors can say file:line. Nothing is dropped silently: rows that
  * cannot be used are reported with the reason.
  */
-import { readFileSync, statSync } from "node:fs";
-import { extname } from "node:path";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { extname, join } from "node:path";
 import { parse } from "csv-parse/sync";
 import { WeitiaoError } from "../util/errors.js";
 
@@ -118,7 +118,16 @@ export function readRows(file: string, opts: ReadOptions = {}): RawRow[] {
   return readDelimited(file, ",", opts);
 }
 
-/** Read several files (comma-separated list) into one row list. */
+const DATA_EXTENSIONS = [".csv", ".tsv", ".tab", ".jsonl", ".json", ".ndjson"];
+
+/** Read a comma-separated list of files and folders (a folder: its data files, in name order) into one list. */
 export function readRowsMany(spec: string, opts: ReadOptions = {}): RawRow[] {
-  return spec.split(",").filter(Boolean).flatMap((f) => readRows(f.trim(), opts));
+  return spec.split(",").map((f) => f.trim()).filter(Boolean).flatMap((f) => {
+    if (existsSync(f) && statSync(f).isDirectory()) {
+      const files = readdirSync(f).filter((n) => DATA_EXTENSIONS.includes(extname(n).toLowerCase())).sort();
+      if (files.length === 0) throw new WeitiaoError(`${f}: folder has no .csv, .tsv or .jsonl files`);
+      return files.flatMap((n) => readRows(join(f, n), opts));
+    }
+    return readRows(f, opts);
+  });
 }

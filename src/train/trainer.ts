@@ -5,6 +5,7 @@
 import type { FArray } from "../backend/types.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
 import { collate, type EncodedExample } from "../data/dataset.js";
+import { lengthGroupedOrder } from "../data/split.js";
 import { Rng, stepSeed } from "../util/rng.js";
 import { crossEntropy, crossEntropyGrad } from "./loss.js";
 import { AdamW, type AdamWOptions, clipGradNorm } from "./optimizer.js";
@@ -40,12 +41,14 @@ export interface TrainingArgs {
   saveSteps: number;
   /** "epoch": also checkpoint after each epoch. */
   saveStrategy: "no" | "steps" | "epoch";
+  /** Batch rows of similar length together (HF group_by_length): less padding, same randomness between groups. */
+  groupByLength: boolean;
 }
 
 export const DEFAULT_TRAINING_ARGS: TrainingArgs = {
   epochs: 3, maxSteps: 0, batchSize: 16, evalBatchSize: 64, learningRate: 5e-5, weightDecay: 0, maxGradNorm: 1,
   gradientAccumulationSteps: 1, seed: 42, shuffle: true, strategy: "full", loggingSteps: 50, cacheFeatures: true,
-  saveSteps: 0, saveStrategy: "no",
+  saveSteps: 0, saveStrategy: "no", groupByLength: false,
 };
 
 export interface StepLog {
@@ -267,7 +270,9 @@ export class Trainer {
       this.applyStrategy(st.epoch);
       // The epoch's order comes from the generator's state at its start, so a resumed run redraws the same one.
       this.rng.state = st.epochRngState;
-      const order = args.shuffle ? this.rng.permutation(this.trainSet.length) : this.trainSet.map((_, i) => i);
+      const order = args.groupByLength
+        ? lengthGroupedOrder(this.trainSet.map((e) => e.inputIds.length), args.batchSize, this.rng)
+        : args.shuffle ? this.rng.permutation(this.trainSet.length) : this.trainSet.map((_, i) => i);
       const batches: number[][] = [];
       for (let i = 0; i < order.length; i += args.batchSize) batches.push(order.slice(i, i + args.batchSize));
       this.hooks.onEpochStart?.(st.epoch, Math.min(this.stepsPerEpoch - st.stepInEpoch, total - st.step));

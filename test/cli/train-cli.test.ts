@@ -122,3 +122,23 @@ test("HF TrainingArguments spellings are accepted; a typo gets a suggestion", ()
   assert.notEqual(typo.code, 0);
   assert.match(typo.stderr, /Did you mean --learning-rate\?/);
 });
+
+test("--validation-split holds out a stratified part; --test-file is evaluated once; data_report.json written", () => {
+  const dir = tempDir();
+  const out = join(dir, "out");
+  const rows = Array.from({ length: 40 }, (_, i) => `${i % 2 ? "好评" : "差评"}${i},${i % 2 ? "正面" : "负面"}`);
+  writeFileSync(join(dir, "t.csv"), "text,label\n" + rows.join("\n") + "\n");
+  writeFileSync(join(dir, "test.csv"), "text,label\n好评,正面\n差评,负面\n");
+  const r = run(["train", "--model", TINY, "--train-file", join(dir, "t.csv"), "--output-dir", out, "--validation-split", "0.25",
+    "--test-file", join(dir, "test.csv"), "--epochs", "1", "--batch-size", "8", "--max-length", "16", "--group-by-length"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /validation: 10 rows held out .*stratified/);
+  assert.match(r.stderr, /test_loss: \d\.\d{4} \| test_accuracy: \d\.\d{4}/);
+  assert.match(r.stdout, /Val Accuracy/);
+  const report = JSON.parse(readFileSync(join(out, "data_report.json"), "utf8"));
+  assert.deepEqual(report.validation.labels, { 负面: 5, 正面: 5 });
+  assert.equal(report.train.rows, 30);
+  const both = run(["train", "--model", TINY, "--train-file", join(dir, "t.csv"), "--output-dir", join(dir, "o2"), "--validation-split", "0.2", "--validation-file", join(dir, "test.csv")]);
+  assert.notEqual(both.code, 0);
+  assert.match(both.stderr, /error: use --validation-file or --validation-split, not both/);
+});

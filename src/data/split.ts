@@ -1,0 +1,40 @@
+/** Splitting and batching helpers: stratified validation split, length-grouped batch order. */
+import { Rng } from "../util/rng.js";
+
+/**
+ * Stratified, seeded split: from each label's examples, round(ratio · count) go to validation (at least one when
+ * the label has two or more), the rest stay for training; both keep file order.
+ */
+export function stratifiedSplit(labels: ArrayLike<number>, ratio: number, seed: number): { train: number[]; validation: number[] } {
+  const rng = new Rng(seed);
+  const byLabel = new Map<number, number[]>();
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i]!;
+    if (!byLabel.has(l)) byLabel.set(l, []);
+    byLabel.get(l)!.push(i);
+  }
+  const val = new Set<number>();
+  for (const l of [...byLabel.keys()].sort((a, b) => a - b)) {
+    const idx = byLabel.get(l)!;
+    let k = Math.round(ratio * idx.length);
+    if (k === 0 && idx.length >= 2 && ratio > 0) k = 1;
+    if (k >= idx.length) k = idx.length - 1;
+    for (const j of rng.permutation(idx.length).slice(0, k)) val.add(idx[j]!);
+  }
+  const all = Array.from({ length: labels.length }, (_, i) => i);
+  return { train: all.filter((i) => !val.has(i)), validation: all.filter((i) => val.has(i)) };
+}
+
+/**
+ * HF's group_by_length: shuffle, cut into mega-batches of 50 batches, sort each by length (longest first) so
+ * batches hold rows of similar length and padding shrinks, while the order stays random between mega-batches.
+ */
+export function lengthGroupedOrder(lengths: number[], batchSize: number, rng: Rng): number[] {
+  const perm = rng.permutation(lengths.length);
+  const mega = batchSize * 50;
+  const out: number[] = [];
+  for (let i = 0; i < perm.length; i += mega) {
+    out.push(...perm.slice(i, i + mega).sort((a, b) => lengths[b]! - lengths[a]!));
+  }
+  return out;
+}
