@@ -37,15 +37,21 @@ export interface TextInput {
 }
 
 export interface Prediction {
-  label: string;
+  /** The top class (null for regression). */
+  label: string | null;
+  /** Its probability, or the regression value. */
   score: number;
   probabilities: Record<string, number>;
   logits: number[];
+  /** Multi-label models: every label whose probability reaches the threshold. */
+  labels?: string[];
 }
 
 export interface PredictOptions {
   maxLength?: number;
   batchSize?: number;
+  /** Multi-label decision threshold (default 0.5). */
+  threshold?: number;
   /** Called after each batch with the number of rows done. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -70,9 +76,15 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
     });
     const { input } = collate(chunk, tokenizer.padId);
     const { logits } = model.forward(input, { train: false });
+    const problemType = model.config.problem_type;
     for (let b = 0; b < chunk.length; b++) {
       const row = Array.from(logits.subarray(b * C, b * C + C));
-      const probs = softmax(row);
+      if (problemType === "regression") {
+        out.push({ label: null, score: row[0]!, probabilities: {}, logits: row });
+        continue;
+      }
+      const multi = problemType === "multi_label_classification";
+      const probs = multi ? row.map((v) => 1 / (1 + Math.exp(-v))) : softmax(row);
       let best = 0;
       for (let c = 1; c < C; c++) if (probs[c]! > probs[best]!) best = c;
       out.push({
@@ -80,6 +92,7 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
         score: probs[best]!,
         probabilities: Object.fromEntries(labels.map((l, c) => [l, probs[c]!])),
         logits: row,
+        ...(multi ? { labels: labels.filter((_, c) => probs[c]! >= (opts.threshold ?? 0.5)) } : {}),
       });
     }
     opts.onProgress?.(Math.min(start + batchSize, inputs.length), inputs.length);

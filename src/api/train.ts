@@ -4,7 +4,8 @@
  */
 import { resolve } from "node:path";
 import { type BackendName, getBackend, type Precision } from "../backend/index.js";
-import { encodeExamples, extractExamples, labelIds, resolveLabels, type SkippedRow, type TextExample } from "../data/dataset.js";
+import { encodeExamples, extractExamples, labelTargets, resolveLabels, type SkippedRow, type TextExample } from "../data/dataset.js";
+import type { ProblemType } from "../model/config.js";
 import { type DataReport, dataReport, reportLines } from "../data/report.js";
 import { stratifiedSplit } from "../data/split.js";
 import { readRowsMany } from "../data/read.js";
@@ -33,6 +34,10 @@ export interface TrainOptions {
   testFile?: string;
   /** Batch rows of similar length together. */
   groupByLength?: boolean;
+  /** Force the task instead of detecting it from the labels (ints/names: single-label; "a|b" or JSON lists: multi-label; floats: regression). */
+  problemType?: ProblemType;
+  /** Multi-label decision threshold on each label's probability (default 0.5). */
+  threshold?: number;
   outputDir: string;
   textColumn?: string;
   textPairColumn?: string;
@@ -120,6 +125,7 @@ export function validateTrainOptions(o: TrainOptions): void {
   if (o.topK !== undefined && o.strategy !== "top-k") check(false, "--top-k only applies with --strategy top-k");
   if (o.validationSplit !== undefined) check(o.validationSplit > 0 && o.validationSplit < 1, `--validation-split must be in (0, 1), got ${o.validationSplit}`);
   if (o.validationSplit !== undefined && o.validationFile) check(false, "use --validation-file or --validation-split, not both");
+  if (o.threshold !== undefined) check(o.threshold > 0 && o.threshold < 1, `--threshold must be in (0, 1), got ${o.threshold}`);
   if (o.saveSteps !== undefined) check(Number.isInteger(o.saveSteps) && o.saveSteps >= 0, "--save-steps must be a non-negative integer");
   if (o.saveTotalLimit !== undefined) check(Number.isInteger(o.saveTotalLimit) && o.saveTotalLimit >= 0, "--save-total-limit must be a non-negative integer");
   if (o.saveStrategy !== undefined) check(["no", "steps", "epoch"].includes(o.saveStrategy), "--save-strategy must be no, steps or epoch");
@@ -138,21 +144,25 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const cols = { textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn };
   const trainRead = extractExamples(readRowsMany(o.trainFile, { noHeader: o.noHeader }), cols, true);
   if (trainRead.examples.length === 0) throw new WeitiaoError(`${o.trainFile}: no usable rows (every row was skipped)`);
-  const labelSet = resolveLabels(trainRead.examples, config);
+  const labelSet = resolveLabels(trainRead.examples, config, o.problemType);
   let trainExamples = trainRead.examples;
-  let trainLabels = labelIds(trainExamples, labelSet);
+  let trainLabels = labelTargets(trainExamples, labelSet);
   let evalRead: { examples: TextExample[]; skipped: SkippedRow[] } | null = null;
   if (o.validationFile) evalRead = extractExamples(readRowsMany(o.validationFile, { noHeader: o.noHeader }), cols, true);
   if (o.validationSplit) {
-    const split = stratifiedSplit(trainLabels, o.validationSplit, o.seed ?? 42);
+    // Stratified by class for single-label data; by the raw label string otherwise.
+    const strata = labelSet.problemType === "single_label_classification"
+      ? trainLabels.ids
+      : Int32Array.from(trainExamples, (e) => (labelSet.problemType === "regression" ? 0 : [...new Set(trainExamples.map((x) => x.rawLabel))].indexOf(e.rawLabel)));
+    const split = stratifiedSplit(strata, o.validationSplit, o.seed ?? 42);
     evalRead = { examples: split.validation.map((i) => trainExamples[i]!), skipped: [] };
     trainExamples = split.train.map((i) => trainExamples[i]!);
-    trainLabels = Int32Array.from(split.train, (i) => trainLabels[i]!);
+    trainLabels = labelTargets(trainExamples, labelSet);
     log(`validation: ${evalRead.examples.length} rows held out of ${o.trainFile} (--validation-split ${o.validationSplit}, stratified)`);
   }
-  const evalLabels = evalRead ? labelIds(evalRead.examples, labelSet) : null;
+  const evalLabels = evalRead ? labelTargets(evalRead.examples, labelSet) : null;
   const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader }), cols, true) : null;
-  const testLabels = testRead ? labelIds(testRead.examples, labelSet) : null;
+  const testLabels = testRead ? labelTargets(testRead.examples, labelSet) : null;
   let maxLength = o.maxLength;
   if (maxLength > config.max_position_embeddings) {
     log(`notice: --max-length ${maxLength} capped at the model's max_position_embeddings ${config.max_position_embeddings}`);
@@ -171,7 +181,8 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
 
   const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });
   const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile });
-  model.config.problem_type = "single_label_classification";
+  model.config.problem_type = labelSet.problemType;
+  if (labelSet.problemType !== "single_label_classification") log(`task: ${labelSet.problemType} (${labelSet.names.length} output(s))`);
   if (o.dropout !== undefined) model.setDropout(o.dropout);
 
   const args: TrainingArgs = {
@@ -181,7 +192,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
       learningRate: o.learningRate, warmupSteps: o.warmupSteps, warmupRatio: o.warmupRatio, weightDecay: o.weightDecay,
       maxGradNorm: o.maxGradNorm, gradientAccumulationSteps: o.gradientAccumulationSteps, seed: o.seed,
       shuffle: o.shuffle, strategy: o.strategy, topK: o.topK, layerLrDecay: o.layerLrDecay, loggingSteps: o.loggingSteps,
-      cacheFeatures: o.cacheFeatures, groupByLength: o.groupByLength,
+      cacheFeatures: o.cacheFeatures, groupByLength: o.groupByLength, threshold: o.threshold,
       saveSteps: o.saveStrategy === "no" ? 0 : o.saveSteps, saveStrategy: o.saveStrategy,
     }),
   };
@@ -223,9 +234,9 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   if (result.interrupted) {
     return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: null, test: null, reports, interruptedAt: lastCheckpoint };
   }
-  const finalEval = evalEnc ? evaluate(model, evalEnc.encoded, args.evalBatchSize, tokenizer.padId) : null;
-  const test = testEnc ? evaluate(model, testEnc.encoded, args.evalBatchSize, tokenizer.padId) : null;
-  if (test) log(`test_loss: ${test.loss.toFixed(4)} | test_accuracy: ${test.accuracy.toFixed(4)}`);
+  const finalEval = evalEnc ? evaluate(model, evalEnc.encoded, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
+  const test = testEnc ? evaluate(model, testEnc.encoded, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
+  if (test) log(`test_loss: ${test.loss.toFixed(4)} | ${Object.entries(test.metrics).map(([k, v]) => `test_${k}: ${v.toFixed(4)}`).join(" | ")}`);
 
   saveModel(model, outputDir, modelDir, {
     "trainer_state.json": JSON.stringify(trainerState(result, args), null, 2) + "\n",

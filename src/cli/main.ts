@@ -93,6 +93,8 @@ function trainCommand(): Command {
     .option("--seed <n>", "random seed (shuffling, dropout, new weights)", int("--seed"), 42)
     .option("--no-shuffle", "keep file order: batch i is rows i·B … i·B+B−1")
     .option("--group-by-length", "batch rows of similar length together (less padding)")
+    .addOption(new Option("--problem-type <t>", "force the task (default: detected from the labels: ints/names → single-label, \"a|b\" or JSON lists → multi-label, decimals → regression)").choices(["single_label_classification", "multi_label_classification", "regression"]))
+    .option("--threshold <p>", "multi-label: predict a label when its probability ≥ p", float("--threshold"), 0.5)
     .option("--dropout <p>", "override every dropout probability of the config (0: deterministic)", float("--dropout"))
     .addOption(new Option("--strategy <s>", "what trains").choices(STRATEGIES).default("full"))
     .option("--top-k <k>", "with --strategy top-k: how many top encoder layers train", int("--top-k"))
@@ -131,7 +133,7 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
     const opts: TrainOptions = {
       model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string,
       validationSplit: o.validationSplit as number | undefined, testFile: o.testFile as string | undefined,
-      groupByLength: Boolean(o.groupByLength), validationFile: o.validationFile as string | undefined,
+      groupByLength: Boolean(o.groupByLength), problemType: o.problemType as TrainOptions["problemType"], threshold: o.threshold as number, validationFile: o.validationFile as string | undefined,
       outputDir: o.outputDir as string, textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined,
       labelColumn: o.labelColumn as string, noHeader: o.header === false, maxLength: o.maxLength as number,
       batchSize: o.batchSize as number, evalBatchSize: o.evalBatchSize as number, learningRate: o.learningRate as number,
@@ -183,10 +185,12 @@ function predictCommand(): Command {
     .option("--text-pair-column <name>", "pair column of --input (JSONL: text_pair)")
     .option("--output <file>", "write JSONL here instead of stdout")
     .option("--max-length <n>", "truncate to N tokens", int("--max-length"), 512)
-    .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32);
+    .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32)
+    .option("--threshold <p>", "multi-label models: report labels whose probability ≥ p", float("--threshold"), 0.5);
   addComputeOptions(cmd);
   cmd.addHelpText("after", `
-Each output line: {"label", "score", "probabilities", "logits"}.
+Each output line: {"label", "score", "probabilities", "logits"}; multi-label models add "labels" (all
+labels at or above --threshold); regression models give the value as "score" and "label": null.
 
 Example:
   weitiao predict --model out/ --text "这部电影太好看了！" "烂片，浪费时间。"`);
@@ -198,7 +202,7 @@ Example:
       ? texts.map((t) => ({ text: t }))
       : readPredictInputs(inputFile!, o.textColumn as string, (o.textPairColumn as string | undefined) ?? (inputFile!.endsWith(".jsonl") ? "text_pair" : undefined));
     const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
-    const preds = predict(loaded, inputs, { maxLength: o.maxLength as number, batchSize: o.batchSize as number });
+    const preds = predict(loaded, inputs, { maxLength: o.maxLength as number, batchSize: o.batchSize as number, threshold: o.threshold as number });
     const lines = preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
     if (o.output) {
       const tmp = `${o.output as string}.tmp-${process.pid}`;

@@ -4,7 +4,7 @@
 import type { BertTokenizer, TruncationStrategy } from "../tokenizer/index.js";
 import type { ModelInput } from "../model/bert.js";
 import type { BertConfig } from "../model/config.js";
-import { hasGenericLabels } from "../model/config.js";
+import { hasGenericLabels, type ProblemType } from "../model/config.js";
 import { WeitiaoError } from "../util/errors.js";
 import type { RawRow } from "./read.js";
 
@@ -72,10 +72,37 @@ export function extractExamples(rows: RawRow[], cols: ColumnOptions, requireLabe
   return { examples, skipped };
 }
 
-/** Class names (index = class id), and whether the file writes labels as integer ids or as names. */
+/** Class names (index = class id), whether the file writes labels as integer ids, and the task. */
 export interface LabelSet {
   names: string[];
   integer: boolean;
+  problemType: ProblemType;
+}
+
+/** A multi-label cell: a JSON array (["体育","娱乐"]) or names separated by "|" (体育|娱乐). */
+export function parseMultiLabel(raw: string): string[] {
+  const t = raw.trim();
+  if (t.startsWith("[")) {
+    try {
+      const v = JSON.parse(t) as unknown;
+      if (Array.isArray(v)) return v.map((x) => String(x).trim()).filter(Boolean);
+    } catch {
+      /* fall through to the | form */
+    }
+  }
+  return t.split("|").map((x) => x.trim()).filter(Boolean);
+}
+
+const isNumber = (l: string): boolean => l.trim() !== "" && Number.isFinite(Number(l));
+
+/** The task a label column implies, unless the config or the user fixed it. */
+export function detectProblemType(examples: TextExample[], config: BertConfig, forced?: ProblemType): ProblemType {
+  if (forced) return forced;
+  if (config.problem_type) return config.problem_type;
+  const raw = examples.map((e) => e.rawLabel!);
+  if (raw.some((l) => l.includes("|") || l.trim().startsWith("["))) return "multi_label_classification";
+  if (raw.every(isNumber) && raw.some((l) => !/^-?\d+$/.test(l.trim()))) return "regression";
+  return "single_label_classification";
 }
 
 const isIntLabel = (l: string): boolean => /^-?\d+$/.test(l);
@@ -87,10 +114,24 @@ const isIntLabel = (l: string): boolean => /^-?\d+$/.test(l);
  * - strings use the config's label2id when it covers every name (and is not the generic LABEL_i), else the
  *   sorted unique names.
  */
-export function resolveLabels(examples: TextExample[], config: BertConfig): LabelSet {
+export function resolveLabels(examples: TextExample[], config: BertConfig, forced?: ProblemType): LabelSet {
   const raw = [...new Set(examples.map((e) => e.rawLabel!))];
   if (raw.length === 0) throw new WeitiaoError("no labelled rows to train on");
   const configNames = Object.entries(config.id2label).sort((a, b) => Number(a[0]) - Number(b[0])).map(([, n]) => n);
+  const problemType = detectProblemType(examples, config, forced);
+  if (problemType === "regression") {
+    const bad = examples.find((e) => !isNumber(e.rawLabel!));
+    if (bad) throw new WeitiaoError(`${bad.file}:${bad.line}: regression needs a number label, found "${bad.rawLabel}"`);
+    return { names: ["LABEL_0"], integer: false, problemType };
+  }
+  if (problemType === "multi_label_classification") {
+    const all = [...new Set(examples.flatMap((e) => parseMultiLabel(e.rawLabel!)))];
+    const names = !hasGenericLabels(config) && all.every((l) => l in config.label2id)
+      ? Object.entries(config.label2id).sort((a, b) => a[1] - b[1]).map(([n]) => n)
+      : all.sort();
+    return { names, integer: false, problemType };
+  }
+  const single = (set: Omit<LabelSet, "problemType">): LabelSet => ({ ...set, problemType });
   if (raw.every(isIntLabel)) {
     const ids = raw.map(Number).sort((a, b) => a - b);
     const n = ids[ids.length - 1]! + 1;
@@ -102,18 +143,45 @@ export function resolveLabels(examples: TextExample[], config: BertConfig): Labe
           "; renumber them, or write them as names (e.g. \"pos\"/\"neg\") to have them mapped automatically",
       );
     }
-    return { names: configNames.length === n ? configNames : Array.from({ length: n }, (_, i) => `LABEL_${i}`), integer: true };
+    return single({ names: configNames.length === n ? configNames : Array.from({ length: n }, (_, i) => `LABEL_${i}`), integer: true });
   }
   if (!hasGenericLabels(config) && raw.every((l) => l in config.label2id)) {
-    return { names: Object.entries(config.label2id).sort((a, b) => a[1] - b[1]).map(([n]) => n), integer: false };
+    return single({ names: Object.entries(config.label2id).sort((a, b) => a[1] - b[1]).map(([n]) => n), integer: false });
   }
-  return { names: raw.sort(), integer: false };
+  return single({ names: raw.sort(), integer: false });
 }
 
 /** The label set of a trained model, for evaluating a file whose labels may be ids or names. */
-export function labelSetForFile(examples: TextExample[], names: string[]): LabelSet {
+export function labelSetForFile(examples: TextExample[], names: string[], problemType: ProblemType): LabelSet {
   const raw = examples.map((e) => e.rawLabel!);
-  return { names, integer: raw.every(isIntLabel) && !raw.every((l) => names.includes(l)) };
+  return { names, integer: raw.every(isIntLabel) && !raw.every((l) => names.includes(l)), problemType };
+}
+
+/** What the loss needs per example: class ids (single-label; −1 otherwise) and float targets (multi-hot or value). */
+export interface LabelTargets {
+  ids: Int32Array;
+  /** [rows × width]: multi-hot rows, or the regression value (width 1); null for single-label. */
+  targets: Float32Array | null;
+  width: number;
+}
+
+export function labelTargets(examples: TextExample[], set: LabelSet): LabelTargets {
+  if (set.problemType === "single_label_classification") return { ids: labelIds(examples, set), targets: null, width: 0 };
+  const ids = new Int32Array(examples.length).fill(-1);
+  if (set.problemType === "regression") {
+    return { ids, targets: Float32Array.from(examples, (e) => Number(e.rawLabel)), width: 1 };
+  }
+  const C = set.names.length;
+  const index = new Map(set.names.map((n, i) => [n, i]));
+  const targets = new Float32Array(examples.length * C);
+  examples.forEach((e, r) => {
+    for (const l of parseMultiLabel(e.rawLabel!)) {
+      const c = index.get(l);
+      if (c === undefined) throw new WeitiaoError(`${e.file}:${e.line}: unknown label "${l}" (known: ${set.names.join(", ")})`);
+      targets[r * C + c] = 1;
+    }
+  });
+  return { ids, targets, width: C };
 }
 
 /** Map each example's raw label to its class id; an unknown label is an error naming file:line. */
@@ -137,7 +205,10 @@ export interface EncodedExample {
   tokenTypeIds: number[];
   /** Optional explicit mask (defaults to all ones); lets raw pre-padded ids be trained as they are. */
   attentionMask?: number[];
+  /** Class id for single-label classification, −1 otherwise. */
   label: number;
+  /** Multi-hot row (multi-label) or [value] (regression). */
+  target?: number[];
 }
 
 export interface EncodeStats {
@@ -145,20 +216,23 @@ export interface EncodeStats {
 }
 
 export function encodeExamples(
-  tokenizer: BertTokenizer, examples: TextExample[], labels: Int32Array | null, maxLength: number,
+  tokenizer: BertTokenizer, examples: TextExample[], labels: Int32Array | LabelTargets | null, maxLength: number,
   truncation: TruncationStrategy = "longest_first",
 ): { encoded: EncodedExample[]; stats: EncodeStats } {
   let truncated = 0;
-  const encoded = examples.map((e, i) => {
+  const t: LabelTargets | null = labels instanceof Int32Array ? { ids: labels, targets: null, width: 0 } : labels;
+  const encoded = examples.map((e, i): EncodedExample => {
     const enc = tokenizer.encode(e.text, e.pair, { maxLength, truncation });
     if (enc.truncated) truncated++;
-    return { inputIds: enc.inputIds, tokenTypeIds: enc.tokenTypeIds, label: labels ? labels[i]! : -1 };
+    const out: EncodedExample = { inputIds: enc.inputIds, tokenTypeIds: enc.tokenTypeIds, label: t ? t.ids[i]! : -1 };
+    if (t?.targets) out.target = Array.from(t.targets.subarray(i * t.width, (i + 1) * t.width));
+    return out;
   });
   return { encoded, stats: { truncated } };
 }
 
 /** Pad a batch to its longest row (dynamic padding) into model input. */
-export function collate(batch: EncodedExample[], padId: number): { input: ModelInput; labels: Int32Array } {
+export function collate(batch: EncodedExample[], padId: number): { input: ModelInput; labels: Int32Array; targets: Float32Array | null } {
   const B = batch.length;
   const T = Math.max(1, ...batch.map((e) => e.inputIds.length));
   const inputIds = new Int32Array(B * T).fill(padId);
@@ -172,5 +246,7 @@ export function collate(batch: EncodedExample[], padId: number): { input: ModelI
     else attentionMask.fill(1, b * T, b * T + e.inputIds.length);
     labels[b] = e.label;
   });
-  return { input: { inputIds, attentionMask, tokenTypeIds, batch: B, seqLen: T }, labels };
+  const width = batch[0]?.target?.length ?? 0;
+  const targets = width ? Float32Array.from(batch.flatMap((e) => e.target!)) : null;
+  return { input: { inputIds, attentionMask, tokenTypeIds, batch: B, seqLen: T }, labels, targets };
 }

@@ -33,8 +33,15 @@ export function dataReport(examples: TextExample[], skipped: SkippedRow[], encod
     } else seen.set(key, e);
   }
   const lengths = encoded.map((e) => e.inputIds.length).sort((a, b) => a - b);
-  const labels: Record<string, number> = Object.fromEntries(labelNames.map((n) => [n, 0]));
-  for (const e of encoded) if (e.label >= 0) labels[labelNames[e.label]!]! += 1;
+  let labels: Record<string, number> = Object.fromEntries(labelNames.map((n) => [n, 0]));
+  for (const e of encoded) {
+    if (e.label >= 0) labels[labelNames[e.label]!]! += 1;
+    else if (e.target && e.target.length === labelNames.length && labelNames.length > 1) e.target.forEach((v, c) => (labels[labelNames[c]!]! += v));
+  }
+  if (encoded.length && encoded.every((e) => e.target?.length === 1)) {
+    const v = encoded.map((e) => e.target![0]!);
+    labels = { min: Math.min(...v), max: Math.max(...v), mean: v.reduce((a, b) => a + b, 0) / v.length };
+  }
   return {
     rows: examples.length + skipped.length,
     skipped: byReason,

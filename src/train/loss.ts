@@ -1,6 +1,7 @@
 /** Loss functions on the classifier's logits. */
 import type { Backend, FArray } from "../backend/types.js";
 import { allocFloat, type DType } from "../model/params.js";
+import type { ProblemType } from "../model/config.js";
 
 export interface LossResult {
   /** Sum of per-example losses. */
@@ -20,4 +21,84 @@ export function crossEntropyGrad(backend: Backend, dtype: DType, probs: FArray, 
   const d = allocFloat(dtype, rows * classes);
   backend.crossEntropyBackward(probs, labels, d, rows, classes, scale);
   return d;
+}
+
+/**
+ * BCEWithLogits for multi-label classification (HF: mean over batch × labels). Returns the sum over rows of each
+ * row's mean over labels, and the sigmoid probabilities.
+ */
+export function bceWithLogits(dtype: DType, logits: FArray, targets: Float32Array, rows: number, classes: number): LossResult {
+  const probs = allocFloat(dtype, rows * classes);
+  let sum = 0;
+  for (let r = 0; r < rows; r++) {
+    let row = 0;
+    for (let c = 0; c < classes; c++) {
+      const x = logits[r * classes + c]!;
+      const y = targets[r * classes + c]!;
+      row += Math.max(x, 0) - x * y + Math.log1p(Math.exp(-Math.abs(x)));
+      probs[r * classes + c] = 1 / (1 + Math.exp(-x));
+    }
+    sum += row / classes;
+  }
+  return { sum, probs };
+}
+
+export function bceWithLogitsGrad(dtype: DType, probs: FArray, targets: Float32Array, rows: number, classes: number, scale: number): FArray {
+  const d = allocFloat(dtype, rows * classes);
+  for (let i = 0; i < rows * classes; i++) d[i] = ((probs[i]! - targets[i]!) / classes) * scale;
+  return d;
+}
+
+/** Squared error for regression (HF: MSELoss over the batch with num_labels 1); returns the summed loss. */
+export function squaredError(logits: FArray, targets: Float32Array, rows: number): number {
+  let sum = 0;
+  for (let r = 0; r < rows; r++) sum += (logits[r]! - targets[r]!) ** 2;
+  return sum;
+}
+
+export function squaredErrorGrad(dtype: DType, logits: FArray, targets: Float32Array, rows: number, scale: number): FArray {
+  const d = allocFloat(dtype, rows);
+  for (let r = 0; r < rows; r++) d[r] = 2 * (logits[r]! - targets[r]!) * scale;
+  return d;
+}
+
+/** The loss of the model's task (config.problem_type), with what the trainer reports alongside it. */
+export interface TaskLoss {
+  /** Sum over rows of each row's loss. */
+  sum: number;
+  /** Rows predicted right (single-label: argmax; multi-label: every label right at the threshold; regression: 0). */
+  correct: number;
+  /** Softmax (single-label) or sigmoid (multi-label) probabilities; the logits themselves for regression. */
+  probs: FArray;
+  /** d(scale · sum)/d logits. */
+  grad(scale: number): FArray;
+}
+
+export function taskLoss(
+  backend: Backend, dtype: DType, problemType: ProblemType | null | undefined, logits: FArray,
+  labels: Int32Array, targets: Float32Array | null, rows: number, classes: number, threshold = 0.5,
+): TaskLoss {
+  if (problemType === "regression") {
+    if (!targets) throw new Error("regression needs targets");
+    return { sum: squaredError(logits, targets, rows), correct: 0, probs: logits, grad: (s) => squaredErrorGrad(dtype, logits, targets, rows, s) };
+  }
+  if (problemType === "multi_label_classification") {
+    if (!targets) throw new Error("multi-label classification needs targets");
+    const r = bceWithLogits(dtype, logits, targets, rows, classes);
+    let correct = 0;
+    for (let b = 0; b < rows; b++) {
+      let all = true;
+      for (let c = 0; c < classes; c++) if ((r.probs[b * classes + c]! >= threshold) !== (targets[b * classes + c]! >= 0.5)) all = false;
+      if (all) correct++;
+    }
+    return { sum: r.sum, correct, probs: r.probs, grad: (s) => bceWithLogitsGrad(dtype, r.probs, targets, rows, classes, s) };
+  }
+  const r = crossEntropy(backend, dtype, logits, labels, rows, classes);
+  let correct = 0;
+  for (let b = 0; b < rows; b++) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (logits[b * classes + c]! > logits[b * classes + best]!) best = c;
+    if (best === labels[b]) correct++;
+  }
+  return { sum: r.sum, correct, probs: r.probs, grad: (s) => crossEntropyGrad(backend, dtype, r.probs, labels, rows, classes, s) };
 }

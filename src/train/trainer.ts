@@ -7,7 +7,8 @@ import type { BertForSequenceClassification } from "../model/bert.js";
 import { collate, type EncodedExample } from "../data/dataset.js";
 import { lengthGroupedOrder } from "../data/split.js";
 import { Rng, stepSeed } from "../util/rng.js";
-import { crossEntropy, crossEntropyGrad } from "./loss.js";
+import { taskLoss } from "./loss.js";
+import { type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics } from "./metrics.js";
 import { AdamW, type AdamWOptions, clipGradNorm } from "./optimizer.js";
 import { linearWarmupDecay, warmupSteps } from "./schedule.js";
 import { layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
@@ -43,12 +44,14 @@ export interface TrainingArgs {
   saveStrategy: "no" | "steps" | "epoch";
   /** Batch rows of similar length together (HF group_by_length): less padding, same randomness between groups. */
   groupByLength: boolean;
+  /** Multi-label: a label is predicted when its probability is at least this. */
+  threshold: number;
 }
 
 export const DEFAULT_TRAINING_ARGS: TrainingArgs = {
   epochs: 3, maxSteps: 0, batchSize: 16, evalBatchSize: 64, learningRate: 5e-5, weightDecay: 0, maxGradNorm: 1,
   gradientAccumulationSteps: 1, seed: 42, shuffle: true, strategy: "full", loggingSteps: 50, cacheFeatures: true,
-  saveSteps: 0, saveStrategy: "no", groupByLength: false,
+  saveSteps: 0, saveStrategy: "no", groupByLength: false, threshold: 0.5,
 };
 
 export interface StepLog {
@@ -63,7 +66,6 @@ export interface EvalLog {
   step: number;
   epoch: number;
   eval_loss: number;
-  eval_accuracy: number;
   [metric: string]: number;
 }
 
@@ -77,8 +79,14 @@ export interface EpochSummary {
 
 export interface EvalResult {
   loss: number;
+  /** Single-label accuracy, multi-label subset accuracy, NaN for regression. */
   accuracy: number;
-  logits: FArray;
+  /** Every scalar metric of the task (accuracy, macro_f1, …; micro_f1, …; mse, pearson). */
+  metrics: Record<string, number>;
+  /** Per-class numbers and the confusion matrix (single-label only). */
+  classification: ClassificationMetrics | null;
+  logits: Float32Array;
+  probabilities: Float32Array;
   predictions: Int32Array;
 }
 
@@ -124,31 +132,48 @@ export interface TrainerHooks {
   onSave?: (state: LoopState, reason: "steps" | "epoch" | "interrupt") => void;
 }
 
-/** Run the model in eval mode over examples; loss is the mean over examples. */
-export function evaluate(model: BertForSequenceClassification, examples: EncodedExample[], batchSize: number, padId: number): EvalResult {
+/** Run the model in eval mode over examples: mean loss and the task's metrics. */
+export function evaluate(model: BertForSequenceClassification, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5): EvalResult {
   const C = model.config.num_labels;
-  const logits = new Float32Array(examples.length * C);
-  const predictions = new Int32Array(examples.length);
+  const pt = model.config.problem_type ?? "single_label_classification";
+  const n = examples.length;
+  const logits = new Float32Array(n * C);
+  const probabilities = new Float32Array(n * C);
+  const predictions = new Int32Array(n);
+  const labels = new Int32Array(n);
+  const targets = new Float32Array(n * C);
   let lossSum = 0;
-  let correct = 0;
-  let labelled = 0;
-  for (let start = 0; start < examples.length; start += batchSize) {
+  for (let start = 0; start < n; start += batchSize) {
     const chunk = examples.slice(start, start + batchSize);
-    const { input, labels } = collate(chunk, padId);
-    const out = model.forward(input, { train: false });
-    const { sum } = crossEntropy(model.backend, model.dtype, out.logits, labels, chunk.length, C);
-    lossSum += sum;
+    const batch = collate(chunk, padId);
+    const out = model.forward(batch.input, { train: false });
+    const t = taskLoss(model.backend, model.dtype, pt, out.logits, batch.labels, batch.targets, chunk.length, C, threshold);
+    lossSum += t.sum;
     logits.set(out.logits, start * C);
-    for (let b = 0; b < chunk.length; b++) {
-      const p = argmax(out.logits, b * C, C);
-      predictions[start + b] = p;
-      if (labels[b]! >= 0) {
-        labelled++;
-        if (p === labels[b]) correct++;
-      }
-    }
+    probabilities.set(t.probs, start * C);
+    labels.set(batch.labels, start);
+    if (batch.targets) targets.set(batch.targets, start * C);
+    for (let b = 0; b < chunk.length; b++) predictions[start + b] = argmax(out.logits, b * C, C);
   }
-  return { loss: labelled ? lossSum / labelled : NaN, accuracy: labelled ? correct / labelled : NaN, logits, predictions };
+  const metrics: Record<string, number> = {};
+  let classification: ClassificationMetrics | null = null;
+  if (pt === "regression") {
+    Object.assign(metrics, regressionMetrics(targets, logits));
+  } else if (pt === "multi_label_classification") {
+    Object.assign(metrics, multiLabelMetrics(targets, probabilities, n, C, threshold));
+  } else {
+    const names = Object.keys(model.config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => model.config.id2label[k]!);
+    classification = classificationMetrics(labels, predictions, names);
+    const { per_class: _p, confusion: _c, ...scalars } = classification;
+    Object.assign(metrics, scalars);
+  }
+  const accuracy = metrics.accuracy ?? metrics.subset_accuracy ?? NaN;
+  return { loss: n ? lossSum / n : NaN, accuracy, metrics, classification, logits, probabilities, predictions };
+}
+
+/** {accuracy: 1} → {eval_accuracy: 1}: HF's metric_key_prefix. */
+export function prefixed(prefix: string, metrics: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`${prefix}${k}`, v]));
 }
 
 export function argmax(x: ArrayLike<number>, off: number, n: number): number {
@@ -205,11 +230,11 @@ export class Trainer {
   /** Forward + backward of one micro-batch; returns its summed loss and how many it got right. */
   private microStep(idx: number[], features: Float32Array[] | null, seed: number, scale: number): { loss: number; correct: number } {
     const { model } = this;
-    const C = model.config.num_labels;
     const H = model.config.hidden_size;
+    const batch = idx.map((i) => this.trainSet[i]!);
+    const { input, labels, targets } = collate(batch, this.padId);
     let logits: FArray;
     let backward: (d: FArray) => void;
-    const labels = Int32Array.from(idx, (i) => this.trainSet[i]!.label);
     if (features) {
       const pooled = new Float32Array(idx.length * H);
       idx.forEach((i, b) => pooled.set(features[i]!, b * H));
@@ -218,17 +243,14 @@ export class Trainer {
       logits = head.logits;
       backward = (d) => void model.classifyBackward(d, head.cache, false);
     } else {
-      const { input } = collate(idx.map((i) => this.trainSet[i]!), this.padId);
       const out = model.forward(input, { train: true, dropoutSeed: seed });
       logits = out.logits;
       backward = (d) => model.backward(out.cache!, d);
     }
-    const ce = crossEntropy(model.backend, model.dtype, logits, labels, idx.length, C);
-    let correct = 0;
-    for (let b = 0; b < idx.length; b++) if (argmax(logits, b * C, C) === labels[b]) correct++;
+    const t = taskLoss(model.backend, model.dtype, model.config.problem_type, logits, labels, targets, idx.length, model.config.num_labels, this.args.threshold);
     // The step's loss is the mean over all its examples, so each micro-batch contributes sum/n.
-    backward(crossEntropyGrad(model.backend, model.dtype, ce.probs, labels, idx.length, C, scale));
-    return { loss: ce.sum, correct };
+    backward(t.grad(scale));
+    return { loss: t.sum, correct: t.correct };
   }
 
   private applyStrategy(epoch: number): void {
@@ -323,12 +345,13 @@ export class Trainer {
       const summary: EpochSummary = {
         epoch: st.epoch, loss: st.epochLoss / st.epochSteps, accuracy: st.correct / st.seen, seconds: (Date.now() - epochStart) / 1000,
       };
-      let line = `Epoch ${st.epoch} | Loss: ${summary.loss.toFixed(4)} | Accuracy: ${summary.accuracy.toFixed(4)}`;
+      const regression = model.config.problem_type === "regression";
+      let line = `Epoch ${st.epoch} | Loss: ${summary.loss.toFixed(4)}` + (regression ? "" : ` | Accuracy: ${summary.accuracy.toFixed(4)}`);
       if (this.evalSet && this.evalSet.length > 0) {
-        const ev = evaluate(model, this.evalSet, args.evalBatchSize, this.padId);
-        summary.eval = { step: st.step, epoch: st.epoch, eval_loss: ev.loss, eval_accuracy: ev.accuracy };
+        const ev = evaluate(model, this.evalSet, args.evalBatchSize, this.padId, args.threshold);
+        summary.eval = { step: st.step, epoch: st.epoch, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics) };
         st.history.push(summary.eval);
-        line += ` | Val Loss: ${ev.loss.toFixed(4)} | Val Accuracy: ${ev.accuracy.toFixed(4)}`;
+        line += ` | Val Loss: ${ev.loss.toFixed(4)} | ` + (regression ? `Val MSE: ${ev.metrics.mse!.toFixed(4)}` : `Val Accuracy: ${ev.accuracy.toFixed(4)}`);
       }
       st.epochs.push(summary);
       if (this.hooks.onEpochEnd) this.hooks.onEpochEnd(summary, line);
