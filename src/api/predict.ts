@@ -4,7 +4,7 @@ import { collate, type EncodedExample } from "../data/dataset.js";
 import { loadModelFromDir } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
-import { BertTokenizer } from "../tokenizer/index.js";
+import { BertTokenizer, type TruncationStrategy } from "../tokenizer/index.js";
 
 export interface LoadedModel {
   model: BertForSequenceClassification;
@@ -52,6 +52,7 @@ export interface PredictOptions {
   batchSize?: number;
   /** Multi-label decision threshold (default 0.5). */
   threshold?: number;
+  truncation?: TruncationStrategy;
   /** Called after each batch with the number of rows done. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -71,7 +72,7 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
   const out: Prediction[] = [];
   for (let start = 0; start < inputs.length; start += batchSize) {
     const chunk: EncodedExample[] = inputs.slice(start, start + batchSize).map((t) => {
-      const e = tokenizer.encode(t.text, t.textPair ?? null, { maxLength });
+      const e = tokenizer.encode(t.text, t.textPair ?? null, { maxLength, truncation: opts.truncation });
       return { inputIds: e.inputIds, tokenTypeIds: e.tokenTypeIds, label: -1 };
     });
     const { input } = collate(chunk, tokenizer.padId);

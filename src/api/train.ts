@@ -13,7 +13,7 @@ import { loadModelFromDir, readConfig, saveModel } from "../io/checkpoint.js";
 import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from "../io/trainer-checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
-import { BertTokenizer } from "../tokenizer/index.js";
+import { BertTokenizer, type TruncationStrategy } from "../tokenizer/index.js";
 import { STRATEGIES, type Strategy } from "../train/strategy.js";
 import {
   DEFAULT_TRAINING_ARGS, type EvalResult, Trainer, type TrainerHooks, type TrainResult, trainerState,
@@ -38,6 +38,8 @@ export interface TrainOptions {
   problemType?: ProblemType;
   /** Multi-label decision threshold on each label's probability (default 0.5). */
   threshold?: number;
+  /** How pairs are truncated to maxLength (HF's default longest_first). */
+  truncation?: TruncationStrategy;
   outputDir: string;
   textColumn?: string;
   textPairColumn?: string;
@@ -168,9 +170,10 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     log(`notice: --max-length ${maxLength} capped at the model's max_position_embeddings ${config.max_position_embeddings}`);
     maxLength = config.max_position_embeddings;
   }
-  const trainEnc = encodeExamples(tokenizer, trainExamples, trainLabels, maxLength);
-  const evalEnc = evalRead ? encodeExamples(tokenizer, evalRead.examples, evalLabels, maxLength) : null;
-  const testEnc = testRead ? encodeExamples(tokenizer, testRead.examples, testLabels, maxLength) : null;
+  const trunc = o.truncation ?? "longest_first";
+  const trainEnc = encodeExamples(tokenizer, trainExamples, trainLabels, maxLength, trunc);
+  const evalEnc = evalRead ? encodeExamples(tokenizer, evalRead.examples, evalLabels, maxLength, trunc) : null;
+  const testEnc = testRead ? encodeExamples(tokenizer, testRead.examples, testLabels, maxLength, trunc) : null;
   const reports: Record<string, DataReport> = {
     train: dataReport(trainExamples, trainRead.skipped, trainEnc.encoded, trainEnc.stats.truncated, labelSet.names),
   };

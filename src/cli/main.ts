@@ -58,6 +58,9 @@ function float(flag: string) {
 const log = (line: string): void => void process.stderr.write(line + "\n");
 const out = (line: string): void => void process.stdout.write(line + "\n");
 
+const truncationOption = (): Option =>
+  new Option("--truncation <s>", "how text pairs are cut to --max-length").choices(["longest_first", "only_first", "only_second"]).default("longest_first");
+
 function addComputeOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option("--backend <name>", "compute backend").choices(["auto", "native", "typescript"]).default("auto"))
@@ -80,6 +83,7 @@ function trainCommand(): Command {
     .option("--label-column <name>", "column holding the label", "label")
     .option("--no-header", "CSV/TSV has no header line: name columns by index (0, 1, …)")
     .option("--max-length <n>", "truncate to N tokens (capped at the model's max_position_embeddings)", int("--max-length"), 128)
+    .addOption(truncationOption())
     .option("--batch-size <n>", "training batch size", int("--batch-size"), 16)
     .option("--eval-batch-size <n>", "evaluation batch size", int("--eval-batch-size"), 64)
     .option("--learning-rate <lr>", "peak learning rate", float("--learning-rate"), 5e-5)
@@ -133,7 +137,7 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
     const opts: TrainOptions = {
       model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string,
       validationSplit: o.validationSplit as number | undefined, testFile: o.testFile as string | undefined,
-      groupByLength: Boolean(o.groupByLength), problemType: o.problemType as TrainOptions["problemType"], threshold: o.threshold as number, validationFile: o.validationFile as string | undefined,
+      groupByLength: Boolean(o.groupByLength), truncation: o.truncation as TrainOptions["truncation"], problemType: o.problemType as TrainOptions["problemType"], threshold: o.threshold as number, validationFile: o.validationFile as string | undefined,
       outputDir: o.outputDir as string, textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined,
       labelColumn: o.labelColumn as string, noHeader: o.header === false, maxLength: o.maxLength as number,
       batchSize: o.batchSize as number, evalBatchSize: o.evalBatchSize as number, learningRate: o.learningRate as number,
@@ -185,6 +189,7 @@ function predictCommand(): Command {
     .option("--text-pair-column <name>", "pair column of --input (JSONL: text_pair)")
     .option("--output <file>", "write JSONL here instead of stdout")
     .option("--max-length <n>", "truncate to N tokens", int("--max-length"), 512)
+    .addOption(truncationOption())
     .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32)
     .option("--threshold <p>", "multi-label models: report labels whose probability ≥ p", float("--threshold"), 0.5);
   addComputeOptions(cmd);
@@ -202,7 +207,7 @@ Example:
       ? texts.map((t) => ({ text: t }))
       : readPredictInputs(inputFile!, o.textColumn as string, (o.textPairColumn as string | undefined) ?? (inputFile!.endsWith(".jsonl") ? "text_pair" : undefined));
     const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
-    const preds = predict(loaded, inputs, { maxLength: o.maxLength as number, batchSize: o.batchSize as number, threshold: o.threshold as number });
+    const preds = predict(loaded, inputs, { maxLength: o.maxLength as number, batchSize: o.batchSize as number, threshold: o.threshold as number, truncation: o.truncation as "longest_first" });
     const lines = preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
     if (o.output) {
       const tmp = `${o.output as string}.tmp-${process.pid}`;
@@ -224,6 +229,7 @@ function tokenizeCommand(): Command {
     .option("--text-column <name>", "text column of --input", "text")
     .option("--text-pair-column <name>", "pair column of --input")
     .option("--max-length <n>", "truncate to N tokens", int("--max-length"))
+    .addOption(truncationOption())
     .addHelpText("after", `
 Example:
   weitiao tokenize --model demo --text "这部电影太好看了！"`)
@@ -234,7 +240,7 @@ Example:
       else if (o.input) inputs = readPredictInputs(o.input as string, o.textColumn as string, o.textPairColumn as string | undefined);
       else throw new WeitiaoError("tokenize needs --text T or --input FILE");
       for (const t of inputs) {
-        const e = tk.encode(t.text, t.textPair ?? null, { maxLength: o.maxLength as number | undefined });
+        const e = tk.encode(t.text, t.textPair ?? null, { maxLength: o.maxLength as number | undefined, truncation: o.truncation as "longest_first" });
         out(JSON.stringify({ tokens: e.tokens, input_ids: e.inputIds, token_type_ids: e.tokenTypeIds, attention_mask: e.attentionMask }));
       }
     });

@@ -142,3 +142,14 @@ test("--validation-split holds out a stratified part; --test-file is evaluated o
   assert.notEqual(both.code, 0);
   assert.match(both.stderr, /error: use --validation-file or --validation-split, not both/);
 });
+
+test("weitiao tokenize prints JSONL encodings; --truncation only_second cuts the pair", () => {
+  const r = run(["tokenize", "--model", TINY, "--text", "这部电影太好看了", "--text-pair", "我也这么认为真的", "--max-length", "12", "--truncation", "only_second"]);
+  assert.equal(r.code, 0, r.stderr);
+  const e = JSON.parse(r.stdout);
+  assert.deepEqual(e.tokens, ["[CLS]", "这", "部", "电", "影", "太", "好", "看", "了", "[SEP]", "我", "[SEP]"]);
+  assert.deepEqual(e.token_type_ids, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+  const bad = run(["tokenize", "--model", TINY, "--text", "这部电影太好看了", "--text-pair", "我", "--max-length", "6", "--truncation", "only_second"]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /^error: cannot truncate with only_second/m);
+});
