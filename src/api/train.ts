@@ -40,6 +40,14 @@ export interface TrainOptions {
   threshold?: number;
   /** How pairs are truncated to maxLength (HF's default longest_first). */
   truncation?: TruncationStrategy;
+  /** Evaluate after every epoch (default), every evalSteps, or never. */
+  evalStrategy?: "no" | "steps" | "epoch";
+  evalSteps?: number;
+  /** Metric choosing the best model (default: accuracy; micro_f1 for multi-label; mse for regression). */
+  metricForBestModel?: string;
+  loadBestModelAtEnd?: boolean;
+  /** Stop after N evaluations without improvement of the best-model metric. */
+  earlyStoppingPatience?: number;
   outputDir: string;
   textColumn?: string;
   textPairColumn?: string;
@@ -128,6 +136,12 @@ export function validateTrainOptions(o: TrainOptions): void {
   if (o.validationSplit !== undefined) check(o.validationSplit > 0 && o.validationSplit < 1, `--validation-split must be in (0, 1), got ${o.validationSplit}`);
   if (o.validationSplit !== undefined && o.validationFile) check(false, "use --validation-file or --validation-split, not both");
   if (o.threshold !== undefined) check(o.threshold > 0 && o.threshold < 1, `--threshold must be in (0, 1), got ${o.threshold}`);
+  if (o.evalStrategy !== undefined) check(["no", "steps", "epoch"].includes(o.evalStrategy), "--eval-strategy must be no, steps or epoch");
+  if (o.evalStrategy === "steps") check(Number.isInteger(o.evalSteps) && o.evalSteps! > 0, "--eval-strategy steps needs --eval-steps N");
+  if (o.earlyStoppingPatience !== undefined) check(Number.isInteger(o.earlyStoppingPatience) && o.earlyStoppingPatience >= 0, "--early-stopping-patience must be a non-negative integer");
+  if ((o.loadBestModelAtEnd || o.earlyStoppingPatience) && !o.validationFile && !o.validationSplit) {
+    check(false, "--load-best-model-at-end and --early-stopping-patience need validation data (--validation-file or --validation-split)");
+  }
   if (o.saveSteps !== undefined) check(Number.isInteger(o.saveSteps) && o.saveSteps >= 0, "--save-steps must be a non-negative integer");
   if (o.saveTotalLimit !== undefined) check(Number.isInteger(o.saveTotalLimit) && o.saveTotalLimit >= 0, "--save-total-limit must be a non-negative integer");
   if (o.saveStrategy !== undefined) check(["no", "steps", "epoch"].includes(o.saveStrategy), "--save-strategy must be no, steps or epoch");
@@ -185,6 +199,15 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });
   const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile });
   model.config.problem_type = labelSet.problemType;
+  if (o.metricForBestModel) {
+    const known: Record<string, string[]> = {
+      single_label_classification: ["loss", "accuracy", "macro_precision", "macro_recall", "macro_f1"],
+      multi_label_classification: ["loss", "micro_f1", "macro_f1", "subset_accuracy"],
+      regression: ["loss", "mse", "pearson"],
+    };
+    const k = o.metricForBestModel.replace(/^eval_/, "");
+    check(known[labelSet.problemType]!.includes(k), `--metric-for-best-model ${o.metricForBestModel}: not a metric of ${labelSet.problemType} (${known[labelSet.problemType]!.join(", ")})`);
+  }
   if (labelSet.problemType !== "single_label_classification") log(`task: ${labelSet.problemType} (${labelSet.names.length} output(s))`);
   if (o.dropout !== undefined) model.setDropout(o.dropout);
 
@@ -196,6 +219,8 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
       maxGradNorm: o.maxGradNorm, gradientAccumulationSteps: o.gradientAccumulationSteps, seed: o.seed,
       shuffle: o.shuffle, strategy: o.strategy, topK: o.topK, layerLrDecay: o.layerLrDecay, loggingSteps: o.loggingSteps,
       cacheFeatures: o.cacheFeatures, groupByLength: o.groupByLength, threshold: o.threshold,
+      evalStrategy: o.evalStrategy, evalSteps: o.evalSteps, metricForBestModel: o.metricForBestModel,
+      loadBestModelAtEnd: o.loadBestModelAtEnd, earlyStoppingPatience: o.earlyStoppingPatience,
       saveSteps: o.saveStrategy === "no" ? 0 : o.saveSteps, saveStrategy: o.saveStrategy,
     }),
   };

@@ -99,6 +99,11 @@ function trainCommand(): Command {
     .option("--group-by-length", "batch rows of similar length together (less padding)")
     .addOption(new Option("--problem-type <t>", "force the task (default: detected from the labels: ints/names → single-label, \"a|b\" or JSON lists → multi-label, decimals → regression)").choices(["single_label_classification", "multi_label_classification", "regression"]))
     .option("--threshold <p>", "multi-label: predict a label when its probability ≥ p", float("--threshold"), 0.5)
+    .addOption(new Option("--eval-strategy <s>", "evaluate the validation data after each epoch, every --eval-steps, or never").choices(["no", "steps", "epoch"]).default("epoch"))
+    .option("--eval-steps <n>", "with --eval-strategy steps: evaluate every N steps", int("--eval-steps"))
+    .option("--metric-for-best-model <m>", "metric that picks the best model: accuracy (default), macro_f1, loss, …; micro_f1 (multi-label), mse (regression)")
+    .option("--load-best-model-at-end", "save the best evaluation's weights instead of the last ones")
+    .option("--early-stopping-patience <n>", "stop after N evaluations without improvement", int("--early-stopping-patience"))
     .option("--dropout <p>", "override every dropout probability of the config (0: deterministic)", float("--dropout"))
     .addOption(new Option("--strategy <s>", "what trains").choices(STRATEGIES).default("full"))
     .option("--top-k <k>", "with --strategy top-k: how many top encoder layers train", int("--top-k"))
@@ -137,6 +142,9 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
     const opts: TrainOptions = {
       model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string,
       validationSplit: o.validationSplit as number | undefined, testFile: o.testFile as string | undefined,
+      evalStrategy: o.evalStrategy as TrainOptions["evalStrategy"], evalSteps: o.evalSteps as number | undefined,
+      metricForBestModel: o.metricForBestModel as string | undefined, loadBestModelAtEnd: Boolean(o.loadBestModelAtEnd),
+      earlyStoppingPatience: o.earlyStoppingPatience as number | undefined,
       groupByLength: Boolean(o.groupByLength), truncation: o.truncation as TrainOptions["truncation"], problemType: o.problemType as TrainOptions["problemType"], threshold: o.threshold as number, validationFile: o.validationFile as string | undefined,
       outputDir: o.outputDir as string, textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined,
       labelColumn: o.labelColumn as string, noHeader: o.header === false, maxLength: o.maxLength as number,

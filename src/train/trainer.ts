@@ -7,6 +7,7 @@ import type { BertForSequenceClassification } from "../model/bert.js";
 import { collate, type EncodedExample } from "../data/dataset.js";
 import { lengthGroupedOrder } from "../data/split.js";
 import { Rng, stepSeed } from "../util/rng.js";
+import { WeitiaoError } from "../util/errors.js";
 import { taskLoss } from "./loss.js";
 import { type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics } from "./metrics.js";
 import { AdamW, type AdamWOptions, clipGradNorm } from "./optimizer.js";
@@ -46,13 +47,30 @@ export interface TrainingArgs {
   groupByLength: boolean;
   /** Multi-label: a label is predicted when its probability is at least this. */
   threshold: number;
+  /** When to evaluate on the validation set (with one): after every epoch (default), every evalSteps, or never. */
+  evalStrategy: "no" | "steps" | "epoch";
+  evalSteps: number;
+  /** Metric that picks the best model ("accuracy", "macro_f1", "loss", …; eval_ prefix optional). */
+  metricForBestModel?: string;
+  /** Restore the best evaluation's weights when training ends. */
+  loadBestModelAtEnd: boolean;
+  /** Stop after this many evaluations without improvement (0: never). */
+  earlyStoppingPatience: number;
 }
 
 export const DEFAULT_TRAINING_ARGS: TrainingArgs = {
   epochs: 3, maxSteps: 0, batchSize: 16, evalBatchSize: 64, learningRate: 5e-5, weightDecay: 0, maxGradNorm: 1,
   gradientAccumulationSteps: 1, seed: 42, shuffle: true, strategy: "full", loggingSteps: 50, cacheFeatures: true,
-  saveSteps: 0, saveStrategy: "no", groupByLength: false, threshold: 0.5,
+  saveSteps: 0, saveStrategy: "no", groupByLength: false, threshold: 0.5, evalStrategy: "epoch", evalSteps: 0,
+  loadBestModelAtEnd: false, earlyStoppingPatience: 0,
 };
+
+/** The metric that selects the best model, and whether larger is better (losses and MSE: smaller). */
+export function bestMetricOf(args: TrainingArgs, problemType: string | null | undefined): { key: string; greaterIsBetter: boolean } {
+  const fallback = problemType === "regression" ? "mse" : problemType === "multi_label_classification" ? "micro_f1" : "accuracy";
+  const key = (args.metricForBestModel ?? fallback).replace(/^eval_/, "");
+  return { key, greaterIsBetter: !(key === "loss" || key === "mse") };
+}
 
 export interface StepLog {
   step: number;
@@ -98,6 +116,10 @@ export interface TrainResult {
   trainSeconds: number;
   /** True when requestStop() ended the run early (a checkpoint was saved). */
   interrupted: boolean;
+  /** True when early stopping ended the run. */
+  earlyStopped?: boolean;
+  /** The best evaluation: its metric name, value and step; `restored` when its weights were loaded at the end. */
+  best?: { metric: string; value: number; step: number; restored: boolean };
 }
 
 /**
@@ -118,6 +140,8 @@ export interface LoopState {
   epochSeconds: number;
   history: (StepLog | EvalLog)[];
   epochs: EpochSummary[];
+  /** Best evaluation so far (by the best-model metric), its step, and evaluations since it improved. */
+  best?: { metric: number; step: number; sinceImproved: number };
 }
 
 export interface TrainerHooks {
@@ -128,6 +152,8 @@ export interface TrainerHooks {
   onEpochStart?: (epoch: number, stepsInEpoch: number) => void;
   /** Called with each epoch's summary and its tutorial-style line; when absent the line goes to `log`. */
   onEpochEnd?: (summary: EpochSummary, line: string) => void;
+  /** Replaces the evaluation on the validation set (tests use it to play a crafted validation curve). */
+  evaluate?: () => EvalResult;
   /** Save a checkpoint now (model, optimizer and this loop state): every saveSteps, each epoch, or on stop. */
   onSave?: (state: LoopState, reason: "steps" | "epoch" | "interrupt") => void;
 }
@@ -286,8 +312,28 @@ export class Trainer {
       features = this.encodeTrainSet();
     }
     let interrupted = false;
+    let earlyStopped = false;
+    const hasEval = this.evalSet !== null && this.evalSet.length > 0 && args.evalStrategy !== "no";
+    const { key: bestKey, greaterIsBetter } = bestMetricOf(args, model.config.problem_type);
+    let bestWeights: FArray | null = null;
+    /** Evaluate, log, track the best model and early stopping; returns the eval entry. */
+    const runEval = (epochFloat: number): EvalLog => {
+      const ev = this.hooks.evaluate ? this.hooks.evaluate() : evaluate(model, this.evalSet!, args.evalBatchSize, this.padId, args.threshold);
+      const entry: EvalLog = { step: st.step, epoch: epochFloat, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics) };
+      st.history.push(entry);
+      const value = bestKey === "loss" ? ev.loss : ev.metrics[bestKey];
+      if (value === undefined) throw new WeitiaoError(`--metric-for-best-model ${bestKey}: not a metric of this task (${["loss", ...Object.keys(ev.metrics)].join(", ")})`);
+      if (!st.best || (greaterIsBetter ? value > st.best.metric : value < st.best.metric)) {
+        st.best = { metric: value, step: st.step, sinceImproved: 0 };
+        if (args.loadBestModelAtEnd) bestWeights = Float32Array.from(model.params.data);
+      } else {
+        st.best.sinceImproved++;
+        if (args.earlyStoppingPatience > 0 && st.best.sinceImproved >= args.earlyStoppingPatience) earlyStopped = true;
+      }
+      return entry;
+    };
 
-    for (; st.epoch <= numEpochs && st.step < total; st.epoch++) {
+    for (; st.epoch <= numEpochs && st.step < total && !earlyStopped; st.epoch++) {
       const epochStart = Date.now() - st.epochSeconds * 1000;
       this.applyStrategy(st.epoch);
       // The epoch's order comes from the generator's state at its start, so a resumed run redraws the same one.
@@ -336,6 +382,11 @@ export class Trainer {
           interrupted = true;
           break;
         }
+        if (hasEval && args.evalStrategy === "steps" && args.evalSteps > 0 && st.step % args.evalSteps === 0) {
+          const e = runEval(epochFloat);
+          log(`eval at step ${st.step}: ${Object.entries(e).filter(([k]) => k.startsWith("eval_")).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" | ")}`);
+          if (earlyStopped) break;
+        }
         if (args.saveSteps > 0 && st.step % args.saveSteps === 0 && st.step < total) {
           this.hooks.onSave?.(structuredClone(st), "steps");
         }
@@ -347,11 +398,11 @@ export class Trainer {
       };
       const regression = model.config.problem_type === "regression";
       let line = `Epoch ${st.epoch} | Loss: ${summary.loss.toFixed(4)}` + (regression ? "" : ` | Accuracy: ${summary.accuracy.toFixed(4)}`);
-      if (this.evalSet && this.evalSet.length > 0) {
-        const ev = evaluate(model, this.evalSet, args.evalBatchSize, this.padId, args.threshold);
-        summary.eval = { step: st.step, epoch: st.epoch, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics) };
-        st.history.push(summary.eval);
-        line += ` | Val Loss: ${ev.loss.toFixed(4)} | ` + (regression ? `Val MSE: ${ev.metrics.mse!.toFixed(4)}` : `Val Accuracy: ${ev.accuracy.toFixed(4)}`);
+      if (hasEval && args.evalStrategy === "epoch" && !earlyStopped) {
+        const e = runEval(st.epoch);
+        summary.eval = e;
+        line += ` | Val Loss: ${e.eval_loss.toFixed(4)} | ` +
+          (regression ? `Val MSE: ${e.eval_mse!.toFixed(4)}` : `Val Accuracy: ${(e.eval_accuracy ?? e.eval_subset_accuracy)!.toFixed(4)}`);
       }
       st.epochs.push(summary);
       if (this.hooks.onEpochEnd) this.hooks.onEpochEnd(summary, line);
@@ -360,9 +411,17 @@ export class Trainer {
       Object.assign(st, { stepInEpoch: 0, epochLoss: 0, epochSteps: 0, correct: 0, seen: 0, epochSeconds: 0, epochRngState: this.rng.state });
       if (args.saveStrategy === "epoch" && st.step < total) this.hooks.onSave?.(structuredClone({ ...st, epoch: st.epoch + 1 }), "epoch");
     }
+    if (earlyStopped) log(`early stopping: ${bestKey} did not improve for ${args.earlyStoppingPatience} evaluation(s); best at step ${st.best!.step}`);
+    let restored = false;
+    if (!interrupted && args.loadBestModelAtEnd && bestWeights && st.best) {
+      model.params.data.set(bestWeights);
+      restored = true;
+      log(`loaded the best model (step ${st.best.step}, ${bestKey} ${st.best.metric.toFixed(4)})`);
+    }
     return {
       globalStep: st.step, epochs: st.epochs, logHistory: st.history, totalSteps: total,
-      trainSeconds: (Date.now() - started) / 1000, interrupted,
+      trainSeconds: (Date.now() - started) / 1000, interrupted, earlyStopped,
+      best: st.best ? { metric: bestKey, value: st.best.metric, step: st.best.step, restored } : undefined,
     };
   }
 }
@@ -370,10 +429,11 @@ export class Trainer {
 /** HF's trainer_state.json for a finished run. */
 export function trainerState(result: TrainResult, args: TrainingArgs): Record<string, unknown> {
   return {
-    best_metric: null,
-    best_model_checkpoint: null,
+    best_metric: result.best?.value ?? null,
+    best_model_checkpoint: result.best ? `step ${result.best.step}${result.best.restored ? " (loaded at the end)" : ""}` : null,
+    best_global_step: result.best?.step ?? null,
     epoch: result.epochs.length ? result.epochs[result.epochs.length - 1]!.epoch : 0,
-    eval_steps: null,
+    eval_steps: args.evalStrategy === "steps" ? args.evalSteps : null,
     global_step: result.globalStep,
     is_hyper_param_search: false,
     is_local_process_zero: true,
