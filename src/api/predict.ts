@@ -1,6 +1,9 @@
 /** Loading a fine-tuned model and predicting labels for new text. */
 import { type BackendName, getBackend, type Precision } from "../backend/index.js";
-import { collate, type EncodedExample } from "../data/dataset.js";
+import { collate, encodeExamples, extractExamples, labelSetForFile, labelTargets, type EncodedExample } from "../data/dataset.js";
+import { readRowsMany } from "../data/read.js";
+import { evaluate, prefixed } from "../train/trainer.js";
+import { WeitiaoError } from "../util/errors.js";
 import { loadModelFromDir } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
@@ -99,4 +102,30 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
     opts.onProgress?.(Math.min(start + batchSize, inputs.length), inputs.length);
   }
   return out;
+}
+
+export interface EvaluateFileOptions {
+  textColumn?: string;
+  textPairColumn?: string;
+  labelColumn?: string;
+  maxLength?: number;
+  batchSize?: number;
+  threshold?: number;
+}
+
+/** Evaluate a saved model on a labelled file: the same metrics training reports, with HF's eval_ prefix. */
+export function evaluateFile(loaded: LoadedModel, file: string, opts: EvaluateFileOptions = {}): Record<string, unknown> {
+  const { model, tokenizer, labels } = loaded;
+  const cols = { textColumn: opts.textColumn ?? "text", textPairColumn: opts.textPairColumn, labelColumn: opts.labelColumn ?? "label" };
+  const { examples, skipped } = extractExamples(readRowsMany(file), cols, true);
+  if (examples.length === 0) throw new WeitiaoError(`${file}: no usable rows`);
+  const problemType = model.config.problem_type ?? "single_label_classification";
+  const set = labelSetForFile(examples, labels, problemType);
+  const maxLength = Math.min(opts.maxLength ?? 512, model.config.max_position_embeddings);
+  const { encoded } = encodeExamples(tokenizer, examples, labelTargets(examples, set), maxLength);
+  const ev = evaluate(model, encoded, opts.batchSize ?? 64, tokenizer.padId, opts.threshold ?? 0.5);
+  return {
+    rows: examples.length, skipped: skipped.length, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics),
+    ...(ev.classification ? { per_class: ev.classification.per_class, confusion_matrix: { labels, matrix: ev.classification.confusion } } : {}),
+  };
 }

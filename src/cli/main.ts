@@ -5,7 +5,8 @@
 import { readFileSync, writeFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { predict, loadModel, type TextInput } from "../api/predict.js";
+import YAML from "yaml";
+import { evaluateFile, predict, loadModel, type TextInput } from "../api/predict.js";
 import { train, type TrainOptions } from "../api/train.js";
 import { extractExamples } from "../data/dataset.js";
 import { readRows } from "../data/read.js";
@@ -26,6 +27,41 @@ const ALIASES: Record<string, string> = {
   "--max-seq-length": "--max-length",
   "--lr": "--learning-rate",
 };
+
+/**
+ * `--config FILE` (YAML or JSON, keys spelled like the flags: learning-rate, learning_rate or learningRate):
+ * its settings become flags placed before the command line's own, so flags given on the command line win.
+ */
+export function expandConfig(argv: string[]): string[] {
+  const i = argv.findIndex((a) => a === "--config" || a.startsWith("--config="));
+  if (i < 0) return argv;
+  const file = argv[i]!.includes("=") ? argv[i]!.slice("--config=".length) : argv[i + 1];
+  if (!file) throw new WeitiaoError("--config needs a file");
+  const rest = [...argv.slice(0, i), ...argv.slice(argv[i]!.includes("=") ? i + 1 : i + 2)];
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    throw new WeitiaoError(`${file}: config file not found`);
+  }
+  let cfg: unknown;
+  try {
+    cfg = file.endsWith(".json") ? JSON.parse(text) : YAML.parse(text);
+  } catch (e) {
+    throw new WeitiaoError(`${file}: not valid ${file.endsWith(".json") ? "JSON" : "YAML"} (${(e as Error).message.split("\n")[0]})`);
+  }
+  if (cfg === null || typeof cfg !== "object" || Array.isArray(cfg)) throw new WeitiaoError(`${file}: must hold a mapping of option names to values`);
+  const flags: string[] = [];
+  for (const [key, value] of Object.entries(cfg as Record<string, unknown>)) {
+    const flag = "--" + key.replace(/([a-z0-9])([A-Z])/g, "$1-$2").replace(/_/g, "-").toLowerCase();
+    if (value === true) flags.push(flag);
+    else if (value === false) flags.push(flag.replace(/^--/, "--no-"));
+    else if (Array.isArray(value)) flags.push(flag, ...value.map(String));
+    else if (value !== null && value !== undefined) flags.push(`${flag}=${String(value)}`);
+  }
+  // The command name stays first; config flags follow it; the command line's own flags come last and win.
+  return [rest[0]!, ...flags, ...rest.slice(1)];
+}
 
 /** `--output_dir=x` → `--output-dir=x`, then aliases → canonical names. */
 export function normalizeArgv(argv: string[]): string[] {
@@ -71,6 +107,7 @@ function addComputeOptions(cmd: Command): Command {
 function trainCommand(): Command {
   const cmd = new Command("train")
     .description("fine-tune a BERT model for text classification on a CSV/TSV/JSONL file")
+    .option("--config <file>", "YAML or JSON file with any of these options (keys like learning-rate or learning_rate); command-line flags win")
     .requiredOption("--model <dir>", "HF model folder, hub id (org/name[@rev], into the HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), \"demo\", or a weights file with --model-config")
     .option("--model-config <dir>", "with a bare weights file (.pth/.bin/.safetensors): folder with config.json and the tokenizer")
     .requiredOption("--train-file <file>", "training data: .csv, .tsv or .jsonl; a folder of them, or a comma-separated list")
@@ -227,6 +264,32 @@ Example:
   return cmd;
 }
 
+function evaluateCommand(): Command {
+  const cmd = new Command("evaluate")
+    .description("evaluate a fine-tuned model on a labelled file: loss and the task's metrics (JSON)")
+    .requiredOption("--model <dir>", "a fine-tuned model folder")
+    .requiredOption("--input <file>", "labelled data: .csv, .tsv or .jsonl")
+    .option("--text-column <name>", "column holding the text", "text")
+    .option("--text-pair-column <name>", "column holding the second text of a pair")
+    .option("--label-column <name>", "column holding the label", "label")
+    .option("--max-length <n>", "truncate to N tokens", int("--max-length"), 512)
+    .option("--batch-size <n>", "batch size", int("--batch-size"), 64)
+    .option("--threshold <p>", "multi-label decision threshold", float("--threshold"), 0.5);
+  addComputeOptions(cmd);
+  cmd.addHelpText("after", `
+Example:
+  weitiao evaluate --model out/ --input test.csv`);
+  cmd.action(async (o: Record<string, unknown>) => {
+    const loaded = await loadModel(o.model as string, { backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
+    const result = evaluateFile(loaded, o.input as string, {
+      textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined, labelColumn: o.labelColumn as string,
+      maxLength: o.maxLength as number, batchSize: o.batchSize as number, threshold: o.threshold as number,
+    });
+    out(JSON.stringify(result, null, 2));
+  });
+  return cmd;
+}
+
 function tokenizeCommand(): Command {
   return new Command("tokenize")
     .description("show how a model's tokenizer encodes text (JSONL: tokens, input_ids, token_type_ids, attention_mask)")
@@ -318,7 +381,7 @@ Examples:
   weitiao train --model ./bert-base-chinese --train-file train.csv --validation-file dev.csv --output-dir out/
   weitiao predict --model out/ --text "这部电影太好看了！"
   weitiao tokenize --model out/ --text "这部电影太好看了！"`);
-  for (const c of [trainCommand(), predictCommand(), tokenizeCommand(), demoCommand(), benchCommand()]) {
+  for (const c of [trainCommand(), predictCommand(), evaluateCommand(), tokenizeCommand(), demoCommand(), benchCommand()]) {
     c.showSuggestionAfterError(true);
     program.addCommand(c);
   }
@@ -330,7 +393,7 @@ export async function main(argv: string[]): Promise<number> {
   program.exitOverride();
   for (const c of program.commands) c.exitOverride();
   try {
-    await program.parseAsync(normalizeArgv(argv), { from: "user" });
+    await program.parseAsync(normalizeArgv(expandConfig(argv)), { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0; // a command may set it (130 on interrupt)
   } catch (e) {
     const err = e as Error & { code?: string; exitCode?: number };

@@ -153,3 +153,36 @@ test("weitiao tokenize prints JSONL encodings; --truncation only_second cuts the
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /^error: cannot truncate with only_second/m);
 });
+
+test("--config YAML/JSON: its keys act as flags, command-line flags win; the resolved options are saved", () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, "t.csv"), "text,label\n好,1\n差,0\n很好,1\n很差,0\n");
+  writeFileSync(join(dir, "c.yaml"), `model: ${TINY}\ntrain_file: ${join(dir, "t.csv")}\nlearning-rate: 0.001\nbatchSize: 2\nepochs: 1\nmax_length: 16\nshuffle: false\nseed: 9\n`);
+  const out = join(dir, "out");
+  const r = run(["train", "--config", join(dir, "c.yaml"), "--output-dir", out, "--learning-rate", "0.0002"]);
+  assert.equal(r.code, 0, r.stderr);
+  const args = JSON.parse(readFileSync(join(out, "training_args.json"), "utf8"));
+  assert.equal(args.learningRate, 0.0002, "the flag wins over the config file");
+  assert.equal(args.batchSize, 2);
+  assert.equal(args.shuffle, false);
+  assert.equal(args.seed, 9);
+  writeFileSync(join(dir, "c.json"), JSON.stringify({ "learning-rate": "oops" }));
+  const bad = run(["train", "--config", join(dir, "c.json"), "--model", TINY, "--train-file", join(dir, "t.csv"), "--output-dir", join(dir, "o2")]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--learning-rate needs a number, got "oops"/);
+});
+
+test("weitiao evaluate prints loss, accuracy, macro F1, per-class numbers and the confusion matrix", () => {
+  const dir = tempDir();
+  const out = join(dir, "out");
+  writeFileSync(join(dir, "t.csv"), "text,label\n好,正面\n差,负面\n很好,正面\n很差,负面\n");
+  assert.equal(run(["train", "--model", TINY, "--train-file", join(dir, "t.csv"), "--output-dir", out, "--epochs", "1", "--max-length", "16"]).code, 0);
+  const r = run(["evaluate", "--model", out, "--input", join(dir, "t.csv")]);
+  assert.equal(r.code, 0, r.stderr);
+  const m = JSON.parse(r.stdout);
+  assert.equal(m.rows, 4);
+  for (const k of ["eval_loss", "eval_accuracy", "eval_macro_precision", "eval_macro_recall", "eval_macro_f1"]) assert.equal(typeof m[k], "number", k);
+  assert.deepEqual(m.confusion_matrix.labels, ["负面", "正面"]);
+  assert.equal(m.confusion_matrix.matrix.flat().reduce((a: number, b: number) => a + b, 0), 4);
+  assert.equal(m.per_class.length, 2);
+});
