@@ -17,8 +17,9 @@ import { BertTokenizer, type TruncationStrategy } from "../tokenizer/index.js";
 import { STRATEGIES, type Strategy } from "../train/strategy.js";
 import {
   DEFAULT_TRAINING_ARGS, type EvalResult, Trainer, type TrainerHooks, type TrainResult, trainerState,
-  type TrainingArgs, evaluate,
+  type TrainingArgs, evaluate, prefixed,
 } from "../train/trainer.js";
+import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
 
 export interface TrainOptions {
@@ -270,6 +271,17 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     "trainer_state.json": JSON.stringify(trainerState(result, args), null, 2) + "\n",
     "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
     "data_report.json": JSON.stringify(reports, null, 2) + "\n",
+    "metrics.json": JSON.stringify({
+      train_runtime: result.trainSeconds, train_samples: trainEnc.encoded.length, global_step: result.globalStep,
+      train_loss: result.epochs.length ? result.epochs[result.epochs.length - 1]!.loss : null,
+      ...(finalEval ? { eval_loss: finalEval.loss, ...prefixed("eval_", finalEval.metrics) } : {}),
+      ...(test ? { test_loss: test.loss, ...prefixed("test_", test.metrics) } : {}),
+      best: result.best ?? null, early_stopped: result.earlyStopped ?? false,
+    }, null, 2) + "\n",
+    "report.html": renderReport({
+      title: `weitiao: ${o.model} on ${o.trainFile}`, result, eval: finalEval, test, labels: labelSet.names, reports,
+      args: resolved, samples: trainEnc.encoded.length * result.epochs.length,
+    }),
   });
   log(`saved model to ${outputDir}`);
   return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: finalEval, test, reports };

@@ -341,6 +341,7 @@ function demoCommand(): Command {
     for (const [i, p] of predict(loaded, sentences.map((text) => ({ text }))).entries()) {
       out(`predict: ${sentences[i]} → ${p.label} (${p.score.toFixed(3)})`);
     }
+    out(`report: ${join(result.outputDir, "report.html")} (open it in a browser)`);
     out(`model saved to ${result.outputDir}; try: weitiao predict --model ${o.outputDir as string} --text "还不错"`);
   });
   return cmd;
