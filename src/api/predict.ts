@@ -56,6 +56,8 @@ export interface PredictOptions {
   /** Multi-label decision threshold (default 0.5). */
   threshold?: number;
   truncation?: TruncationStrategy;
+  /** Keep only the N most probable labels in `probabilities`. */
+  topLabels?: number;
   /** Called after each batch with the number of rows done. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -94,7 +96,9 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
       out.push({
         label: labels[best]!,
         score: probs[best]!,
-        probabilities: Object.fromEntries(labels.map((l, c) => [l, probs[c]!])),
+        probabilities: Object.fromEntries(
+          labels.map((l, c) => [l, probs[c]!] as const).sort((a, b) => b[1] - a[1]).slice(0, opts.topLabels ?? labels.length),
+        ),
         logits: row,
         ...(multi ? { labels: labels.filter((_, c) => probs[c]! >= (opts.threshold ?? 0.5)) } : {}),
       });

@@ -223,16 +223,37 @@ function readPredictInputs(file: string, textColumn: string, pairColumn?: string
   return examples.map((e) => ({ text: e.text, textPair: e.pair }));
 }
 
+function csvCell(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** stdin: JSONL rows ({"text", "text_pair"}) or plain text, one input per line. */
+function readStdinInputs(): TextInput[] {
+  const lines = readFileSync(0, "utf8").split(/\r?\n/).filter((l) => l.trim() !== "");
+  if (lines.length === 0) throw new WeitiaoError("stdin: no input lines");
+  return lines.map((l, i) => {
+    if (!l.trimStart().startsWith("{")) return { text: l };
+    try {
+      const o = JSON.parse(l) as { text?: unknown; text_pair?: unknown };
+      if (typeof o.text !== "string") throw new Error("no text field");
+      return { text: o.text, textPair: typeof o.text_pair === "string" ? o.text_pair : null };
+    } catch (e) {
+      throw new WeitiaoError(`stdin:${i + 1}: ${(e as Error).message}`);
+    }
+  });
+}
+
 function predictCommand(): Command {
   const cmd = new Command("predict")
     .description("predict labels with a fine-tuned model")
     .requiredOption("--model <dir>", "a fine-tuned model folder (e.g. the --output-dir of train), or a weights file with --model-config")
     .option("--model-config <dir>", "with a bare weights file such as bert_finetuned.pth: folder with config.json and the tokenizer")
     .option("--text <text...>", "text(s) to classify")
-    .option("--input <file>", "a .jsonl (text, optional text_pair) or .csv/.tsv file")
+    .option("--input <file>", "a .jsonl (text, optional text_pair) or .csv/.tsv file; - reads JSONL or one text per line from stdin")
     .option("--text-column <name>", "text column of --input", "text")
     .option("--text-pair-column <name>", "pair column of --input (JSONL: text_pair)")
-    .option("--output <file>", "write JSONL here instead of stdout")
+    .option("--output <file>", "write predictions here (.jsonl, or .csv: text, label, score) instead of stdout")
+    .option("--top-labels <n>", "keep only the N most probable labels in probabilities", int("--top-labels"))
     .option("--max-length <n>", "truncate to N tokens", int("--max-length"), 512)
     .addOption(truncationOption())
     .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32)
@@ -250,10 +271,22 @@ Example:
     if (!texts && !inputFile) throw new WeitiaoError("predict needs --text T … or --input FILE");
     const inputs: TextInput[] = texts
       ? texts.map((t) => ({ text: t }))
-      : readPredictInputs(inputFile!, o.textColumn as string, (o.textPairColumn as string | undefined) ?? (inputFile!.endsWith(".jsonl") ? "text_pair" : undefined));
+      : inputFile === "-"
+        ? readStdinInputs()
+        : readPredictInputs(inputFile!, o.textColumn as string, (o.textPairColumn as string | undefined) ?? (inputFile!.endsWith(".jsonl") ? "text_pair" : undefined));
     const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
-    const preds = predict(loaded, inputs, { maxLength: o.maxLength as number, batchSize: o.batchSize as number, threshold: o.threshold as number, truncation: o.truncation as "longest_first" });
-    const lines = preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
+    const progress = new ProgressReporter(process.stderr, 1);
+    const big = inputs.length > 1000;
+    const preds = predict(loaded, inputs, {
+      maxLength: o.maxLength as number, batchSize: o.batchSize as number, threshold: o.threshold as number,
+      truncation: o.truncation as "longest_first", topLabels: o.topLabels as number | undefined,
+      onProgress: big ? (done, total) => progress.count("predict", done, total) : undefined,
+    });
+    progress.done();
+    const csv = typeof o.output === "string" && /\.(csv|tsv)$/.test(o.output);
+    const lines = csv
+      ? "text,label,score\n" + preds.map((p, i) => [csvCell(inputs[i]!.text), csvCell(p.labels ? p.labels.join("|") : p.label ?? ""), String(p.score)].join(",")).join("\n") + "\n"
+      : preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
     if (o.output) {
       const tmp = `${o.output as string}.tmp-${process.pid}`;
       writeFileSync(tmp, lines);

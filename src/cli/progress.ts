@@ -78,6 +78,19 @@ export class ProgressReporter {
     }
   }
 
+  /** Rows done of a long job (prediction): a bar on a terminal, a line per 10% otherwise. */
+  count(what: string, done: number, total: number): void {
+    if (this.tty) {
+      if (!this.bar) {
+        this.bar = new cliProgress.SingleBar({ format: `${what} |{bar}| {value}/{total} rows | ETA {eta_formatted}`, stream: this.stream }, cliProgress.Presets.shades_classic);
+        this.bar.start(total, 0);
+      }
+      this.bar.update(done);
+    } else if (Math.floor((done * 10) / total) > Math.floor(((done - 1) * 10) / total) || done === total) {
+      this.stream.write(`${what}: ${done}/${total} rows\n`);
+    }
+  }
+
   done(): void {
     this.bar?.stop();
     this.bar = null;

@@ -1,0 +1,42 @@
+/** The embedded default and the API example run end to end; predict's stdin, CSV output and --top-labels. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { CLI, ROOT, tempDir } from "../helpers.js";
+
+test("weitiao demo trains, evaluates, writes the report and predicts three sentences", () => {
+  const out = join(tempDir(), "demo");
+  const r = spawnSync(process.execPath, [CLI, "demo", "--output-dir", out], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^Epoch 1 \| Loss: \d\.\d{4} \| Accuracy: \d\.\d{4} \| Val Loss: \d\.\d{4} \| Val Accuracy: \d\.\d{4}$/m);
+  assert.match(r.stdout, /validation accuracy: \d\.\d{4}/);
+  assert.equal((r.stdout.match(/^predict: .+ → (正面|负面) \(\d\.\d{3}\)$/gm) ?? []).length, 3);
+  for (const f of ["report.html", "metrics.json", "model.safetensors", "config.json"]) assert.ok(existsSync(join(out, f)), f);
+});
+
+test("the library example in examples/ runs", () => {
+  const out = join(tempDir(), "example");
+  const r = spawnSync(process.execPath, [join(ROOT, "dist", "examples", "classify-reviews.js"), out], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /validation accuracy \d\.\d{4}, model in /);
+  assert.equal(r.stdout.trim().split("\n").filter((l) => /^(正面|负面)\t\d\.\d{3}$/.test(l)).length, 2);
+});
+
+test("predict: stdin (plain lines and JSONL), CSV output, --top-labels", () => {
+  const out = join(tempDir(), "m");
+  assert.equal(spawnSync(process.execPath, [CLI, "demo", "--output-dir", out, "--epochs", "1"], { encoding: "utf8" }).status, 0);
+  const plain = spawnSync(process.execPath, [CLI, "predict", "--model", out, "--input", "-", "--top-labels", "1"], { input: "好吃\n{\"text\":\"难吃\"}\n", encoding: "utf8" });
+  assert.equal(plain.status, 0, plain.stderr);
+  const rows = plain.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(rows.length, 2);
+  assert.equal(Object.keys(rows[0].probabilities).length, 1);
+  assert.equal(Object.keys(rows[0].probabilities)[0], rows[0].label);
+  const csv = join(tempDir(), "p.csv");
+  const c = spawnSync(process.execPath, [CLI, "predict", "--model", out, "--text", "好,吃", "还行", "--output", csv], { encoding: "utf8" });
+  assert.equal(c.status, 0, c.stderr);
+  const lines = readFileSync(csv, "utf8").trim().split("\n");
+  assert.equal(lines[0], "text,label,score");
+  assert.match(lines[1]!, /^"好,吃",(正面|负面),0\.\d+/);
+});
