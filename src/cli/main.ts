@@ -32,7 +32,7 @@ const ALIASES: Record<string, string> = {
  * `--config FILE` (YAML or JSON, keys spelled like the flags: learning-rate, learning_rate or learningRate):
  * its settings become flags placed before the command line's own, so flags given on the command line win.
  */
-export function expandConfig(argv: string[]): string[] {
+export function expandConfig(argv: string[], program?: Command): string[] {
   const i = argv.findIndex((a) => a === "--config" || a.startsWith("--config="));
   if (i < 0) return argv;
   const file = argv[i]!.includes("=") ? argv[i]!.slice("--config=".length) : argv[i + 1];
@@ -52,11 +52,17 @@ export function expandConfig(argv: string[]): string[] {
   }
   if (cfg === null || typeof cfg !== "object" || Array.isArray(cfg)) throw new WeitiaoError(`${file}: must hold a mapping of option names to values`);
   const flags: string[] = [];
+  // The command's own flags decide how a boolean is written (--x, or --no-x for options that default to on).
+  const known = new Set(program?.commands.find((c) => c.name() === rest[0])?.options.map((opt) => opt.long) ?? []);
   for (const [key, value] of Object.entries(cfg as Record<string, unknown>)) {
-    const flag = "--" + key.replace(/([a-z0-9])([A-Z])/g, "$1-$2").replace(/_/g, "-").toLowerCase();
-    if (value === true) flags.push(flag);
-    else if (value === false) flags.push(flag.replace(/^--/, "--no-"));
-    else if (Array.isArray(value)) flags.push(flag, ...value.map(String));
+    const spelled = "--" + key.replace(/([a-z0-9])([A-Z])/g, "$1-$2").replace(/_/g, "-").toLowerCase();
+    const flag = ALIASES[spelled] ?? spelled;
+    const negated = flag.replace(/^--/, "--no-");
+    if (value === true) {
+      if (known.has(flag) || !known.has(negated)) flags.push(flag);
+    } else if (value === false) {
+      if (known.has(negated) || !known.has(flag)) flags.push(negated);
+    } else if (Array.isArray(value)) flags.push(flag, ...value.map(String));
     else if (value !== null && value !== undefined) flags.push(`${flag}=${String(value)}`);
   }
   // The command name stays first; config flags follow it; the command line's own flags come last and win.
@@ -427,7 +433,7 @@ export async function main(argv: string[]): Promise<number> {
   program.exitOverride();
   for (const c of program.commands) c.exitOverride();
   try {
-    await program.parseAsync(normalizeArgv(expandConfig(argv)), { from: "user" });
+    await program.parseAsync(normalizeArgv(expandConfig(argv, program)), { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0; // a command may set it (130 on interrupt)
   } catch (e) {
     const err = e as Error & { code?: string; exitCode?: number };

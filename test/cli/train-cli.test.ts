@@ -186,3 +186,15 @@ test("weitiao evaluate prints loss, accuracy, macro F1, per-class numbers and th
   assert.equal(m.confusion_matrix.matrix.flat().reduce((a: number, b: number) => a + b, 0), 4);
   assert.equal(m.per_class.length, 2);
 });
+
+test("the saved training_args.json repeats the run exactly through --config", () => {
+  const dir = tempDir();
+  writeFileSync(join(dir, "t.csv"), "text,label\n好,正面\n差,负面\n很好,正面\n很差,负面\n不错,正面\n糟糕,负面\n");
+  const first = join(dir, "first");
+  assert.equal(run(["train", "--model", TINY, "--train-file", join(dir, "t.csv"), "--output-dir", first, "--epochs", "2",
+    "--batch-size", "2", "--max-length", "16", "--learning-rate", "1e-3", "--group-by-length", "--seed", "11"]).code, 0);
+  const again = join(dir, "again");
+  const r = run(["train", "--config", join(first, "training_args.json"), "--output-dir", again]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readFileSync(join(again, "model.safetensors")), readFileSync(join(first, "model.safetensors")));
+});
