@@ -4,7 +4,9 @@
  */
 import { resolve } from "node:path";
 import { type BackendName, getBackend, type Precision } from "../backend/index.js";
-import { encodeExamples, extractExamples, labelTargets, resolveLabels, type SkippedRow, type TextExample } from "../data/dataset.js";
+import {
+  type EncodedExample, encodeExamples, extractExamples, type LabelTargets, labelTargets, resolveLabels, type SkippedRow, type TextExample,
+} from "../data/dataset.js";
 import type { ProblemType } from "../model/config.js";
 import { type DataReport, dataReport, reportLines } from "../data/report.js";
 import { stratifiedSplit } from "../data/split.js";
@@ -167,10 +169,11 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   let evalRead: { examples: TextExample[]; skipped: SkippedRow[] } | null = null;
   if (o.validationFile) evalRead = extractExamples(readRowsMany(o.validationFile, { noHeader: o.noHeader }), cols, true);
   if (o.validationSplit) {
-    // Stratified by class for single-label data; by the raw label string otherwise.
+    // Stratified by class for single-label data, by the raw label string for multi-label, not at all for regression.
+    const rawIndex = new Map([...new Set(trainExamples.map((e) => e.rawLabel))].map((l, i) => [l, i]));
     const strata = labelSet.problemType === "single_label_classification"
       ? trainLabels.ids
-      : Int32Array.from(trainExamples, (e) => (labelSet.problemType === "regression" ? 0 : [...new Set(trainExamples.map((x) => x.rawLabel))].indexOf(e.rawLabel)));
+      : Int32Array.from(trainExamples, (e) => (labelSet.problemType === "regression" ? 0 : rawIndex.get(e.rawLabel)!));
     const split = stratifiedSplit(strata, o.validationSplit, o.seed ?? 42);
     evalRead = { examples: split.validation.map((i) => trainExamples[i]!), skipped: [] };
     trainExamples = split.train.map((i) => trainExamples[i]!);
@@ -185,21 +188,18 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     log(`notice: --max-length ${maxLength} capped at the model's max_position_embeddings ${config.max_position_embeddings}`);
     maxLength = config.max_position_embeddings;
   }
-  const trunc = o.truncation ?? "longest_first";
-  const trainEnc = encodeExamples(tokenizer, trainExamples, trainLabels, maxLength, trunc);
-  const evalEnc = evalRead ? encodeExamples(tokenizer, evalRead.examples, evalLabels, maxLength, trunc) : null;
-  const testEnc = testRead ? encodeExamples(tokenizer, testRead.examples, testLabels, maxLength, trunc) : null;
-  const reports: Record<string, DataReport> = {
-    train: dataReport(trainExamples, trainRead.skipped, trainEnc.encoded, trainEnc.stats.truncated, labelSet.names),
+  // Tokenise a split and describe it in the hygiene report.
+  const reports: Record<string, DataReport> = {};
+  const encodeSplit = (name: string, read: { examples: TextExample[]; skipped: SkippedRow[] }, labels: LabelTargets): EncodedExample[] => {
+    const enc = encodeExamples(tokenizer, read.examples, labels, maxLength, o.truncation ?? "longest_first");
+    reports[name] = dataReport(read.examples, read.skipped, enc.encoded, enc.stats.truncated, labelSet.names);
+    return enc.encoded;
   };
-  if (evalRead && evalEnc) reports.validation = dataReport(evalRead.examples, evalRead.skipped, evalEnc.encoded, evalEnc.stats.truncated, labelSet.names);
-  if (testRead && testEnc) reports.test = dataReport(testRead.examples, testRead.skipped, testEnc.encoded, testEnc.stats.truncated, labelSet.names);
+  const trainEnc = encodeSplit("train", { examples: trainExamples, skipped: trainRead.skipped }, trainLabels);
+  const evalEnc = evalRead ? encodeSplit("validation", evalRead, evalLabels!) : null;
+  const testEnc = testRead ? encodeSplit("test", testRead, testLabels!) : null;
   for (const [name, r] of Object.entries(reports)) for (const line of reportLines(name, r, maxLength)) log(line);
   const outputDir = resolve(o.outputDir);
-
-  const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });
-  const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile });
-  model.config.problem_type = labelSet.problemType;
   if (o.metricForBestModel) {
     const known: Record<string, string[]> = {
       single_label_classification: ["loss", "accuracy", "macro_precision", "macro_recall", "macro_f1"],
@@ -209,6 +209,10 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     const k = o.metricForBestModel.replace(/^eval_/, "");
     check(known[labelSet.problemType]!.includes(k), `--metric-for-best-model ${o.metricForBestModel}: not a metric of ${labelSet.problemType} (${known[labelSet.problemType]!.join(", ")})`);
   }
+
+  const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });
+  const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile });
+  model.config.problem_type = labelSet.problemType;
   if (labelSet.problemType !== "single_label_classification") log(`task: ${labelSet.problemType} (${labelSet.names.length} output(s))`);
   if (o.dropout !== undefined) model.setDropout(o.dropout);
 
@@ -231,7 +235,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     dropout: o.dropout ?? null, backend: backend.name, precision: o.precision ?? "fp32",
   };
   let lastCheckpoint: string | undefined;
-  const trainer: Trainer = new Trainer(model, args, trainEnc.encoded, evalEnc?.encoded ?? null, tokenizer.padId, {
+  const trainer: Trainer = new Trainer(model, args, trainEnc, evalEnc ?? null, tokenizer.padId, {
     ...o.hooks,
     log,
     onSave: (state, reason) => {
@@ -263,8 +267,8 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   if (result.interrupted) {
     return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: null, test: null, reports, interruptedAt: lastCheckpoint };
   }
-  const finalEval = evalEnc ? evaluate(model, evalEnc.encoded, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
-  const test = testEnc ? evaluate(model, testEnc.encoded, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
+  const finalEval = evalEnc ? evaluate(model, evalEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
+  const test = testEnc ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
   if (test) log(`test_loss: ${test.loss.toFixed(4)} | ${Object.entries(test.metrics).map(([k, v]) => `test_${k}: ${v.toFixed(4)}`).join(" | ")}`);
 
   saveModel(model, outputDir, modelDir, {
@@ -272,7 +276,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
     "data_report.json": JSON.stringify(reports, null, 2) + "\n",
     "metrics.json": JSON.stringify({
-      train_runtime: result.trainSeconds, train_samples: trainEnc.encoded.length, global_step: result.globalStep,
+      train_runtime: result.trainSeconds, train_samples: trainEnc.length, global_step: result.globalStep,
       train_loss: result.epochs.length ? result.epochs[result.epochs.length - 1]!.loss : null,
       ...(finalEval ? { eval_loss: finalEval.loss, ...prefixed("eval_", finalEval.metrics) } : {}),
       ...(test ? { test_loss: test.loss, ...prefixed("test_", test.metrics) } : {}),
@@ -280,7 +284,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     }, null, 2) + "\n",
     "report.html": renderReport({
       title: `weitiao: ${o.model} on ${o.trainFile}`, result, eval: finalEval, test, labels: labelSet.names, reports,
-      args: resolved, samples: trainEnc.encoded.length * result.epochs.length,
+      args: resolved, samples: trainEnc.length * result.epochs.length,
     }),
   });
   log(`saved model to ${outputDir}`);
