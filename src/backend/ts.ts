@@ -2,7 +2,7 @@
  * The TypeScript reference backend: plain loops, float64 accumulation, no tricks. It is the specification the
  * native backend is tested against, and it runs float64 tensors for finite-difference gradient checks.
  */
-import type { AttentionShape, Backend, DropoutSpec, FArray } from "./types.js";
+import type { Backend, DropoutSpec, FArray } from "./types.js";
 import { dropThreshold, streamDraw } from "../util/rng.js";
 
 const TWO_OVER_SQRT_PI = 1.1283791670955126;
