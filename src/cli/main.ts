@@ -362,6 +362,9 @@ function demoCommand(): Command {
     .option("--output-dir <dir>", "where the demo model is saved", "weitiao-demo-output")
     .option("--epochs <n>", "training epochs", int("--epochs"), 4);
   addComputeOptions(cmd);
+  cmd.addHelpText("after", `
+Example:
+  weitiao demo --output-dir /tmp/demo && weitiao predict --model /tmp/demo --text "物流很快"`);
   cmd.action(async (o: Record<string, unknown>) => {
     const progress = new ProgressReporter(process.stderr, 10);
     out("weitiao demo: fine-tuning the bundled tiny BERT (random weights, bert-base-chinese vocabulary) on Chinese reviews");
