@@ -1,6 +1,6 @@
 /** weitiao's library API: the same jobs as the CLI, typed. */
 export { train, type TrainOptions, type TrainOutput } from "./api/train.js";
-export { loadModel, predict, type LoadedModel, type Prediction, type TextInput, type PredictOptions } from "./api/predict.js";
+export { evaluateFile, loadModel, predict, type LoadedModel, type Prediction, type TextInput, type PredictOptions } from "./api/predict.js";
 export { BertTokenizer, type Encoding, type EncodeOptions } from "./tokenizer/index.js";
 export { BertForSequenceClassification, type ModelInput } from "./model/bert.js";
 export { loadModelFromDir, saveModel } from "./io/checkpoint.js";
