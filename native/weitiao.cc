@@ -140,6 +140,50 @@ void gemmBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const f
   matmulBf16(transA, transB, M, N, K, g_a16.data(), g_b16.data(), C, ldc, accumulate);
 }
 
+// ------------------------------------------------------------------------------------------------ bf16 attention
+// In bf16 mode attention runs as one batched oneDNN matmul over all (batch, head) pairs per product, reading the
+// heads in place through strides ([B·T, H·D] rows seen as [B, H, T, D]); softmax statistics stay fp32.
+
+enum class HeadOp { QKt, PV, DctxVt, PtDctx, DsK, DstQ };
+using HeadKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t>;
+std::map<HeadKey, std::unique_ptr<CachedMatmul>> g_headMatmuls;
+
+// dst = a × b over [B, H]; a/b bf16, dst f32, layouts per op.
+void headMatmul(HeadOp op, int64_t B, int64_t H, int64_t T, int64_t Dh, const uint16_t* a, const uint16_t* b, float* dst) {
+  using dt = dnnl::memory::data_type;
+  using dims = dnnl::memory::dims;
+  const int64_t W = H * Dh;
+  const dims rowsTD{T * W, Dh, W, 1};     // [B,H,T,D] read in place from [B·T, W]
+  const dims rowsDT{T * W, Dh, 1, W};     // its transpose [B,H,D,T]
+  const dims sq{H * T * T, T * T, T, 1};  // [B,H,T,T] contiguous
+  const dims sqT{H * T * T, T * T, 1, T}; // its transpose
+  HeadKey key{static_cast<int>(op), B, H, T, Dh};
+  auto it = g_headMatmuls.find(key);
+  if (it == g_headMatmuls.end()) {
+    dnnl::memory::desc a_d, b_d, c_d;
+    switch (op) {
+      case HeadOp::QKt:    a_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; b_d = {{B, H, Dh, T}, dt::bf16, rowsDT}; c_d = {{B, H, T, T}, dt::f32, sq}; break;
+      case HeadOp::PV:     a_d = {{B, H, T, T}, dt::bf16, sq};      b_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; c_d = {{B, H, T, Dh}, dt::f32, rowsTD}; break;
+      case HeadOp::DctxVt: a_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; b_d = {{B, H, Dh, T}, dt::bf16, rowsDT}; c_d = {{B, H, T, T}, dt::f32, sq}; break;
+      case HeadOp::PtDctx: a_d = {{B, H, T, T}, dt::bf16, sqT};     b_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; c_d = {{B, H, T, Dh}, dt::f32, rowsTD}; break;
+      case HeadOp::DsK:    a_d = {{B, H, T, T}, dt::bf16, sq};      b_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; c_d = {{B, H, T, Dh}, dt::f32, rowsTD}; break;
+      case HeadOp::DstQ:   a_d = {{B, H, T, T}, dt::bf16, sqT};     b_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; c_d = {{B, H, T, Dh}, dt::f32, rowsTD}; break;
+    }
+    auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_d, b_d, c_d), cpuEngine());
+    it = g_headMatmuls.emplace(key, std::make_unique<CachedMatmul>(CachedMatmul{pd, dnnl::matmul(pd)})).first;
+  }
+  CachedMatmul* mm = it->second.get();
+  dnnl::memory am(mm->pd.src_desc(), cpuEngine(), const_cast<uint16_t*>(a));
+  dnnl::memory bm(mm->pd.weights_desc(), cpuEngine(), const_cast<uint16_t*>(b));
+  dnnl::memory cm(mm->pd.dst_desc(), cpuEngine(), dst);
+  dnnl::stream st(cpuEngine());
+  mm->prim.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  st.wait();
+}
+
+std::vector<uint16_t> g_q16, g_k16, g_v16, g_p16, g_d16;
+std::vector<float> g_dp;
+
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
           int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   if (M == 0 || N == 0) return;
@@ -379,6 +423,29 @@ inline void headGemm(bool transA, bool transB, int64_t M, int64_t Nn, int64_t K,
   dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', M, Nn, K, 1.0f, A, lda, Bm, ldb, 0.0f, C, ldc);
 }
 
+// One row of scaled, masked softmax in place (scores → probabilities). Branch-free loops so they vectorise;
+// masked keys (−∞) get exactly 0.
+inline void softmaxRow(float* __restrict row, const float* __restrict mrow, int64_t T, float scale) {
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < T; j++) {
+    float x = row[j] * scale + mrow[j];  // −∞ stays −∞ (scores are finite)
+    row[j] = x;
+    mx = std::max(mx, x);
+  }
+  if (mx == -INFINITY) {  // every key masked: uniform, as HF's finfo.min mask gives
+    for (int64_t j = 0; j < T; j++) row[j] = 1.0f / T;
+    return;
+  }
+  float sum = 0;
+  for (int64_t j = 0; j < T; j++) {
+    float e = row[j] == -INFINITY ? 0.0f : expFast(row[j] - mx);
+    row[j] = e;
+    sum += e;
+  }
+  float inv = 1.0f / sum;
+  for (int64_t j = 0; j < T; j++) row[j] *= inv;
+}
+
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *mask = F(info, 3);
   int64_t Bn = N(info, 4), T = N(info, 5), H = N(info, 6), Dh = N(info, 7);
@@ -391,6 +458,32 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   uint32_t threshold = dropThreshold(p);
   float keepScale = dropout ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
+  if (g_bf16) {
+    const int64_t np = Bn * H * T * T;
+    convertBf16(q, Bn * T, W, W, g_q16);
+    convertBf16(k, Bn * T, W, W, g_k16);
+    convertBf16(v, Bn * T, W, W, g_v16);
+    headMatmul(HeadOp::QKt, Bn, H, T, Dh, g_q16.data(), g_k16.data(), probs);
+    g_p16.resize(static_cast<size_t>(np));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < Bn * H * T; r++) {
+      float* row = probs + r * T;
+      const float* mrow = mask + (r / (H * T)) * T;
+      softmaxRow(row, mrow, T, scale);
+      uint16_t* out = g_p16.data() + r * T;
+      for (int64_t j = 0; j < T; j++) {
+        float pv = row[j];
+        if (dropout) {
+          bool kept = streamDraw(seed, offset + static_cast<uint32_t>(r * T + j)) >= threshold;
+          keep[r * T + j] = kept ? 1 : 0;
+          pv = kept ? pv * keepScale : 0.0f;
+        }
+        out[j] = toBf16(pv);
+      }
+    }
+    headMatmul(HeadOp::PV, Bn, H, T, Dh, g_p16.data(), g_v16.data(), ctx);
+    return info.Env().Undefined();
+  }
 #pragma omp parallel
   {
     std::vector<float> s(T * T);
@@ -402,26 +495,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
         float* P = probs + pOff;
         headGemm(false, true, T, T, Dh, q + base, W, k + base, W, P, T);
         const float* mrow = mask + b * T;
-        for (int64_t i = 0; i < T; i++) {
-          float* row = P + i * T;
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < T; j++) {
-            row[j] = mrow[j] == -INFINITY ? -INFINITY : row[j] * scale + mrow[j];
-            mx = std::max(mx, row[j]);
-          }
-          if (mx == -INFINITY) {  // every key masked: uniform, as HF's finfo.min mask gives
-            for (int64_t j = 0; j < T; j++) row[j] = 1.0f / T;
-            continue;
-          }
-          double sum = 0;
-          for (int64_t j = 0; j < T; j++) {
-            float e = row[j] == -INFINITY ? 0.0f : expFast(row[j] - mx);
-            row[j] = e;
-            sum += e;
-          }
-          float inv = static_cast<float>(1.0 / sum);
-          for (int64_t j = 0; j < T; j++) row[j] *= inv;
-        }
+        for (int64_t i = 0; i < T; i++) softmaxRow(P + i * T, mrow, T, scale);
         const float* Pu = P;
         if (dropout) {
           for (int64_t t = 0; t < T * T; t++) {
@@ -448,6 +522,34 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   int64_t W = H * Dh;
   float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   float keepScale = keep ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
+  if (g_bf16) {
+    const int64_t np = Bn * H * T * T;
+    convertBf16(dctx, Bn * T, W, W, g_d16);
+    convertBf16(q, Bn * T, W, W, g_q16);
+    convertBf16(k, Bn * T, W, W, g_k16);
+    convertBf16(v, Bn * T, W, W, g_v16);
+    g_p16.resize(static_cast<size_t>(np));
+#pragma omp parallel for simd schedule(static)
+    for (int64_t t = 0; t < np; t++) g_p16[t] = toBf16(keep ? (keep[t] ? probs[t] * keepScale : 0.0f) : probs[t]);
+    headMatmul(HeadOp::PtDctx, Bn, H, T, Dh, g_p16.data(), g_d16.data(), dv);  // dV = P'ᵀ dctx
+    g_dp.resize(static_cast<size_t>(np));
+    headMatmul(HeadOp::DctxVt, Bn, H, T, Dh, g_d16.data(), g_v16.data(), g_dp.data());  // dP' = dctx Vᵀ
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < Bn * H * T; r++) {
+      float* d = g_dp.data() + r * T;
+      const float* pr = probs + r * T;
+      if (keep)
+        for (int64_t j = 0; j < T; j++) d[j] = keep[r * T + j] ? d[j] * keepScale : 0.0f;
+      double dot = 0;
+      for (int64_t j = 0; j < T; j++) dot += d[j] * pr[j];
+      float fdot = static_cast<float>(dot);
+      uint16_t* out = g_p16.data() + r * T;  // reuse: now dS in bf16
+      for (int64_t j = 0; j < T; j++) out[j] = toBf16(pr[j] * (d[j] - fdot) * scale);
+    }
+    headMatmul(HeadOp::DsK, Bn, H, T, Dh, g_p16.data(), g_k16.data(), dq);   // dQ = dS K
+    headMatmul(HeadOp::DstQ, Bn, H, T, Dh, g_p16.data(), g_q16.data(), dk);  // dK = dSᵀ Q
+    return info.Env().Undefined();
+  }
 #pragma omp parallel
   {
     std::vector<float> pd(T * T), dp(T * T);

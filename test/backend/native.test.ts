@@ -112,3 +112,26 @@ for (const [refName, strategyArgs] of Object.entries(STRATEGY_ARGS)) {
     logs.forEach((l, s) => assert.ok(Math.abs(l.loss - refRun.loss[s]) < 2e-2, `step ${s + 1}: ${l.loss} vs ${refRun.loss[s]}`));
   });
 }
+
+test("bf16 attention (batched oneDNN path) stays within bf16 bounds of the reference, with identical dropout masks", { skip: bf16Skip }, () => {
+  const nb = NATIVE_BF16!;
+  const shape = { batch: 2, seqLen: 12, heads: 2, headDim: 16 };
+  const an = 2 * 12 * 32, P = 2 * 2 * 144;
+  const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an);
+  const mask = Float32Array.from({ length: 24 }, (_, i) => (i % 12 > 9 ? -Infinity : 0));
+  const drop = { p: 0.1, seed: 77, offset: 3 };
+  const p1 = new Float32Array(P), p2 = new Float32Array(P), c1 = new Float32Array(an), c2 = new Float32Array(an);
+  const k1 = new Uint8Array(P), k2 = new Uint8Array(P);
+  ref.attentionForward(q, k, v, mask, shape, p1, c1, drop, k1);
+  nb.attentionForward(q, k, v, mask, shape, p2, c2, drop, k2);
+  assert.deepEqual(k2, k1);
+  same("bf16 probs", p2, p1, 2e-2);
+  same("bf16 ctx", c2, c1, 2e-2);
+  // probs index ((b·H + h)·T + row)·T + key: masked keys get exactly 0.
+  for (let i = 0; i < P; i++) if (mask[Math.floor(i / 288) * 12 + (i % 12)] === -Infinity) assert.equal(p2[i], 0);
+  const g = () => [new Float32Array(an), new Float32Array(an), new Float32Array(an)] as const;
+  const [q1, kk1, v1] = g(); const [q2, kk2, v2] = g();
+  ref.attentionBackward(q, k, v, p1, k1, 0.1, dctx, shape, q1, kk1, v1);
+  nb.attentionBackward(q, k, v, p2, k2, 0.1, dctx, shape, q2, kk2, v2);
+  same("bf16 dq", q2, q1, 2e-2); same("bf16 dk", kk2, kk1, 2e-2); same("bf16 dv", v2, v1, 2e-2);
+});
