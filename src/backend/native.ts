@@ -50,7 +50,8 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
   const a = loadAddon();
   if (!a) return { backend: null, reason: loadError };
   const bf16 = opts.precision === "bf16";
-  // Kernel settings are process-wide in the addon; every call re-applies this backend's own.
+  // Kernel settings are process-wide in the addon; every precision-dependent call (GEMMs, attention) re-applies
+  // this backend's own, so fp32 and bf16 backends can be used side by side.
   const configure = (): void => void a.configure(bf16, opts.threads ?? 0);
   configure();
   const backend: Backend = {
@@ -78,10 +79,12 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
     layerNormBackward: (dy, x, mean, rstd, g, dx, dg, db, rows, cols) =>
       a.layerNormBackward(f32(dy), f32(x), f32(mean), f32(rstd), f32(g), f32(dx), dg && f32(dg), db && f32(db), rows, cols),
     attentionForward(q, k, v, mask, s, probs, ctx, dropout, keep) {
+      configure();
       a.attentionForward(f32(q), f32(k), f32(v), mask, s.batch, s.seqLen, s.heads, s.headDim, f32(probs), f32(ctx),
         dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep);
     },
     attentionBackward(q, k, v, probs, keep, p, dctx, s, dq, dk, dv) {
+      configure();
       a.attentionBackward(f32(q), f32(k), f32(v), f32(probs), keep, p, f32(dctx), s.batch, s.seqLen, s.heads, s.headDim,
         f32(dq), f32(dk), f32(dv));
     },
