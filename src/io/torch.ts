@@ -5,6 +5,7 @@
  * _rebuild_parameter, the typed storages). Any other GLOBAL — os.system, builtins.eval, … — stops loading with an
  * error before anything is called.
  */
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { WeitiaoError } from "../util/errors.js";
 import { decodeFloat, decodeInt, type SafeDType } from "./safetensors.js";
 import { ZipFile } from "./zip.js";
@@ -78,9 +79,14 @@ function call(fn: Global, args: unknown[], file: string): unknown {
 
 /** Run a pickle in the restricted VM; returns the top-level object. */
 export function unpickle(data: Buffer, file: string): unknown {
+  return runPickle(data, file, 0).value;
+}
+
+/** Run the pickle that starts at byte `start`; returns its object and the byte after its STOP. */
+export function runPickle(data: Buffer, file: string, start: number): { value: unknown; end: number } {
   const stack: unknown[] = [];
   const memo = new Map<number, unknown>();
-  let p = 0;
+  let p = start;
   const need = (n: number): void => {
     if (p + n > data.length) throw new WeitiaoError(`${file}: truncated pickle`);
   };
@@ -193,15 +199,95 @@ export function unpickle(data: Buffer, file: string): unknown {
         break;
       }
       case 0x62: pop(); break; // BUILD: state of an OrderedDict (its _metadata) is not needed
-      case 0x2e: return pop(); // STOP
+      case 0x2e: return { value: pop(), end: p }; // STOP
       default:
         throw new WeitiaoError(`${file}: unsupported pickle opcode 0x${op.toString(16)} at byte ${p - 1}`);
     }
   }
 }
 
-/** A torch.save zip checkpoint as a TensorSource. */
+/** Tensors of a state dict, given how to get each storage's bytes. */
+function stateDictSource(path: string, root: unknown, storageBytes: (ref: StorageRef) => Buffer, close: () => void): TensorSource {
+  if (!(root instanceof Map)) throw new WeitiaoError(`${path}: the checkpoint is not a state dict`);
+  const tensors = new Map<string, TensorRef>();
+  for (const [k, v] of root) {
+    if (typeof k === "string" && v && (v as TensorRef).kind === "tensor") tensors.set(k, v as TensorRef);
+  }
+  const read = (name: string): Float32Array => {
+    const t = tensors.get(name);
+    if (!t) throw new WeitiaoError(`${path}: no tensor ${name}`);
+    const numel = t.shape.reduce((a, b) => a * b, 1);
+    let maxIndex = t.offset;
+    t.shape.forEach((d, i) => (maxIndex += d > 0 ? (d - 1) * t.stride[i]! : 0));
+    if (numel > 0 && maxIndex >= t.storage.numel) throw new WeitiaoError(`${path}: tensor ${name} reaches past its storage`);
+    const bytes = storageBytes(t.storage);
+    if (bytes.length < t.storage.numel * ITEM_SIZE[t.storage.dtype]) throw new WeitiaoError(`${path}: storage of ${name} is truncated`);
+    const isFloat = ["F32", "F16", "BF16", "F64"].includes(t.storage.dtype);
+    const all = isFloat ? decodeFloat(bytes, t.storage.dtype, t.storage.numel) : Float32Array.from(decodeInt(bytes, t.storage.dtype, t.storage.numel));
+    // Gather by strides (contiguous tensors are a plain slice).
+    const contiguous = t.stride.every((st, i) => st === t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+    if (contiguous) return all.slice(t.offset, t.offset + numel);
+    const out = new Float32Array(numel);
+    const idx = new Array<number>(t.shape.length).fill(0);
+    for (let i = 0; i < numel; i++) {
+      let src = t.offset;
+      for (let d = 0; d < idx.length; d++) src += idx[d]! * t.stride[d]!;
+      out[i] = all[src]!;
+      for (let d = idx.length - 1; d >= 0; d--) {
+        if (++idx[d]! < t.shape[d]!) break;
+        idx[d] = 0;
+      }
+    }
+    return out;
+  };
+  return { names: () => [...tensors.keys()], shape: (n) => tensors.get(n)!.shape, read, close };
+}
+
+const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+
+/**
+ * torch's legacy format (torch < 1.6, or _use_new_zipfile_serialization=False): pickles of the magic number, the
+ * protocol version, system info and the state dict, a pickled list of storage keys, then each storage as an
+ * 8-byte element count followed by its raw bytes, in that order.
+ */
+function legacyTorchSource(path: string, data: Buffer): TensorSource {
+  let r = runPickle(data, path, 0);
+  if (r.value !== LEGACY_MAGIC) throw new WeitiaoError(`${path}: not a torch checkpoint (no zip archive, no legacy magic number)`);
+  r = runPickle(data, path, r.end);
+  if (r.value !== 1001) throw new WeitiaoError(`${path}: unsupported legacy torch protocol ${String(r.value)}`);
+  r = runPickle(data, path, r.end);
+  const sysInfo = r.value as Map<string, unknown>;
+  if (sysInfo instanceof Map && sysInfo.get("little_endian") === false) throw new WeitiaoError(`${path}: big-endian checkpoints are not supported`);
+  const main = runPickle(data, path, r.end);
+  const keys = runPickle(data, path, main.end);
+  if (!Array.isArray(keys.value)) throw new WeitiaoError(`${path}: corrupt legacy checkpoint (storage key list)`);
+  // Storage dtypes come from the references in the state dict.
+  const dtypes = new Map<string, SafeDType>();
+  if (main.value instanceof Map) for (const v of main.value.values()) if ((v as TensorRef)?.kind === "tensor") dtypes.set((v as TensorRef).storage.key, (v as TensorRef).storage.dtype);
+  const storages = new Map<string, Buffer>();
+  let pos = keys.end;
+  for (const key of keys.value as unknown[]) {
+    if (pos + 8 > data.length) throw new WeitiaoError(`${path}: truncated legacy checkpoint`);
+    const numel = Number(data.readBigInt64LE(pos));
+    const size = numel * ITEM_SIZE[dtypes.get(String(key)) ?? "F32"];
+    if (numel < 0 || pos + 8 + size > data.length) throw new WeitiaoError(`${path}: truncated legacy checkpoint (storage ${String(key)})`);
+    storages.set(String(key), data.subarray(pos + 8, pos + 8 + size));
+    pos += 8 + size;
+  }
+  return stateDictSource(path, main.value, (ref) => {
+    const b = storages.get(ref.key);
+    if (!b) throw new WeitiaoError(`${path}: storage ${ref.key} is missing`);
+    return b;
+  }, () => {});
+}
+
+/** A torch.save checkpoint (zip, or the legacy format) as a TensorSource. */
 export function torchSource(path: string): TensorSource {
+  const head = Buffer.alloc(4);
+  const fd = openSync(path, "r");
+  readSync(fd, head, 0, 4, 0);
+  closeSync(fd);
+  if (head[0] === 0x80 && head[1] === 0x02) return legacyTorchSource(path, readFileSync(path));
   let zip: ZipFile;
   try {
     zip = new ZipFile(path);
@@ -214,43 +300,11 @@ export function torchSource(path: string): TensorSource {
     if (!pkl) throw new WeitiaoError(`${path}: no data.pkl inside (not a torch.save checkpoint)`);
     const prefix = pkl.slice(0, -"data.pkl".length);
     const root = unpickle(zip.readEntry(pkl), path);
-    if (!(root instanceof Map)) throw new WeitiaoError(`${path}: the checkpoint is not a state dict`);
-    const tensors = new Map<string, TensorRef>();
-    for (const [k, v] of root) {
-      if (typeof k === "string" && v && (v as TensorRef).kind === "tensor") tensors.set(k, v as TensorRef);
-    }
-    const read = (name: string): Float32Array => {
-      const t = tensors.get(name);
-      if (!t) throw new WeitiaoError(`${path}: no tensor ${name}`);
-      const entry = `${prefix}data/${t.storage.key}`;
-      const itemSize = ITEM_SIZE[t.storage.dtype];
-      if (!zip.has(entry) || zip.size(entry) < t.storage.numel * itemSize) {
-        throw new WeitiaoError(`${path}: storage of ${name} is missing or truncated`);
-      }
-      const numel = t.shape.reduce((a, b) => a * b, 1);
-      let maxIndex = t.offset;
-      t.shape.forEach((d, i) => (maxIndex += d > 0 ? (d - 1) * t.stride[i]! : 0));
-      if (numel > 0 && maxIndex >= t.storage.numel) throw new WeitiaoError(`${path}: tensor ${name} reaches past its storage`);
-      const bytes = zip.readEntry(entry);
-      const isFloat = ["F32", "F16", "BF16", "F64"].includes(t.storage.dtype);
-      const all = isFloat ? decodeFloat(bytes, t.storage.dtype, t.storage.numel) : Float32Array.from(decodeInt(bytes, t.storage.dtype, t.storage.numel));
-      // Gather by strides (contiguous tensors are a plain slice).
-      const contiguous = t.stride.every((s, i) => s === t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
-      if (contiguous) return all.slice(t.offset, t.offset + numel);
-      const out = new Float32Array(numel);
-      const idx = new Array<number>(t.shape.length).fill(0);
-      for (let i = 0; i < numel; i++) {
-        let src = t.offset;
-        for (let d = 0; d < idx.length; d++) src += idx[d]! * t.stride[d]!;
-        out[i] = all[src]!;
-        for (let d = idx.length - 1; d >= 0; d--) {
-          if (++idx[d]! < t.shape[d]!) break;
-          idx[d] = 0;
-        }
-      }
-      return out;
-    };
-    return { names: () => [...tensors.keys()], shape: (n) => tensors.get(n)!.shape, read, close: () => zip.close() };
+    return stateDictSource(path, root, (ref) => {
+      const entry = `${prefix}data/${ref.key}`;
+      if (!zip.has(entry)) throw new WeitiaoError(`${path}: storage ${ref.key} is missing`);
+      return zip.readEntry(entry);
+    }, () => zip.close());
   } catch (e) {
     zip.close();
     throw e;

@@ -89,3 +89,21 @@ test("a checkpoint archive whose data.pkl calls os.system fails with a clear err
   writeFileSync(join(dir, "cut.pth"), good.subarray(0, good.length / 2));
   assert.throws(() => torchSource(join(dir, "cut.pth")), /not a zip archive|truncated/);
 });
+
+test("legacy (pre-zip) torch checkpoints load too: the fixture model re-saved by torch 1.13's legacy format", () => {
+  const { model, report } = loadModelFromDir(join(FIXTURES, "bert-tiny-chinese-legacy-bin"), { backend: tsBackend });
+  assert.deepEqual(report.missing, []);
+  const { model: st } = loadModelFromDir(TINY, { backend: tsBackend });
+  assert.deepEqual(Float32Array.from(model.params.data), Float32Array.from(st.params.data));
+});
+
+for (const format of ["legacy", "zip"]) {
+  test(`${format} format: strided views sharing a storage and float16 tensors decode exactly`, () => {
+    const src = torchSource(join(FIXTURES, `torch-views-${format}.bin`));
+    assert.deepEqual([...src.read("a")], [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual([...src.read("b")], [1.5, 2.5]);
+    assert.deepEqual([...src.read("c")], [1, 4]);
+    assert.deepEqual(src.shape("c"), [2]);
+    src.close();
+  });
+}
