@@ -97,6 +97,16 @@ struct CachedMatmul {
 std::map<MatmulKey, std::unique_ptr<CachedMatmul>> g_matmuls;
 std::mutex g_matmulLock;
 
+// Run a cached matmul on raw pointers (oneDNN memory objects are cheap views).
+void runMatmul(const CachedMatmul& mm, const void* a, const void* b, float* c) {
+  dnnl::memory am(mm.pd.src_desc(), cpuEngine(), const_cast<void*>(a));
+  dnnl::memory bm(mm.pd.weights_desc(), cpuEngine(), const_cast<void*>(b));
+  dnnl::memory cm(mm.pd.dst_desc(), cpuEngine(), c);
+  dnnl::stream st(cpuEngine());
+  mm.prim.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  st.wait();
+}
+
 // C[M,N] (+)= op(A) op(B) with A, B already contiguous bf16 in their stored orientation
 // (A: M×K, or K×M when transposed; B: K×N, or N×K when transposed); fp32 accumulation and output.
 void matmulBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const uint16_t* A, const uint16_t* B,
@@ -122,12 +132,7 @@ void matmulBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const
     }
     mm = it->second.get();
   }
-  dnnl::memory am(mm->pd.src_desc(), cpuEngine(), const_cast<uint16_t*>(A));
-  dnnl::memory bm(mm->pd.weights_desc(), cpuEngine(), const_cast<uint16_t*>(B));
-  dnnl::memory cm(mm->pd.dst_desc(), cpuEngine(), C);
-  dnnl::stream st(cpuEngine());
-  mm->prim.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-  st.wait();
+  runMatmul(*mm, A, B, C);
 }
 
 // Scratch for bf16 copies of GEMM operands (the addon runs on the JS thread only).
@@ -144,11 +149,15 @@ void gemmBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const f
 // In bf16 mode attention runs as one batched oneDNN matmul over all (batch, head) pairs per product, reading the
 // heads in place through strides ([B·T, H·D] rows seen as [B, H, T, D]); softmax statistics stay fp32.
 
-enum class HeadOp { QKt, PV, DctxVt, PtDctx, DsK, DstQ };
+// The three layouts attention needs, per (batch, head):
+//   RowsByRowsT:   [T,D] × [T,D]ᵀ → [T,T]   scores S = Q Kᵀ, and dP = dctx Vᵀ
+//   SquareByRows:  [T,T] × [T,D]  → [T,D]   ctx = P V, and dQ = dS K
+//   SquareTByRows: [T,T]ᵀ × [T,D] → [T,D]   dV = Pᵀ dctx, and dK = dSᵀ Q
+enum class HeadOp { RowsByRowsT, SquareByRows, SquareTByRows };
 using HeadKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t>;
 std::map<HeadKey, std::unique_ptr<CachedMatmul>> g_headMatmuls;
 
-// dst = a × b over [B, H]; a/b bf16, dst f32, layouts per op.
+// dst = a × b over [B, H]; a/b bf16, dst f32. [T,D] operands are read and written in place in [B·T, H·D] rows.
 void headMatmul(HeadOp op, int64_t B, int64_t H, int64_t T, int64_t Dh, const uint16_t* a, const uint16_t* b, float* dst) {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
@@ -160,25 +169,15 @@ void headMatmul(HeadOp op, int64_t B, int64_t H, int64_t T, int64_t Dh, const ui
   HeadKey key{static_cast<int>(op), B, H, T, Dh};
   auto it = g_headMatmuls.find(key);
   if (it == g_headMatmuls.end()) {
-    dnnl::memory::desc a_d, b_d, c_d;
-    switch (op) {
-      case HeadOp::QKt:    a_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; b_d = {{B, H, Dh, T}, dt::bf16, rowsDT}; c_d = {{B, H, T, T}, dt::f32, sq}; break;
-      case HeadOp::PV:     a_d = {{B, H, T, T}, dt::bf16, sq};      b_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; c_d = {{B, H, T, Dh}, dt::f32, rowsTD}; break;
-      case HeadOp::DctxVt: a_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; b_d = {{B, H, Dh, T}, dt::bf16, rowsDT}; c_d = {{B, H, T, T}, dt::f32, sq}; break;
-      case HeadOp::PtDctx: a_d = {{B, H, T, T}, dt::bf16, sqT};     b_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; c_d = {{B, H, T, Dh}, dt::f32, rowsTD}; break;
-      case HeadOp::DsK:    a_d = {{B, H, T, T}, dt::bf16, sq};      b_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; c_d = {{B, H, T, Dh}, dt::f32, rowsTD}; break;
-      case HeadOp::DstQ:   a_d = {{B, H, T, T}, dt::bf16, sqT};     b_d = {{B, H, T, Dh}, dt::bf16, rowsTD}; c_d = {{B, H, T, Dh}, dt::f32, rowsTD}; break;
-    }
+    const bool square = op != HeadOp::RowsByRowsT;
+    dnnl::memory::desc a_d = square ? dnnl::memory::desc({B, H, T, T}, dt::bf16, op == HeadOp::SquareByRows ? sq : sqT)
+                                    : dnnl::memory::desc({B, H, T, Dh}, dt::bf16, rowsTD);
+    dnnl::memory::desc b_d = square ? dnnl::memory::desc({B, H, T, Dh}, dt::bf16, rowsTD) : dnnl::memory::desc({B, H, Dh, T}, dt::bf16, rowsDT);
+    dnnl::memory::desc c_d = square ? dnnl::memory::desc({B, H, T, Dh}, dt::f32, rowsTD) : dnnl::memory::desc({B, H, T, T}, dt::f32, sq);
     auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_d, b_d, c_d), cpuEngine());
     it = g_headMatmuls.emplace(key, std::make_unique<CachedMatmul>(CachedMatmul{pd, dnnl::matmul(pd)})).first;
   }
-  CachedMatmul* mm = it->second.get();
-  dnnl::memory am(mm->pd.src_desc(), cpuEngine(), const_cast<uint16_t*>(a));
-  dnnl::memory bm(mm->pd.weights_desc(), cpuEngine(), const_cast<uint16_t*>(b));
-  dnnl::memory cm(mm->pd.dst_desc(), cpuEngine(), dst);
-  dnnl::stream st(cpuEngine());
-  mm->prim.execute(st, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-  st.wait();
+  runMatmul(*it->second, a, b, dst);
 }
 
 std::vector<uint16_t> g_q16, g_k16, g_v16, g_p16, g_d16;
@@ -463,7 +462,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     convertBf16(q, Bn * T, W, W, g_q16);
     convertBf16(k, Bn * T, W, W, g_k16);
     convertBf16(v, Bn * T, W, W, g_v16);
-    headMatmul(HeadOp::QKt, Bn, H, T, Dh, g_q16.data(), g_k16.data(), probs);
+    headMatmul(HeadOp::RowsByRowsT, Bn, H, T, Dh, g_q16.data(), g_k16.data(), probs);
     g_p16.resize(static_cast<size_t>(np));
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < Bn * H * T; r++) {
@@ -481,7 +480,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
         out[j] = toBf16(pv);
       }
     }
-    headMatmul(HeadOp::PV, Bn, H, T, Dh, g_p16.data(), g_v16.data(), ctx);
+    headMatmul(HeadOp::SquareByRows, Bn, H, T, Dh, g_p16.data(), g_v16.data(), ctx);
     return info.Env().Undefined();
   }
 #pragma omp parallel
@@ -531,9 +530,9 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     g_p16.resize(static_cast<size_t>(np));
 #pragma omp parallel for simd schedule(static)
     for (int64_t t = 0; t < np; t++) g_p16[t] = toBf16(keep ? (keep[t] ? probs[t] * keepScale : 0.0f) : probs[t]);
-    headMatmul(HeadOp::PtDctx, Bn, H, T, Dh, g_p16.data(), g_d16.data(), dv);  // dV = P'ᵀ dctx
+    headMatmul(HeadOp::SquareTByRows, Bn, H, T, Dh, g_p16.data(), g_d16.data(), dv);  // dV = P'ᵀ dctx
     g_dp.resize(static_cast<size_t>(np));
-    headMatmul(HeadOp::DctxVt, Bn, H, T, Dh, g_d16.data(), g_v16.data(), g_dp.data());  // dP' = dctx Vᵀ
+    headMatmul(HeadOp::RowsByRowsT, Bn, H, T, Dh, g_d16.data(), g_v16.data(), g_dp.data());  // dP' = dctx Vᵀ
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < Bn * H * T; r++) {
       float* d = g_dp.data() + r * T;
@@ -546,8 +545,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
       uint16_t* out = g_p16.data() + r * T;  // reuse: now dS in bf16
       for (int64_t j = 0; j < T; j++) out[j] = toBf16(pr[j] * (d[j] - fdot) * scale);
     }
-    headMatmul(HeadOp::DsK, Bn, H, T, Dh, g_p16.data(), g_k16.data(), dq);   // dQ = dS K
-    headMatmul(HeadOp::DstQ, Bn, H, T, Dh, g_p16.data(), g_q16.data(), dk);  // dK = dSᵀ Q
+    headMatmul(HeadOp::SquareByRows, Bn, H, T, Dh, g_p16.data(), g_k16.data(), dq);   // dQ = dS K
+    headMatmul(HeadOp::SquareTByRows, Bn, H, T, Dh, g_p16.data(), g_q16.data(), dk);  // dK = dSᵀ Q
     return info.Env().Undefined();
   }
 #pragma omp parallel
