@@ -3,6 +3,7 @@ import { type BackendName, getBackend, type Precision } from "../backend/index.j
 import { collate, encodeExamples, extractExamples, labelSetForFile, labelTargets, type EncodedExample } from "../data/dataset.js";
 import { readRowsMany } from "../data/read.js";
 import { evaluate, prefixed } from "../train/trainer.js";
+import { argmax } from "../train/metrics.js";
 import { WeitiaoError } from "../util/errors.js";
 import { loadModelFromDir } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
@@ -91,8 +92,7 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
       }
       const multi = problemType === "multi_label_classification";
       const probs = multi ? row.map((v) => 1 / (1 + Math.exp(-v))) : softmax(row);
-      let best = 0;
-      for (let c = 1; c < C; c++) if (probs[c]! > probs[best]!) best = c;
+      const best = argmax(probs, 0, C);
       out.push({
         label: labels[best]!,
         score: probs[best]!,

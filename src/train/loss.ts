@@ -2,6 +2,7 @@
 import type { Backend, FArray } from "../backend/types.js";
 import { allocFloat, type DType } from "../model/params.js";
 import type { ProblemType } from "../model/config.js";
+import { argmax } from "./metrics.js";
 
 export interface LossResult {
   /** Sum of per-example losses. */
@@ -95,10 +96,6 @@ export function taskLoss(
   }
   const r = crossEntropy(backend, dtype, logits, labels, rows, classes);
   let correct = 0;
-  for (let b = 0; b < rows; b++) {
-    let best = 0;
-    for (let c = 1; c < classes; c++) if (logits[b * classes + c]! > logits[b * classes + best]!) best = c;
-    if (best === labels[b]) correct++;
-  }
+  for (let b = 0; b < rows; b++) if (argmax(logits, b * classes, classes) === labels[b]) correct++;
   return { sum: r.sum, correct, probs: r.probs, grad: (s) => crossEntropyGrad(backend, dtype, r.probs, labels, rows, classes, s) };
 }

@@ -14,6 +14,13 @@ export interface ClassificationMetrics {
   confusion: number[][];
 }
 
+/** Index of the largest of x[off … off+n−1] (the first one on ties). */
+export function argmax(x: ArrayLike<number>, off: number, n: number): number {
+  let best = 0;
+  for (let c = 1; c < n; c++) if (x[off + c]! > x[off + best]!) best = c;
+  return best;
+}
+
 const safeDiv = (a: number, b: number): number => (b === 0 ? 0 : a / b);
 const f1 = (p: number, r: number): number => safeDiv(2 * p * r, p + r);
 

@@ -9,7 +9,7 @@ import { lengthGroupedOrder } from "../data/split.js";
 import { Rng, stepSeed } from "../util/rng.js";
 import { WeitiaoError } from "../util/errors.js";
 import { taskLoss } from "./loss.js";
-import { type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics } from "./metrics.js";
+import { argmax, type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics } from "./metrics.js";
 import { AdamW, type AdamWOptions, clipGradNorm } from "./optimizer.js";
 import { linearWarmupDecay, warmupSteps } from "./schedule.js";
 import { layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
@@ -200,12 +200,6 @@ export function evaluate(model: BertForSequenceClassification, examples: Encoded
 /** {accuracy: 1} → {eval_accuracy: 1}: HF's metric_key_prefix. */
 export function prefixed(prefix: string, metrics: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [`${prefix}${k}`, v]));
-}
-
-export function argmax(x: ArrayLike<number>, off: number, n: number): number {
-  let best = 0;
-  for (let c = 1; c < n; c++) if (x[off + c]! > x[off + best]!) best = c;
-  return best;
 }
 
 export class Trainer {
