@@ -25,20 +25,10 @@ export interface TensorSource {
 
 /** One or several safetensors files (HF's sharded layout has an index naming the file of each tensor). */
 export function safetensorsSource(files: string[]): TensorSource {
-  const opened = files.map((f) => SafetensorsFile.open(f));
-  const owner = new Map<string, SafetensorsFile>();
-  for (const f of opened) for (const n of f.names()) owner.set(n, f);
-  const get = (n: string): SafetensorsFile => {
-    const f = owner.get(n);
-    if (!f) throw new WeitiaoError(`checkpoint has no tensor ${n}`);
-    return f;
-  };
-  return {
-    names: () => [...owner.keys()],
-    shape: (n) => get(n).info(n).shape,
-    read: (n) => get(n).float(n),
-    close: () => opened.forEach((f) => f.close()),
-  };
+  return concatSources(files.map((path): TensorSource => {
+    const f = SafetensorsFile.open(path);
+    return { names: () => f.names(), shape: (n) => f.info(n).shape, read: (n) => f.float(n), close: () => f.close() };
+  }));
 }
 
 export const TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"];
@@ -49,14 +39,19 @@ export function openWeightsFile(file: string): TensorSource {
   return file.endsWith(".safetensors") ? safetensorsSource([file]) : torchSource(file);
 }
 
-/** Several torch checkpoints as one source (HF's sharded pytorch_model-0000i-of-0000n.bin). */
+/** Several sources as one: the shards of a sharded checkpoint (each tensor is read from the shard holding it). */
 function concatSources(sources: TensorSource[]): TensorSource {
   const owner = new Map<string, TensorSource>();
   for (const s of sources) for (const n of s.names()) owner.set(n, s);
+  const get = (n: string): TensorSource => {
+    const s = owner.get(n);
+    if (!s) throw new WeitiaoError(`checkpoint has no tensor ${n}`);
+    return s;
+  };
   return {
     names: () => [...owner.keys()],
-    shape: (n) => owner.get(n)!.shape(n),
-    read: (n) => owner.get(n)!.read(n),
+    shape: (n) => get(n).shape(n),
+    read: (n) => get(n).read(n),
     close: () => sources.forEach((s) => s.close()),
   };
 }

@@ -9,9 +9,14 @@ import { WeitiaoError } from "../util/errors.js";
 
 export type SafeDType = "F32" | "F16" | "BF16" | "F64" | "I32" | "I64" | "I16" | "I8" | "U8" | "BOOL";
 
-const DTYPE_SIZE: Record<SafeDType, number> = {
+/** Bytes per element of each dtype (also the element sizes of torch's typed storages). */
+export const DTYPE_SIZE: Record<SafeDType, number> = {
   F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
 };
+
+export function isFloatDType(dtype: SafeDType): boolean {
+  return dtype === "F32" || dtype === "F16" || dtype === "BF16" || dtype === "F64";
+}
 
 /** Largest header we accept (the format's own reference implementation uses 100 MB). */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -203,8 +208,7 @@ export function readSafetensors(path: string): Map<string, { shape: number[]; da
     const out = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const name of f.names()) {
       const info = f.info(name);
-      const isFloat = info.dtype === "F32" || info.dtype === "F16" || info.dtype === "BF16" || info.dtype === "F64";
-      out.set(name, { shape: info.shape, data: isFloat ? f.float(name) : Float32Array.from(f.int(name)) });
+      out.set(name, { shape: info.shape, data: isFloatDType(info.dtype) ? f.float(name) : Float32Array.from(f.int(name)) });
     }
     return out;
   } finally {

@@ -7,7 +7,7 @@
  */
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { WeitiaoError } from "../util/errors.js";
-import { decodeFloat, decodeInt, type SafeDType } from "./safetensors.js";
+import { decodeFloat, decodeInt, DTYPE_SIZE, isFloatDType, type SafeDType } from "./safetensors.js";
 import { ZipFile } from "./zip.js";
 import type { TensorSource } from "./checkpoint.js";
 
@@ -39,7 +39,6 @@ const STORAGE_DTYPES: Record<string, SafeDType> = {
   FloatStorage: "F32", HalfStorage: "F16", BFloat16Storage: "BF16", DoubleStorage: "F64",
   LongStorage: "I64", IntStorage: "I32", ShortStorage: "I16", CharStorage: "I8", ByteStorage: "U8", BoolStorage: "BOOL",
 };
-const ITEM_SIZE: Record<SafeDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 
 const ALLOWED = new Set([
   "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
@@ -221,9 +220,8 @@ function stateDictSource(path: string, root: unknown, storageBytes: (ref: Storag
     t.shape.forEach((d, i) => (maxIndex += d > 0 ? (d - 1) * t.stride[i]! : 0));
     if (numel > 0 && maxIndex >= t.storage.numel) throw new WeitiaoError(`${path}: tensor ${name} reaches past its storage`);
     const bytes = storageBytes(t.storage);
-    if (bytes.length < t.storage.numel * ITEM_SIZE[t.storage.dtype]) throw new WeitiaoError(`${path}: storage of ${name} is truncated`);
-    const isFloat = ["F32", "F16", "BF16", "F64"].includes(t.storage.dtype);
-    const all = isFloat ? decodeFloat(bytes, t.storage.dtype, t.storage.numel) : Float32Array.from(decodeInt(bytes, t.storage.dtype, t.storage.numel));
+    if (bytes.length < t.storage.numel * DTYPE_SIZE[t.storage.dtype]) throw new WeitiaoError(`${path}: storage of ${name} is truncated`);
+    const all = isFloatDType(t.storage.dtype) ? decodeFloat(bytes, t.storage.dtype, t.storage.numel) : Float32Array.from(decodeInt(bytes, t.storage.dtype, t.storage.numel));
     // Gather by strides (contiguous tensors are a plain slice).
     const contiguous = t.stride.every((st, i) => st === t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
     if (contiguous) return all.slice(t.offset, t.offset + numel);
@@ -269,7 +267,7 @@ function legacyTorchSource(path: string, data: Buffer): TensorSource {
   for (const key of keys.value as unknown[]) {
     if (pos + 8 > data.length) throw new WeitiaoError(`${path}: truncated legacy checkpoint`);
     const numel = Number(data.readBigInt64LE(pos));
-    const size = numel * ITEM_SIZE[dtypes.get(String(key)) ?? "F32"];
+    const size = numel * DTYPE_SIZE[dtypes.get(String(key)) ?? "F32"];
     if (numel < 0 || pos + 8 + size > data.length) throw new WeitiaoError(`${path}: truncated legacy checkpoint (storage ${String(key)})`);
     storages.set(String(key), data.subarray(pos + 8, pos + 8 + size));
     pos += 8 + size;
