@@ -4,6 +4,9 @@ import { join } from "node:path";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import type { FArray } from "../src/backend/types.js";
+import type { EncodedExample } from "../src/data/dataset.js";
+import { SafetensorsFile } from "../src/io/safetensors.js";
+import type { ModelInput } from "../src/model/bert.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const FIXTURES = join(ROOT, "test", "fixtures");
@@ -43,4 +46,21 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 export function toF64(a: FArray): Float64Array {
   return Float64Array.from(a);
+}
+
+/** The reference inputs of a fixture set's forward.safetensors: model input, per-row examples, labels, logits. */
+export function referenceData(dir: string): { input: ModelInput; rows: EncodedExample[]; labels: Int32Array; logits: Float32Array } {
+  const f = SafetensorsFile.open(join(dir, "forward.safetensors"));
+  try {
+    const [B, T] = f.info("input_ids").shape as [number, number];
+    const inputIds = f.int("input_ids"), attentionMask = f.int("attention_mask"), tokenTypeIds = f.int("token_type_ids");
+    const labels = f.int("labels");
+    const rows = Array.from({ length: B }, (_, i): EncodedExample => ({
+      inputIds: [...inputIds.subarray(i * T, i * T + T)], tokenTypeIds: [...tokenTypeIds.subarray(i * T, i * T + T)],
+      attentionMask: [...attentionMask.subarray(i * T, i * T + T)], label: labels[i]!,
+    }));
+    return { input: { inputIds, attentionMask, tokenTypeIds, batch: B, seqLen: T }, rows, labels, logits: f.float("logits") };
+  } finally {
+    f.close();
+  }
 }

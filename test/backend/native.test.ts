@@ -6,13 +6,11 @@ import { join } from "node:path";
 import { tsBackend as ref } from "../../src/backend/ts.js";
 import type { Backend } from "../../src/backend/types.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
-import type { EncodedExample } from "../../src/data/dataset.js";
-import { DEFAULT_TRAINING_ARGS, Trainer, type StepLog } from "../../src/train/trainer.js";
+import { Trainer, type StepLog } from "../../src/train/trainer.js";
 import { Rng } from "../../src/util/rng.js";
 import { NATIVE, NATIVE_BF16 } from "../backends.js";
-import { HF, REAL, TINY, relErr } from "../helpers.js";
-import { STRATEGY_ARGS } from "../train/trajectory-check.js";
+import { HF, REAL, TINY, referenceData, relErr } from "../helpers.js";
+import { STRATEGY_ARGS, trajectoryArgs, trajectoryTrainSet } from "../train/trajectory-check.js";
 
 const rng = new Rng(3);
 const rand = (n: number, s = 1): Float32Array => Float32Array.from({ length: n }, () => rng.normal() * s);
@@ -78,35 +76,20 @@ const bf16Skip = NATIVE_BF16 ? false : "native addon not built";
 
 test("bf16: logits within 2e-2 relative of the fp32 reference", { skip: bf16Skip }, async () => {
   for (const dir of [REAL, HF]) {
-    const fwd = SafetensorsFile.open(join(dir, "forward.safetensors"));
+    const { input, logits } = referenceData(dir);
     const { model } = loadModelFromDir(TINY, { backend: NATIVE_BF16! });
-    const [B, T] = fwd.info("input_ids").shape as [number, number];
-    const out = model.forward({ inputIds: fwd.int("input_ids"), attentionMask: fwd.int("attention_mask"), tokenTypeIds: fwd.int("token_type_ids"), batch: B, seqLen: T }, { train: false });
-    const e = relErr(out.logits, fwd.float("logits"));
+    const e = relErr(model.forward(input, { train: false }).logits, logits);
     assert.ok(e < 2e-2, `logits rel ${e}`);
     assert.ok(e > 1e-6, "bf16 GEMMs really ran (not fp32)");
-    fwd.close();
   }
 });
 
-for (const [refName, strategyArgs] of Object.entries(STRATEGY_ARGS)) {
+for (const refName of Object.keys(STRATEGY_ARGS)) {
   test(`bf16: 12-step ${refName} trajectory, every step's loss within 2e-2 of the reference`, { skip: bf16Skip }, async () => {
-    const manifest = JSON.parse(readFileSync(join(REAL, "manifest.json"), "utf8"));
-    const fwd = SafetensorsFile.open(join(REAL, "forward.safetensors"));
-    const [, T] = fwd.info("input_ids").shape as [number, number];
-    const ids = fwd.int("input_ids"), mask = fwd.int("attention_mask"), types = fwd.int("token_type_ids"), labels = fwd.int("labels");
-    fwd.close();
-    const row = (i: number): EncodedExample => ({
-      inputIds: [...ids.subarray(i * T, i * T + T)], tokenTypeIds: [...types.subarray(i * T, i * T + T)],
-      attentionMask: [...mask.subarray(i * T, i * T + T)], label: labels[i]!,
-    });
-    const refRun = manifest.trajectory.results[refName];
+    const refRun = JSON.parse(readFileSync(join(REAL, "manifest.json"), "utf8")).trajectory.results[refName];
     const { model } = loadModelFromDir(TINY, { backend: NATIVE_BF16! });
     model.setDropout(0);
-    const trainer = new Trainer(model, {
-      ...DEFAULT_TRAINING_ARGS, epochs: 1, batchSize: 4, learningRate: refRun.base_lr, warmupSteps: 3, weightDecay: 0.01,
-      maxGradNorm: 1, shuffle: false, loggingSteps: 1, ...strategyArgs,
-    }, (manifest.trajectory.batches as number[][]).flat().map(row), null, 0);
+    const trainer = new Trainer(model, trajectoryArgs(REAL, refName), trajectoryTrainSet(REAL), null, 0);
     const logs = (await trainer.train()).logHistory as StepLog[];
     assert.equal(logs.length, 12);
     logs.forEach((l, s) => assert.ok(Math.abs(l.loss - refRun.loss[s]) < 2e-2, `step ${s + 1}: ${l.loss} vs ${refRun.loss[s]}`));

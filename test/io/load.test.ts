@@ -6,16 +6,7 @@ import { join } from "node:path";
 import { tsBackend } from "../../src/backend/ts.js";
 import { loadModelFromDir, saveModel } from "../../src/io/checkpoint.js";
 import { encodeSafetensors, readSafetensors, SafetensorsFile, type TensorToWrite } from "../../src/io/safetensors.js";
-import { FIXTURES, REAL, TINY, relErr, tempDir } from "../helpers.js";
-
-function referenceInput() {
-  const f = SafetensorsFile.open(join(REAL, "forward.safetensors"));
-  const [B, T] = f.info("input_ids").shape as [number, number];
-  const input = { inputIds: f.int("input_ids"), attentionMask: f.int("attention_mask"), tokenTypeIds: f.int("token_type_ids"), batch: B, seqLen: T };
-  const logits = f.float("logits");
-  f.close();
-  return { input, logits };
-}
+import { FIXTURES, REAL, TINY, referenceData, relErr, tempDir } from "../helpers.js";
 
 /** Round-to-nearest-even to bf16 / f16, back to f32 (PROVENANCE.md: compare against rounded F32 weights). */
 const roundBf16 = (x: number): number => {
@@ -36,7 +27,7 @@ const roundF16 = (x: number): number => {
 };
 
 test("F32, sharded F32: the reference logits", () => {
-  const { input, logits } = referenceInput();
+  const { input, logits } = referenceData(REAL);
   for (const dir of ["bert-tiny-chinese", "bert-tiny-chinese-sharded"]) {
     const { model, report } = loadModelFromDir(join(FIXTURES, dir), { backend: tsBackend });
     assert.deepEqual(report.missing, []);
@@ -46,7 +37,7 @@ test("F32, sharded F32: the reference logits", () => {
 
 for (const [dir, round] of [["bert-tiny-chinese-bf16", roundBf16], ["bert-tiny-chinese-f16", roundF16]] as const) {
   test(`${dir}: the logits of the F32 weights rounded to that dtype`, () => {
-    const { input } = referenceInput();
+    const { input } = referenceData(REAL);
     const { model } = loadModelFromDir(join(FIXTURES, dir), { backend: tsBackend });
     const { model: rounded } = loadModelFromDir(TINY, { backend: tsBackend });
     const d = rounded.params.data;
@@ -90,7 +81,7 @@ test("a classifier of another label count is re-initialised with a notice", () =
 });
 
 test("save writes what HF writes: config fields, tensor names, dtypes and shapes of the fixture; reload gives identical logits", () => {
-  const { input } = referenceInput();
+  const { input } = referenceData(REAL);
   const { model } = loadModelFromDir(TINY, { backend: tsBackend });
   const out = join(tempDir(), "saved");
   mkdirSync(out);

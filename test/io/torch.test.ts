@@ -7,17 +7,12 @@ import { join } from "node:path";
 import { deflateRawSync } from "node:zlib";
 import { tsBackend } from "../../src/backend/ts.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { torchSource, unpickle } from "../../src/io/torch.js";
-import { CLI, FIXTURES, REAL, TINY, relErr, tempDir } from "../helpers.js";
+import { CLI, FIXTURES, REAL, TINY, referenceData, relErr, tempDir } from "../helpers.js";
 
 function referenceLogits(model: ReturnType<typeof loadModelFromDir>["model"]): { ours: Float32Array | Float64Array; ref: Float32Array } {
-  const f = SafetensorsFile.open(join(REAL, "forward.safetensors"));
-  const [B, T] = f.info("input_ids").shape as [number, number];
-  const ours = model.forward({ inputIds: f.int("input_ids"), attentionMask: f.int("attention_mask"), tokenTypeIds: f.int("token_type_ids"), batch: B, seqLen: T }, { train: false }).logits;
-  const ref = f.float("logits");
-  f.close();
-  return { ours, ref };
+  const { input, logits } = referenceData(REAL);
+  return { ours: model.forward(input, { train: false }).logits, ref: logits };
 }
 
 test("pytorch_model.bin (zip + pickle) gives the F32 fixture's weights and logits", () => {

@@ -4,38 +4,18 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tsBackend } from "../../src/backend/ts.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
-import type { EncodedExample } from "../../src/data/dataset.js";
-import { DEFAULT_TRAINING_ARGS, Trainer, type StepLog } from "../../src/train/trainer.js";
-import { HF, TINY, relErr } from "../helpers.js";
-import { checkTrajectory } from "./trajectory-check.js";
-
-function referenceRows(dir: string): { rows: EncodedExample[]; input: { inputIds: Int32Array; attentionMask: Int32Array; tokenTypeIds: Int32Array; batch: number; seqLen: number } } {
-  const fwd = SafetensorsFile.open(join(dir, "forward.safetensors"));
-  const [B, T] = fwd.info("input_ids").shape as [number, number];
-  const ids = fwd.int("input_ids"), mask = fwd.int("attention_mask"), types = fwd.int("token_type_ids"), labels = fwd.int("labels");
-  fwd.close();
-  const rows = Array.from({ length: B }, (_, i) => ({
-    inputIds: [...ids.subarray(i * T, i * T + T)], tokenTypeIds: [...types.subarray(i * T, i * T + T)],
-    attentionMask: [...mask.subarray(i * T, i * T + T)], label: labels[i]!,
-  }));
-  return { rows, input: { inputIds: ids, attentionMask: mask, tokenTypeIds: types, batch: B, seqLen: T } };
-}
+import { Trainer, type StepLog } from "../../src/train/trainer.js";
+import { HF, TINY, referenceData, relErr } from "../helpers.js";
+import { checkTrajectory, trajectoryArgs, trajectoryTrainSet } from "./trajectory-check.js";
 
 async function runFull(mutate: { dropout?: number; noDecay?: (n: string) => boolean }): Promise<() => void> {
-  const manifest = JSON.parse(readFileSync(join(HF, "manifest.json"), "utf8"));
-  const { rows } = referenceRows(HF);
   const { model } = loadModelFromDir(TINY, { backend: tsBackend });
   model.setDropout(mutate.dropout ?? 0);
-  const trainSet = (manifest.trajectory.batches as number[][]).flat().map((i) => rows[i]!);
-  const trainer = new Trainer(model, {
-    ...DEFAULT_TRAINING_ARGS, epochs: 1, batchSize: 4, learningRate: manifest.trajectory.results.full.base_lr, warmupSteps: 3,
-    weightDecay: 0.01, maxGradNorm: 1, shuffle: false, loggingSteps: 1,
-  }, trainSet, null, 0, {}, mutate.noDecay ? { noDecay: mutate.noDecay } : {});
+  const trainer = new Trainer(model, trajectoryArgs(HF, "full"), trajectoryTrainSet(HF), null, 0, {}, mutate.noDecay ? { noDecay: mutate.noDecay } : {});
   const result = await trainer.train();
   const params = new Map(model.params.specs.map((s) => [s.name, model.params.value(s.name)]));
   return () => checkTrajectory(HF, "full", result.logHistory as StepLog[], params);
@@ -56,7 +36,7 @@ test("mutation: dropout left on is caught by the trajectory check", async () => 
 test("mutation: LayerNorm eps 1e-5 is caught by the forward (hidden-state) check", async () => {
   const { model } = loadModelFromDir(TINY, { backend: tsBackend });
   model.config.layer_norm_eps = 1e-5;
-  const { input } = referenceRows(HF);
+  const { input } = referenceData(HF);
   const out = model.forward(input, { train: false, outputHiddenStates: true });
   const ref = SafetensorsFile.open(join(HF, "forward.safetensors"));
   const H = model.config.hidden_size;

@@ -3,9 +3,25 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
-import type { StepLog } from "../../src/train/trainer.js";
-import type { TrainingArgs } from "../../src/train/trainer.js";
-import { TINY, maxAbsDiff, relErr } from "../helpers.js";
+import type { EncodedExample } from "../../src/data/dataset.js";
+import { DEFAULT_TRAINING_ARGS, type StepLog, type TrainingArgs } from "../../src/train/trainer.js";
+import { TINY, maxAbsDiff, referenceData, relErr } from "../helpers.js";
+
+/** The 48 examples of a reference trajectory in step order (the manifest's batches of 4). */
+export function trajectoryTrainSet(dir: string): EncodedExample[] {
+  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+  const { rows } = referenceData(dir);
+  return (manifest.trajectory.batches as number[][]).flat().map((i) => rows[i]!);
+}
+
+/** The reference recipe (manifest.trajectory) as training arguments, for one reference strategy. */
+export function trajectoryArgs(dir: string, refName: string): TrainingArgs {
+  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+  return {
+    ...DEFAULT_TRAINING_ARGS, epochs: 1, batchSize: 4, learningRate: manifest.trajectory.results[refName].base_lr,
+    warmupSteps: 3, weightDecay: 0.01, maxGradNorm: 1, shuffle: false, loggingSteps: 1, ...STRATEGY_ARGS[refName],
+  };
+}
 
 /** Reference strategy name → our training arguments. */
 export const STRATEGY_ARGS: Record<string, Partial<TrainingArgs>> = {
