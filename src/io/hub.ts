@@ -49,16 +49,15 @@ function repoFolder(repo: string): string {
   return join(hubCacheDir(), `models--${repo.replace(/\//g, "--")}`);
 }
 
-/** Weights to fetch, preferring safetensors as HF does. */
-function chooseFiles(siblings: string[], indexJson: (f: string) => Promise<Record<string, string>>): Promise<string[]> {
-  const has = (f: string): boolean => siblings.includes(f);
-  const base = TOKENIZER_AND_CONFIG.filter(has);
-  const shards = async (index: string): Promise<string[]> => [index, ...new Set(Object.values(await indexJson(index)))];
-  if (has("model.safetensors")) return Promise.resolve([...base, "model.safetensors"]);
-  if (has("model.safetensors.index.json")) return shards("model.safetensors.index.json").then((s) => [...base, ...s]);
-  if (has("pytorch_model.bin")) return Promise.resolve([...base, "pytorch_model.bin"]);
-  if (has("pytorch_model.bin.index.json")) return shards("pytorch_model.bin.index.json").then((s) => [...base, ...s]);
-  return Promise.reject(new WeitiaoError(`the hub repository has no weights weitiao can read (model.safetensors or pytorch_model.bin): ${siblings.join(", ")}`));
+/** Files to fetch: config and tokenizer, then the weights, preferring safetensors as HF does. */
+async function chooseFiles(siblings: string[], indexJson: (f: string) => Promise<Record<string, string>>): Promise<string[]> {
+  const base = TOKENIZER_AND_CONFIG.filter((f) => siblings.includes(f));
+  for (const single of ["model.safetensors", "pytorch_model.bin"]) {
+    if (siblings.includes(single)) return [...base, single];
+    const index = `${single}.index.json`; // HF's sharded layout
+    if (siblings.includes(index)) return [...base, index, ...new Set(Object.values(await indexJson(index)))];
+  }
+  throw new WeitiaoError(`the hub repository has no weights weitiao can read (model.safetensors or pytorch_model.bin): ${siblings.join(", ")}`);
 }
 
 /** A snapshot folder in the cache that has a config and weights. */
