@@ -15,6 +15,8 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <unordered_map>
+#include <cstdlib>
 #include <vector>
 
 namespace {
@@ -145,35 +147,110 @@ void gemmBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const f
   matmulBf16(transA, transB, M, N, K, g_a16.data(), g_b16.data(), C, ldc, accumulate);
 }
 
+// ------------------------------------------------------------------------------------------------ bf16 linear
+// A linear layer's weight is the GEMM operand oneDNN wants in its own blocked layout: one reorder per call converts
+// the fp32 master weight to bf16 and packs it (no more work than a plain conversion), and the packed product runs
+// ≈10–20% faster than one reading a plain bf16 matrix. Forward y = x Wᵀ + b reads W as [in,out] (with the bias
+// fused into the product); backward dx = dy W reads it as [out,in].
+
+struct AlignedBytes {
+  std::unique_ptr<uint8_t, decltype(&std::free)> ptr{nullptr, &std::free};
+  size_t size = 0;
+  void* get(size_t n) {
+    if (n > size) {
+      ptr.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64)));
+      size = n;
+    }
+    return ptr.get();
+  }
+};
+
+struct PackedLinear {
+  dnnl::matmul::primitive_desc pd;
+  dnnl::matmul prim;
+  dnnl::memory::desc wSrc;  // the fp32 weight as this product reads it
+  dnnl::reorder pack;       // wSrc → pd.weights_desc(): convert and pack in one pass
+};
+using LinearKey = std::tuple<bool, int64_t, int64_t, int64_t>;  // backward?, rows, in, out
+std::map<LinearKey, std::unique_ptr<PackedLinear>> g_linears;
+AlignedBytes g_packedW;
+
+PackedLinear& packedLinear(bool backward, int64_t rows, int64_t in, int64_t out) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  LinearKey key{backward, rows, in, out};
+  auto it = g_linears.find(key);
+  if (it == g_linears.end()) {
+    const int64_t K = backward ? out : in, Nn = backward ? in : out;
+    dnnl::memory::desc src({rows, K}, dt::bf16, tag::ab), dst({rows, Nn}, dt::f32, tag::ab);
+    dnnl::memory::desc w({K, Nn}, dt::bf16, tag::any);
+    auto desc = backward ? dnnl::matmul::desc(src, w, dst)
+                         : dnnl::matmul::desc(src, w, dnnl::memory::desc({1, Nn}, dt::f32, tag::ab), dst);
+    dnnl::matmul::primitive_desc pd(desc, cpuEngine());
+    // W is stored [out,in]: forward reads its transpose [in,out] through strides.
+    dnnl::memory::desc wSrc({K, Nn}, dt::f32, backward ? dnnl::memory::dims{Nn, 1} : dnnl::memory::dims{1, K});
+    dnnl::reorder pack(dnnl::reorder::primitive_desc(cpuEngine(), wSrc, cpuEngine(), pd.weights_desc()));
+    it = g_linears.emplace(key, std::make_unique<PackedLinear>(PackedLinear{pd, dnnl::matmul(pd), wSrc, pack})).first;
+  }
+  return *it->second;
+}
+
+// forward: y = a Wᵀ + bias (a = x, bf16 [rows,in]); backward: y = a W (a = dy, bf16 [rows,out]).
+void linearBf16(bool backward, int64_t rows, int64_t in, int64_t out, const uint16_t* a, const float* w,
+                const float* bias, float* y) {
+  PackedLinear& L = packedLinear(backward, rows, in, out);
+  dnnl::stream st(cpuEngine());
+  dnnl::memory wf(L.wSrc, cpuEngine(), const_cast<float*>(w));
+  dnnl::memory wp(L.pd.weights_desc(), cpuEngine(), g_packedW.get(L.pd.weights_desc().get_size()));
+  L.pack.execute(st, wf, wp);
+  dnnl::memory am(L.pd.src_desc(), cpuEngine(), const_cast<uint16_t*>(a));
+  dnnl::memory ym(L.pd.dst_desc(), cpuEngine(), y);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, ym}};
+  if (!backward) args.insert({DNNL_ARG_BIAS, dnnl::memory({{1, out}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ab}, cpuEngine(), const_cast<float*>(bias))});
+  L.prim.execute(st, args);
+  st.wait();
+}
+
 // ------------------------------------------------------------------------------------------------ bf16 attention
 // In bf16 mode attention runs as one batched oneDNN matmul over all (batch, head) pairs per product, reading the
 // heads in place through strides ([B·T, H·D] rows seen as [B, H, T, D]); softmax statistics stay fp32.
 
-// The three layouts attention needs, per (batch, head):
-//   RowsByRowsT:   [T,D] × [T,D]ᵀ → [T,T]   scores S = Q Kᵀ, and dP = dctx Vᵀ
-//   SquareByRows:  [T,T] × [T,D]  → [T,D]   ctx = P V, and dQ = dS K
-//   SquareTByRows: [T,T]ᵀ × [T,D] → [T,D]   dV = Pᵀ dctx, and dK = dSᵀ Q
+// The three layouts attention needs, per (batch, head), with Tq query rows and T key rows:
+//   RowsByRowsT:   [Tq,D] × [T,D]ᵀ  → [Tq,T]   scores S = Q Kᵀ, and dP = dctx Vᵀ
+//   SquareByRows:  [Tq,T] × [T,D]   → [Tq,D]   ctx = P V, and dQ = dS K
+//   SquareTByRows: [Tq,T]ᵀ × [Tq,D] → [T,D]    dV = Pᵀ dctx, and dK = dSᵀ Q
 enum class HeadOp { RowsByRowsT, SquareByRows, SquareTByRows };
-using HeadKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t>;
+using HeadKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t>;
 std::map<HeadKey, std::unique_ptr<CachedMatmul>> g_headMatmuls;
 
 // dst = a × b over [B, H]; a/b bf16, dst f32. [T,D] operands are read and written in place in [B·T, H·D] rows.
-void headMatmul(HeadOp op, int64_t B, int64_t H, int64_t T, int64_t Dh, const uint16_t* a, const uint16_t* b, float* dst) {
+void headMatmul(HeadOp op, int64_t B, int64_t H, int64_t Tq, int64_t T, int64_t Dh, const uint16_t* a, const uint16_t* b, float* dst) {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
+  using desc = dnnl::memory::desc;
   const int64_t W = H * Dh;
-  const dims rowsTD{T * W, Dh, W, 1};     // [B,H,T,D] read in place from [B·T, W]
-  const dims rowsDT{T * W, Dh, 1, W};     // its transpose [B,H,D,T]
-  const dims sq{H * T * T, T * T, T, 1};  // [B,H,T,T] contiguous
-  const dims sqT{H * T * T, T * T, 1, T}; // its transpose
-  HeadKey key{static_cast<int>(op), B, H, T, Dh};
+  const dims qRows{Tq * W, Dh, W, 1};       // [B,H,Tq,D] read in place from [B·Tq, W]
+  const dims kRows{T * W, Dh, W, 1};        // [B,H,T,D] from [B·T, W]
+  const dims kRowsT{T * W, Dh, 1, W};       // its transpose [B,H,D,T]
+  const dims sq{H * Tq * T, Tq * T, T, 1};  // [B,H,Tq,T] contiguous
+  const dims sqT{H * Tq * T, Tq * T, 1, T}; // its transpose [B,H,T,Tq]
+  HeadKey key{static_cast<int>(op), B, H, Tq, T, Dh};
   auto it = g_headMatmuls.find(key);
   if (it == g_headMatmuls.end()) {
-    const bool square = op != HeadOp::RowsByRowsT;
-    dnnl::memory::desc a_d = square ? dnnl::memory::desc({B, H, T, T}, dt::bf16, op == HeadOp::SquareByRows ? sq : sqT)
-                                    : dnnl::memory::desc({B, H, T, Dh}, dt::bf16, rowsTD);
-    dnnl::memory::desc b_d = square ? dnnl::memory::desc({B, H, T, Dh}, dt::bf16, rowsTD) : dnnl::memory::desc({B, H, Dh, T}, dt::bf16, rowsDT);
-    dnnl::memory::desc c_d = square ? dnnl::memory::desc({B, H, T, Dh}, dt::f32, rowsTD) : dnnl::memory::desc({B, H, T, T}, dt::f32, sq);
+    desc a_d, b_d, c_d;
+    if (op == HeadOp::RowsByRowsT) {
+      a_d = desc({B, H, Tq, Dh}, dt::bf16, qRows);
+      b_d = desc({B, H, Dh, T}, dt::bf16, kRowsT);
+      c_d = desc({B, H, Tq, T}, dt::f32, sq);
+    } else if (op == HeadOp::SquareByRows) {
+      a_d = desc({B, H, Tq, T}, dt::bf16, sq);
+      b_d = desc({B, H, T, Dh}, dt::bf16, kRows);
+      c_d = desc({B, H, Tq, Dh}, dt::f32, qRows);
+    } else {
+      a_d = desc({B, H, T, Tq}, dt::bf16, sqT);
+      b_d = desc({B, H, Tq, Dh}, dt::bf16, qRows);
+      c_d = desc({B, H, T, Dh}, dt::f32, kRows);
+    }
     auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_d, b_d, c_d), cpuEngine());
     it = g_headMatmuls.emplace(key, std::make_unique<CachedMatmul>(CachedMatmul{pd, dnnl::matmul(pd)})).first;
   }
@@ -216,6 +293,11 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   float *x = F(info, 0), *w = F(info, 1), *b = F(info, 2), *y = F(info, 3);
   int64_t rows = N(info, 4), in = N(info, 5), out = N(info, 6);
+  if (g_bf16 && rows > 0 && in > 0 && out > 0) {
+    convertBf16(x, rows, in, in, g_a16);
+    linearBf16(false, rows, in, out, g_a16.data(), w, b, y);
+    return info.Env().Undefined();
+  }
 #pragma omp parallel for schedule(static) if (rows * out > 65536)
   for (int64_t r = 0; r < rows; r++) std::memcpy(y + r * out, b, sizeof(float) * out);
   gemm(false, true, rows, out, in, x, in, w, in, y, out, true);
@@ -223,42 +305,94 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
 }
 
 // db += Σ_rows dy: each thread sums a contiguous range of rows (cache-friendly), then partials are added in
-// thread order (deterministic for a fixed thread count).
-void biasGrad(const float* dy, float* db, int64_t rows, int64_t out) {
+// thread order (deterministic for a fixed thread count). With dy16, the same pass also writes dy in bf16 for the
+// GEMMs (one read of dy for both).
+void biasGrad(const float* dy, float* db, int64_t rows, int64_t out, uint16_t* dy16 = nullptr) {
   int threads = rows * out > 65536 ? omp_get_max_threads() : 1;
-  std::vector<double> part(static_cast<size_t>(threads * out), 0.0);
+  std::vector<double> part(db ? static_cast<size_t>(threads * out) : 0, 0.0);
 #pragma omp parallel num_threads(threads)
   {
-    double* p = part.data() + omp_get_thread_num() * out;
+    double* p = db ? part.data() + omp_get_thread_num() * out : nullptr;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
       const float* d = dy + r * out;
+      if (p) {
 #pragma omp simd
-      for (int64_t j = 0; j < out; j++) p[j] += d[j];
+        for (int64_t j = 0; j < out; j++) p[j] += d[j];
+      }
+      if (dy16) {
+        uint16_t* o = dy16 + r * out;
+#pragma omp simd
+        for (int64_t j = 0; j < out; j++) o[j] = toBf16(d[j]);
+      }
     }
   }
+  if (!db) return;
   for (int t = 0; t < threads; t++)
     for (int64_t j = 0; j < out; j++) db[j] += static_cast<float>(part[t * out + j]);
 }
 
-// dx = dy W ; dW += dyᵀ x ; db += Σ dy
+// dW = dyᵀ x in bf16 through oneDNN's inner-product weight-gradient kernel: it reads dy and x as stored, where a
+// matmul would read dyᵀ through strides (≈15–20% slower here). It overwrites dW, so when dW already holds a
+// gradient (accumulation) the product goes to scratch and is added.
+struct WeightGrad {
+  dnnl::inner_product_backward_weights::primitive_desc pd;
+  dnnl::inner_product_backward_weights prim;
+};
+std::map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<WeightGrad>> g_weightGrads;
+std::vector<float> g_dwScratch;
+
+void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, const uint16_t* x, float* dw, bool dwIsZero) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  auto key = std::make_tuple(rows, in, out);
+  auto it = g_weightGrads.find(key);
+  if (it == g_weightGrads.end()) {
+    dnnl::memory::desc src({rows, in}, dt::bf16, tag::nc), dst({rows, out}, dt::bf16, tag::nc);
+    dnnl::memory::desc w16({out, in}, dt::bf16, tag::oi), w32({out, in}, dt::f32, tag::oi);
+    dnnl::inner_product_forward::primitive_desc hint(
+        dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training, src, w16, dst), cpuEngine());
+    dnnl::inner_product_backward_weights::primitive_desc pd(
+        dnnl::inner_product_backward_weights::desc(src, w32, dst), cpuEngine(), hint);
+    it = g_weightGrads.emplace(key, std::make_unique<WeightGrad>(WeightGrad{pd, dnnl::inner_product_backward_weights(pd)})).first;
+  }
+  const int64_t n = out * in;
+  float* target = dw;
+  if (!dwIsZero) {
+    g_dwScratch.resize(static_cast<size_t>(n));
+    target = g_dwScratch.data();
+  }
+  const WeightGrad& G = *it->second;
+  dnnl::stream st(cpuEngine());
+  dnnl::memory sm(G.pd.src_desc(), cpuEngine(), const_cast<uint16_t*>(x));
+  dnnl::memory dm(G.pd.diff_dst_desc(), cpuEngine(), const_cast<uint16_t*>(dy));
+  dnnl::memory wm(G.pd.diff_weights_desc(), cpuEngine(), target);
+  G.prim.execute(st, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DIFF_DST, dm}, {DNNL_ARG_DIFF_WEIGHTS, wm}});
+  st.wait();
+  if (!dwIsZero) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) dw[i] += target[i];
+  }
+}
+
+// dx = dy W ; dW += dyᵀ x ; db += Σ dy. Argument 9, gradsZero: dW and db hold zeros on entry (the model knows
+// after zeroGrad), so the products may overwrite them instead of reading them back.
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
   int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
+  bool gradsZero = info.Length() > 9 && B(info, 9);
   if (g_bf16 && (dx || dw) && rows > 0 && in > 0 && out > 0) {
-    convertBf16(dy, rows, out, out, g_c16);  // once, for both products
-    if (dx) {
-      convertBf16(w, out, in, in, g_b16);
-      matmulBf16(false, false, rows, in, out, g_c16.data(), g_b16.data(), dx, in, false);
-    }
+    g_c16.resize(static_cast<size_t>(rows * out));
+    biasGrad(dy, db, rows, out, g_c16.data());  // one pass over dy: db (fp32) and dy in bf16 for both products
+    if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx);
     if (dw) {
       convertBf16(x, rows, in, in, g_a16);
-      matmulBf16(true, false, out, in, rows, g_c16.data(), g_a16.data(), dw, in, true);
+      weightGradBf16(rows, in, out, g_c16.data(), g_a16.data(), dw, gradsZero);
     }
-  } else {
-    if (dx) gemm(false, false, rows, in, out, dy, out, w, in, dx, in, false);
-    if (dw) gemm(true, false, out, in, rows, dy, out, x, in, dw, in, true);
+    return info.Env().Undefined();
   }
+  if (dx) gemm(false, false, rows, in, out, dy, out, w, in, dx, in, false);
+  if (dw) gemm(true, false, out, in, rows, dy, out, x, in, dw, in, !gradsZero);
   if (db) biasGrad(dy, db, rows, out);
   return info.Env().Undefined();
 }
@@ -445,6 +579,7 @@ inline void softmaxRow(float* __restrict row, const float* __restrict mrow, int6
   for (int64_t j = 0; j < T; j++) row[j] *= inv;
 }
 
+// q/ctx: [B·Tq, W]; k/v: [B·T, W]; probs/keep: [B, H, Tq, T]. Tq (argument 14) is T, or 1 for [CLS]-only.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *mask = F(info, 3);
   int64_t Bn = N(info, 4), T = N(info, 5), H = N(info, 6), Dh = N(info, 7);
@@ -453,21 +588,22 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   double p = dropout ? D(info, 10) : 0;
   uint32_t seed = dropout ? static_cast<uint32_t>(N(info, 11)) : 0, offset = dropout ? static_cast<uint32_t>(N(info, 12)) : 0;
   uint8_t* keep = U8(info, 13);
+  int64_t Tq = N(info, 14);
   int64_t W = H * Dh;
   float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   uint32_t threshold = dropThreshold(p);
   float keepScale = dropout ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
   if (g_bf16) {
-    const int64_t np = Bn * H * T * T;
-    convertBf16(q, Bn * T, W, W, g_q16);
+    const int64_t np = Bn * H * Tq * T;
+    convertBf16(q, Bn * Tq, W, W, g_q16);
     convertBf16(k, Bn * T, W, W, g_k16);
     convertBf16(v, Bn * T, W, W, g_v16);
-    headMatmul(HeadOp::RowsByRowsT, Bn, H, T, Dh, g_q16.data(), g_k16.data(), probs);
+    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, g_q16.data(), g_k16.data(), probs);
     g_p16.resize(static_cast<size_t>(np));
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < Bn * H * T; r++) {
+    for (int64_t r = 0; r < Bn * H * Tq; r++) {
       float* row = probs + r * T;
-      const float* mrow = mask + (r / (H * T)) * T;
+      const float* mrow = mask + (r / (H * Tq)) * T;
       softmaxRow(row, mrow, T, scale);
       uint16_t* out = g_p16.data() + r * T;
       for (int64_t j = 0; j < T; j++) {
@@ -480,37 +616,38 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
         out[j] = toBf16(pv);
       }
     }
-    headMatmul(HeadOp::SquareByRows, Bn, H, T, Dh, g_p16.data(), g_v16.data(), ctx);
+    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, g_p16.data(), g_v16.data(), ctx);
     return info.Env().Undefined();
   }
 #pragma omp parallel
   {
-    std::vector<float> s(T * T);
+    std::vector<float> s(Tq * T);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < Bn; b++) {
       for (int64_t h = 0; h < H; h++) {
-        int64_t base = b * T * W + h * Dh;
-        int64_t pOff = (b * H + h) * T * T;
+        int64_t kvBase = b * T * W + h * Dh, qBase = b * Tq * W + h * Dh;
+        int64_t pOff = (b * H + h) * Tq * T;
         float* P = probs + pOff;
-        headGemm(false, true, T, T, Dh, q + base, W, k + base, W, P, T);
+        headGemm(false, true, Tq, T, Dh, q + qBase, W, k + kvBase, W, P, T);
         const float* mrow = mask + b * T;
-        for (int64_t i = 0; i < T; i++) softmaxRow(P + i * T, mrow, T, scale);
+        for (int64_t i = 0; i < Tq; i++) softmaxRow(P + i * T, mrow, T, scale);
         const float* Pu = P;
         if (dropout) {
-          for (int64_t t = 0; t < T * T; t++) {
+          for (int64_t t = 0; t < Tq * T; t++) {
             bool kept = streamDraw(seed, offset + static_cast<uint32_t>(pOff + t)) >= threshold;
             keep[pOff + t] = kept ? 1 : 0;
             s[t] = kept ? P[t] * keepScale : 0.0f;
           }
           Pu = s.data();
         }
-        headGemm(false, false, T, Dh, T, Pu, T, v + base, W, ctx + base, W);
+        headGemm(false, false, Tq, Dh, T, Pu, T, v + kvBase, W, ctx + qBase, W);
       }
     }
   }
   return info.Env().Undefined();
 }
 
+// Shapes as in AttentionForward; Tq is argument 14.
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *probs = F(info, 3);
   uint8_t* keep = U8(info, 4);
@@ -518,23 +655,24 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   float* dctx = F(info, 6);
   int64_t Bn = N(info, 7), T = N(info, 8), H = N(info, 9), Dh = N(info, 10);
   float *dq = F(info, 11), *dk = F(info, 12), *dv = F(info, 13);
+  int64_t Tq = N(info, 14);
   int64_t W = H * Dh;
   float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   float keepScale = keep ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
   if (g_bf16) {
-    const int64_t np = Bn * H * T * T;
-    convertBf16(dctx, Bn * T, W, W, g_d16);
-    convertBf16(q, Bn * T, W, W, g_q16);
+    const int64_t np = Bn * H * Tq * T;
+    convertBf16(dctx, Bn * Tq, W, W, g_d16);
+    convertBf16(q, Bn * Tq, W, W, g_q16);
     convertBf16(k, Bn * T, W, W, g_k16);
     convertBf16(v, Bn * T, W, W, g_v16);
     g_p16.resize(static_cast<size_t>(np));
 #pragma omp parallel for simd schedule(static)
     for (int64_t t = 0; t < np; t++) g_p16[t] = toBf16(keep ? (keep[t] ? probs[t] * keepScale : 0.0f) : probs[t]);
-    headMatmul(HeadOp::SquareTByRows, Bn, H, T, Dh, g_p16.data(), g_d16.data(), dv);  // dV = P'ᵀ dctx
+    headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, g_p16.data(), g_d16.data(), dv);  // dV = P'ᵀ dctx
     g_dp.resize(static_cast<size_t>(np));
-    headMatmul(HeadOp::RowsByRowsT, Bn, H, T, Dh, g_d16.data(), g_v16.data(), g_dp.data());  // dP' = dctx Vᵀ
+    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, g_d16.data(), g_v16.data(), g_dp.data());  // dP' = dctx Vᵀ
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < Bn * H * T; r++) {
+    for (int64_t r = 0; r < Bn * H * Tq; r++) {
       float* d = g_dp.data() + r * T;
       const float* pr = probs + r * T;
       if (keep)
@@ -545,27 +683,27 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
       uint16_t* out = g_p16.data() + r * T;  // reuse: now dS in bf16
       for (int64_t j = 0; j < T; j++) out[j] = toBf16(pr[j] * (d[j] - fdot) * scale);
     }
-    headMatmul(HeadOp::SquareByRows, Bn, H, T, Dh, g_p16.data(), g_k16.data(), dq);   // dQ = dS K
-    headMatmul(HeadOp::SquareTByRows, Bn, H, T, Dh, g_p16.data(), g_q16.data(), dk);  // dK = dSᵀ Q
+    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, g_p16.data(), g_k16.data(), dq);   // dQ = dS K
+    headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, g_p16.data(), g_q16.data(), dk);  // dK = dSᵀ Q
     return info.Env().Undefined();
   }
 #pragma omp parallel
   {
-    std::vector<float> pd(T * T), dp(T * T);
+    std::vector<float> pd(Tq * T), dp(Tq * T);
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < Bn; b++) {
       for (int64_t h = 0; h < H; h++) {
-        int64_t base = b * T * W + h * Dh;
-        int64_t pOff = (b * H + h) * T * T;
+        int64_t kvBase = b * T * W + h * Dh, qBase = b * Tq * W + h * Dh;
+        int64_t pOff = (b * H + h) * Tq * T;
         const float* P = probs + pOff;
         const float* Pu = P;
         if (keep) {
-          for (int64_t t = 0; t < T * T; t++) pd[t] = keep[pOff + t] ? P[t] * keepScale : 0.0f;
+          for (int64_t t = 0; t < Tq * T; t++) pd[t] = keep[pOff + t] ? P[t] * keepScale : 0.0f;
           Pu = pd.data();
         }
-        headGemm(true, false, T, Dh, T, Pu, T, dctx + base, W, dv + base, W);  // dV = P'ᵀ dctx
-        headGemm(false, true, T, T, Dh, dctx + base, W, v + base, W, dp.data(), T);  // dP' = dctx Vᵀ
-        for (int64_t i = 0; i < T; i++) {
+        headGemm(true, false, T, Dh, Tq, Pu, T, dctx + qBase, W, dv + kvBase, W);  // dV = P'ᵀ dctx
+        headGemm(false, true, Tq, T, Dh, dctx + qBase, W, v + kvBase, W, dp.data(), T);  // dP' = dctx Vᵀ
+        for (int64_t i = 0; i < Tq; i++) {
           float* d = dp.data() + i * T;
           const float* pr = P + i * T;
           if (keep)
@@ -575,8 +713,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
           float fdot = static_cast<float>(dot);
           for (int64_t j = 0; j < T; j++) d[j] = pr[j] * (d[j] - fdot) * scale;
         }
-        headGemm(false, false, T, Dh, T, dp.data(), T, k + base, W, dq + base, W);  // dQ = dS K
-        headGemm(true, false, T, Dh, T, dp.data(), T, q + base, W, dk + base, W);  // dK = dSᵀ Q
+        headGemm(false, false, Tq, Dh, T, dp.data(), T, k + kvBase, W, dq + qBase, W);  // dQ = dS K
+        headGemm(true, false, T, Dh, Tq, dp.data(), T, q + qBase, W, dk + kvBase, W);  // dK = dSᵀ Q
       }
     }
   }

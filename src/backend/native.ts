@@ -65,9 +65,9 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       configure();
       a.linearForward(f32(x), f32(w), f32(b), f32(y), rows, inF, outF);
     },
-    linearBackward(dy, x, w, dx, dw, db, rows, inF, outF) {
+    linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, gradsZero) {
       configure();
-      a.linearBackward(f32(dy), f32(x), f32(w), dx && f32(dx), dw && f32(dw), db && f32(db), rows, inF, outF);
+      a.linearBackward(f32(dy), f32(x), f32(w), dx && f32(dx), dw && f32(dw), db && f32(db), rows, inF, outF, gradsZero === true);
     },
     add: (x, y, out, n) => a.add(f32(x), f32(y), f32(out), n),
     geluForward: (x, y, n) => a.geluForward(f32(x), f32(y), n),
@@ -81,12 +81,12 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
     attentionForward(q, k, v, mask, s, probs, ctx, dropout, keep) {
       configure();
       a.attentionForward(f32(q), f32(k), f32(v), mask, s.batch, s.seqLen, s.heads, s.headDim, f32(probs), f32(ctx),
-        dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep);
+        dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep, s.queryLen ?? s.seqLen);
     },
     attentionBackward(q, k, v, probs, keep, p, dctx, s, dq, dk, dv) {
       configure();
       a.attentionBackward(f32(q), f32(k), f32(v), f32(probs), keep, p, f32(dctx), s.batch, s.seqLen, s.heads, s.headDim,
-        f32(dq), f32(dk), f32(dv));
+        f32(dq), f32(dk), f32(dv), s.queryLen ?? s.seqLen);
     },
     dropoutForward: (x, y, keep, n, spec) => a.dropoutForward(f32(x), f32(y), keep, n, spec.p, spec.seed >>> 0, spec.offset >>> 0),
     dropoutBackward: (dy, dx, keep, n, p) => a.dropoutBackward(f32(dy), f32(dx), keep, n, p),

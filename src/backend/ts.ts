@@ -173,15 +173,17 @@ export const tsBackend: Backend = {
 
   attentionForward(q, k, v, keyMask, shape, probs, ctx, dropout, keep) {
     const { batch: B, seqLen: T, heads: H, headDim: D } = shape;
+    const Tq = shape.queryLen ?? T;
     const W = H * D;
     const scale = 1 / Math.sqrt(D);
-    const s = new Float64Array(T * T);
+    const s = new Float64Array(Tq * T);
     const threshold = dropout ? dropThreshold(dropout.p) : 0;
     const keepScale = dropout ? 1 / (1 - dropout.p) : 1;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
-        const base = b * T * W + h * D;
-        for (let i = 0; i < T; i++) {
+        const kvBase = b * T * W + h * D; // keys/values of this (batch, head)
+        const qBase = b * Tq * W + h * D; // its query rows (and ctx rows)
+        for (let i = 0; i < Tq; i++) {
           for (let j = 0; j < T; j++) {
             const m = keyMask[b * T + j]!;
             if (m === -Infinity) {
@@ -189,25 +191,25 @@ export const tsBackend: Backend = {
               continue;
             }
             let dot = 0;
-            for (let d = 0; d < D; d++) dot += q[base + i * W + d]! * k[base + j * W + d]!;
+            for (let d = 0; d < D; d++) dot += q[qBase + i * W + d]! * k[kvBase + j * W + d]!;
             s[i * T + j] = dot * scale + m;
           }
         }
-        softmaxRowsInPlace(s, T, T);
-        const pOff = (b * H + h) * T * T;
-        for (let t = 0; t < T * T; t++) probs[pOff + t] = s[t]!;
+        softmaxRowsInPlace(s, Tq, T);
+        const pOff = (b * H + h) * Tq * T;
+        for (let t = 0; t < Tq * T; t++) probs[pOff + t] = s[t]!;
         if (dropout && keep) {
-          for (let t = 0; t < T * T; t++) {
+          for (let t = 0; t < Tq * T; t++) {
             const kept = streamDraw(dropout.seed, dropout.offset + pOff + t) >= threshold;
             keep[pOff + t] = kept ? 1 : 0;
             s[t] = kept ? s[t]! * keepScale : 0;
           }
         }
-        for (let i = 0; i < T; i++) {
+        for (let i = 0; i < Tq; i++) {
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let j = 0; j < T; j++) acc += s[i * T + j]! * v[base + j * W + d]!;
-            ctx[base + i * W + d] = acc;
+            for (let j = 0; j < T; j++) acc += s[i * T + j]! * v[kvBase + j * W + d]!;
+            ctx[qBase + i * W + d] = acc;
           }
         }
       }
@@ -216,52 +218,54 @@ export const tsBackend: Backend = {
 
   attentionBackward(q, k, v, probs, keep, dropoutP, dctx, shape, dq, dk, dv) {
     const { batch: B, seqLen: T, heads: H, headDim: D } = shape;
+    const Tq = shape.queryLen ?? T;
     const W = H * D;
     const scale = 1 / Math.sqrt(D);
     const keepScale = keep ? 1 / (1 - dropoutP) : 1;
-    const pd = new Float64Array(T * T); // probabilities after dropout
-    const dp = new Float64Array(T * T);
+    const pd = new Float64Array(Tq * T); // probabilities after dropout
+    const dp = new Float64Array(Tq * T);
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
-        const base = b * T * W + h * D;
-        const pOff = (b * H + h) * T * T;
-        for (let t = 0; t < T * T; t++) {
+        const kvBase = b * T * W + h * D;
+        const qBase = b * Tq * W + h * D;
+        const pOff = (b * H + h) * Tq * T;
+        for (let t = 0; t < Tq * T; t++) {
           pd[t] = keep ? (keep[pOff + t] ? probs[pOff + t]! * keepScale : 0) : probs[pOff + t]!;
         }
         // dV = P'ᵀ dctx ; dP' = dctx Vᵀ
         for (let j = 0; j < T; j++) {
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let i = 0; i < T; i++) acc += pd[i * T + j]! * dctx[base + i * W + d]!;
-            dv[base + j * W + d] = acc;
+            for (let i = 0; i < Tq; i++) acc += pd[i * T + j]! * dctx[qBase + i * W + d]!;
+            dv[kvBase + j * W + d] = acc;
           }
         }
-        for (let i = 0; i < T; i++) {
+        for (let i = 0; i < Tq; i++) {
           for (let j = 0; j < T; j++) {
             let acc = 0;
-            for (let d = 0; d < D; d++) acc += dctx[base + i * W + d]! * v[base + j * W + d]!;
+            for (let d = 0; d < D; d++) acc += dctx[qBase + i * W + d]! * v[kvBase + j * W + d]!;
             if (keep) acc = keep[pOff + i * T + j] ? acc * keepScale : 0;
             dp[i * T + j] = acc;
           }
         }
         // softmax backward: dS = P ⊙ (dP − Σ_j dP·P), then the 1/√D scale.
-        for (let i = 0; i < T; i++) {
+        for (let i = 0; i < Tq; i++) {
           let dot = 0;
           for (let j = 0; j < T; j++) dot += dp[i * T + j]! * probs[pOff + i * T + j]!;
           for (let j = 0; j < T; j++) dp[i * T + j] = probs[pOff + i * T + j]! * (dp[i * T + j]! - dot) * scale;
         }
-        for (let i = 0; i < T; i++) {
+        for (let i = 0; i < Tq; i++) {
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let j = 0; j < T; j++) acc += dp[i * T + j]! * k[base + j * W + d]!;
-            dq[base + i * W + d] = acc;
+            for (let j = 0; j < T; j++) acc += dp[i * T + j]! * k[kvBase + j * W + d]!;
+            dq[qBase + i * W + d] = acc;
           }
         }
         for (let j = 0; j < T; j++) {
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let i = 0; i < T; i++) acc += dp[i * T + j]! * q[base + i * W + d]!;
-            dk[base + j * W + d] = acc;
+            for (let i = 0; i < Tq; i++) acc += dp[i * T + j]! * q[qBase + i * W + d]!;
+            dk[kvBase + j * W + d] = acc;
           }
         }
       }

@@ -19,9 +19,15 @@ export interface DropoutSpec {
 
 export interface AttentionShape {
   batch: number;
+  /** Key/value rows per sequence. */
   seqLen: number;
   heads: number;
   headDim: number;
+  /**
+   * Query rows per sequence (default seqLen). 1 computes attention for each sequence's first ([CLS]) row only:
+   * q, ctx and their gradients are then [B, H·D] and probs [B, heads, 1, seqLen].
+   */
+  queryLen?: number;
 }
 
 export interface Backend {
@@ -45,11 +51,12 @@ export interface Backend {
   linearForward(x: FArray, w: FArray, b: FArray, y: FArray, rows: number, inF: number, outF: number): void;
   /**
    * dx = dy · W (overwrites dx), dW += dyᵀ · x, db += Σ_rows dy. Any of dx/dw/db may be null (frozen weights or
-   * no need to backprop further down).
+   * no need to backprop further down). `gradsZero` promises that dW and db hold zeros on entry, so a backend may
+   * write the products instead of adding them (same result, one read of dW less).
    */
   linearBackward(
     dy: FArray, x: FArray, w: FArray, dx: FArray | null, dw: FArray | null, db: FArray | null,
-    rows: number, inF: number, outF: number,
+    rows: number, inF: number, outF: number, gradsZero?: boolean,
   ): void;
 
   /** out = a + b elementwise. */
@@ -74,8 +81,9 @@ export interface Backend {
   ): void;
 
   /**
-   * Scaled dot-product attention over q,k,v [B·T, H·D] with an additive key mask [B·T] (0 or −∞ per key).
-   * Saves the softmax probabilities [B,H,T,T] (before dropout) and the dropout keep-mask.
+   * Scaled dot-product attention over q [B·Tq, H·D] and k,v [B·T, H·D] with an additive key mask [B·T] (0 or −∞
+   * per key); Tq = shape.queryLen ?? T. Saves the softmax probabilities [B,H,Tq,T] (before dropout) and the
+   * dropout keep-mask.
    */
   attentionForward(
     q: FArray, k: FArray, v: FArray, keyMask: Float32Array, shape: AttentionShape,

@@ -10,6 +10,10 @@
  *
  * Freezing: frozen parameters get no gradient, and backprop stops below the lowest trainable module; only
  * modules that backprop runs through keep their activations.
+ *
+ * Classification reads only the [CLS] row of the last layer, so unless every hidden state is asked for, the
+ * last layer computes keys and values for all tokens but its query, attention output, feed-forward and
+ * LayerNorms for the [CLS] rows alone (exactly the same logits and gradients; ≈7% of a BERT-base step).
  */
 import type { AttentionShape, Backend, DropoutSpec, FArray } from "../backend/types.js";
 import type { BertConfig } from "./config.js";
@@ -51,6 +55,10 @@ interface EmbeddingCache {
 
 interface LayerCache {
   x: FArray;
+  /** The rows queries are computed for: x itself, or its [CLS] rows when only those are needed. */
+  xq: FArray;
+  /** Query rows per sequence: seqLen, or 1 ([CLS] only). */
+  queryLen: number;
   q: FArray;
   k: FArray;
   v: FArray;
@@ -111,6 +119,11 @@ export class BertForSequenceClassification {
   readonly params: ParamStore;
   /** Per parameter (same order as params.specs): does it train? */
   readonly trainable: boolean[];
+  /**
+   * Per parameter: is its gradient still the zero that zeroGrad() wrote? Linear layers then let the backend
+   * overwrite instead of add. Only zeroGrad() sets it; write into params.grad yourself only after a backward.
+   */
+  private readonly gradIsZero: boolean[];
   hiddenDropout: number;
   attentionDropout: number;
   classifierDropout: number;
@@ -131,6 +144,7 @@ export class BertForSequenceClassification {
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
     this.params = new ParamStore(bertParamLayout(config), dtype);
     this.trainable = this.params.specs.map(() => true);
+    this.gradIsZero = this.params.specs.map(() => false);
     this.hiddenDropout = config.hidden_dropout_prob;
     this.attentionDropout = config.attention_probs_dropout_prob;
     this.classifierDropout = config.classifier_dropout ?? config.hidden_dropout_prob;
@@ -266,7 +280,11 @@ export class BertForSequenceClassification {
   /** Returns dx (or null when not needed); accumulates weight gradients of trainable weights. */
   private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean): FArray | null {
     const dx = needDx ? this.alloc(rows * inF) : null;
-    this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF);
+    const wi = this.params.specs.indexOf(this.params.spec(`${prefix}.weight`));
+    const bi = this.params.specs.indexOf(this.params.spec(`${prefix}.bias`));
+    const gradsZero = this.gradIsZero[wi]! && this.gradIsZero[bi]!;
+    this.gradIsZero[wi] = this.gradIsZero[bi] = false;
+    this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF, gradsZero);
     return dx;
   }
 
@@ -284,23 +302,39 @@ export class BertForSequenceClassification {
     return dx;
   }
 
-  private attentionShape(input: ModelInput): AttentionShape {
+  private attentionShape(input: ModelInput, queryLen: number): AttentionShape {
     const heads = this.config.num_attention_heads;
-    return { batch: input.batch, seqLen: input.seqLen, heads, headDim: this.config.hidden_size / heads };
+    return { batch: input.batch, seqLen: input.seqLen, heads, headDim: this.config.hidden_size / heads, queryLen };
   }
 
-  private layerForward(l: number, x: FArray, input: ModelInput, keyMask: Float32Array, stream: DropoutStream | null, save: boolean): { out: FArray; cache: LayerCache | null } {
+  /** Rows 0, T, 2T, … of x [B·T, H]: the [CLS] token of every sequence. */
+  private clsRows(x: FArray, input: ModelInput): FArray {
+    const H = this.config.hidden_size;
+    const { batch: B, seqLen: T } = input;
+    const out = this.alloc(B * H);
+    for (let b = 0; b < B; b++) out.set(x.subarray(b * T * H, b * T * H + H), b * H);
+    return out;
+  }
+
+  /**
+   * One encoder layer. With `clsOnly` the output holds only the [CLS] rows ([B, H]): keys and values still come
+   * from every token, everything else runs on the B query rows.
+   */
+  private layerForward(l: number, x: FArray, input: ModelInput, keyMask: Float32Array, stream: DropoutStream | null, save: boolean, clsOnly: boolean): { out: FArray; cache: LayerCache | null } {
     const H = this.config.hidden_size;
     const I = this.config.intermediate_size;
-    const rows = input.batch * input.seqLen;
+    const queryLen = clsOnly ? 1 : input.seqLen;
+    const kvRows = input.batch * input.seqLen;
+    const rows = input.batch * queryLen;
     const p = `bert.encoder.layer.${l}.`;
-    const shape = this.attentionShape(input);
+    const shape = this.attentionShape(input, queryLen);
 
     // self-attention
-    const q = this.linear(`${p}attention.self.query`, x, rows, H, H);
-    const k = this.linear(`${p}attention.self.key`, x, rows, H, H);
-    const v = this.linear(`${p}attention.self.value`, x, rows, H, H);
-    const probs = this.alloc(input.batch * shape.heads * input.seqLen * input.seqLen);
+    const xq = clsOnly ? this.clsRows(x, input) : x;
+    const q = this.linear(`${p}attention.self.query`, xq, rows, H, H);
+    const k = this.linear(`${p}attention.self.key`, x, kvRows, H, H);
+    const v = this.linear(`${p}attention.self.value`, x, kvRows, H, H);
+    const probs = this.alloc(input.batch * shape.heads * queryLen * input.seqLen);
     const ctx = this.alloc(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, probs.length) : null;
     const attnKeep = attnDrop ? this.current.byte(probs.length) : null;
@@ -310,7 +344,7 @@ export class BertForSequenceClassification {
     const attnOut = this.linear(`${p}attention.output.dense`, ctx, rows, H, H);
     const d1 = this.dropout(attnOut, this.hiddenDropout, rows * H, stream, save);
     const sum1 = this.alloc(rows * H);
-    this.backend.add(d1.y, x, sum1, rows * H);
+    this.backend.add(d1.y, xq, sum1, rows * H);
     const ln1 = this.layerNorm(`${p}attention.output.LayerNorm`, sum1, rows, H);
 
     // feed-forward: dense → GELU → dense → dropout → residual → LayerNorm
@@ -325,18 +359,20 @@ export class BertForSequenceClassification {
 
     const cache: LayerCache | null = save
       ? {
-          x, q, k, v, probs, attnKeep, ctx, drop1: d1.cache, sum1, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
+          x, xq, queryLen, q, k, v, probs, attnKeep, ctx, drop1: d1.cache, sum1, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
           inter, act, drop2: d2.cache, sum2, mean2: ln2.mean, rstd2: ln2.rstd,
         }
       : null;
     return { out: ln2.y, cache };
   }
 
-  /** Backward through one layer; returns d(input) when `needDx`. */
+  /** Backward through one layer (dOut has the rows its forward produced); returns d(input) when `needDx`. */
   private layerBackward(l: number, dOut: FArray, c: LayerCache, input: ModelInput, needDx: boolean): FArray | null {
     const H = this.config.hidden_size;
     const I = this.config.intermediate_size;
-    const rows = input.batch * input.seqLen;
+    const { batch: B, seqLen: T } = input;
+    const rows = B * c.queryLen;
+    const kvRows = B * T;
     const p = `bert.encoder.layer.${l}.`;
     const n = rows * H;
 
@@ -353,17 +389,25 @@ export class BertForSequenceClassification {
     const dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true)!;
 
     const dq = this.alloc(n);
-    const dk = this.alloc(n);
-    const dv = this.alloc(n);
-    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input), dq, dk, dv);
-    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.x, rows, H, H, needDx);
-    const dxk = this.linearBack(`${p}attention.self.key`, dk, c.x, rows, H, H, needDx);
-    const dxv = this.linearBack(`${p}attention.self.value`, dv, c.x, rows, H, H, needDx);
+    const dk = this.alloc(kvRows * H);
+    const dv = this.alloc(kvRows * H);
+    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen), dq, dk, dv);
+    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.xq, rows, H, H, needDx);
+    const dxk = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx);
+    const dxv = this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx);
     if (!needDx) return null;
-    this.backend.add(dxq!, dxk!, dxq!, n);
-    this.backend.add(dxq!, dxv!, dxq!, n);
-    this.backend.add(dxq!, dSum1, dxq!, n); // residual branch
-    return dxq;
+    this.backend.add(dxq!, dSum1, dxq!, n); // residual branch (query rows only)
+    this.backend.add(dxk!, dxv!, dxk!, kvRows * H);
+    if (c.queryLen === T) {
+      this.backend.add(dxk!, dxq!, dxk!, n);
+    } else {
+      // [CLS]-only layer: the query rows' gradient goes back to rows 0, T, 2T, …
+      for (let b = 0; b < B; b++) {
+        const row = dxk!.subarray(b * T * H, b * T * H + H);
+        this.backend.add(row, dxq!.subarray(b * H, b * H + H), row, H);
+      }
+    }
+    return dxk;
   }
 
   // ---------------------------------------------------------------- encoder + pooler
@@ -399,15 +443,15 @@ export class BertForSequenceClassification {
     const layers: (LayerCache | null)[] = [];
     for (let l = 0; l < L; l++) {
       this.useArenaFor(l, save && minLevel <= l + 1);
-      const r = this.layerForward(l, x, input, keyMask, stream, save && minLevel <= l + 1);
+      const clsOnly = l === L - 1 && !hidden; // the pooler reads only the last layer's [CLS] rows
+      const r = this.layerForward(l, x, input, keyMask, stream, save && minLevel <= l + 1, clsOnly);
       layers.push(r.cache);
       x = r.out;
       hidden?.push(keepHidden(x));
     }
     // pooler: tanh(W · h[:, 0])
     this.current = this.arena;
-    const cls = this.alloc(B * H);
-    for (let b = 0; b < B; b++) cls.set(x.subarray(b * T * H, b * T * H + H), b * H);
+    const cls = L > 0 && !hidden ? x : this.clsRows(x, input);
     const pre = this.linear("bert.pooler.dense", cls, B, H, H);
     const pooled = this.fresh(B * H);
     this.backend.tanhForward(pre, pooled, B * H);
@@ -463,8 +507,13 @@ export class BertForSequenceClassification {
     this.backend.tanhBackward(cache.pooled, dPooled, dPre, B * H);
     const dCls = this.linearBack("bert.pooler.dense", dPre, cache.cls, B, H, H, minLevel <= L);
     if (!dCls) return;
-    let dx = this.arena.zeros(B * T * H); // only the [CLS] rows carry gradient from the pooler
-    for (let b = 0; b < B; b++) dx.set(dCls.subarray(b * H, b * H + H), b * T * H);
+    let dx: FArray;
+    if (L > 0 && cache.layers[L - 1]!.queryLen === 1) {
+      dx = dCls; // the last layer produced only the [CLS] rows
+    } else {
+      dx = this.arena.zeros(B * T * H); // only the [CLS] rows carry gradient from the pooler
+      for (let b = 0; b < B; b++) dx.set(dCls.subarray(b * H, b * H + H), b * T * H);
+    }
     for (let l = L - 1; l >= 0 && minLevel <= l + 1; l--) {
       const d = this.layerBackward(l, dx, cache.layers[l]!, input, minLevel <= l);
       if (!d) return;
@@ -475,5 +524,6 @@ export class BertForSequenceClassification {
 
   zeroGrad(): void {
     this.params.grad.fill(0);
+    this.gradIsZero.fill(true);
   }
 }

@@ -95,6 +95,40 @@ for (const withDropout of [false, true]) {
   });
 }
 
+test("attention with queryLen 1 ([CLS] rows only) equals the first query row of full attention, and its backward checks out", () => {
+  const full = { batch: 2, seqLen: 5, heads: 2, headDim: 3 };
+  const cls = { ...full, queryLen: 1 };
+  const [B, T, W] = [2, 5, 6];
+  const q = rand(B * T * W), k = rand(B * T * W), v = rand(B * T * W);
+  const mask = Float32Array.from([0, 0, 0, -Infinity, 0, 0, 0, 0, 0, -Infinity]);
+  const qCls = new Float64Array(B * W);
+  for (let b = 0; b < B; b++) qCls.set(q.subarray(b * T * W, b * T * W + W), b * W);
+  const ctxFull = new Float64Array(B * T * W), pFull = new Float64Array(B * 2 * T * T);
+  be.attentionForward(q, k, v, mask, full, pFull, ctxFull, null, null);
+  const ctx = new Float64Array(B * W), probs = new Float64Array(B * 2 * T);
+  be.attentionForward(qCls, k, v, mask, cls, probs, ctx, null, null);
+  for (let b = 0; b < B; b++) {
+    for (let d = 0; d < W; d++) assert.ok(Math.abs(ctx[b * W + d]! - ctxFull[b * T * W + d]!) < 1e-14);
+    for (let h = 0; h < 2; h++) for (let j = 0; j < T; j++) {
+      assert.ok(Math.abs(probs[(b * 2 + h) * T + j]! - pFull[(b * 2 + h) * T * T + j]!) < 1e-15);
+    }
+  }
+  const drop = { p: 0.3, seed: 5, offset: 2 };
+  const fwd = (qq: Float64Array, kk: Float64Array, vv: Float64Array): Float64Array => {
+    const c = new Float64Array(B * W);
+    be.attentionForward(qq, kk, vv, mask, cls, new Float64Array(B * 2 * T), c, drop, new Uint8Array(B * 2 * T));
+    return c;
+  };
+  const keep = new Uint8Array(B * 2 * T);
+  be.attentionForward(qCls, k, v, mask, cls, probs, new Float64Array(B * W), drop, keep);
+  const proj = rand(B * W);
+  const dq = new Float64Array(B * W), dk = new Float64Array(B * T * W), dv = new Float64Array(B * T * W);
+  be.attentionBackward(qCls, k, v, probs, keep, drop.p, proj, cls, dq, dk, dv);
+  check("dq", qCls, (x) => fwd(x, k, v), dq, proj);
+  check("dk", k, (x) => fwd(qCls, x, v), dk, proj);
+  check("dv", v, (x) => fwd(qCls, k, x), dv, proj);
+});
+
 test("embedding scatter-add skips the padding row; dropout backward uses the forward mask", () => {
   const H = 3;
   const ids = Int32Array.from([2, 0, 2, 1]);

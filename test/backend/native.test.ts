@@ -61,6 +61,26 @@ test("native kernels equal the reference kernels", { skip }, async () => {
   ref.attentionBackward(q, k, v, p1, k1, 0.2, dctx, shape, q1, kk1, v1); nb.attentionBackward(q, k, v, p2, k2, 0.2, dctx, shape, q2, kk2, v2);
   same("attention dq", q2, q1); same("attention dk", kk2, kk1); same("attention dv", v2, v1);
 
+  // [CLS]-only attention (queryLen 1): q/ctx [B, W], probs [B, H, 1, T]
+  const cls = { ...shape, queryLen: 1 };
+  const cn = 3 * 16, cP = 3 * 2 * 9;
+  const cq = rand(cn), cdctx = rand(cn);
+  const cp1 = new Float32Array(cP), cp2 = new Float32Array(cP), cc1 = new Float32Array(cn), cc2 = new Float32Array(cn);
+  const ck1 = new Uint8Array(cP), ck2 = new Uint8Array(cP);
+  ref.attentionForward(cq, k, v, mask, cls, cp1, cc1, drop, ck1); nb.attentionForward(cq, k, v, mask, cls, cp2, cc2, drop, ck2);
+  assert.deepEqual(ck2, ck1); same("cls attention probs", cp2, cp1); same("cls attention ctx", cc2, cc1);
+  const [cq1, ckk1, cv1] = [new Float32Array(cn), new Float32Array(an), new Float32Array(an)];
+  const [cq2, ckk2, cv2] = [new Float32Array(cn), new Float32Array(an), new Float32Array(an)];
+  ref.attentionBackward(cq, k, v, cp1, ck1, 0.2, cdctx, cls, cq1, ckk1, cv1); nb.attentionBackward(cq, k, v, cp2, ck2, 0.2, cdctx, cls, cq2, ckk2, cv2);
+  same("cls attention dq", cq2, cq1); same("cls attention dk", ckk2, ckk1); same("cls attention dv", cv2, cv1);
+
+  // gradsZero: the backend may overwrite the (zero) gradient buffers; same result as adding
+  const [zw, zb] = [new Float32Array(O * I), new Float32Array(O)];
+  nb.linearBackward(dy, x, w, null, zw, zb, R, I, O, true);
+  const [rw, rb] = [new Float32Array(O * I), new Float32Array(O)];
+  ref.linearBackward(dy, x, w, null, rw, rb, R, I, O);
+  same("linear dW (gradsZero)", zw, rw); same("linear db (gradsZero)", zb, rb);
+
   const dk1 = new Uint8Array(n), dk2 = new Uint8Array(n);
   ref.dropoutForward(gx, o1, dk1, n, { p: 0.1, seed: 9, offset: 5 }); nb.dropoutForward(gx, o2, dk2, n, { p: 0.1, seed: 9, offset: 5 });
   assert.deepEqual(dk2, dk1, "identical dropout masks"); same("dropout", o2, o1, 1e-7);
@@ -96,6 +116,27 @@ for (const refName of Object.keys(STRATEGY_ARGS)) {
   });
 }
 
+test("bf16 linear layer (packed weights, fused bias, inner-product weight gradient) within bf16 bounds, accumulating or not", { skip: bf16Skip }, () => {
+  const nb = NATIVE_BF16!;
+  const [R, I, O] = [64, 96, 80];
+  const x = rand(R * I), w = rand(O * I, 0.1), b = rand(O), dy = rand(R * O);
+  const y1 = new Float32Array(R * O), y2 = new Float32Array(R * O);
+  ref.linearForward(x, w, b, y1, R, I, O); nb.linearForward(x, w, b, y2, R, I, O);
+  same("bf16 linear", y2, y1, 2e-2);
+  assert.ok(relErr(y2, y1) > 1e-6, "bf16 really ran");
+  for (const gradsZero of [false, true]) {
+    const start = gradsZero ? 0 : 1; // accumulate onto an existing gradient, or overwrite a zero one
+    const dw1 = new Float32Array(O * I).fill(start), db1 = new Float32Array(O).fill(start);
+    const dw2 = Float32Array.from(dw1), db2 = Float32Array.from(db1);
+    const dx1 = new Float32Array(R * I), dx2 = new Float32Array(R * I);
+    ref.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O);
+    nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O, gradsZero);
+    same(`bf16 dx (gradsZero ${gradsZero})`, dx2, dx1, 2e-2);
+    same(`bf16 dW (gradsZero ${gradsZero})`, dw2, dw1, 2e-2);
+    same(`bf16 db (gradsZero ${gradsZero})`, db2, db1, 1e-6); // the bias gradient is summed from fp32 dy
+  }
+});
+
 test("bf16 attention (batched oneDNN path) stays within bf16 bounds of the reference, with identical dropout masks", { skip: bf16Skip }, () => {
   const nb = NATIVE_BF16!;
   const shape = { batch: 2, seqLen: 12, heads: 2, headDim: 16 };
@@ -117,4 +158,18 @@ test("bf16 attention (batched oneDNN path) stays within bf16 bounds of the refer
   ref.attentionBackward(q, k, v, p1, k1, 0.1, dctx, shape, q1, kk1, v1);
   nb.attentionBackward(q, k, v, p2, k2, 0.1, dctx, shape, q2, kk2, v2);
   same("bf16 dq", q2, q1, 2e-2); same("bf16 dk", kk2, kk1, 2e-2); same("bf16 dv", v2, v1, 2e-2);
+
+  const cls = { ...shape, queryLen: 1 }; // [CLS]-only: q/ctx [B, W], probs [B, H, 1, T]
+  const cq = rand(2 * 32), cdctx = rand(2 * 32);
+  const cp1 = new Float32Array(48), cp2 = new Float32Array(48), cc1 = new Float32Array(64), cc2 = new Float32Array(64);
+  const ck1 = new Uint8Array(48), ck2 = new Uint8Array(48);
+  ref.attentionForward(cq, k, v, mask, cls, cp1, cc1, drop, ck1);
+  nb.attentionForward(cq, k, v, mask, cls, cp2, cc2, drop, ck2);
+  assert.deepEqual(ck2, ck1);
+  same("bf16 cls probs", cp2, cp1, 2e-2); same("bf16 cls ctx", cc2, cc1, 2e-2);
+  const [cq1, ckk1, cv1] = [new Float32Array(64), new Float32Array(an), new Float32Array(an)];
+  const [cq2, ckk2, cv2] = [new Float32Array(64), new Float32Array(an), new Float32Array(an)];
+  ref.attentionBackward(cq, k, v, cp1, ck1, 0.1, cdctx, cls, cq1, ckk1, cv1);
+  nb.attentionBackward(cq, k, v, cp2, ck2, 0.1, cdctx, cls, cq2, ckk2, cv2);
+  same("bf16 cls dq", cq2, cq1, 2e-2); same("bf16 cls dk", ckk2, ckk1, 2e-2); same("bf16 cls dv", cv2, cv1, 2e-2);
 });

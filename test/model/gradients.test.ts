@@ -39,3 +39,28 @@ for (const backend of BACKENDS) for (const [setName, dir] of [["real-tokens", RE
     grads.close();
   });
 }
+
+for (const backend of BACKENDS) {
+  test(`[${backend.name}] the [CLS]-only last layer gives the logits and gradients of the full last layer`, () => {
+    const fwd = SafetensorsFile.open(join(REAL, "forward.safetensors"));
+    const { model } = loadModelFromDir(TINY, { backend });
+    model.setDropout(0);
+    const [B, T] = fwd.info("input_ids").shape as [number, number];
+    const input = { inputIds: fwd.int("input_ids"), attentionMask: fwd.int("attention_mask"), tokenTypeIds: fwd.int("token_type_ids"), batch: B, seqLen: T };
+    const labels = fwd.int("labels");
+    fwd.close();
+    const C = model.config.num_labels;
+    const run = (outputHiddenStates: boolean): { logits: Float32Array; grad: Float32Array } => {
+      const out = model.forward(input, { train: true, outputHiddenStates });
+      const { probs } = crossEntropy(backend, "float32", out.logits, labels, B, C);
+      model.zeroGrad();
+      model.backward(out.cache!, crossEntropyGrad(backend, "float32", probs, labels, B, C, 1 / B));
+      return { logits: Float32Array.from(out.logits), grad: Float32Array.from(model.params.grad) };
+    };
+    const full = run(true); // every hidden state asked for: the last layer runs on all rows
+    const cls = run(false);
+    assert.ok(relErr(cls.logits, full.logits) < 1e-6, `logits rel ${relErr(cls.logits, full.logits)}`);
+    assert.ok(relErr(cls.grad, full.grad) < 1e-5, `gradients rel ${relErr(cls.grad, full.grad)}`);
+    assert.ok(maxAbs(full.grad) > 0);
+  });
+}
