@@ -812,6 +812,7 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   int64_t n = N(info, 4);
   double lr = D(info, 5), b1 = D(info, 6), b2 = D(info, 7), eps = D(info, 8), wd = D(info, 9);
   double step = D(info, 10);
+  float gradScale = static_cast<float>(D(info, 11));  // clipping's coefficient, as Scale would apply it
   double bc1 = 1 - std::pow(b1, step), bc2Sqrt = std::sqrt(1 - std::pow(b2, step));
   float stepSize = static_cast<float>(lr / bc1), decay = static_cast<float>(1 - lr * wd);
   float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2), omb1 = static_cast<float>(1 - b1),
@@ -819,7 +820,7 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   bool doDecay = wd != 0;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++) {
-    float gi = g[i];
+    float gi = g[i] * gradScale;
     float pi = doDecay ? p[i] * decay : p[i];
     float mi = fb1 * m[i] + omb1 * gi;
     float vi = fb2 * v[i] + omb2 * gi * gi;
@@ -834,7 +835,7 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   float* x = F(info, 0);
   int64_t n = N(info, 1);
   double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (n > 65536)
+#pragma omp parallel for simd reduction(+ : s) schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++) s += static_cast<double>(x[i]) * x[i];
   return Napi::Number::New(info.Env(), s);
 }

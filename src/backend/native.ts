@@ -95,7 +95,8 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
     embeddingBackward: (ids, dOut, table, rows, h, skip) => a.embeddingBackward(ids, f32(dOut), f32(table), rows, h, skip),
     crossEntropyForward: (logits, labels, probs, rows, c) => a.crossEntropyForward(f32(logits), labels, f32(probs), rows, c) as number,
     crossEntropyBackward: (probs, labels, d, rows, c, scale) => a.crossEntropyBackward(f32(probs), labels, f32(d), rows, c, scale),
-    adamw: (p, g, m, v, n, lr, b1, b2, eps, wd, step) => a.adamw(f32(p), f32(g), f32(m), f32(v), n, lr, b1, b2, eps, wd, step),
+    adamw: (p, g, m, v, n, lr, b1, b2, eps, wd, step, gradScale) =>
+      a.adamw(f32(p), f32(g), f32(m), f32(v), n, lr, b1, b2, eps, wd, step, gradScale ?? 1),
     sumSquares: (x, n) => a.sumSquares(f32(x), n) as number,
     scale: (x, n, s) => a.scale(f32(x), n, s),
   };

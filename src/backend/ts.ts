@@ -332,13 +332,15 @@ export const tsBackend: Backend = {
     }
   },
 
-  adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step) {
+  adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale = 1) {
     const bc1 = 1 - Math.pow(beta1, step);
     const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
     const stepSize = lr / bc1;
     const decay = 1 - lr * weightDecay;
+    // The scaled gradient rounds to g's own precision, as scale() storing it back would.
+    const round = g instanceof Float32Array ? Math.fround : (x: number): number => x;
     for (let i = 0; i < n; i++) {
-      const gi = g[i]!;
+      const gi = gradScale === 1 ? g[i]! : round(g[i]! * gradScale);
       if (weightDecay !== 0) p[i] = p[i]! * decay;
       // Read the moments back after storing so a float32 state rounds exactly as torch's does.
       m[i] = beta1 * m[i]! + (1 - beta1) * gi;

@@ -119,10 +119,12 @@ export interface Backend {
 
   /**
    * torch.optim.AdamW update on a flat slice: p ← p·(1 − lr·wd); m, v moments; p ← p − lr/bc1 · m/(√v/√bc2 + ε).
+   * `gradScale` (gradient clipping's coefficient, default 1) multiplies each gradient as it is read, exactly as
+   * scale() would have beforehand, without a separate pass; g itself is left as it is.
    */
   adamw(
     p: FArray, g: FArray, m: FArray, v: FArray, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale?: number,
   ): void;
   /** Σ x², accumulated in float64. */
   sumSquares(x: FArray, n: number): number;

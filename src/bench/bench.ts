@@ -12,7 +12,7 @@ import { BertForSequenceClassification, type ModelInput } from "../model/bert.js
 import { parseBertConfig } from "../model/config.js";
 import { initParameter } from "../io/checkpoint.js";
 import { crossEntropy, crossEntropyGrad } from "../train/loss.js";
-import { AdamW, clipGradNorm } from "../train/optimizer.js";
+import { AdamW, clipCoefficient } from "../train/optimizer.js";
 import { Rng } from "../util/rng.js";
 import { kernelReport, kernelStats } from "../backend/profile.js";
 
@@ -85,8 +85,7 @@ function trainStep(model: BertForSequenceClassification, opt: AdamW, input: Mode
   const C = model.config.num_labels;
   const { probs } = crossEntropy(model.backend, model.dtype, out.logits, labels, input.batch, C);
   model.backward(out.cache!, crossEntropyGrad(model.backend, model.dtype, probs, labels, input.batch, C, 1 / input.batch));
-  clipGradNorm(model, 1);
-  opt.step(2e-5);
+  opt.step(2e-5, undefined, clipCoefficient(model, 1).coef);
 }
 
 export function runBench(opts: BenchOptions): BenchResult[] {
@@ -128,8 +127,7 @@ export function runBench(opts: BenchOptions): BenchResult[] {
       const head = model.classify(pooled, input.batch, true, step++);
       const { probs } = crossEntropy(model.backend, model.dtype, head.logits, labels, input.batch, C);
       model.classifyBackward(crossEntropyGrad(model.backend, model.dtype, probs, labels, input.batch, C, 1 / input.batch), head.cache, false);
-      clipGradNorm(model, 1);
-      opt.step(2e-5);
+      opt.step(2e-5, undefined, clipCoefficient(model, 1).coef);
     });
     const m = median(times);
     emit({ name: "head_only_cached", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen });

@@ -30,8 +30,11 @@ export class AdamW {
     this.steps = new Int32Array(model.params.specs.length);
   }
 
-  /** One update of every trainable parameter; `lrScale(i)` multiplies the lr of parameter i (layer-wise decay). */
-  step(lr: number, lrScale: (index: number) => number = () => 1): void {
+  /**
+   * One update of every trainable parameter; `lrScale(i)` multiplies the lr of parameter i (layer-wise decay),
+   * `gradScale` every gradient (gradient clipping's coefficient from clipCoefficient(), fused into the update).
+   */
+  step(lr: number, lrScale: (index: number) => number = () => 1, gradScale = 1): void {
     const { params, backend, trainable } = this.model;
     params.specs.forEach((s, i) => {
       if (!trainable[i]) return;
@@ -41,30 +44,36 @@ export class AdamW {
         params.data.subarray(s.offset, end), params.grad.subarray(s.offset, end),
         this.m.subarray(s.offset, end), this.v.subarray(s.offset, end), s.size,
         lr * lrScale(i), this.opts.beta1, this.opts.beta2, this.opts.eps,
-        (this.opts.noDecay ?? isNoDecay)(s.name) ? 0 : this.opts.weightDecay, this.steps[i]!,
+        (this.opts.noDecay ?? isNoDecay)(s.name) ? 0 : this.opts.weightDecay, this.steps[i]!, gradScale,
       );
     });
   }
 }
 
 /**
- * torch.nn.utils.clip_grad_norm_ over the trainable parameters: returns the total L2 norm before clipping and
- * scales the gradients by max_norm/(norm + 1e-6) when that is below 1.
+ * torch.nn.utils.clip_grad_norm_'s arithmetic over the trainable parameters: the total L2 norm before clipping,
+ * and the factor max_norm/(norm + 1e-6) (1 when that is not below 1, or when maxNorm ≤ 0) that the gradients
+ * are to be multiplied by. Pass `coef` to AdamW.step to apply it inside the update.
  */
-export function clipGradNorm(model: BertForSequenceClassification, maxNorm: number): number {
+export function clipCoefficient(model: BertForSequenceClassification, maxNorm: number): { norm: number; coef: number } {
   const { params, backend, trainable } = model;
   let sq = 0;
   params.specs.forEach((s, i) => {
     if (trainable[i]) sq += backend.sumSquares(params.grad.subarray(s.offset, s.offset + s.size), s.size);
   });
   const norm = Math.sqrt(sq);
-  if (maxNorm > 0) {
-    const coef = maxNorm / (norm + 1e-6);
-    if (coef < 1) {
-      params.specs.forEach((s, i) => {
-        if (trainable[i]) backend.scale(params.grad.subarray(s.offset, s.offset + s.size), s.size, coef);
-      });
-    }
+  const coef = maxNorm > 0 ? maxNorm / (norm + 1e-6) : 1;
+  return { norm, coef: coef < 1 ? coef : 1 };
+}
+
+/** torch.nn.utils.clip_grad_norm_: scales the gradients in place; returns the total norm before clipping. */
+export function clipGradNorm(model: BertForSequenceClassification, maxNorm: number): number {
+  const { params, backend, trainable } = model;
+  const { norm, coef } = clipCoefficient(model, maxNorm);
+  if (coef < 1) {
+    params.specs.forEach((s, i) => {
+      if (trainable[i]) backend.scale(params.grad.subarray(s.offset, s.offset + s.size), s.size, coef);
+    });
   }
   return norm;
 }

@@ -10,7 +10,7 @@ import { Rng, stepSeed } from "../util/rng.js";
 import { WeitiaoError } from "../util/errors.js";
 import { taskLoss } from "./loss.js";
 import { argmax, type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics } from "./metrics.js";
-import { AdamW, type AdamWOptions, clipGradNorm } from "./optimizer.js";
+import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
 import { linearWarmupDecay, warmupSteps } from "./schedule.js";
 import { layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
 
@@ -352,9 +352,9 @@ export class Trainer {
         });
         st.seen += nExamples;
         const loss = lossSum / nExamples;
-        const gradNorm = clipGradNorm(model, args.maxGradNorm);
+        const { norm: gradNorm, coef } = clipCoefficient(model, args.maxGradNorm);
         const lr = linearWarmupDecay(args.learningRate, st.step, warmup, total);
-        this.optimizer.step(lr, (i) => lrScales[i]!);
+        this.optimizer.step(lr, (i) => lrScales[i]!, coef); // clipping fused into the update
         st.step++;
         st.stepInEpoch++;
         st.epochLoss += loss;
