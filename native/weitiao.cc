@@ -36,6 +36,10 @@ int32_t* I32(const Napi::CallbackInfo& info, size_t i) {
   }
   return info[i].As<Napi::Int32Array>().Data();
 }
+uint16_t* U16(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return info[i].As<Napi::Uint16Array>().Data();
+}
 uint8_t* U8(const Napi::CallbackInfo& info, size_t i) {
   if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
   return info[i].As<Napi::Uint8Array>().Data();
@@ -78,9 +82,7 @@ inline uint16_t toBf16(float f) {
 }
 
 // Convert a rows×cols block with row stride ld into a contiguous bf16 buffer.
-void convertBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>& dst) {
-  dst.resize(static_cast<size_t>(rows * cols));
-  uint16_t* d = dst.data();
+void convertBf16To(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* d) {
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
   for (int64_t r = 0; r < rows; r++) {
     const float* s = src + r * ld;
@@ -88,6 +90,22 @@ void convertBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::
 #pragma omp simd
     for (int64_t c = 0; c < cols; c++) o[c] = toBf16(s[c]);
   }
+}
+void convertBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::vector<uint16_t>& dst) {
+  dst.resize(static_cast<size_t>(rows * cols));
+  convertBf16To(src, rows, cols, ld, dst.data());
+}
+
+// The bf16 form of a contiguous GEMM input: the caller's copy (src/backend/types.ts Bf16Copy), converted only if
+// not yet filled, or else a conversion into scratch.
+const uint16_t* bf16Input(const float* src, int64_t rows, int64_t cols, uint16_t* copy, bool ready,
+                          std::vector<uint16_t>& scratch) {
+  if (!copy) {
+    convertBf16(src, rows, cols, cols, scratch);
+    return scratch.data();
+  }
+  if (!ready) convertBf16To(src, rows, cols, cols, copy);
+  return copy;
 }
 
 using MatmulKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, bool>;
@@ -289,13 +307,12 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// y = x Wᵀ + b
+// y = x Wᵀ + b. Arguments 7, 8: x's bf16 copy (or null) and whether it is filled.
 Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   float *x = F(info, 0), *w = F(info, 1), *b = F(info, 2), *y = F(info, 3);
   int64_t rows = N(info, 4), in = N(info, 5), out = N(info, 6);
   if (g_bf16 && rows > 0 && in > 0 && out > 0) {
-    convertBf16(x, rows, in, in, g_a16);
-    linearBf16(false, rows, in, out, g_a16.data(), w, b, y);
+    linearBf16(false, rows, in, out, bf16Input(x, rows, in, U16(info, 7), info.Length() > 8 && B(info, 8), g_a16), w, b, y);
     return info.Env().Undefined();
   }
 #pragma omp parallel for schedule(static) if (rows * out > 65536)
@@ -376,7 +393,8 @@ void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, c
 }
 
 // dx = dy W ; dW += dyᵀ x ; db += Σ dy. Argument 9, gradsZero: dW and db hold zeros on entry (the model knows
-// after zeroGrad), so the products may overwrite them instead of reading them back.
+// after zeroGrad), so the products may overwrite them instead of reading them back. Arguments 10, 11: x's bf16
+// copy and whether it is filled.
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
   int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
@@ -386,8 +404,8 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     biasGrad(dy, db, rows, out, g_c16.data());  // one pass over dy: db (fp32) and dy in bf16 for both products
     if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx);
     if (dw) {
-      convertBf16(x, rows, in, in, g_a16);
-      weightGradBf16(rows, in, out, g_c16.data(), g_a16.data(), dw, gradsZero);
+      const uint16_t* x16 = bf16Input(x, rows, in, U16(info, 10), info.Length() > 11 && B(info, 11), g_a16);
+      weightGradBf16(rows, in, out, g_c16.data(), x16, dw, gradsZero);
     }
     return info.Env().Undefined();
   }
@@ -595,6 +613,7 @@ inline void softmaxRow(float* __restrict row, const float* __restrict mrow, int6
 }
 
 // q/ctx: [B·Tq, W]; k/v: [B·T, W]; probs/keep: [B, H, Tq, T]. Tq (argument 14) is T, or 1 for [CLS]-only.
+// Arguments 15–20: bf16 copies of q, k, v with their filled flags (or null), used in bf16 mode.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *mask = F(info, 3);
   int64_t Bn = N(info, 4), T = N(info, 5), H = N(info, 6), Dh = N(info, 7);
@@ -610,10 +629,10 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float keepScale = dropout ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
   if (g_bf16) {
     const int64_t np = Bn * H * Tq * T;
-    convertBf16(q, Bn * Tq, W, W, g_q16);
-    convertBf16(k, Bn * T, W, W, g_k16);
-    convertBf16(v, Bn * T, W, W, g_v16);
-    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, g_q16.data(), g_k16.data(), probs);
+    const uint16_t* q16 = bf16Input(q, Bn * Tq, W, U16(info, 15), info.Length() > 16 && B(info, 16), g_q16);
+    const uint16_t* k16 = bf16Input(k, Bn * T, W, U16(info, 17), info.Length() > 18 && B(info, 18), g_k16);
+    const uint16_t* v16 = bf16Input(v, Bn * T, W, U16(info, 19), info.Length() > 20 && B(info, 20), g_v16);
+    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, q16, k16, probs);
     g_p16.resize(static_cast<size_t>(np));
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < Bn * H * Tq; r++) {
@@ -635,7 +654,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
         for (int64_t j = 0; j < T; j++) out[j] = toBf16(row[j]);
       }
     }
-    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, g_p16.data(), g_v16.data(), ctx);
+    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, g_p16.data(), v16, ctx);
     return info.Env().Undefined();
   }
 #pragma omp parallel
@@ -666,7 +685,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Shapes as in AttentionForward; Tq is argument 14.
+// Shapes as in AttentionForward; Tq is argument 14, the bf16 copies 15–20.
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *probs = F(info, 3);
   uint8_t* keep = U8(info, 4);
@@ -681,15 +700,15 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   if (g_bf16) {
     const int64_t np = Bn * H * Tq * T;
     convertBf16(dctx, Bn * Tq, W, W, g_d16);
-    convertBf16(q, Bn * Tq, W, W, g_q16);
-    convertBf16(k, Bn * T, W, W, g_k16);
-    convertBf16(v, Bn * T, W, W, g_v16);
+    const uint16_t* q16 = bf16Input(q, Bn * Tq, W, U16(info, 15), info.Length() > 16 && B(info, 16), g_q16);
+    const uint16_t* k16 = bf16Input(k, Bn * T, W, U16(info, 17), info.Length() > 18 && B(info, 18), g_k16);
+    const uint16_t* v16 = bf16Input(v, Bn * T, W, U16(info, 19), info.Length() > 20 && B(info, 20), g_v16);
     g_p16.resize(static_cast<size_t>(np));
 #pragma omp parallel for simd schedule(static)
     for (int64_t t = 0; t < np; t++) g_p16[t] = toBf16(keep ? (keep[t] ? probs[t] * keepScale : 0.0f) : probs[t]);
     headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, g_p16.data(), g_d16.data(), dv);  // dV = P'ᵀ dctx
     g_dp.resize(static_cast<size_t>(np));
-    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, g_d16.data(), g_v16.data(), g_dp.data());  // dP' = dctx Vᵀ
+    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, g_d16.data(), v16, g_dp.data());  // dP' = dctx Vᵀ
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < Bn * H * Tq; r++) {
       float* d = g_dp.data() + r * T;
@@ -707,8 +726,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 #pragma omp simd
       for (int64_t j = 0; j < T; j++) out[j] = toBf16(pr[j] * (d[j] - fdot) * scale);
     }
-    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, g_p16.data(), g_k16.data(), dq);   // dQ = dS K
-    headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, g_p16.data(), g_q16.data(), dk);  // dK = dSᵀ Q
+    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, g_p16.data(), k16, dq);   // dQ = dS K
+    headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, g_p16.data(), q16, dk);  // dK = dSᵀ Q
     return info.Env().Undefined();
   }
 #pragma omp parallel

@@ -6,7 +6,7 @@
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { Backend, FArray } from "./types.js";
+import type { Backend, Bf16Copy, FArray } from "./types.js";
 
 export interface NativeLoadOptions {
   precision: "fp32" | "bf16";
@@ -37,6 +37,14 @@ function loadAddon(): Addon | null {
   return addon;
 }
 
+/** A copy's buffer and whether it is filled, as the addon takes them; after the call the copy is filled. */
+function copyArgs(c: Bf16Copy | null | undefined): [Uint16Array | null, boolean] {
+  return c ? [c.data, c.ready] : [null, false];
+}
+function markReady(...copies: (Bf16Copy | null | undefined)[]): void {
+  for (const c of copies) if (c) c.ready = true;
+}
+
 function f32(x: FArray): Float32Array {
   if (!(x instanceof Float32Array)) throw new Error("the native backend computes in float32 only");
   return x;
@@ -57,17 +65,21 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
   const backend: Backend = {
     name: bf16 ? "native-bf16" : "native",
     supportsFloat64: false,
+    usesBf16Copies: bf16,
     gemm(tA, tB, M, N, K, A, aOff, lda, B, bOff, ldb, C, cOff, ldc, acc) {
       configure();
       a.gemm(tA, tB, M, N, K, f32(A), aOff, lda, f32(B), bOff, ldb, f32(C), cOff, ldc, acc);
     },
-    linearForward(x, w, b, y, rows, inF, outF) {
+    linearForward(x, w, b, y, rows, inF, outF, xCopy) {
       configure();
-      a.linearForward(f32(x), f32(w), f32(b), f32(y), rows, inF, outF);
+      a.linearForward(f32(x), f32(w), f32(b), f32(y), rows, inF, outF, ...copyArgs(xCopy));
+      markReady(xCopy);
     },
-    linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, gradsZero) {
+    linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, gradsZero, xCopy) {
       configure();
-      a.linearBackward(f32(dy), f32(x), f32(w), dx && f32(dx), dw && f32(dw), db && f32(db), rows, inF, outF, gradsZero === true);
+      a.linearBackward(f32(dy), f32(x), f32(w), dx && f32(dx), dw && f32(dw), db && f32(db), rows, inF, outF, gradsZero === true,
+        ...copyArgs(xCopy));
+      markReady(xCopy);
     },
     add: (x, y, out, n) => a.add(f32(x), f32(y), f32(out), n),
     geluForward: (x, y, n) => a.geluForward(f32(x), f32(y), n),
@@ -78,15 +90,19 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       a.layerNormForward(f32(x), f32(g), f32(b), f32(y), f32(mean), f32(rstd), rows, cols, eps),
     layerNormBackward: (dy, x, mean, rstd, g, dx, dg, db, rows, cols) =>
       a.layerNormBackward(f32(dy), f32(x), f32(mean), f32(rstd), f32(g), f32(dx), dg && f32(dg), db && f32(db), rows, cols),
-    attentionForward(q, k, v, mask, s, probs, ctx, dropout, keep) {
+    attentionForward(q, k, v, mask, s, probs, ctx, dropout, keep, copies) {
       configure();
       a.attentionForward(f32(q), f32(k), f32(v), mask, s.batch, s.seqLen, s.heads, s.headDim, f32(probs), f32(ctx),
-        dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep, s.queryLen ?? s.seqLen);
+        dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep, s.queryLen ?? s.seqLen,
+        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v));
+      markReady(copies?.q, copies?.k, copies?.v);
     },
-    attentionBackward(q, k, v, probs, keep, p, dctx, s, dq, dk, dv) {
+    attentionBackward(q, k, v, probs, keep, p, dctx, s, dq, dk, dv, copies) {
       configure();
       a.attentionBackward(f32(q), f32(k), f32(v), f32(probs), keep, p, f32(dctx), s.batch, s.seqLen, s.heads, s.headDim,
-        f32(dq), f32(dk), f32(dv), s.queryLen ?? s.seqLen);
+        f32(dq), f32(dk), f32(dv), s.queryLen ?? s.seqLen,
+        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v));
+      markReady(copies?.q, copies?.k, copies?.v);
     },
     dropoutForward: (x, y, keep, n, spec) => a.dropoutForward(f32(x), f32(y), keep, n, spec.p, spec.seed >>> 0, spec.offset >>> 0),
     dropoutBackward: (dy, dx, keep, n, p) => a.dropoutBackward(f32(dy), f32(dx), keep, n, p),

@@ -17,6 +17,24 @@ export interface DropoutSpec {
   offset: number;
 }
 
+/**
+ * A bf16 copy of an fp32 activation, kept next to it by a backend that runs GEMMs in bf16, so that a GEMM input is
+ * converted once per pass instead of at every use (Q, K and V read the same x; backward reads it again for dW;
+ * attention backward reads q, k, v again). The model allocates one per GEMM input when the backend sets
+ * `usesBf16Copies`, with `ready` false; the first kernel that needs the copy fills it and sets `ready`.
+ */
+export interface Bf16Copy {
+  data: Uint16Array;
+  ready: boolean;
+}
+
+/** bf16 copies of attention's inputs, filled by attentionForward and read back by attentionBackward. */
+export interface AttentionCopies {
+  q: Bf16Copy;
+  k: Bf16Copy;
+  v: Bf16Copy;
+}
+
 export interface AttentionShape {
   batch: number;
   /** Key/value rows per sequence. */
@@ -34,6 +52,8 @@ export interface Backend {
   readonly name: string;
   /** True when this backend can run float64 tensors (gradient checks). */
   readonly supportsFloat64: boolean;
+  /** True when the kernels below take Bf16Copy arguments (bf16 GEMMs); otherwise callers pass none. */
+  readonly usesBf16Copies?: boolean;
 
   /**
    * C[M,N] = op(A)[M,K] · op(B)[K,N]  (+ C when `accumulate`). op(X) is X or Xᵀ; `ld*` are the row strides of
@@ -47,16 +67,17 @@ export interface Backend {
     accumulate: boolean,
   ): void;
 
-  /** y[rows,out] = x[rows,in] · Wᵀ + b, with W stored [out,in] as torch.nn.Linear does. */
-  linearForward(x: FArray, w: FArray, b: FArray, y: FArray, rows: number, inF: number, outF: number): void;
+  /** y[rows,out] = x[rows,in] · Wᵀ + b, with W stored [out,in] as torch.nn.Linear does. `xCopy`: see Bf16Copy. */
+  linearForward(x: FArray, w: FArray, b: FArray, y: FArray, rows: number, inF: number, outF: number, xCopy?: Bf16Copy | null): void;
   /**
    * dx = dy · W (overwrites dx), dW += dyᵀ · x, db += Σ_rows dy. Any of dx/dw/db may be null (frozen weights or
    * no need to backprop further down). `gradsZero` promises that dW and db hold zeros on entry, so a backend may
-   * write the products instead of adding them (same result, one read of dW less).
+   * write the products instead of adding them (same result, one read of dW less). `xCopy`: the copy of x that
+   * the forward filled (see Bf16Copy).
    */
   linearBackward(
     dy: FArray, x: FArray, w: FArray, dx: FArray | null, dw: FArray | null, db: FArray | null,
-    rows: number, inF: number, outF: number, gradsZero?: boolean,
+    rows: number, inF: number, outF: number, gradsZero?: boolean, xCopy?: Bf16Copy | null,
   ): void;
 
   /** out = a + b elementwise. */
@@ -87,12 +108,12 @@ export interface Backend {
    */
   attentionForward(
     q: FArray, k: FArray, v: FArray, keyMask: Float32Array, shape: AttentionShape,
-    probs: FArray, ctx: FArray, dropout: DropoutSpec | null, keep: Uint8Array | null,
+    probs: FArray, ctx: FArray, dropout: DropoutSpec | null, keep: Uint8Array | null, copies?: AttentionCopies | null,
   ): void;
   /** dq, dk, dv overwritten. */
   attentionBackward(
     q: FArray, k: FArray, v: FArray, probs: FArray, keep: Uint8Array | null, dropoutP: number,
-    dctx: FArray, shape: AttentionShape, dq: FArray, dk: FArray, dv: FArray,
+    dctx: FArray, shape: AttentionShape, dq: FArray, dk: FArray, dv: FArray, copies?: AttentionCopies | null,
   ): void;
 
   /** y = x · keep / (1 − p), drawing keep from the counter-based RNG. */

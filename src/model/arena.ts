@@ -17,12 +17,13 @@ interface Pool<T> {
 export class Arena {
   private floats = new Map<number, Pool<FArray>>();
   private bytes = new Map<number, Pool<Uint8Array>>();
+  private halves = new Map<number, Pool<Uint16Array>>();
 
   constructor(private readonly dtype: DType) {}
 
   /** Start a new pass: everything handed out before becomes reusable; unused lengths are dropped. */
   reset(): void {
-    for (const pools of [this.floats, this.bytes] as Map<number, Pool<unknown>>[]) {
+    for (const pools of [this.floats, this.bytes, this.halves] as Map<number, Pool<unknown>>[]) {
       for (const [len, pool] of pools) {
         if (pool.used.length === 0) pools.delete(len);
         else {
@@ -45,6 +46,11 @@ export class Arena {
 
   byte(n: number): Uint8Array {
     return take(this.bytes, n, () => new Uint8Array(n));
+  }
+
+  /** 16-bit buffers (bf16 copies of activations). */
+  u16(n: number): Uint16Array {
+    return take(this.halves, n, () => new Uint16Array(n));
   }
 }
 

@@ -15,7 +15,7 @@
  * last layer computes keys and values for all tokens but its query, attention output, feed-forward and
  * LayerNorms for the [CLS] rows alone (exactly the same logits and gradients; ≈7% of a BERT-base step).
  */
-import type { AttentionShape, Backend, DropoutSpec, FArray } from "../backend/types.js";
+import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray } from "../backend/types.js";
 import type { BertConfig } from "./config.js";
 import { Arena } from "./arena.js";
 import { allocFloat, bertParamLayout, type DType, type ParamSpec, ParamStore } from "./params.js";
@@ -57,6 +57,8 @@ interface LayerCache {
   x: FArray;
   /** The rows queries are computed for: x itself, or its [CLS] rows when only those are needed. */
   xq: FArray;
+  /** bf16 copies of the GEMM inputs (null unless the backend uses them), reused by backward. */
+  copies: LayerCopies;
   /** Query rows per sequence: seqLen, or 1 ([CLS] only). */
   queryLen: number;
   q: FArray;
@@ -76,6 +78,15 @@ interface LayerCache {
   sum2: FArray;
   mean2: FArray;
   rstd2: FArray;
+}
+
+interface LayerCopies {
+  x: Bf16Copy | null;
+  xq: Bf16Copy | null;
+  attention: AttentionCopies | null;
+  ctx: Bf16Copy | null;
+  h1: Bf16Copy | null;
+  act: Bf16Copy | null;
 }
 
 /** What backward needs from a forward pass. */
@@ -201,6 +212,11 @@ export class BertForSequenceClassification {
     return this.current.float(n);
   }
 
+  /** An empty bf16 copy for a GEMM input of n elements, when the backend uses them. */
+  private copyFor(n: number): Bf16Copy | null {
+    return this.backend.usesBf16Copies ? { data: this.current.u16(n), ready: false } : null;
+  }
+
   /** A fresh buffer for results that outlive the pass (logits, pooled output, returned hidden states). */
   private fresh(n: number): FArray {
     return allocFloat(this.dtype, n);
@@ -271,20 +287,20 @@ export class BertForSequenceClassification {
 
   // ---------------------------------------------------------------- encoder layer
 
-  private linear(prefix: string, x: FArray, rows: number, inF: number, outF: number): FArray {
+  private linear(prefix: string, x: FArray, rows: number, inF: number, outF: number, xCopy: Bf16Copy | null = null): FArray {
     const y = this.alloc(rows * outF);
-    this.backend.linearForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, rows, inF, outF);
+    this.backend.linearForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, rows, inF, outF, xCopy);
     return y;
   }
 
   /** Returns dx (or null when not needed); accumulates weight gradients of trainable weights. */
-  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean): FArray | null {
+  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, xCopy: Bf16Copy | null = null): FArray | null {
     const dx = needDx ? this.alloc(rows * inF) : null;
     const wi = this.params.specs.indexOf(this.params.spec(`${prefix}.weight`));
     const bi = this.params.specs.indexOf(this.params.spec(`${prefix}.bias`));
     const gradsZero = this.gradIsZero[wi]! && this.gradIsZero[bi]!;
     this.gradIsZero[wi] = this.gradIsZero[bi] = false;
-    this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF, gradsZero);
+    this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF, gradsZero, xCopy);
     return dx;
   }
 
@@ -329,29 +345,40 @@ export class BertForSequenceClassification {
     const p = `bert.encoder.layer.${l}.`;
     const shape = this.attentionShape(input, queryLen);
 
+    // bf16 copies of every GEMM input (when the backend uses them): each is converted once, at its first use
+    const xCopy = this.copyFor(kvRows * H);
+    const copies: LayerCopies = {
+      x: xCopy,
+      xq: clsOnly ? this.copyFor(rows * H) : xCopy,
+      attention: xCopy ? { q: this.copyFor(rows * H)!, k: this.copyFor(kvRows * H)!, v: this.copyFor(kvRows * H)! } : null,
+      ctx: this.copyFor(rows * H),
+      h1: this.copyFor(rows * H),
+      act: this.copyFor(rows * I),
+    };
+
     // self-attention
     const xq = clsOnly ? this.clsRows(x, input) : x;
-    const q = this.linear(`${p}attention.self.query`, xq, rows, H, H);
-    const k = this.linear(`${p}attention.self.key`, x, kvRows, H, H);
-    const v = this.linear(`${p}attention.self.value`, x, kvRows, H, H);
+    const q = this.linear(`${p}attention.self.query`, xq, rows, H, H, copies.xq);
+    const k = this.linear(`${p}attention.self.key`, x, kvRows, H, H, copies.x);
+    const v = this.linear(`${p}attention.self.value`, x, kvRows, H, H, copies.x);
     const probs = this.alloc(input.batch * shape.heads * queryLen * input.seqLen);
     const ctx = this.alloc(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, probs.length) : null;
     const attnKeep = attnDrop ? this.current.byte(probs.length) : null;
-    this.backend.attentionForward(q, k, v, keyMask, shape, probs, ctx, attnDrop, attnKeep);
+    this.backend.attentionForward(q, k, v, keyMask, shape, probs, ctx, attnDrop, attnKeep, copies.attention);
 
     // attention output: dense → dropout → residual → LayerNorm
-    const attnOut = this.linear(`${p}attention.output.dense`, ctx, rows, H, H);
+    const attnOut = this.linear(`${p}attention.output.dense`, ctx, rows, H, H, copies.ctx);
     const d1 = this.dropout(attnOut, this.hiddenDropout, rows * H, stream, save);
     const sum1 = this.alloc(rows * H);
     this.backend.add(d1.y, xq, sum1, rows * H);
     const ln1 = this.layerNorm(`${p}attention.output.LayerNorm`, sum1, rows, H);
 
     // feed-forward: dense → GELU → dense → dropout → residual → LayerNorm
-    const inter = this.linear(`${p}intermediate.dense`, ln1.y, rows, H, I);
+    const inter = this.linear(`${p}intermediate.dense`, ln1.y, rows, H, I, copies.h1);
     const act = this.alloc(rows * I);
     this.backend.geluForward(inter, act, rows * I);
-    const ffnOut = this.linear(`${p}output.dense`, act, rows, I, H);
+    const ffnOut = this.linear(`${p}output.dense`, act, rows, I, H, copies.act);
     const d2 = this.dropout(ffnOut, this.hiddenDropout, rows * H, stream, save);
     const sum2 = this.alloc(rows * H);
     this.backend.add(d2.y, ln1.y, sum2, rows * H);
@@ -359,7 +386,7 @@ export class BertForSequenceClassification {
 
     const cache: LayerCache | null = save
       ? {
-          x, xq, queryLen, q, k, v, probs, attnKeep, ctx, drop1: d1.cache, sum1, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
+          x, xq, copies, queryLen, q, k, v, probs, attnKeep, ctx, drop1: d1.cache, sum1, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
           inter, act, drop2: d2.cache, sum2, mean2: ln2.mean, rstd2: ln2.rstd,
         }
       : null;
@@ -378,23 +405,23 @@ export class BertForSequenceClassification {
 
     const dSum2 = this.layerNormBack(`${p}output.LayerNorm`, dOut, c.sum2, c.mean2, c.rstd2, rows, H);
     const dFfnOut = this.dropoutBack(dSum2, c.drop2, n);
-    const dAct = this.linearBack(`${p}output.dense`, dFfnOut, c.act, rows, I, H, true)!;
+    const dAct = this.linearBack(`${p}output.dense`, dFfnOut, c.act, rows, I, H, true, c.copies.act)!;
     const dInter = this.alloc(rows * I);
     this.backend.geluBackward(c.inter, dAct, dInter, rows * I);
-    const dH1 = this.linearBack(`${p}intermediate.dense`, dInter, c.h1, rows, H, I, true)!;
+    const dH1 = this.linearBack(`${p}intermediate.dense`, dInter, c.h1, rows, H, I, true, c.copies.h1)!;
     this.backend.add(dH1, dSum2, dH1, n); // residual branch
 
     const dSum1 = this.layerNormBack(`${p}attention.output.LayerNorm`, dH1, c.sum1, c.mean1, c.rstd1, rows, H);
     const dAttnOut = this.dropoutBack(dSum1, c.drop1, n);
-    const dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true)!;
+    const dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true, c.copies.ctx)!;
 
     const dq = this.alloc(n);
     const dk = this.alloc(kvRows * H);
     const dv = this.alloc(kvRows * H);
-    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen), dq, dk, dv);
-    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.xq, rows, H, H, needDx);
-    const dxk = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx);
-    const dxv = this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx);
+    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen), dq, dk, dv, c.copies.attention);
+    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.xq, rows, H, H, needDx, c.copies.xq);
+    const dxk = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx, c.copies.x);
+    const dxv = this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx, c.copies.x);
     if (!needDx) return null;
     this.backend.add(dxq!, dSum1, dxq!, n); // residual branch (query rows only)
     this.backend.add(dxk!, dxv!, dxk!, kvRows * H);

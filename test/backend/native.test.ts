@@ -137,6 +137,45 @@ test("bf16 linear layer (packed weights, fused bias, inner-product weight gradie
   }
 });
 
+test("bf16 copies: a GEMM input converted once and reused gives bit-identical results to converting at every use", { skip: bf16Skip }, () => {
+  const nb = NATIVE_BF16!;
+  assert.equal(nb.usesBf16Copies, true);
+  const [R, I, O] = [48, 64, 40];
+  const x = rand(R * I), w = rand(O * I, 0.1), b = rand(O), dy = rand(R * O);
+  const copy = { data: new Uint16Array(R * I), ready: false };
+  const y1 = new Float32Array(R * O), y2 = new Float32Array(R * O);
+  nb.linearForward(x, w, b, y1, R, I, O, copy);
+  assert.equal(copy.ready, true, "the first use fills the copy");
+  assert.ok(copy.data.some((h) => h !== 0));
+  nb.linearForward(x, w, b, y2, R, I, O, null);
+  assert.deepEqual(y1, y2);
+  const grads = () => [new Float32Array(R * I), new Float32Array(O * I), new Float32Array(O)] as const;
+  const [dx1, dw1, db1] = grads(); const [dx2, dw2, db2] = grads();
+  nb.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O, false, copy);
+  nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O, false, null);
+  assert.deepEqual(dw1, dw2); assert.deepEqual(dx1, dx2); assert.deepEqual(db1, db2);
+  // a filled copy is trusted, not re-converted: stale contents show up in dW
+  copy.data.fill(0);
+  const dw3 = new Float32Array(O * I);
+  nb.linearBackward(dy, x, w, null, dw3, null, R, I, O, true, copy);
+  assert.ok(dw3.every((t) => t === 0));
+
+  const shape = { batch: 2, seqLen: 8, heads: 2, headDim: 16 };
+  const an = 2 * 8 * 32, P = 2 * 2 * 64;
+  const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an), mask = new Float32Array(16);
+  const mk = () => ({ q: { data: new Uint16Array(an), ready: false }, k: { data: new Uint16Array(an), ready: false }, v: { data: new Uint16Array(an), ready: false } });
+  const copies = mk();
+  const out = () => ({ probs: new Float32Array(P), ctx: new Float32Array(an), dq: new Float32Array(an), dk: new Float32Array(an), dv: new Float32Array(an) });
+  const a1 = out(), a2 = out();
+  nb.attentionForward(q, k, v, mask, shape, a1.probs, a1.ctx, null, null, copies);
+  assert.ok(copies.q.ready && copies.k.ready && copies.v.ready);
+  nb.attentionForward(q, k, v, mask, shape, a2.probs, a2.ctx, null, null, null);
+  assert.deepEqual(a1.ctx, a2.ctx);
+  nb.attentionBackward(q, k, v, a1.probs, null, 0, dctx, shape, a1.dq, a1.dk, a1.dv, copies);
+  nb.attentionBackward(q, k, v, a2.probs, null, 0, dctx, shape, a2.dq, a2.dk, a2.dv, null);
+  assert.deepEqual(a1.dq, a2.dq); assert.deepEqual(a1.dk, a2.dk); assert.deepEqual(a1.dv, a2.dv);
+});
+
 test("bf16 attention (batched oneDNN path) stays within bf16 bounds of the reference, with identical dropout masks", { skip: bf16Skip }, () => {
   const nb = NATIVE_BF16!;
   const shape = { batch: 2, seqLen: 12, heads: 2, headDim: 16 };
