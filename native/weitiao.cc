@@ -323,8 +323,8 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
 
 // db += Σ_rows dy: each thread sums a contiguous range of rows (cache-friendly), then partials are added in
 // thread order (deterministic for a fixed thread count). With dy16, the same pass also writes dy in bf16 for the
-// GEMMs (one read of dy for both).
-void biasGrad(const float* dy, float* db, int64_t rows, int64_t out, uint16_t* dy16 = nullptr) {
+// GEMMs (one read of dy for both). With overwrite, db = Σ dy.
+void biasGrad(const float* dy, float* db, int64_t rows, int64_t out, uint16_t* dy16, bool overwrite) {
   int threads = rows * out > 65536 ? omp_get_max_threads() : 1;
   std::vector<double> part(db ? static_cast<size_t>(threads * out) : 0, 0.0);
 #pragma omp parallel num_threads(threads)
@@ -345,13 +345,14 @@ void biasGrad(const float* dy, float* db, int64_t rows, int64_t out, uint16_t* d
     }
   }
   if (!db) return;
+  if (overwrite) std::fill(db, db + out, 0.0f);
   for (int t = 0; t < threads; t++)
     for (int64_t j = 0; j < out; j++) db[j] += static_cast<float>(part[t * out + j]);
 }
 
 // dW = dyᵀ x in bf16 through oneDNN's inner-product weight-gradient kernel: it reads dy and x as stored, where a
 // matmul would read dyᵀ through strides (≈15–20% slower here). It overwrites dW, so when dW already holds a
-// gradient (accumulation) the product goes to scratch and is added.
+// gradient to add to (accumulation) the product goes to scratch and is added.
 struct WeightGrad {
   dnnl::inner_product_backward_weights::primitive_desc pd;
   dnnl::inner_product_backward_weights prim;
@@ -359,7 +360,7 @@ struct WeightGrad {
 std::map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<WeightGrad>> g_weightGrads;
 std::vector<float> g_dwScratch;
 
-void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, const uint16_t* x, float* dw, bool dwIsZero) {
+void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, const uint16_t* x, float* dw, bool overwrite) {
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   auto key = std::make_tuple(rows, in, out);
@@ -375,7 +376,7 @@ void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, c
   }
   const int64_t n = out * in;
   float* target = dw;
-  if (!dwIsZero) {
+  if (!overwrite) {
     g_dwScratch.resize(static_cast<size_t>(n));
     target = g_dwScratch.data();
   }
@@ -386,32 +387,31 @@ void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, c
   dnnl::memory wm(G.pd.diff_weights_desc(), cpuEngine(), target);
   G.prim.execute(st, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_DIFF_DST, dm}, {DNNL_ARG_DIFF_WEIGHTS, wm}});
   st.wait();
-  if (!dwIsZero) {
+  if (!overwrite) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) dw[i] += target[i];
   }
 }
 
-// dx = dy W ; dW += dyᵀ x ; db += Σ dy. Argument 9, gradsZero: dW and db hold zeros on entry (the model knows
-// after zeroGrad), so the products may overwrite them instead of reading them back. Arguments 10, 11: x's bf16
-// copy and whether it is filled.
+// dx = dy W ; dW += dyᵀ x ; db += Σ dy. Argument 9, overwrite: dW = dyᵀ x and db = Σ dy instead (their contents
+// are stale: no gradient since zeroGrad). Arguments 10, 11: x's bf16 copy and whether it is filled.
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
   int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
-  bool gradsZero = info.Length() > 9 && B(info, 9);
+  bool overwrite = info.Length() > 9 && B(info, 9);
   if (g_bf16 && (dx || dw) && rows > 0 && in > 0 && out > 0) {
     g_c16.resize(static_cast<size_t>(rows * out));
-    biasGrad(dy, db, rows, out, g_c16.data());  // one pass over dy: db (fp32) and dy in bf16 for both products
+    biasGrad(dy, db, rows, out, g_c16.data(), overwrite);  // one pass over dy: db (fp32) and dy in bf16
     if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx);
     if (dw) {
       const uint16_t* x16 = bf16Input(x, rows, in, U16(info, 10), info.Length() > 11 && B(info, 11), g_a16);
-      weightGradBf16(rows, in, out, g_c16.data(), x16, dw, gradsZero);
+      weightGradBf16(rows, in, out, g_c16.data(), x16, dw, overwrite);
     }
     return info.Env().Undefined();
   }
   if (dx) gemm(false, false, rows, in, out, dy, out, w, in, dx, in, false);
-  if (dw) gemm(true, false, out, in, rows, dy, out, x, in, dw, in, !gradsZero);
-  if (db) biasGrad(dy, db, rows, out);
+  if (dw) gemm(true, false, out, in, rows, dy, out, x, in, dw, in, !overwrite);
+  if (db) biasGrad(dy, db, rows, out, nullptr, overwrite);
   return info.Env().Undefined();
 }
 

@@ -88,14 +88,14 @@ export const tsBackend: Backend = {
     for (let r = 0; r < rows; r++) for (let j = 0; j < outF; j++) y[r * outF + j]! += b[j]!;
   },
 
-  linearBackward(dy, x, w, dx, dw, db, rows, inF, outF) {
+  linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, overwriteGrads = false) {
     if (dx) gemm(false, false, rows, inF, outF, dy, 0, outF, w, 0, inF, dx, 0, inF, false);
-    if (dw) gemm(true, false, outF, inF, rows, dy, 0, outF, x, 0, inF, dw, 0, inF, true);
+    if (dw) gemm(true, false, outF, inF, rows, dy, 0, outF, x, 0, inF, dw, 0, inF, !overwriteGrads);
     if (db) {
       for (let j = 0; j < outF; j++) {
         let s = 0;
         for (let r = 0; r < rows; r++) s += dy[r * outF + j]!;
-        db[j]! += s;
+        db[j] = (overwriteGrads ? 0 : db[j]!) + s;
       }
     }
   },

@@ -71,13 +71,13 @@ export interface Backend {
   linearForward(x: FArray, w: FArray, b: FArray, y: FArray, rows: number, inF: number, outF: number, xCopy?: Bf16Copy | null): void;
   /**
    * dx = dy · W (overwrites dx), dW += dyᵀ · x, db += Σ_rows dy. Any of dx/dw/db may be null (frozen weights or
-   * no need to backprop further down). `gradsZero` promises that dW and db hold zeros on entry, so a backend may
-   * write the products instead of adding them (same result, one read of dW less). `xCopy`: the copy of x that
-   * the forward filled (see Bf16Copy).
+   * no need to backprop further down). With `overwriteGrads`, dW and db are written instead of added to: their
+   * contents are stale (the model knows that no gradient has been accumulated there since zeroGrad), which spares
+   * zeroing them and reading them back. `xCopy`: the copy of x that the forward filled (see Bf16Copy).
    */
   linearBackward(
     dy: FArray, x: FArray, w: FArray, dx: FArray | null, dw: FArray | null, db: FArray | null,
-    rows: number, inF: number, outF: number, gradsZero?: boolean, xCopy?: Bf16Copy | null,
+    rows: number, inF: number, outF: number, overwriteGrads?: boolean, xCopy?: Bf16Copy | null,
   ): void;
 
   /** out = a + b elementwise. */

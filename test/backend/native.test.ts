@@ -74,12 +74,15 @@ test("native kernels equal the reference kernels", { skip }, async () => {
   ref.attentionBackward(cq, k, v, cp1, ck1, 0.2, cdctx, cls, cq1, ckk1, cv1); nb.attentionBackward(cq, k, v, cp2, ck2, 0.2, cdctx, cls, cq2, ckk2, cv2);
   same("cls attention dq", cq2, cq1); same("cls attention dk", ckk2, ckk1); same("cls attention dv", cv2, cv1);
 
-  // gradsZero: the backend may overwrite the (zero) gradient buffers; same result as adding
-  const [zw, zb] = [new Float32Array(O * I), new Float32Array(O)];
+  // overwriteGrads: stale gradient buffers are overwritten, not added to
+  const [zw, zb] = [rand(O * I), rand(O)];
   nb.linearBackward(dy, x, w, null, zw, zb, R, I, O, true);
-  const [rw, rb] = [new Float32Array(O * I), new Float32Array(O)];
-  ref.linearBackward(dy, x, w, null, rw, rb, R, I, O);
-  same("linear dW (gradsZero)", zw, rw); same("linear db (gradsZero)", zb, rb);
+  const [rw, rb] = [rand(O * I), rand(O)];
+  ref.linearBackward(dy, x, w, null, rw, rb, R, I, O, true);
+  const [cw, cb] = [new Float32Array(O * I), new Float32Array(O)];
+  ref.linearBackward(dy, x, w, null, cw, cb, R, I, O);
+  same("linear dW (overwrite)", zw, cw); same("linear db (overwrite)", zb, cb);
+  same("reference dW (overwrite)", rw, cw, 1e-7); same("reference db (overwrite)", rb, cb, 1e-7);
 
   const dk1 = new Uint8Array(n), dk2 = new Uint8Array(n);
   ref.dropoutForward(gx, o1, dk1, n, { p: 0.1, seed: 9, offset: 5 }); nb.dropoutForward(gx, o2, dk2, n, { p: 0.1, seed: 9, offset: 5 });
@@ -116,7 +119,7 @@ for (const refName of Object.keys(STRATEGY_ARGS)) {
   });
 }
 
-test("bf16 linear layer (packed weights, fused bias, inner-product weight gradient) within bf16 bounds, accumulating or not", { skip: bf16Skip }, () => {
+test("bf16 linear layer (packed weights, fused bias, inner-product weight gradient) within bf16 bounds, accumulating or overwriting", { skip: bf16Skip }, () => {
   const nb = NATIVE_BF16!;
   const [R, I, O] = [64, 96, 80];
   const x = rand(R * I), w = rand(O * I, 0.1), b = rand(O), dy = rand(R * O);
@@ -124,16 +127,16 @@ test("bf16 linear layer (packed weights, fused bias, inner-product weight gradie
   ref.linearForward(x, w, b, y1, R, I, O); nb.linearForward(x, w, b, y2, R, I, O);
   same("bf16 linear", y2, y1, 2e-2);
   assert.ok(relErr(y2, y1) > 1e-6, "bf16 really ran");
-  for (const gradsZero of [false, true]) {
-    const start = gradsZero ? 0 : 1; // accumulate onto an existing gradient, or overwrite a zero one
-    const dw1 = new Float32Array(O * I).fill(start), db1 = new Float32Array(O).fill(start);
+  for (const overwrite of [false, true]) {
+    // accumulate onto an existing gradient, or overwrite a stale one
+    const dw1 = new Float32Array(O * I).fill(1), db1 = new Float32Array(O).fill(1);
     const dw2 = Float32Array.from(dw1), db2 = Float32Array.from(db1);
     const dx1 = new Float32Array(R * I), dx2 = new Float32Array(R * I);
-    ref.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O);
-    nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O, gradsZero);
-    same(`bf16 dx (gradsZero ${gradsZero})`, dx2, dx1, 2e-2);
-    same(`bf16 dW (gradsZero ${gradsZero})`, dw2, dw1, 2e-2);
-    same(`bf16 db (gradsZero ${gradsZero})`, db2, db1, 1e-6); // the bias gradient is summed from fp32 dy
+    ref.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O, overwrite);
+    nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O, overwrite);
+    same(`bf16 dx (overwrite ${overwrite})`, dx2, dx1, 2e-2);
+    same(`bf16 dW (overwrite ${overwrite})`, dw2, dw1, 2e-2);
+    same(`bf16 db (overwrite ${overwrite})`, db2, db1, 1e-6); // the bias gradient is summed from fp32 dy
   }
 });
 

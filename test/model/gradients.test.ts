@@ -64,3 +64,32 @@ for (const backend of BACKENDS) {
     assert.ok(maxAbs(full.grad) > 0);
   });
 }
+
+for (const backend of BACKENDS) {
+  test(`[${backend.name}] zeroGrad over stale gradients, then two accumulated micro-batches, equals the whole batch's gradient`, () => {
+    const fwd = SafetensorsFile.open(join(REAL, "forward.safetensors"));
+    const { model } = loadModelFromDir(TINY, { backend });
+    model.setDropout(0);
+    const [B, T] = fwd.info("input_ids").shape as [number, number];
+    const all = { ids: fwd.int("input_ids"), mask: fwd.int("attention_mask"), types: fwd.int("token_type_ids"), labels: fwd.int("labels") };
+    fwd.close();
+    const C = model.config.num_labels;
+    const pass = (from: number, to: number): void => {
+      const slice = (a: Int32Array): Int32Array => a.slice(from * T, to * T);
+      const input = { inputIds: slice(all.ids), attentionMask: slice(all.mask), tokenTypeIds: slice(all.types), batch: to - from, seqLen: T };
+      const out = model.forward(input, { train: true });
+      const labels = all.labels.slice(from, to);
+      const { probs } = crossEntropy(backend, "float32", out.logits, labels, to - from, C);
+      model.backward(out.cache!, crossEntropyGrad(backend, "float32", probs, labels, to - from, C, 1 / B));
+    };
+    model.zeroGrad();
+    pass(0, B);
+    const whole = Float32Array.from(model.params.grad);
+    model.params.grad.fill(123); // stale values zeroGrad must not let through
+    model.zeroGrad();
+    const half = Math.floor(B / 2);
+    pass(0, half);
+    pass(half, B);
+    assert.ok(relErr(model.params.grad, whole) < 1e-5, `rel ${relErr(model.params.grad, whole)}`);
+  });
+}
