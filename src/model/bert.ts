@@ -53,6 +53,10 @@ interface EmbeddingCache {
   drop: DropoutCache;
 }
 
+/**
+ * With bf16 copies in use, x, xq, q, k, v, ctx, h1 and act are forward-only scratch (overwritten by later layers):
+ * backward reads them only through `copies`.
+ */
 interface LayerCache {
   x: FArray;
   /** The rows queries are computed for: x itself, or its [CLS] rows when only those are needed. */
@@ -150,11 +154,13 @@ export class BertForSequenceClassification {
   private readonly scratch: [Arena, Arena];
   /** Where alloc() takes buffers from right now. */
   private current: Arena;
+  /** Where allocTemp() takes buffers that only the forward of the current module reads: its scratch arena. */
+  private temp: Arena;
 
   constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32") {
     this.arena = new Arena(dtype);
     this.scratch = [new Arena(dtype), new Arena(dtype)];
-    this.current = this.arena;
+    this.current = this.temp = this.arena;
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
     this.params = new ParamStore(bertParamLayout(config), dtype);
     this.trainable = this.params.specs.map(() => true);
@@ -201,19 +207,24 @@ export class BertForSequenceClassification {
     this.current = this.arena;
   }
 
-  /** Allocate module `index`'s buffers from the pass arena when they are kept for backward, else from scratch. */
+  /**
+   * Allocate module `index`'s buffers from the pass arena when they are kept for backward, else from scratch;
+   * buffers only its forward reads always come from scratch.
+   */
   private useArenaFor(index: number, save: boolean): void {
-    if (save) {
-      this.current = this.arena;
-    } else {
-      this.current = this.scratch[index & 1]!;
-      this.current.reset();
-    }
+    this.temp = this.scratch[index & 1]!;
+    this.temp.reset();
+    this.current = save ? this.arena : this.temp;
   }
 
   /** Scratch buffer from the arena (stale contents: overwrite it fully). */
   private alloc(n: number): FArray {
     return this.current.float(n);
+  }
+
+  /** A buffer that only the current module's forward reads (backward never does), from its scratch arena. */
+  private allocTemp(n: number): FArray {
+    return this.temp.float(n);
   }
 
   /** An empty bf16 copy for a GEMM input of n elements, when the backend uses them. */
@@ -236,9 +247,10 @@ export class BertForSequenceClassification {
     return this.trainable[this.params.specs.indexOf(spec)] ? this.params.gradOf(name) : null;
   }
 
-  private dropout(x: FArray, p: number, n: number, stream: DropoutStream | null, save: boolean): { y: FArray; cache: DropoutCache } {
+  /** With `tempOutput`, y is read only by this module's forward (see allocTemp). */
+  private dropout(x: FArray, p: number, n: number, stream: DropoutStream | null, save: boolean, tempOutput = false): { y: FArray; cache: DropoutCache } {
     if (!stream || p === 0) return { y: x, cache: { keep: null, p: 0 } };
-    const y = this.alloc(n);
+    const y = tempOutput ? this.allocTemp(n) : this.alloc(n);
     const keep = this.current.byte(n);
     this.backend.dropoutForward(x, y, keep, n, stream.next(p, n));
     return { y, cache: { keep: save ? keep : null, p } };
@@ -291,8 +303,7 @@ export class BertForSequenceClassification {
 
   // ---------------------------------------------------------------- encoder layer
 
-  private linear(prefix: string, x: FArray, rows: number, inF: number, outF: number, xCopy: Bf16Copy | null = null): FArray {
-    const y = this.alloc(rows * outF);
+  private linear(prefix: string, x: FArray, rows: number, inF: number, outF: number, xCopy: Bf16Copy | null = null, y = this.alloc(rows * outF)): FArray {
     this.backend.linearForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, rows, inF, outF, xCopy);
     return y;
   }
@@ -308,8 +319,7 @@ export class BertForSequenceClassification {
     return dx;
   }
 
-  private layerNorm(prefix: string, x: FArray, rows: number, cols: number): { y: FArray; mean: FArray; rstd: FArray } {
-    const y = this.alloc(rows * cols);
+  private layerNorm(prefix: string, x: FArray, rows: number, cols: number, y = this.alloc(rows * cols)): { y: FArray; mean: FArray; rstd: FArray } {
     const mean = this.alloc(rows);
     const rstd = this.alloc(rows);
     this.backend.layerNormForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, mean, rstd, rows, cols, this.config.layer_norm_eps);
@@ -351,6 +361,8 @@ export class BertForSequenceClassification {
 
     // bf16 copies of every GEMM input (when the backend uses them): each is converted once, at its first use
     const xCopy = this.copyFor(kvRows * H);
+    // With copies, backward reads GEMM inputs only through them: the fp32 tensors are forward-only scratch.
+    const gemmInput = (n: number): FArray => (xCopy ? this.allocTemp(n) : this.alloc(n));
     const copies: LayerCopies = {
       x: xCopy,
       xq: clsOnly ? this.copyFor(rows * H) : xCopy,
@@ -362,31 +374,31 @@ export class BertForSequenceClassification {
 
     // self-attention
     const xq = clsOnly ? this.clsRows(x, input) : x;
-    const q = this.linear(`${p}attention.self.query`, xq, rows, H, H, copies.xq);
-    const k = this.linear(`${p}attention.self.key`, x, kvRows, H, H, copies.x);
-    const v = this.linear(`${p}attention.self.value`, x, kvRows, H, H, copies.x);
+    const q = this.linear(`${p}attention.self.query`, xq, rows, H, H, copies.xq, gemmInput(rows * H));
+    const k = this.linear(`${p}attention.self.key`, x, kvRows, H, H, copies.x, gemmInput(kvRows * H));
+    const v = this.linear(`${p}attention.self.value`, x, kvRows, H, H, copies.x, gemmInput(kvRows * H));
     const probs = this.alloc(input.batch * shape.heads * queryLen * input.seqLen);
-    const ctx = this.alloc(rows * H);
+    const ctx = gemmInput(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, probs.length) : null;
     const attnKeep = attnDrop ? this.current.byte(probs.length) : null;
     this.backend.attentionForward(q, k, v, keyMask, shape, probs, ctx, attnDrop, attnKeep, copies.attention);
 
     // attention output: dense → dropout → residual → LayerNorm
-    const attnOut = this.linear(`${p}attention.output.dense`, ctx, rows, H, H, copies.ctx);
-    const d1 = this.dropout(attnOut, this.hiddenDropout, rows * H, stream, save);
+    const attnOut = this.linear(`${p}attention.output.dense`, ctx, rows, H, H, copies.ctx, this.allocTemp(rows * H));
+    const d1 = this.dropout(attnOut, this.hiddenDropout, rows * H, stream, save, true);
     const sum1 = this.alloc(rows * H);
     this.backend.add(d1.y, xq, sum1, rows * H);
-    const ln1 = this.layerNorm(`${p}attention.output.LayerNorm`, sum1, rows, H);
+    const ln1 = this.layerNorm(`${p}attention.output.LayerNorm`, sum1, rows, H, gemmInput(rows * H));
 
     // feed-forward: dense → GELU → dense → dropout → residual → LayerNorm
     const inter = this.linear(`${p}intermediate.dense`, ln1.y, rows, H, I, copies.h1);
-    const act = this.alloc(rows * I);
+    const act = gemmInput(rows * I);
     this.backend.geluForward(inter, act, rows * I);
-    const ffnOut = this.linear(`${p}output.dense`, act, rows, I, H, copies.act);
-    const d2 = this.dropout(ffnOut, this.hiddenDropout, rows * H, stream, save);
+    const ffnOut = this.linear(`${p}output.dense`, act, rows, I, H, copies.act, this.allocTemp(rows * H));
+    const d2 = this.dropout(ffnOut, this.hiddenDropout, rows * H, stream, save, true);
     const sum2 = this.alloc(rows * H);
     this.backend.add(d2.y, ln1.y, sum2, rows * H);
-    const ln2 = this.layerNorm(`${p}output.LayerNorm`, sum2, rows, H);
+    const ln2 = this.layerNorm(`${p}output.LayerNorm`, sum2, rows, H, gemmInput(rows * H)); // the next layer's x
 
     const cache: LayerCache | null = save
       ? {
@@ -480,9 +492,15 @@ export class BertForSequenceClassification {
       x = r.out;
       hidden?.push(keepHidden(x));
     }
-    // pooler: tanh(W · h[:, 0])
+    // pooler: tanh(W · h[:, 0]); its input is kept for backward in the pass arena (x may be layer scratch)
     this.current = this.arena;
-    const cls = L > 0 && !hidden ? x : this.clsRows(x, input);
+    let cls: FArray;
+    if (L > 0 && !hidden) {
+      cls = this.alloc(B * H); // the [CLS]-only last layer's whole output
+      cls.set(x);
+    } else {
+      cls = this.clsRows(x, input);
+    }
     const pre = this.linear("bert.pooler.dense", cls, B, H, H);
     const pooled = this.fresh(B * H);
     this.backend.tanhForward(pre, pooled, B * H);
