@@ -2,7 +2,8 @@
  * Reusable scratch buffers for one forward+backward pass. Allocating (and zero-filling, and page-faulting) the
  * activations of a BERT-base step anew costs seconds of system time; the arena hands out the same buffers step
  * after step instead. Buffers are keyed by length, so batches of different shapes each find their own; lengths
- * a whole pass did not use are released at the next reset, which bounds memory to about one pass.
+ * a whole pass did not use are released by releaseUnused() at the start of the next, which bounds memory to
+ * about one pass.
  *
  * Buffers come back with stale contents: callers must fully overwrite them, or ask for `zeros`.
  */
@@ -12,6 +13,8 @@ import { allocFloat, type DType } from "./params.js";
 interface Pool<T> {
   free: T[];
   used: T[];
+  /** Handed out since the last releaseUnused(). */
+  touched: boolean;
 }
 
 export class Arena {
@@ -21,17 +24,28 @@ export class Arena {
 
   constructor(private readonly dtype: DType) {}
 
-  /** Start a new pass: everything handed out before becomes reusable; unused lengths are dropped. */
+  /** Everything handed out before becomes reusable (a new pass, or for scratch arenas a new module). */
   reset(): void {
-    for (const pools of [this.floats, this.bytes, this.halves] as Map<number, Pool<unknown>>[]) {
-      for (const [len, pool] of pools) {
-        if (pool.used.length === 0) pools.delete(len);
-        else {
-          pool.free.push(...pool.used);
-          pool.used.length = 0;
-        }
+    for (const pools of this.kinds()) {
+      for (const pool of pools.values()) {
+        pool.free.push(...pool.used);
+        pool.used.length = 0;
       }
     }
+  }
+
+  /** Drop the buffers of lengths not handed out since the last call (once per pass, after reset). */
+  releaseUnused(): void {
+    for (const pools of this.kinds()) {
+      for (const [len, pool] of pools) {
+        if (!pool.touched && pool.used.length === 0) pools.delete(len);
+        pool.touched = false;
+      }
+    }
+  }
+
+  private kinds(): Map<number, Pool<unknown>>[] {
+    return [this.floats, this.bytes, this.halves] as Map<number, Pool<unknown>>[];
   }
 
   float(n: number): FArray {
@@ -56,7 +70,8 @@ export class Arena {
 
 function take<T>(pools: Map<number, Pool<T>>, n: number, make: () => T): T {
   let pool = pools.get(n);
-  if (!pool) pools.set(n, (pool = { free: [], used: [] }));
+  if (!pool) pools.set(n, (pool = { free: [], used: [], touched: false }));
+  pool.touched = true;
   const buf = pool.free.pop() ?? make();
   pool.used.push(buf);
   return buf;

@@ -203,8 +203,11 @@ export class BertForSequenceClassification {
    * encode()/forward() call it; call it yourself before a classify() that is not preceded by encode().
    */
   beginPass(): void {
-    this.arena.reset();
-    this.current = this.arena;
+    for (const a of [this.arena, ...this.scratch]) {
+      a.reset();
+      a.releaseUnused(); // buffer lengths the previous pass did not use (another batch shape)
+    }
+    this.current = this.temp = this.arena;
   }
 
   /**
