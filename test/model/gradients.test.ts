@@ -5,7 +5,7 @@ import { BACKENDS } from "../backends.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
-import { HF, REAL, TINY, maxAbs, relErr } from "../helpers.js";
+import { HF, REAL, TINY, maxAbs, referenceData, relErr } from "../helpers.js";
 
 for (const backend of BACKENDS) for (const [setName, dir] of [["real-tokens", REAL], ["hf-transformers", HF]] as const) {
   test(`[${backend.name}] train loss and every gradient match ${setName} reference`, () => {
@@ -42,13 +42,10 @@ for (const backend of BACKENDS) for (const [setName, dir] of [["real-tokens", RE
 
 for (const backend of BACKENDS) {
   test(`[${backend.name}] the [CLS]-only last layer gives the logits and gradients of the full last layer`, () => {
-    const fwd = SafetensorsFile.open(join(REAL, "forward.safetensors"));
+    const { input, labels } = referenceData(REAL);
+    const B = input.batch;
     const { model } = loadModelFromDir(TINY, { backend });
     model.setDropout(0);
-    const [B, T] = fwd.info("input_ids").shape as [number, number];
-    const input = { inputIds: fwd.int("input_ids"), attentionMask: fwd.int("attention_mask"), tokenTypeIds: fwd.int("token_type_ids"), batch: B, seqLen: T };
-    const labels = fwd.int("labels");
-    fwd.close();
     const C = model.config.num_labels;
     const run = (outputHiddenStates: boolean): { logits: Float32Array; grad: Float32Array } => {
       const out = model.forward(input, { train: true, outputHiddenStates });
@@ -67,18 +64,16 @@ for (const backend of BACKENDS) {
 
 for (const backend of BACKENDS) {
   test(`[${backend.name}] zeroGrad over stale gradients, then two accumulated micro-batches, equals the whole batch's gradient`, () => {
-    const fwd = SafetensorsFile.open(join(REAL, "forward.safetensors"));
+    const { input: all, labels: allLabels } = referenceData(REAL);
+    const { batch: B, seqLen: T } = all;
     const { model } = loadModelFromDir(TINY, { backend });
     model.setDropout(0);
-    const [B, T] = fwd.info("input_ids").shape as [number, number];
-    const all = { ids: fwd.int("input_ids"), mask: fwd.int("attention_mask"), types: fwd.int("token_type_ids"), labels: fwd.int("labels") };
-    fwd.close();
     const C = model.config.num_labels;
     const pass = (from: number, to: number): void => {
       const slice = (a: Int32Array): Int32Array => a.slice(from * T, to * T);
-      const input = { inputIds: slice(all.ids), attentionMask: slice(all.mask), tokenTypeIds: slice(all.types), batch: to - from, seqLen: T };
+      const input = { inputIds: slice(all.inputIds), attentionMask: slice(all.attentionMask), tokenTypeIds: slice(all.tokenTypeIds), batch: to - from, seqLen: T };
       const out = model.forward(input, { train: true });
-      const labels = all.labels.slice(from, to);
+      const labels = allLabels.slice(from, to);
       const { probs } = crossEntropy(backend, "float32", out.logits, labels, to - from, C);
       model.backward(out.cache!, crossEntropyGrad(backend, "float32", probs, labels, to - from, C, 1 / B));
     };
