@@ -612,6 +612,26 @@ inline void softmaxRow(float* __restrict row, const float* __restrict mrow, int6
   for (int64_t j = 0; j < T; j++) row[j] *= inv;
 }
 
+inline void storeAs(float& o, float v) { o = v; }
+inline void storeAs(uint16_t& o, float v) { o = toBf16(v); }
+
+// Softmax backward of one row: d holds dP' (gradient w.r.t. the probabilities after dropout) and becomes
+// dS = P ⊙ (dP − Σ_j dP·P) · scale, written to out (d itself in fp32, or the bf16 operand of the next products).
+template <typename Out>
+inline void softmaxBackwardRow(float* d, const float* __restrict pr, const uint8_t* kr, int64_t T,
+                               float keepScale, float scale, Out* out) {
+  if (kr) {
+#pragma omp simd
+    for (int64_t j = 0; j < T; j++) d[j] = kr[j] ? d[j] * keepScale : 0.0f;
+  }
+  double dot = 0;
+#pragma omp simd reduction(+ : dot)
+  for (int64_t j = 0; j < T; j++) dot += d[j] * pr[j];
+  float fdot = static_cast<float>(dot);
+#pragma omp simd
+  for (int64_t j = 0; j < T; j++) storeAs(out[j], pr[j] * (d[j] - fdot) * scale);
+}
+
 // q/ctx: [B·Tq, W]; k/v: [B·T, W]; probs/keep: [B, H, Tq, T]. Tq (argument 14) is T, or 1 for [CLS]-only.
 // Arguments 15–20: bf16 copies of q, k, v with their filled flags (or null), used in bf16 mode.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
@@ -711,20 +731,9 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, g_d16.data(), v16, g_dp.data());  // dP' = dctx Vᵀ
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < Bn * H * Tq; r++) {
-      float* d = g_dp.data() + r * T;
-      const float* pr = probs + r * T;
-      if (keep) {
-        const uint8_t* kr = keep + r * T;
-#pragma omp simd
-        for (int64_t j = 0; j < T; j++) d[j] = kr[j] ? d[j] * keepScale : 0.0f;
-      }
-      double dot = 0;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t j = 0; j < T; j++) dot += d[j] * pr[j];
-      float fdot = static_cast<float>(dot);
-      uint16_t* out = g_p16.data() + r * T;  // reuse: now dS in bf16
-#pragma omp simd
-      for (int64_t j = 0; j < T; j++) out[j] = toBf16(pr[j] * (d[j] - fdot) * scale);
+      // g_p16 is reused: now dS in bf16
+      softmaxBackwardRow(g_dp.data() + r * T, probs + r * T, keep ? keep + r * T : nullptr, T, keepScale, scale,
+                         g_p16.data() + r * T);
     }
     headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, g_p16.data(), k16, dq);   // dQ = dS K
     headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, g_p16.data(), q16, dk);  // dK = dSᵀ Q
@@ -748,18 +757,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
         headGemm(false, true, Tq, T, Dh, dctx + qBase, W, v + kvBase, W, dp.data(), T);  // dP' = dctx Vᵀ
         for (int64_t i = 0; i < Tq; i++) {
           float* d = dp.data() + i * T;
-          const float* pr = P + i * T;
-          if (keep) {
-            const uint8_t* kr = keep + pOff + i * T;
-#pragma omp simd
-            for (int64_t j = 0; j < T; j++) d[j] = kr[j] ? d[j] * keepScale : 0.0f;
-          }
-          double dot = 0;
-#pragma omp simd reduction(+ : dot)
-          for (int64_t j = 0; j < T; j++) dot += d[j] * pr[j];
-          float fdot = static_cast<float>(dot);
-#pragma omp simd
-          for (int64_t j = 0; j < T; j++) d[j] = pr[j] * (d[j] - fdot) * scale;
+          softmaxBackwardRow(d, P + i * T, keep ? keep + pOff + i * T : nullptr, T, keepScale, scale, d);
         }
         headGemm(false, false, Tq, Dh, T, dp.data(), T, k + kvBase, W, dq + qBase, W);  // dQ = dS K
         headGemm(true, false, T, Dh, Tq, dp.data(), T, q + qBase, W, dk + kvBase, W);  // dK = dSᵀ Q
