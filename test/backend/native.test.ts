@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tsBackend as ref } from "../../src/backend/ts.js";
-import type { Backend } from "../../src/backend/types.js";
+import type { AttentionShape, Backend, DropoutSpec } from "../../src/backend/types.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { Trainer, type StepLog } from "../../src/train/trainer.js";
 import { Rng } from "../../src/util/rng.js";
@@ -19,6 +19,29 @@ const skip = NATIVE ? false : "native addon not built";
 function same(name: string, a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-5): void {
   const e = relErr(a, b);
   assert.ok(e < tol, `${name}: rel ${e}`);
+}
+
+/**
+ * Attention forward and backward of `nb` against the reference on random inputs, with the last two keys of every
+ * sequence masked: identical dropout masks; probabilities, context and gradients within `tol`. Returns nb's probs.
+ */
+function compareAttention(nb: Backend, shape: AttentionShape, drop: DropoutSpec, tol: number, label: string): { probs: Float32Array; mask: Float32Array } {
+  const { batch: B, seqLen: T, heads: H, headDim: D } = shape;
+  const Tq = shape.queryLen ?? T;
+  const qn = B * Tq * H * D, kn = B * T * H * D, P = B * H * Tq * T;
+  const q = rand(qn), k = rand(kn), v = rand(kn), dctx = rand(qn);
+  const mask = Float32Array.from({ length: B * T }, (_, i) => (i % T >= T - 2 ? -Infinity : 0));
+  const run = (be: Backend) => {
+    const probs = new Float32Array(P), ctx = new Float32Array(qn), keep = new Uint8Array(P);
+    const dq = new Float32Array(qn), dk = new Float32Array(kn), dv = new Float32Array(kn);
+    be.attentionForward(q, k, v, mask, shape, probs, ctx, drop, keep);
+    be.attentionBackward(q, k, v, probs, keep, drop.p, dctx, shape, dq, dk, dv);
+    return { probs, ctx, keep, dq, dk, dv };
+  };
+  const r = run(ref), n = run(nb);
+  assert.deepEqual(n.keep, r.keep, `${label}: identical dropout masks`);
+  for (const key of ["probs", "ctx", "dq", "dk", "dv"] as const) same(`${label} ${key}`, n[key], r[key], tol);
+  return { probs: n.probs, mask };
 }
 
 test("native kernels equal the reference kernels", { skip }, async () => {
@@ -48,31 +71,10 @@ test("native kernels equal the reference kernels", { skip }, async () => {
   same("layernorm dx", ldx2, ldx1); same("layernorm dgamma", dg2, dg1); same("layernorm dbeta", dbb2, dbb1);
 
   const shape = { batch: 3, seqLen: 9, heads: 2, headDim: 8 };
-  const an = 3 * 9 * 16, P = 3 * 2 * 81;
-  const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an);
-  const mask = Float32Array.from({ length: 27 }, (_, i) => (i % 9 > 6 ? -Infinity : 0));
   const drop = { p: 0.2, seed: 1234, offset: 77 };
-  const p1 = new Float32Array(P), p2 = new Float32Array(P), c1 = new Float32Array(an), c2 = new Float32Array(an);
-  const k1 = new Uint8Array(P), k2 = new Uint8Array(P);
-  ref.attentionForward(q, k, v, mask, shape, p1, c1, drop, k1); nb.attentionForward(q, k, v, mask, shape, p2, c2, drop, k2);
-  assert.deepEqual(k2, k1, "identical dropout masks"); same("attention probs", p2, p1); same("attention ctx", c2, c1);
-  const grads = () => [new Float32Array(an), new Float32Array(an), new Float32Array(an)] as const;
-  const [q1, kk1, v1] = grads(); const [q2, kk2, v2] = grads();
-  ref.attentionBackward(q, k, v, p1, k1, 0.2, dctx, shape, q1, kk1, v1); nb.attentionBackward(q, k, v, p2, k2, 0.2, dctx, shape, q2, kk2, v2);
-  same("attention dq", q2, q1); same("attention dk", kk2, kk1); same("attention dv", v2, v1);
-
+  compareAttention(nb, shape, drop, 1e-5, "attention");
   // [CLS]-only attention (queryLen 1): q/ctx [B, W], probs [B, H, 1, T]
-  const cls = { ...shape, queryLen: 1 };
-  const cn = 3 * 16, cP = 3 * 2 * 9;
-  const cq = rand(cn), cdctx = rand(cn);
-  const cp1 = new Float32Array(cP), cp2 = new Float32Array(cP), cc1 = new Float32Array(cn), cc2 = new Float32Array(cn);
-  const ck1 = new Uint8Array(cP), ck2 = new Uint8Array(cP);
-  ref.attentionForward(cq, k, v, mask, cls, cp1, cc1, drop, ck1); nb.attentionForward(cq, k, v, mask, cls, cp2, cc2, drop, ck2);
-  assert.deepEqual(ck2, ck1); same("cls attention probs", cp2, cp1); same("cls attention ctx", cc2, cc1);
-  const [cq1, ckk1, cv1] = [new Float32Array(cn), new Float32Array(an), new Float32Array(an)];
-  const [cq2, ckk2, cv2] = [new Float32Array(cn), new Float32Array(an), new Float32Array(an)];
-  ref.attentionBackward(cq, k, v, cp1, ck1, 0.2, cdctx, cls, cq1, ckk1, cv1); nb.attentionBackward(cq, k, v, cp2, ck2, 0.2, cdctx, cls, cq2, ckk2, cv2);
-  same("cls attention dq", cq2, cq1); same("cls attention dk", ckk2, ckk1); same("cls attention dv", cv2, cv1);
+  compareAttention(nb, { ...shape, queryLen: 1 }, drop, 1e-5, "cls attention");
 
   // overwriteGrads: stale gradient buffers are overwritten, not added to
   const [zw, zb] = [rand(O * I), rand(O)];
@@ -182,36 +184,9 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
 test("bf16 attention (batched oneDNN path) stays within bf16 bounds of the reference, with identical dropout masks", { skip: bf16Skip }, () => {
   const nb = NATIVE_BF16!;
   const shape = { batch: 2, seqLen: 12, heads: 2, headDim: 16 };
-  const an = 2 * 12 * 32, P = 2 * 2 * 144;
-  const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an);
-  const mask = Float32Array.from({ length: 24 }, (_, i) => (i % 12 > 9 ? -Infinity : 0));
   const drop = { p: 0.1, seed: 77, offset: 3 };
-  const p1 = new Float32Array(P), p2 = new Float32Array(P), c1 = new Float32Array(an), c2 = new Float32Array(an);
-  const k1 = new Uint8Array(P), k2 = new Uint8Array(P);
-  ref.attentionForward(q, k, v, mask, shape, p1, c1, drop, k1);
-  nb.attentionForward(q, k, v, mask, shape, p2, c2, drop, k2);
-  assert.deepEqual(k2, k1);
-  same("bf16 probs", p2, p1, 2e-2);
-  same("bf16 ctx", c2, c1, 2e-2);
+  const { probs, mask } = compareAttention(nb, shape, drop, 2e-2, "bf16");
   // probs index ((b·H + h)·T + row)·T + key: masked keys get exactly 0.
-  for (let i = 0; i < P; i++) if (mask[Math.floor(i / 288) * 12 + (i % 12)] === -Infinity) assert.equal(p2[i], 0);
-  const g = () => [new Float32Array(an), new Float32Array(an), new Float32Array(an)] as const;
-  const [q1, kk1, v1] = g(); const [q2, kk2, v2] = g();
-  ref.attentionBackward(q, k, v, p1, k1, 0.1, dctx, shape, q1, kk1, v1);
-  nb.attentionBackward(q, k, v, p2, k2, 0.1, dctx, shape, q2, kk2, v2);
-  same("bf16 dq", q2, q1, 2e-2); same("bf16 dk", kk2, kk1, 2e-2); same("bf16 dv", v2, v1, 2e-2);
-
-  const cls = { ...shape, queryLen: 1 }; // [CLS]-only: q/ctx [B, W], probs [B, H, 1, T]
-  const cq = rand(2 * 32), cdctx = rand(2 * 32);
-  const cp1 = new Float32Array(48), cp2 = new Float32Array(48), cc1 = new Float32Array(64), cc2 = new Float32Array(64);
-  const ck1 = new Uint8Array(48), ck2 = new Uint8Array(48);
-  ref.attentionForward(cq, k, v, mask, cls, cp1, cc1, drop, ck1);
-  nb.attentionForward(cq, k, v, mask, cls, cp2, cc2, drop, ck2);
-  assert.deepEqual(ck2, ck1);
-  same("bf16 cls probs", cp2, cp1, 2e-2); same("bf16 cls ctx", cc2, cc1, 2e-2);
-  const [cq1, ckk1, cv1] = [new Float32Array(64), new Float32Array(an), new Float32Array(an)];
-  const [cq2, ckk2, cv2] = [new Float32Array(64), new Float32Array(an), new Float32Array(an)];
-  ref.attentionBackward(cq, k, v, cp1, ck1, 0.1, cdctx, cls, cq1, ckk1, cv1);
-  nb.attentionBackward(cq, k, v, cp2, ck2, 0.1, cdctx, cls, cq2, ckk2, cv2);
-  same("bf16 cls dq", cq2, cq1, 2e-2); same("bf16 cls dk", ckk2, ckk1, 2e-2); same("bf16 cls dv", cv2, cv1, 2e-2);
+  for (let i = 0; i < probs.length; i++) if (mask[Math.floor(i / 288) * 12 + (i % 12)] === -Infinity) assert.equal(probs[i], 0);
+  compareAttention(nb, { ...shape, queryLen: 1 }, drop, 2e-2, "bf16 cls"); // [CLS]-only: q/ctx [B, W], probs [B, H, 1, T]
 });

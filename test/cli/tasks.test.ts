@@ -8,13 +8,19 @@ import { CLI, TINY, tempDir } from "../helpers.js";
 
 const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
 
-test("multi-label labels (\"体育|娱乐\" and JSON arrays) train with BCE and predict label sets", () => {
+/** `weitiao train` for 2 epochs on a CSV of these lines (used as train and validation set); returns the run and its output folder. */
+function trainOn(rows: string[], extra: string[] = []): { r: ReturnType<typeof run>; out: string } {
   const dir = tempDir();
-  const rows = ["text,label", "球赛很精彩,体育", "明星演唱会,娱乐", "球星上综艺,体育|娱乐", "\"电影票房\",\"[\"\"娱乐\"\"]\"", "马拉松比赛,体育", "综艺节目,娱乐"];
   writeFileSync(join(dir, "t.csv"), rows.join("\n") + "\n");
   const out = join(dir, "out");
   const r = run(["train", "--model", TINY, "--train-file", join(dir, "t.csv"), "--validation-file", join(dir, "t.csv"), "--output-dir", out,
-    "--epochs", "2", "--batch-size", "3", "--max-length", "16", "--learning-rate", "1e-2", "--backend", "typescript"]);
+    "--epochs", "2", "--batch-size", "3", "--max-length", "16", ...extra, "--backend", "typescript"]);
+  return { r, out };
+}
+
+test("multi-label labels (\"体育|娱乐\" and JSON arrays) train with BCE and predict label sets", () => {
+  const rows = ["text,label", "球赛很精彩,体育", "明星演唱会,娱乐", "球星上综艺,体育|娱乐", "\"电影票房\",\"[\"\"娱乐\"\"]\"", "马拉松比赛,体育", "综艺节目,娱乐"];
+  const { r, out } = trainOn(rows, ["--learning-rate", "1e-2"]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /task: multi_label_classification \(2 output\(s\)\)/);
   const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
@@ -31,12 +37,7 @@ test("multi-label labels (\"体育|娱乐\" and JSON arrays) train with BCE and 
 });
 
 test("decimal labels train a regression head (MSE) with mse/pearson metrics", () => {
-  const dir = tempDir();
-  const rows = ["text,label", "很好,4.5", "不错,3.5", "一般,2.5", "很差,1.0", "非常好,5.0", "差,1.5"];
-  writeFileSync(join(dir, "t.csv"), rows.join("\n") + "\n");
-  const out = join(dir, "out");
-  const r = run(["train", "--model", TINY, "--train-file", join(dir, "t.csv"), "--validation-file", join(dir, "t.csv"), "--output-dir", out,
-    "--epochs", "2", "--batch-size", "3", "--max-length", "16", "--backend", "typescript"]);
+  const { r, out } = trainOn(["text,label", "很好,4.5", "不错,3.5", "一般,2.5", "很差,1.0", "非常好,5.0", "差,1.5"]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /Epoch 2 \| Loss: \d+\.\d{4} \| Val Loss: \d+\.\d{4} \| Val MSE: \d+\.\d{4}/);
   const cfg = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
