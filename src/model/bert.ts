@@ -186,7 +186,7 @@ export class BertForSequenceClassification {
   }
 
   isTrainable(name: string): boolean {
-    return this.trainable[this.params.specs.indexOf(this.params.spec(name))]!;
+    return this.trainable[this.params.spec(name).index]!;
   }
 
   /** Lowest module depth holding a trainable parameter (L+3 when nothing trains). */
@@ -247,7 +247,7 @@ export class BertForSequenceClassification {
   /** The gradient buffer of a parameter, or null when it is frozen (so no weight gradient is computed). */
   private g(name: string): FArray | null {
     const spec = this.params.spec(name);
-    return this.trainable[this.params.specs.indexOf(spec)] ? this.params.gradOf(name) : null;
+    return this.trainable[spec.index] ? this.params.gradOf(name) : null;
   }
 
   /** With `tempOutput`, y is read only by this module's forward (see allocTemp). */
@@ -314,8 +314,8 @@ export class BertForSequenceClassification {
   /** Returns dx (or null when not needed); accumulates weight gradients of trainable weights. */
   private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, xCopy: Bf16Copy | null = null): FArray | null {
     const dx = needDx ? this.alloc(rows * inF) : null;
-    const wi = this.params.specs.indexOf(this.params.spec(`${prefix}.weight`));
-    const bi = this.params.specs.indexOf(this.params.spec(`${prefix}.bias`));
+    const wi = this.params.spec(`${prefix}.weight`).index;
+    const bi = this.params.spec(`${prefix}.bias`).index;
     const overwrite = this.gradStale[wi]!;
     this.gradStale[wi] = this.gradStale[bi] = false;
     this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF, overwrite, xCopy);

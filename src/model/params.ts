@@ -10,6 +10,8 @@ export type DType = "float32" | "float64";
 export interface ParamSpec {
   /** HF state-dict name, e.g. bert.encoder.layer.3.attention.self.query.weight. */
   name: string;
+  /** Position in ParamStore.specs (and in every per-parameter array: trainable flags, optimizer step counts). */
+  index: number;
   shape: number[];
   offset: number;
   size: number;
@@ -72,9 +74,9 @@ export class ParamStore {
 
   constructor(layout: { name: string; shape: number[]; level: number }[], readonly dtype: DType) {
     let offset = 0;
-    this.specs = layout.map((l) => {
+    this.specs = layout.map((l, index) => {
       const size = l.shape.reduce((a, b) => a * b, 1);
-      const spec = { ...l, offset, size };
+      const spec = { ...l, index, offset, size };
       offset += size;
       return spec;
     });

@@ -44,7 +44,7 @@ test("gradual unfreezing: head, then the top layer, then every layer, then the e
   assert.deepEqual([...epochsMoved[2]!].sort(), ["classifier", "layer0", "layer1", "pooler"]);
   assert.deepEqual([...epochsMoved[3]!].sort(), ["classifier", "embeddings", "layer0", "layer1", "pooler"]);
   // Newly unfrozen parameters start their own Adam step count: layer 0 joined in epoch 3 (2 steps per epoch).
-  const steps = (name: string): number => trainer.optimizer.steps[model.params.specs.indexOf(model.params.spec(name))]!;
+  const steps = (name: string): number => trainer.optimizer.steps[model.params.spec(name).index]!;
   assert.equal(steps("classifier.weight"), 8);
   assert.equal(steps("bert.pooler.dense.weight"), 6);
   assert.equal(steps("bert.encoder.layer.0.output.dense.weight"), 4);
@@ -85,7 +85,7 @@ test("layer-wise lr decay: per-group lr values (ELECTRA rule)", async () => {
 });
 
 test("strategy predicates", async () => {
-  const spec = (level: number) => ({ name: "x", shape: [1], offset: 0, size: 1, level });
+  const spec = (level: number) => ({ name: "x", shape: [1], index: 0, offset: 0, size: 1, level });
   const L = 12;
   const top2 = trainablePredicate("top-k", L, 1, 2);
   assert.deepEqual([0, 1, 10, 11, 12, 13, 14].map((l) => top2(spec(l))), [false, false, false, true, true, true, true]);
