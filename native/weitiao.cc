@@ -12,7 +12,6 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <tuple>
 #include <unordered_map>
@@ -108,14 +107,11 @@ const uint16_t* bf16Input(const float* src, int64_t rows, int64_t cols, uint16_t
   return copy;
 }
 
-using MatmulKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, bool>;
+// Creating a oneDNN primitive costs far more than running a small one: primitives are cached per shape.
 struct CachedMatmul {
   dnnl::matmul::primitive_desc pd;
   dnnl::matmul prim;
 };
-// Creating a oneDNN primitive costs far more than running a small one: keep one per shape.
-std::map<MatmulKey, std::unique_ptr<CachedMatmul>> g_matmuls;
-std::mutex g_matmulLock;
 
 // Run a cached matmul on raw pointers (oneDNN memory objects are cheap views).
 void runMatmul(const CachedMatmul& mm, const void* a, const void* b, float* c) {
@@ -127,43 +123,8 @@ void runMatmul(const CachedMatmul& mm, const void* a, const void* b, float* c) {
   st.wait();
 }
 
-// C[M,N] (+)= op(A) op(B) with A, B already contiguous bf16 in their stored orientation
-// (A: M×K, or K×M when transposed; B: K×N, or N×K when transposed); fp32 accumulation and output.
-void matmulBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const uint16_t* A, const uint16_t* B,
-                float* C, int64_t ldc, bool accumulate) {
-  using dt = dnnl::memory::data_type;
-  MatmulKey key{transA, transB, M, N, K, ldc, accumulate};
-  CachedMatmul* mm;
-  {
-    std::lock_guard<std::mutex> lock(g_matmulLock);
-    auto it = g_matmuls.find(key);
-    if (it == g_matmuls.end()) {
-      dnnl::memory::desc a({M, K}, dt::bf16, transA ? dnnl::memory::dims{1, M} : dnnl::memory::dims{K, 1});
-      dnnl::memory::desc b({K, N}, dt::bf16, transB ? dnnl::memory::dims{1, K} : dnnl::memory::dims{N, 1});
-      dnnl::memory::desc c({M, N}, dt::f32, dnnl::memory::dims{ldc, 1});
-      dnnl::primitive_attr attr;
-      if (accumulate) {
-        dnnl::post_ops ops;
-        ops.append_sum(1.0f);
-        attr.set_post_ops(ops);
-      }
-      auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, cpuEngine());
-      it = g_matmuls.emplace(key, std::make_unique<CachedMatmul>(CachedMatmul{pd, dnnl::matmul(pd)})).first;
-    }
-    mm = it->second.get();
-  }
-  runMatmul(*mm, A, B, C);
-}
-
 // Scratch for bf16 copies of GEMM operands (the addon runs on the JS thread only).
-std::vector<uint16_t> g_a16, g_b16, g_c16;
-
-void gemmBf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-              const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
-  convertBf16(A, transA ? K : M, transA ? M : K, lda, g_a16);
-  convertBf16(B, transB ? N : K, transB ? K : N, ldb, g_b16);
-  matmulBf16(transA, transB, M, N, K, g_a16.data(), g_b16.data(), C, ldc, accumulate);
-}
+std::vector<uint16_t> g_a16, g_c16;
 
 // ------------------------------------------------------------------------------------------------ bf16 linear
 // A linear layer's weight is the GEMM operand oneDNN wants in its own blocked layout: one reorder per call converts
@@ -278,6 +239,7 @@ void headMatmul(HeadOp op, int64_t B, int64_t H, int64_t Tq, int64_t T, int64_t 
 std::vector<uint16_t> g_q16, g_k16, g_v16, g_p16, g_d16;
 std::vector<float> g_dp;
 
+// fp32 C[M,N] (+)= op(A) op(B) (the linear layers outside bf16 mode).
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
           int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   if (M == 0 || N == 0) return;
@@ -286,26 +248,10 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
       for (int64_t i = 0; i < M; i++) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
     return;
   }
-  if (g_bf16) {
-    gemmBf16(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
-    return;
-  }
   dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
 }
 
 // ------------------------------------------------------------------------------------------------ kernels
-
-Napi::Value Gemm(const Napi::CallbackInfo& info) {
-  bool ta = B(info, 0), tb = B(info, 1);
-  int64_t M = N(info, 2), Nn = N(info, 3), K = N(info, 4);
-  float* A = F(info, 5) + N(info, 6);
-  int64_t lda = N(info, 7);
-  float* Bm = F(info, 8) + N(info, 9);
-  int64_t ldb = N(info, 10);
-  float* C = F(info, 11) + N(info, 12);
-  gemm(ta, tb, M, Nn, K, A, lda, Bm, ldb, C, N(info, 13), B(info, 14));
-  return info.Env().Undefined();
-}
 
 // y = x Wᵀ + b. Arguments 7, 8: x's bf16 copy (or null) and whether it is filled.
 Napi::Value LinearForward(const Napi::CallbackInfo& info) {
@@ -912,7 +858,6 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("gemm", Napi::Function::New(env, Gemm));
   exports.Set("linearForward", Napi::Function::New(env, LinearForward));
   exports.Set("linearBackward", Napi::Function::New(env, LinearBackward));
   exports.Set("add", Napi::Function::New(env, Add));

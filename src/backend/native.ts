@@ -66,10 +66,6 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
     name: bf16 ? "native-bf16" : "native",
     supportsFloat64: false,
     usesBf16Copies: bf16,
-    gemm(tA, tB, M, N, K, A, aOff, lda, B, bOff, ldb, C, cOff, ldc, acc) {
-      configure();
-      a.gemm(tA, tB, M, N, K, f32(A), aOff, lda, f32(B), bOff, ldb, f32(C), cOff, ldc, acc);
-    },
     linearForward(x, w, b, y, rows, inF, outF, xCopy) {
       configure();
       a.linearForward(f32(x), f32(w), f32(b), f32(y), rows, inF, outF, ...copyArgs(xCopy));

@@ -34,25 +34,25 @@ export function erf(x: number): number {
   return Math.sign(x) * (1 - erfc);
 }
 
+/** C[M,N] = op(A)[M,K] · op(B)[K,N] (+ C when `accumulate`), with float64 sums; ld* are the stored row strides. */
 function gemm(
   transA: boolean, transB: boolean, M: number, N: number, K: number,
-  A: FArray, aOff: number, lda: number, B: FArray, bOff: number, ldb: number,
-  C: FArray, cOff: number, ldc: number, accumulate: boolean,
+  A: FArray, lda: number, B: FArray, ldb: number, C: FArray, ldc: number, accumulate: boolean,
 ): void {
   const acc = new Float64Array(N);
   for (let i = 0; i < M; i++) {
     acc.fill(0);
     for (let k = 0; k < K; k++) {
-      const a = transA ? A[aOff + k * lda + i]! : A[aOff + i * lda + k]!;
+      const a = transA ? A[k * lda + i]! : A[i * lda + k]!;
       if (a === 0) continue;
       if (transB) {
-        for (let j = 0; j < N; j++) acc[j]! += a * B[bOff + j * ldb + k]!;
+        for (let j = 0; j < N; j++) acc[j]! += a * B[j * ldb + k]!;
       } else {
-        const row = bOff + k * ldb;
+        const row = k * ldb;
         for (let j = 0; j < N; j++) acc[j]! += a * B[row + j]!;
       }
     }
-    const c = cOff + i * ldc;
+    const c = i * ldc;
     if (accumulate) for (let j = 0; j < N; j++) C[c + j]! += acc[j]!;
     else for (let j = 0; j < N; j++) C[c + j] = acc[j]!;
   }
@@ -81,16 +81,15 @@ function softmaxRowsInPlace(s: Float64Array, rows: number, cols: number): void {
 export const tsBackend: Backend = {
   name: "typescript",
   supportsFloat64: true,
-  gemm,
 
   linearForward(x, w, b, y, rows, inF, outF) {
-    gemm(false, true, rows, outF, inF, x, 0, inF, w, 0, inF, y, 0, outF, false);
+    gemm(false, true, rows, outF, inF, x, inF, w, inF, y, outF, false);
     for (let r = 0; r < rows; r++) for (let j = 0; j < outF; j++) y[r * outF + j]! += b[j]!;
   },
 
   linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, overwriteGrads = false) {
-    if (dx) gemm(false, false, rows, inF, outF, dy, 0, outF, w, 0, inF, dx, 0, inF, false);
-    if (dw) gemm(true, false, outF, inF, rows, dy, 0, outF, x, 0, inF, dw, 0, inF, !overwriteGrads);
+    if (dx) gemm(false, false, rows, inF, outF, dy, outF, w, inF, dx, inF, false);
+    if (dw) gemm(true, false, outF, inF, rows, dy, outF, x, inF, dw, inF, !overwriteGrads);
     if (db) {
       for (let j = 0; j < outF; j++) {
         let s = 0;

@@ -55,18 +55,6 @@ export interface Backend {
   /** True when the kernels below take Bf16Copy arguments (bf16 GEMMs); otherwise callers pass none. */
   readonly usesBf16Copies?: boolean;
 
-  /**
-   * C[M,N] = op(A)[M,K] · op(B)[K,N]  (+ C when `accumulate`). op(X) is X or Xᵀ; `ld*` are the row strides of
-   * the arrays as stored.
-   */
-  gemm(
-    transA: boolean, transB: boolean, M: number, N: number, K: number,
-    A: FArray, aOff: number, lda: number,
-    B: FArray, bOff: number, ldb: number,
-    C: FArray, cOff: number, ldc: number,
-    accumulate: boolean,
-  ): void;
-
   /** y[rows,out] = x[rows,in] · Wᵀ + b, with W stored [out,in] as torch.nn.Linear does. `xCopy`: see Bf16Copy. */
   linearForward(x: FArray, w: FArray, b: FArray, y: FArray, rows: number, inF: number, outF: number, xCopy?: Bf16Copy | null): void;
   /**
