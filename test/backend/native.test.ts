@@ -142,6 +142,29 @@ test("bf16 linear layer (packed weights, fused bias, inner-product weight gradie
   }
 });
 
+test("bf16 linear at block-aligned sizes (weights packed by the addon's own packer) equals the bf16-rounded product", { skip: bf16Skip }, () => {
+  // in and out multiples of 64: both weight layouts (forward Wᵀ, backward W) go through packWeight*/, not oneDNN's
+  // reorder. A misplaced element would be an O(1) error; bf16 rounding of the inputs is emulated exactly, so only
+  // fp32 accumulation order separates the two.
+  const nb = NATIVE_BF16!;
+  const [R, I, O] = [48, 128, 192];
+  const toBf16 = (a: Float32Array): Float32Array => {
+    const u = new Uint32Array(a.buffer.slice(0));
+    for (let i = 0; i < u.length; i++) u[i] = ((u[i]! + 0x7fff + ((u[i]! >>> 16) & 1)) >>> 16) << 16;
+    return new Float32Array(u.buffer);
+  };
+  const x = rand(R * I), w = rand(O * I, 0.1), b = rand(O), dy = rand(R * O);
+  const [x16, w16, dy16] = [toBf16(x), toBf16(w), toBf16(dy)];
+  const y1 = new Float32Array(R * O), y2 = new Float32Array(R * O);
+  ref.linearForward(x16, w16, b, y1, R, I, O);
+  nb.linearForward(x, w, b, y2, R, I, O);
+  same("forward (Wᵀ packed)", y2, y1, 1e-5);
+  const dx1 = new Float32Array(R * I), dx2 = new Float32Array(R * I);
+  ref.linearBackward(dy16, x16, w16, dx1, null, null, R, I, O);
+  nb.linearBackward(dy, x, w, dx2, null, null, R, I, O);
+  same("dx (W packed)", dx2, dx1, 1e-5);
+});
+
 test("bf16 copies: a GEMM input converted once and reused gives bit-identical results to converting at every use", { skip: bf16Skip }, () => {
   const nb = NATIVE_BF16!;
   assert.equal(nb.usesBf16Copies, true);
