@@ -479,11 +479,19 @@ inline float expFast(float x) {
   return y * __builtin_bit_cast(float, (static_cast<int32_t>(z) + 127) << 23);
 }
 
+// y = gelu(x); with argument 3 (y's bf16 copy) only the copy is written: y's sole reader is the next GEMM, and
+// skipping the fp32 write and a conversion pass saves ≈50 MB of traffic per BERT-base layer.
 Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   float *x = F(info, 0), *y = F(info, 1);
   int64_t n = N(info, 2);
+  uint16_t* y16 = info.Length() > 3 ? U16(info, 3) : nullptr;
+  if (y16) {
 #pragma omp parallel for simd schedule(static) if (n > 16384)
-  for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erfFast(x[i] * 0.70710678118654752f));
+    for (int64_t i = 0; i < n; i++) y16[i] = toBf16(0.5f * x[i] * (1.0f + erfFast(x[i] * 0.70710678118654752f)));
+  } else {
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erfFast(x[i] * 0.70710678118654752f));
+  }
   return info.Env().Undefined();
 }
 

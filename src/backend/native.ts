@@ -78,7 +78,10 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       markReady(xCopy);
     },
     add: (x, y, out, n) => a.add(f32(x), f32(y), f32(out), n),
-    geluForward: (x, y, n) => a.geluForward(f32(x), f32(y), n),
+    geluForward(x, y, n, yCopy) {
+      a.geluForward(f32(x), f32(y), n, yCopy?.data ?? null);
+      markReady(yCopy);
+    },
     geluBackward: (x, dy, dx, n) => a.geluBackward(f32(x), f32(dy), f32(dx), n),
     tanhForward: (x, y, n) => a.tanhForward(f32(x), f32(y), n),
     tanhBackward: (y, dy, dx, n) => a.tanhBackward(f32(y), f32(dy), f32(dx), n),

@@ -70,8 +70,11 @@ export interface Backend {
 
   /** out = a + b elementwise. */
   add(a: FArray, b: FArray, out: FArray, n: number): void;
-  /** HF `gelu`: x·Φ(x) with the exact erf. */
-  geluForward(x: FArray, y: FArray, n: number): void;
+  /**
+   * HF `gelu`: x·Φ(x) with the exact erf. With `yCopy` (a backend that uses bf16 copies) only the bf16 copy of y is
+   * written and made ready: y feeds nothing but the next GEMM, which reads the copy.
+   */
+  geluForward(x: FArray, y: FArray, n: number, yCopy?: Bf16Copy | null): void;
   /** dx = dy · gelu'(x). */
   geluBackward(x: FArray, dy: FArray, dx: FArray, n: number): void;
   tanhForward(x: FArray, y: FArray, n: number): void;

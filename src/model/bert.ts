@@ -396,7 +396,7 @@ export class BertForSequenceClassification {
     // feed-forward: dense → GELU → dense → dropout → residual → LayerNorm
     const inter = this.linear(`${p}intermediate.dense`, ln1.y, rows, H, I, copies.h1);
     const act = gemmInput(rows * I);
-    this.backend.geluForward(inter, act, rows * I);
+    this.backend.geluForward(inter, act, rows * I, copies.act); // with copies, act itself stays unwritten
     const ffnOut = this.linear(`${p}output.dense`, act, rows, I, H, copies.act, this.allocTemp(rows * H));
     const d2 = this.dropout(ffnOut, this.hiddenDropout, rows * H, stream, save, true);
     const sum2 = this.alloc(rows * H);

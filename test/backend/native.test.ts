@@ -202,6 +202,18 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   nb.attentionBackward(q, k, v, a1.probs, null, 0, dctx, shape, a1.dq, a1.dk, a1.dv, copies);
   nb.attentionBackward(q, k, v, a2.probs, null, 0, dctx, shape, a2.dq, a2.dk, a2.dv, null);
   assert.deepEqual(a1.dq, a2.dq); assert.deepEqual(a1.dk, a2.dk); assert.deepEqual(a1.dv, a2.dv);
+
+  // GELU writing only its output's copy: the same bf16 values, hence the same next GEMM, as converting its fp32 output
+  const inter = rand(R * I, 2), act = new Float32Array(R * I), untouched = new Float32Array(R * I).fill(7);
+  const actCopy = { data: new Uint16Array(R * I), ready: false };
+  nb.geluForward(inter, act, R * I, null);
+  nb.geluForward(inter, untouched, R * I, actCopy);
+  assert.equal(actCopy.ready, true);
+  assert.ok(untouched.every((t) => t === 7), "with a copy, the fp32 output is not written");
+  const yFromCopy = new Float32Array(R * O), yFromFp32 = new Float32Array(R * O);
+  nb.linearForward(untouched, w, b, yFromCopy, R, I, O, actCopy);
+  nb.linearForward(act, w, b, yFromFp32, R, I, O, null);
+  assert.deepEqual(yFromCopy, yFromFp32);
 });
 
 test("bf16 attention (batched oneDNN path) stays within bf16 bounds of the reference, with identical dropout masks", { skip: bf16Skip }, () => {
