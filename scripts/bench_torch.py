@@ -8,6 +8,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import time
 
 import torch
@@ -64,7 +65,7 @@ def timed(steps, fn):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
+    return statistics.median(times)
 
 
 def main():

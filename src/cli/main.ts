@@ -401,14 +401,16 @@ function benchCommand(): Command {
     .option("--threads <n>", "compute threads (default: all cores)", int("--threads"))
     .option("--only <names>", "comma-separated subset: train_fp32,train_bf16,head_only,infer_fp32,infer_bf16")
     .option("--compare-torch", "also run scripts/bench_torch.py (PyTorch, same workload) and print our/torch ratios")
+    .option("--rounds <n>", "with --compare-torch: alternate ours and PyTorch n times, then print each ratio's median", int("--rounds"), 1)
     .addHelpText("after", `
-Example:
-  weitiao bench --compare-torch        # the numbers in BENCHMARKS.md`)
+Examples:
+  weitiao bench --compare-torch                                  # the numbers in BENCHMARKS.md
+  weitiao bench --only train_bf16 --compare-torch --rounds 5     # one ratio, median over 5 alternating rounds`)
     .action((o: Record<string, unknown>) => {
       runBench({
         steps: o.steps as number, batch: o.batch as number, seqLen: o.seq as number, inferBatch: o.inferBatch as number,
         layers: o.layers as number, hidden: o.hidden as number, threads: o.threads as number | undefined,
-        compareTorch: Boolean(o.compareTorch), only: o.only ? String(o.only).split(",") : undefined, out,
+        compareTorch: Boolean(o.compareTorch), rounds: o.rounds as number, only: o.only ? String(o.only).split(",") : undefined, out,
       });
     });
 }

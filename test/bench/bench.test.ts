@@ -1,0 +1,22 @@
+/** `weitiao bench` on a tiny model: every workload reports a positive time, and the round statistics are right. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { median, runBench } from "../../src/bench/bench.js";
+import { NATIVE } from "../backends.js";
+
+test("median: middle value, or the mean of the two middle values", () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.equal(median([5]), 5);
+});
+
+test("bench on a tiny model prints one JSON line per workload with positive timings", { skip: NATIVE ? false : "native addon not built" }, () => {
+  const lines: string[] = [];
+  const results = runBench({ steps: 1, batch: 2, seqLen: 8, inferBatch: 2, layers: 1, hidden: 64, compareTorch: false, out: (l) => lines.push(l) });
+  const names = lines.map((l) => (JSON.parse(l) as { name: string }).name);
+  assert.deepEqual(names, ["train_fp32", "train_bf16", "head_only_cached", "infer_fp32", "infer_bf16", "peak_rss"]);
+  for (const r of results.filter((x) => x.name !== "peak_rss")) {
+    assert.ok(r.median_s > 0 && Number.isFinite(r.samples_per_s), `${r.name}: ${r.median_s}`);
+  }
+  assert.ok((results.at(-1)!.peak_rss_mb as number) > 0);
+});
