@@ -340,18 +340,77 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// erf for float inputs: rational approximation (odd polynomial over even polynomial) accurate to a few ulp,
+// branch-free so it vectorises.
+inline float erfFast(float v) {
+  float x = std::min(4.0f, std::max(-4.0f, v));
+  float x2 = x * x;
+  float p = -2.72614225801306e-10f;
+  p = p * x2 + 2.77068142495902e-08f;
+  p = p * x2 + -2.10102402082508e-06f;
+  p = p * x2 + -5.69250639462346e-05f;
+  p = p * x2 + -7.34990630326855e-04f;
+  p = p * x2 + -2.95459980854025e-03f;
+  p = p * x2 + -1.60960333262415e-02f;
+  p = p * x;
+  float q = -1.45660718464996e-05f;
+  q = q * x2 + -2.13374055278905e-04f;
+  q = q * x2 + -1.68282697438203e-03f;
+  q = q * x2 + -7.37332916720468e-03f;
+  q = q * x2 + -1.42647390514189e-02f;
+  return p / q;
+}
+
+// expf to about 1 ulp (Cephes' range reduction and polynomial), branch-free so loops vectorise.
+inline float expFast(float x) {
+  x = std::min(88.72283905206835f, std::max(-87.33654475f, x));
+  float z = std::floor(1.44269504088896341f * x + 0.5f);
+  x -= z * 0.693359375f;
+  x -= z * -2.12194440e-4f;
+  float p = 1.9875691500E-4f;
+  p = p * x + 1.3981999507E-3f;
+  p = p * x + 8.3334519073E-3f;
+  p = p * x + 4.1665795894E-2f;
+  p = p * x + 1.6666665459E-1f;
+  p = p * x + 5.0000001201E-1f;
+  float y = p * x * x + x + 1.0f;
+  return y * __builtin_bit_cast(float, (static_cast<int32_t>(z) + 127) << 23);
+}
+
+void geluBackwardChunk(const float* __restrict x, const float* __restrict dy, float* __restrict dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    float cdf = 0.5f * (1.0f + erfFast(v * 0.70710678118654752f));
+    float pdf = 0.3989422804014327f * expFast(-0.5f * v * v);
+    dx[i] = dy[i] * (cdf + v * pdf);
+  }
+}
+
+// dx = dy · gelu'(x)
+void geluBackward(const float* x, const float* dy, float* dx, int64_t n) {
+  const int64_t chunk = 16384;
+#pragma omp parallel for schedule(static) if (n > chunk)
+  for (int64_t c = 0; c < n; c += chunk) geluBackwardChunk(x + c, dy + c, dx + c, std::min(chunk, n - c));
+}
+
 // db += Σ_rows dy: each thread sums a contiguous range of rows (cache-friendly), then partials are added in
 // thread order (deterministic for a fixed thread count). With dy16, the same pass also writes dy in bf16 for the
-// GEMMs (one read of dy for both). With overwrite, db = Σ dy.
-void biasGrad(const float* dy, float* db, int64_t rows, int64_t out, uint16_t* dy16, bool overwrite) {
+// GEMMs (one read of dy for both). With overwrite, db = Σ dy. With geluX, the gradient is dy·gelu'(geluX), made
+// row by row here as geluBackward makes it (bit-identical), so it never goes to memory in fp32.
+void biasGrad(const float* dy, float* db, int64_t rows, int64_t out, uint16_t* dy16, bool overwrite, const float* geluX = nullptr) {
   int threads = rows * out > 65536 ? omp_get_max_threads() : 1;
   std::vector<double> part(db ? static_cast<size_t>(threads * out) : 0, 0.0);
 #pragma omp parallel num_threads(threads)
   {
     double* p = db ? part.data() + omp_get_thread_num() * out : nullptr;
+    std::vector<float> row(geluX ? out : 0);
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
       const float* d = dy + r * out;
+      if (geluX) {
+        geluBackwardChunk(geluX + r * out, d, row.data(), out);
+        d = row.data();
+      }
       if (p) {
 #pragma omp simd
         for (int64_t j = 0; j < out; j++) p[j] += d[j];
@@ -377,7 +436,7 @@ struct WeightGrad {
   dnnl::inner_product_backward_weights prim;
 };
 std::map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<WeightGrad>> g_weightGrads;
-std::vector<float> g_dwScratch;
+std::vector<float> g_dwScratch, g_dGelu;
 
 void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, const uint16_t* x, float* dw, bool overwrite) {
   using dt = dnnl::memory::data_type;
@@ -418,15 +477,21 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
   int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
   bool overwrite = info.Length() > 9 && B(info, 9);
+  const float* geluX = info.Length() > 12 && !info[12].IsNull() ? F(info, 12) : nullptr;  // see biasGrad
   if (g_bf16 && (dx || dw) && rows > 0 && in > 0 && out > 0) {
     g_c16.resize(static_cast<size_t>(rows * out));
-    biasGrad(dy, db, rows, out, g_c16.data(), overwrite);  // one pass over dy: db (fp32) and dy in bf16
+    biasGrad(dy, db, rows, out, g_c16.data(), overwrite, geluX);  // one pass over dy: db (fp32) and dy in bf16
     if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx);
     if (dw) {
       const uint16_t* x16 = bf16Input(x, rows, in, U16(info, 10), info.Length() > 11 && B(info, 11), g_a16);
       weightGradBf16(rows, in, out, g_c16.data(), x16, dw, overwrite);
     }
     return info.Env().Undefined();
+  }
+  if (geluX) {
+    g_dGelu.resize(static_cast<size_t>(rows * out));
+    geluBackward(geluX, dy, g_dGelu.data(), rows * out);
+    dy = g_dGelu.data();
   }
   if (dx) gemm(false, false, rows, in, out, dy, out, w, in, dx, in, false);
   if (dw) gemm(true, false, out, in, rows, dy, out, x, in, dw, in, !overwrite);
@@ -440,43 +505,6 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++) o[i] = a[i] + b[i];
   return info.Env().Undefined();
-}
-
-// erf for float inputs: rational approximation (odd polynomial over even polynomial) accurate to a few ulp,
-// branch-free so it vectorises.
-inline float erfFast(float v) {
-  float x = std::min(4.0f, std::max(-4.0f, v));
-  float x2 = x * x;
-  float p = -2.72614225801306e-10f;
-  p = p * x2 + 2.77068142495902e-08f;
-  p = p * x2 + -2.10102402082508e-06f;
-  p = p * x2 + -5.69250639462346e-05f;
-  p = p * x2 + -7.34990630326855e-04f;
-  p = p * x2 + -2.95459980854025e-03f;
-  p = p * x2 + -1.60960333262415e-02f;
-  p = p * x;
-  float q = -1.45660718464996e-05f;
-  q = q * x2 + -2.13374055278905e-04f;
-  q = q * x2 + -1.68282697438203e-03f;
-  q = q * x2 + -7.37332916720468e-03f;
-  q = q * x2 + -1.42647390514189e-02f;
-  return p / q;
-}
-
-// expf to about 1 ulp (Cephes' range reduction and polynomial), branch-free so loops vectorise.
-inline float expFast(float x) {
-  x = std::min(88.72283905206835f, std::max(-87.33654475f, x));
-  float z = std::floor(1.44269504088896341f * x + 0.5f);
-  x -= z * 0.693359375f;
-  x -= z * -2.12194440e-4f;
-  float p = 1.9875691500E-4f;
-  p = p * x + 1.3981999507E-3f;
-  p = p * x + 8.3334519073E-3f;
-  p = p * x + 4.1665795894E-2f;
-  p = p * x + 1.6666665459E-1f;
-  p = p * x + 5.0000001201E-1f;
-  float y = p * x * x + x + 1.0f;
-  return y * __builtin_bit_cast(float, (static_cast<int32_t>(z) + 127) << 23);
 }
 
 // y = gelu(x); with argument 3 (y's bf16 copy) only the copy is written: y's sole reader is the next GEMM, and
@@ -495,21 +523,8 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-void geluBackwardChunk(const float* __restrict x, const float* __restrict dy, float* __restrict dx, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    float v = x[i];
-    float cdf = 0.5f * (1.0f + erfFast(v * 0.70710678118654752f));
-    float pdf = 0.3989422804014327f * expFast(-0.5f * v * v);
-    dx[i] = dy[i] * (cdf + v * pdf);
-  }
-}
-
 Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
-  float *x = F(info, 0), *dy = F(info, 1), *dx = F(info, 2);
-  int64_t n = N(info, 3);
-  const int64_t chunk = 16384;
-#pragma omp parallel for schedule(static) if (n > chunk)
-  for (int64_t c = 0; c < n; c += chunk) geluBackwardChunk(x + c, dy + c, dx + c, std::min(chunk, n - c));
+  geluBackward(F(info, 0), F(info, 1), F(info, 2), N(info, 3));
   return info.Env().Undefined();
 }
 

@@ -62,10 +62,12 @@ export interface Backend {
    * no need to backprop further down). With `overwriteGrads`, dW and db are written instead of added to: their
    * contents are stale (the model knows that no gradient has been accumulated there since zeroGrad), which spares
    * zeroing them and reading them back. `xCopy`: the copy of x that the forward filled (see Bf16Copy).
+   * `geluInput`: this layer's output y went through GELU and dy is the gradient at GELU's output; the layer's own
+   * output gradient is then dy · gelu'(y), computed inside this call (y = geluInput) as geluBackward would.
    */
   linearBackward(
     dy: FArray, x: FArray, w: FArray, dx: FArray | null, dw: FArray | null, db: FArray | null,
-    rows: number, inF: number, outF: number, overwriteGrads?: boolean, xCopy?: Bf16Copy | null,
+    rows: number, inF: number, outF: number, overwriteGrads?: boolean, xCopy?: Bf16Copy | null, geluInput?: FArray | null,
   ): void;
 
   /** out = a + b elementwise. */

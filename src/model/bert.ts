@@ -312,13 +312,13 @@ export class BertForSequenceClassification {
   }
 
   /** Returns dx (or null when not needed); accumulates weight gradients of trainable weights. */
-  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, xCopy: Bf16Copy | null = null): FArray | null {
+  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, xCopy: Bf16Copy | null = null, geluInput: FArray | null = null): FArray | null {
     const dx = needDx ? this.alloc(rows * inF) : null;
     const wi = this.params.spec(`${prefix}.weight`).index;
     const bi = this.params.spec(`${prefix}.bias`).index;
     const overwrite = this.gradStale[wi]!;
     this.gradStale[wi] = this.gradStale[bi] = false;
-    this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF, overwrite, xCopy);
+    this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF, overwrite, xCopy, geluInput);
     return dx;
   }
 
@@ -425,9 +425,8 @@ export class BertForSequenceClassification {
     const dSum2 = this.layerNormBack(`${p}output.LayerNorm`, dOut, c.sum2, c.mean2, c.rstd2, rows, H);
     const dFfnOut = this.dropoutBack(dSum2, c.drop2, n);
     const dAct = this.linearBack(`${p}output.dense`, dFfnOut, c.act, rows, I, H, true, c.copies.act)!;
-    const dInter = this.alloc(rows * I);
-    this.backend.geluBackward(c.inter, dAct, dInter, rows * I);
-    const dH1 = this.linearBack(`${p}intermediate.dense`, dInter, c.h1, rows, H, I, true, c.copies.h1)!;
+    // GELU's backward runs inside the intermediate dense's (dInter = dAct·gelu'(inter) is never stored)
+    const dH1 = this.linearBack(`${p}intermediate.dense`, dAct, c.h1, rows, H, I, true, c.copies.h1, c.inter)!;
     this.backend.add(dH1, dSum2, dH1, n); // residual branch
 
     const dSum1 = this.layerNormBack(`${p}attention.output.LayerNorm`, dH1, c.sum1, c.mean1, c.rstd1, rows, H);

@@ -165,6 +165,27 @@ test("bf16 linear at block-aligned sizes (weights packed by the addon's own pack
   same("dx (W packed)", dx2, dx1, 1e-5);
 });
 
+test("linear backward through GELU (geluInput) equals geluBackward then linear backward, bit for bit on every backend", () => {
+  const [R, I, O] = [40, 64, 96];
+  const x = rand(R * I), w = rand(O * I, 0.1), pre = rand(R * O, 2), dAct = rand(R * O);
+  for (const be of [ref, ...(NATIVE ? [NATIVE] : []), ...(NATIVE_BF16 ? [NATIVE_BF16] : [])]) {
+    const run = (fused: boolean) => {
+      const dx = new Float32Array(R * I), dw = new Float32Array(O * I).fill(0.5), db = new Float32Array(O).fill(0.5);
+      if (fused) {
+        be.linearBackward(dAct, x, w, dx, dw, db, R, I, O, false, null, pre);
+      } else {
+        const dPre = new Float32Array(R * O);
+        be.geluBackward(pre, dAct, dPre, R * O);
+        be.linearBackward(dPre, x, w, dx, dw, db, R, I, O, false, null);
+      }
+      return { dx, dw, db };
+    };
+    const a = run(true), b = run(false);
+    assert.deepEqual(a, b, be.name);
+    assert.ok(a.db.some((t) => t !== 0.5), `${be.name}: gradients were accumulated`);
+  }
+});
+
 test("bf16 copies: a GEMM input converted once and reused gives bit-identical results to converting at every use", { skip: bf16Skip }, () => {
   const nb = NATIVE_BF16!;
   assert.equal(nb.usesBf16Copies, true);
