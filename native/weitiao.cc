@@ -542,32 +542,73 @@ Napi::Value TanhBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// One LayerNorm row: statistics in double (`omp simd` lets the reductions vectorise: 8 partial sums, then combined);
+// y16, when given, receives y in bf16 as well.
+inline void layerNormRow(const float* xr, const float* g, const float* b, float* yr, uint16_t* y16, float& mean,
+                         float& rstd, int64_t cols, double eps) {
+  double mu = 0;
+#pragma omp simd reduction(+ : mu)
+  for (int64_t j = 0; j < cols; j++) mu += xr[j];
+  mu /= cols;
+  double var = 0;
+#pragma omp simd reduction(+ : var)
+  for (int64_t j = 0; j < cols; j++) {
+    double d = xr[j] - mu;
+    var += d * d;
+  }
+  var /= cols;
+  float rs = static_cast<float>(1.0 / std::sqrt(var + eps));
+  float m = static_cast<float>(mu);
+  mean = m;
+  rstd = rs;
+#pragma omp simd
+  for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - m) * rs * g[j] + b[j];
+  if (y16) {
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) y16[j] = toBf16(yr[j]);
+  }
+}
+
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   float *x = F(info, 0), *g = F(info, 1), *b = F(info, 2), *y = F(info, 3), *mean = F(info, 4), *rstd = F(info, 5);
   int64_t rows = N(info, 6), cols = N(info, 7);
   double eps = D(info, 8);
 #pragma omp parallel for schedule(static) if (rows * cols > 16384)
+  for (int64_t r = 0; r < rows; r++) layerNormRow(x + r * cols, g, b, y + r * cols, nullptr, mean[r], rstd[r], cols, eps);
+  return info.Env().Undefined();
+}
+
+// sum = dropout(x) + residual; y = LayerNorm(sum): DropoutForward, Add and LayerNormForward fused row by row (the
+// row stays in L1 between the three), with the same mask stream and the same arithmetic as the three kernels.
+// Arguments: x, residual, gamma, beta, sum, y, mean, rstd, rows, cols, eps, p (null: no dropout), seed, offset,
+// keep, y's bf16 copy (or null).
+Napi::Value DropoutAddLayerNorm(const Napi::CallbackInfo& info) {
+  float *x = F(info, 0), *res = F(info, 1), *g = F(info, 2), *b = F(info, 3), *sum = F(info, 4), *y = F(info, 5);
+  float *mean = F(info, 6), *rstd = F(info, 7);
+  int64_t rows = N(info, 8), cols = N(info, 9);
+  double eps = D(info, 10);
+  bool drop = !info[11].IsNull();
+  double p = drop ? D(info, 11) : 0.0;
+  uint32_t seed = static_cast<uint32_t>(N(info, 12)), offset = static_cast<uint32_t>(N(info, 13));
+  uint8_t* keep = drop ? U8(info, 14) : nullptr;
+  uint16_t* y16 = U16(info, 15);
+  uint32_t threshold = dropThreshold(p);
+  float s = static_cast<float>(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static) if (rows * cols > 16384)
   for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x + r * cols;
-    // Statistics in double; `omp simd` lets the reductions vectorise (8 partial sums, then combined).
-    double mu = 0;
-#pragma omp simd reduction(+ : mu)
-    for (int64_t j = 0; j < cols; j++) mu += xr[j];
-    mu /= cols;
-    double var = 0;
-#pragma omp simd reduction(+ : var)
-    for (int64_t j = 0; j < cols; j++) {
-      double d = xr[j] - mu;
-      var += d * d;
-    }
-    var /= cols;
-    float rs = static_cast<float>(1.0 / std::sqrt(var + eps));
-    float m = static_cast<float>(mu);
-    mean[r] = m;
-    rstd[r] = rs;
-    float* yr = y + r * cols;
+    const int64_t o = r * cols;
+    if (drop) {
 #pragma omp simd
-    for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - m) * rs * g[j] + b[j];
+      for (int64_t j = 0; j < cols; j++) {
+        bool kept = streamDraw(seed, offset + static_cast<uint32_t>(o + j)) >= threshold;
+        keep[o + j] = kept;
+        sum[o + j] = (kept ? x[o + j] * s : 0.0f) + res[o + j];
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < cols; j++) sum[o + j] = x[o + j] + res[o + j];
+    }
+    layerNormRow(sum + o, g, b, y + o, y16 ? y16 + o : nullptr, mean[r], rstd[r], cols, eps);
   }
   return info.Env().Undefined();
 }
@@ -966,6 +1007,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
   exports.Set("dropoutForward", Napi::Function::New(env, DropoutForward));
+  exports.Set("dropoutAddLayerNorm", Napi::Function::New(env, DropoutAddLayerNorm));
   exports.Set("dropoutBackward", Napi::Function::New(env, DropoutBackward));
   exports.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward));
   exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward));

@@ -104,6 +104,11 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       markReady(copies?.q, copies?.k, copies?.v);
     },
     dropoutForward: (x, y, keep, n, spec) => a.dropoutForward(f32(x), f32(y), keep, n, spec.p, spec.seed >>> 0, spec.offset >>> 0),
+    dropoutAddLayerNorm(x, residual, g, b, sum, y, mean, rstd, rows, cols, eps, dropout, keep, yCopy) {
+      a.dropoutAddLayerNorm(f32(x), f32(residual), f32(g), f32(b), f32(sum), f32(y), f32(mean), f32(rstd), rows, cols, eps,
+        dropout ? dropout.p : null, (dropout?.seed ?? 0) >>> 0, (dropout?.offset ?? 0) >>> 0, keep, yCopy?.data ?? null);
+      markReady(yCopy);
+    },
     dropoutBackward: (dy, dx, keep, n, p) => a.dropoutBackward(f32(dy), f32(dx), keep, n, p),
     embeddingForward: (ids, pos, type, word, pe, te, out, rows, h) =>
       a.embeddingForward(ids, pos, type, f32(word), f32(pe), f32(te), f32(out), rows, h),

@@ -286,6 +286,13 @@ export const tsBackend: Backend = {
     }
   },
 
+  dropoutAddLayerNorm(x, residual, gamma, beta, sum, y, mean, rstd, rows, cols, eps, dropout, keep) {
+    const n = rows * cols;
+    if (dropout) tsBackend.dropoutForward(x, sum, keep!, n, dropout);
+    tsBackend.add(dropout ? sum : x, residual, sum, n);
+    tsBackend.layerNormForward(sum, gamma, beta, y, mean, rstd, rows, cols, eps);
+  },
+
   dropoutBackward(dy, dx, keep, n, p) {
     const s = 1 / (1 - p);
     for (let i = 0; i < n; i++) dx[i] = keep[i] ? dy[i]! * s : 0;

@@ -111,6 +111,15 @@ export interface Backend {
 
   /** y = x · keep / (1 − p), drawing keep from the counter-based RNG. */
   dropoutForward(x: FArray, y: FArray, keep: Uint8Array, n: number, spec: DropoutSpec): void;
+  /**
+   * BERT's sublayer output in one pass: sum = dropout(x) + residual, y = LayerNorm(sum) (mean, 1/σ saved), exactly
+   * as dropoutForward (same stream, same mask in `keep`), add and layerNormForward one after the other. No dropout
+   * when `dropout` is null. With `yCopy`, y's bf16 copy is written too (see Bf16Copy).
+   */
+  dropoutAddLayerNorm(
+    x: FArray, residual: FArray, gamma: FArray, beta: FArray, sum: FArray, y: FArray, mean: FArray, rstd: FArray,
+    rows: number, cols: number, eps: number, dropout: DropoutSpec | null, keep: Uint8Array | null, yCopy?: Bf16Copy | null,
+  ): void;
   dropoutBackward(dy: FArray, dx: FArray, keep: Uint8Array, n: number, p: number): void;
 
   /** out[r,:] = word[ids[r]] + pos[posIds[r]] + type[typeIds[r]]. */

@@ -250,13 +250,25 @@ export class BertForSequenceClassification {
     return this.trainable[spec.index] ? this.params.gradOf(name) : null;
   }
 
-  /** With `tempOutput`, y is read only by this module's forward (see allocTemp). */
-  private dropout(x: FArray, p: number, n: number, stream: DropoutStream | null, save: boolean, tempOutput = false): { y: FArray; cache: DropoutCache } {
+  private dropout(x: FArray, p: number, n: number, stream: DropoutStream | null, save: boolean): { y: FArray; cache: DropoutCache } {
     if (!stream || p === 0) return { y: x, cache: { keep: null, p: 0 } };
-    const y = tempOutput ? this.allocTemp(n) : this.alloc(n);
+    const y = this.alloc(n);
     const keep = this.current.byte(n);
     this.backend.dropoutForward(x, y, keep, n, stream.next(p, n));
     return { y, cache: { keep: save ? keep : null, p } };
+  }
+
+  /** sum = dropout(x) + residual, y = LayerNorm(sum) in one backend pass; y's bf16 copy filled when given. */
+  private dropoutAddLayerNorm(prefix: string, x: FArray, residual: FArray, rows: number, cols: number, stream: DropoutStream | null, save: boolean, y: FArray, yCopy: Bf16Copy | null): { y: FArray; sum: FArray; mean: FArray; rstd: FArray; drop: DropoutCache } {
+    const n = rows * cols;
+    const p = this.hiddenDropout;
+    const spec = stream && p > 0 ? stream.next(p, n) : null;
+    const keep = spec ? this.current.byte(n) : null;
+    const sum = this.alloc(n);
+    const mean = this.alloc(rows);
+    const rstd = this.alloc(rows);
+    this.backend.dropoutAddLayerNorm(x, residual, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), sum, y, mean, rstd, rows, cols, this.config.layer_norm_eps, spec, keep, yCopy);
+    return { y, sum, mean, rstd, drop: { keep: save ? keep : null, p: spec ? p : 0 } };
   }
 
   private dropoutBack(dy: FArray, c: DropoutCache, n: number): FArray {
@@ -322,13 +334,6 @@ export class BertForSequenceClassification {
     return dx;
   }
 
-  private layerNorm(prefix: string, x: FArray, rows: number, cols: number, y = this.alloc(rows * cols)): { y: FArray; mean: FArray; rstd: FArray } {
-    const mean = this.alloc(rows);
-    const rstd = this.alloc(rows);
-    this.backend.layerNormForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, mean, rstd, rows, cols, this.config.layer_norm_eps);
-    return { y, mean, rstd };
-  }
-
   private layerNormBack(prefix: string, dy: FArray, x: FArray, mean: FArray, rstd: FArray, rows: number, cols: number): FArray {
     const dx = this.alloc(rows * cols);
     this.backend.layerNormBackward(dy, x, mean, rstd, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, cols);
@@ -388,25 +393,19 @@ export class BertForSequenceClassification {
 
     // attention output: dense → dropout → residual → LayerNorm
     const attnOut = this.linear(`${p}attention.output.dense`, ctx, rows, H, H, copies.ctx, this.allocTemp(rows * H));
-    const d1 = this.dropout(attnOut, this.hiddenDropout, rows * H, stream, save, true);
-    const sum1 = this.alloc(rows * H);
-    this.backend.add(d1.y, xq, sum1, rows * H);
-    const ln1 = this.layerNorm(`${p}attention.output.LayerNorm`, sum1, rows, H, gemmInput(rows * H));
+    const ln1 = this.dropoutAddLayerNorm(`${p}attention.output.LayerNorm`, attnOut, xq, rows, H, stream, save, gemmInput(rows * H), copies.h1);
 
     // feed-forward: dense → GELU → dense → dropout → residual → LayerNorm
     const inter = this.linear(`${p}intermediate.dense`, ln1.y, rows, H, I, copies.h1);
     const act = gemmInput(rows * I);
     this.backend.geluForward(inter, act, rows * I, copies.act); // with copies, act itself stays unwritten
     const ffnOut = this.linear(`${p}output.dense`, act, rows, I, H, copies.act, this.allocTemp(rows * H));
-    const d2 = this.dropout(ffnOut, this.hiddenDropout, rows * H, stream, save, true);
-    const sum2 = this.alloc(rows * H);
-    this.backend.add(d2.y, ln1.y, sum2, rows * H);
-    const ln2 = this.layerNorm(`${p}output.LayerNorm`, sum2, rows, H, gemmInput(rows * H)); // the next layer's x
+    const ln2 = this.dropoutAddLayerNorm(`${p}output.LayerNorm`, ffnOut, ln1.y, rows, H, stream, save, gemmInput(rows * H), null); // the next layer's x
 
     const cache: LayerCache | null = save
       ? {
-          x, xq, copies, queryLen, q, k, v, probs, attnKeep, ctx, drop1: d1.cache, sum1, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
-          inter, act, drop2: d2.cache, sum2, mean2: ln2.mean, rstd2: ln2.rstd,
+          x, xq, copies, queryLen, q, k, v, probs, attnKeep, ctx, drop1: ln1.drop, sum1: ln1.sum, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
+          inter, act, drop2: ln2.drop, sum2: ln2.sum, mean2: ln2.mean, rstd2: ln2.rstd,
         }
       : null;
     return { out: ln2.y, cache };

@@ -90,6 +90,20 @@ test("native kernels equal the reference kernels", { skip }, async () => {
   ref.dropoutForward(gx, o1, dk1, n, { p: 0.1, seed: 9, offset: 5 }); nb.dropoutForward(gx, o2, dk2, n, { p: 0.1, seed: 9, offset: 5 });
   assert.deepEqual(dk2, dk1, "identical dropout masks"); same("dropout", o2, o1, 1e-7);
 
+  // fused dropout + residual + LayerNorm, with and without dropout, against the reference's three kernels
+  const lres = rand(LR * LC);
+  for (const spec of [{ p: 0.1, seed: 9, offset: 5 }, null]) {
+    const run = (be: Backend) => {
+      const o = { sum: new Float32Array(LR * LC), y: new Float32Array(LR * LC), mean: new Float32Array(LR), rstd: new Float32Array(LR), keep: new Uint8Array(LR * LC) };
+      be.dropoutAddLayerNorm(lx, lres, lg, lb, o.sum, o.y, o.mean, o.rstd, LR, LC, 1e-12, spec, spec ? o.keep : null);
+      return o;
+    };
+    const fr = run(ref), fn = run(nb);
+    assert.deepEqual(fn.keep, fr.keep, "fused: identical dropout masks");
+    if (spec) assert.ok(fr.keep.some((t) => t === 0) && fr.keep.some((t) => t === 1));
+    for (const key of ["sum", "y", "mean", "rstd"] as const) same(`fused dropout+add+layernorm ${key} (dropout ${spec !== null})`, fn[key], fr[key], 1e-6);
+  }
+
   const p = rand(n), gg = rand(n), mm = rand(n, 0.1), vv = Float32Array.from(rand(n), (t) => t * t);
   const [pa, ma, va] = [Float32Array.from(p), Float32Array.from(mm), Float32Array.from(vv)];
   ref.adamw(p, gg, mm, vv, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3); nb.adamw(pa, gg, ma, va, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3);
@@ -223,6 +237,16 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   nb.attentionBackward(q, k, v, a1.probs, null, 0, dctx, shape, a1.dq, a1.dk, a1.dv, copies);
   nb.attentionBackward(q, k, v, a2.probs, null, 0, dctx, shape, a2.dq, a2.dk, a2.dv, null);
   assert.deepEqual(a1.dq, a2.dq); assert.deepEqual(a1.dk, a2.dk); assert.deepEqual(a1.dv, a2.dv);
+
+  // fused dropout+add+LayerNorm filling y's copy: the copy holds y in bf16
+  const ly = new Float32Array(R * I), lyCopy = { data: new Uint16Array(R * I), ready: false };
+  const lyConverted = { data: new Uint16Array(R * I), ready: false };
+  nb.dropoutAddLayerNorm(x, rand(R * I), rand(I), rand(I), new Float32Array(R * I), ly, new Float32Array(R), new Float32Array(R), R, I, 1e-12, { p: 0.1, seed: 3, offset: 0 }, new Uint8Array(R * I), lyCopy);
+  assert.equal(lyCopy.ready, true);
+  const yA = new Float32Array(R * O), yB = new Float32Array(R * O);
+  nb.linearForward(ly, w, b, yA, R, I, O, lyCopy);
+  nb.linearForward(ly, w, b, yB, R, I, O, lyConverted);
+  assert.deepEqual(lyCopy.data, lyConverted.data); assert.deepEqual(yA, yB);
 
   // GELU writing only its output's copy: the same bf16 values, hence the same next GEMM, as converting its fp32 output
   const inter = rand(R * I, 2), act = new Float32Array(R * I), untouched = new Float32Array(R * I).fill(7);
