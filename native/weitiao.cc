@@ -215,14 +215,15 @@ constexpr bool kOwnPacker = false;
 void packWeightTransposed(const float*, int64_t, int64_t, uint16_t*) {}
 void packWeight(const float*, int64_t, int64_t, uint16_t*) {}
 #endif
-using LinearKey = std::tuple<bool, int64_t, int64_t, int64_t>;  // backward?, rows, in, out
+using LinearKey = std::tuple<bool, bool, int64_t, int64_t, int64_t>;  // backward?, accumulate?, rows, in, out
 std::map<LinearKey, std::unique_ptr<PackedLinear>> g_linears;
 AlignedBytes g_packedW;
 
-PackedLinear& packedLinear(bool backward, int64_t rows, int64_t in, int64_t out) {
+// accumulate (backward only): y += a W, through oneDNN's sum post-op (the add happens as the product is stored).
+PackedLinear& packedLinear(bool backward, bool accumulate, int64_t rows, int64_t in, int64_t out) {
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
-  LinearKey key{backward, rows, in, out};
+  LinearKey key{backward, accumulate, rows, in, out};
   auto it = g_linears.find(key);
   if (it == g_linears.end()) {
     const int64_t K = backward ? out : in, Nn = backward ? in : out;
@@ -230,7 +231,13 @@ PackedLinear& packedLinear(bool backward, int64_t rows, int64_t in, int64_t out)
     dnnl::memory::desc w({K, Nn}, dt::bf16, tag::any);
     auto desc = backward ? dnnl::matmul::desc(src, w, dst)
                          : dnnl::matmul::desc(src, w, dnnl::memory::desc({1, Nn}, dt::f32, tag::ab), dst);
-    dnnl::matmul::primitive_desc pd(desc, cpuEngine());
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops ops;
+      ops.append_sum(1.0f);
+      attr.set_post_ops(ops);
+    }
+    dnnl::matmul::primitive_desc pd(desc, attr, cpuEngine());
     // W is stored [out,in]: forward reads its transpose [in,out] through strides.
     dnnl::memory::desc wSrc({K, Nn}, dt::f32, backward ? dnnl::memory::dims{Nn, 1} : dnnl::memory::dims{1, K});
     dnnl::reorder pack(dnnl::reorder::primitive_desc(cpuEngine(), wSrc, cpuEngine(), pd.weights_desc()));
@@ -241,10 +248,10 @@ PackedLinear& packedLinear(bool backward, int64_t rows, int64_t in, int64_t out)
   return *it->second;
 }
 
-// forward: y = a Wᵀ + bias (a = x, bf16 [rows,in]); backward: y = a W (a = dy, bf16 [rows,out]).
+// forward: y = a Wᵀ + bias (a = x, bf16 [rows,in]); backward: y = a W, or y += a W (a = dy, bf16 [rows,out]).
 void linearBf16(bool backward, int64_t rows, int64_t in, int64_t out, const uint16_t* a, const float* w,
-                const float* bias, float* y) {
-  PackedLinear& L = packedLinear(backward, rows, in, out);
+                const float* bias, float* y, bool accumulate = false) {
+  PackedLinear& L = packedLinear(backward, accumulate, rows, in, out);
   dnnl::stream st(cpuEngine());
   void* packed = g_packedW.get(L.pd.weights_desc().get_size());
   dnnl::memory wp(L.pd.weights_desc(), cpuEngine(), packed);
@@ -472,16 +479,18 @@ void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, c
 }
 
 // dx = dy W ; dW += dyᵀ x ; db += Σ dy. Argument 9, overwrite: dW = dyᵀ x and db = Σ dy instead (their contents
-// are stale: no gradient since zeroGrad). Arguments 10, 11: x's bf16 copy and whether it is filled.
+// are stale: no gradient since zeroGrad). Arguments 10, 11: x's bf16 copy and whether it is filled. Argument 12:
+// GELU's input when dy is the gradient at GELU's output (see biasGrad). Argument 13: dx += dy W.
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
   int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
   bool overwrite = info.Length() > 9 && B(info, 9);
   const float* geluX = info.Length() > 12 && !info[12].IsNull() ? F(info, 12) : nullptr;  // see biasGrad
+  bool accumulateDx = info.Length() > 13 && B(info, 13);
   if (g_bf16 && (dx || dw) && rows > 0 && in > 0 && out > 0) {
     g_c16.resize(static_cast<size_t>(rows * out));
     biasGrad(dy, db, rows, out, g_c16.data(), overwrite, geluX);  // one pass over dy: db (fp32) and dy in bf16
-    if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx);
+    if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx, accumulateDx);
     if (dw) {
       const uint16_t* x16 = bf16Input(x, rows, in, U16(info, 10), info.Length() > 11 && B(info, 11), g_a16);
       weightGradBf16(rows, in, out, g_c16.data(), x16, dw, overwrite);
@@ -493,7 +502,7 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     geluBackward(geluX, dy, g_dGelu.data(), rows * out);
     dy = g_dGelu.data();
   }
-  if (dx) gemm(false, false, rows, in, out, dy, out, w, in, dx, in, false);
+  if (dx) gemm(false, false, rows, in, out, dy, out, w, in, dx, in, accumulateDx);
   if (dw) gemm(true, false, out, in, rows, dy, out, x, in, dw, in, !overwrite);
   if (db) biasGrad(dy, db, rows, out, nullptr, overwrite);
   return info.Env().Undefined();

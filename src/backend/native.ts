@@ -71,11 +71,11 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       a.linearForward(f32(x), f32(w), f32(b), f32(y), rows, inF, outF, ...copyArgs(xCopy));
       markReady(xCopy);
     },
-    linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, overwriteGrads, xCopy, geluInput) {
+    linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, opts = {}) {
       configure();
-      a.linearBackward(f32(dy), f32(x), f32(w), dx && f32(dx), dw && f32(dw), db && f32(db), rows, inF, outF, overwriteGrads === true,
-        ...copyArgs(xCopy), geluInput ? f32(geluInput) : null);
-      markReady(xCopy);
+      a.linearBackward(f32(dy), f32(x), f32(w), dx && f32(dx), dw && f32(dw), db && f32(db), rows, inF, outF, opts.overwriteGrads === true,
+        ...copyArgs(opts.xCopy), opts.geluInput ? f32(opts.geluInput) : null, opts.accumulateDx === true);
+      markReady(opts.xCopy);
     },
     add: (x, y, out, n) => a.add(f32(x), f32(y), f32(out), n),
     geluForward(x, y, n, yCopy) {

@@ -87,13 +87,14 @@ export const tsBackend: Backend = {
     for (let r = 0; r < rows; r++) for (let j = 0; j < outF; j++) y[r * outF + j]! += b[j]!;
   },
 
-  linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, overwriteGrads = false, _xCopy = null, geluInput = null) {
+  linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, opts = {}) {
+    const { overwriteGrads = false, geluInput = null, accumulateDx = false } = opts;
     if (geluInput) {
       const d = new (dy instanceof Float64Array ? Float64Array : Float32Array)(rows * outF);
       tsBackend.geluBackward(geluInput, dy, d, rows * outF);
       dy = d;
     }
-    if (dx) gemm(false, false, rows, inF, outF, dy, outF, w, inF, dx, inF, false);
+    if (dx) gemm(false, false, rows, inF, outF, dy, outF, w, inF, dx, inF, accumulateDx);
     if (dw) gemm(true, false, outF, inF, rows, dy, outF, x, inF, dw, inF, !overwriteGrads);
     if (db) {
       for (let j = 0; j < outF; j++) {

@@ -35,6 +35,23 @@ export interface AttentionCopies {
   v: Bf16Copy;
 }
 
+export interface LinearBackwardOptions {
+  /**
+   * dW and db are written instead of added to: their contents are stale (the model knows that no gradient has been
+   * accumulated there since zeroGrad), which spares zeroing them and reading them back.
+   */
+  overwriteGrads?: boolean;
+  /** The copy of x that the forward filled (see Bf16Copy). */
+  xCopy?: Bf16Copy | null;
+  /**
+   * This layer's output y went through GELU and dy is the gradient at GELU's output: the layer's own output gradient
+   * is dy · gelu'(y), formed inside this call (y = geluInput) exactly as geluBackward would.
+   */
+  geluInput?: FArray | null;
+  /** dx += dy · W instead of dx = dy · W (Q, K and V send their gradients to the same x). */
+  accumulateDx?: boolean;
+}
+
 export interface AttentionShape {
   batch: number;
   /** Key/value rows per sequence. */
@@ -59,15 +76,11 @@ export interface Backend {
   linearForward(x: FArray, w: FArray, b: FArray, y: FArray, rows: number, inF: number, outF: number, xCopy?: Bf16Copy | null): void;
   /**
    * dx = dy · W (overwrites dx), dW += dyᵀ · x, db += Σ_rows dy. Any of dx/dw/db may be null (frozen weights or
-   * no need to backprop further down). With `overwriteGrads`, dW and db are written instead of added to: their
-   * contents are stale (the model knows that no gradient has been accumulated there since zeroGrad), which spares
-   * zeroing them and reading them back. `xCopy`: the copy of x that the forward filled (see Bf16Copy).
-   * `geluInput`: this layer's output y went through GELU and dy is the gradient at GELU's output; the layer's own
-   * output gradient is then dy · gelu'(y), computed inside this call (y = geluInput) as geluBackward would.
+   * no need to backprop further down). See LinearBackwardOptions for the variants.
    */
   linearBackward(
     dy: FArray, x: FArray, w: FArray, dx: FArray | null, dw: FArray | null, db: FArray | null,
-    rows: number, inF: number, outF: number, overwriteGrads?: boolean, xCopy?: Bf16Copy | null, geluInput?: FArray | null,
+    rows: number, inF: number, outF: number, opts?: LinearBackwardOptions,
   ): void;
 
   /** out = a + b elementwise. */

@@ -323,14 +323,18 @@ export class BertForSequenceClassification {
     return y;
   }
 
-  /** Returns dx (or null when not needed); accumulates weight gradients of trainable weights. */
-  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, xCopy: Bf16Copy | null = null, geluInput: FArray | null = null): FArray | null {
-    const dx = needDx ? this.alloc(rows * inF) : null;
+  /**
+   * Returns dx (or null when not needed); accumulates weight gradients of trainable weights. `addTo`: add dx into
+   * this buffer (returned) instead of a new one. `geluInput`: see LinearBackwardOptions.
+   */
+  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, xCopy: Bf16Copy | null = null, geluInput: FArray | null = null, addTo: FArray | null = null): FArray | null {
+    const dx = needDx ? addTo ?? this.alloc(rows * inF) : null;
     const wi = this.params.spec(`${prefix}.weight`).index;
     const bi = this.params.spec(`${prefix}.bias`).index;
     const overwrite = this.gradStale[wi]!;
     this.gradStale[wi] = this.gradStale[bi] = false;
-    this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF, overwrite, xCopy, geluInput);
+    this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF,
+      { overwriteGrads: overwrite, xCopy, geluInput, accumulateDx: addTo !== null });
     return dx;
   }
 
@@ -436,22 +440,23 @@ export class BertForSequenceClassification {
     const dk = this.alloc(kvRows * H);
     const dv = this.alloc(kvRows * H);
     this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen), dq, dk, dv, c.copies.attention);
-    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.xq, rows, H, H, needDx, c.copies.xq);
-    const dxk = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx, c.copies.x);
-    const dxv = this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx, c.copies.x);
-    if (!needDx) return null;
-    this.backend.add(dxq!, dSum1, dxq!, n); // residual branch (query rows only)
-    this.backend.add(dxk!, dxv!, dxk!, kvRows * H);
-    if (c.queryLen === T) {
-      this.backend.add(dxk!, dxq!, dxk!, n);
+    // K, V (and Q, when it has every row) add their input gradients into one buffer as the products are stored
+    const dx = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx, c.copies.x);
+    this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx, c.copies.x, null, dx);
+    const fullQuery = c.queryLen === T;
+    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.xq, rows, H, H, needDx, c.copies.xq, null, fullQuery ? dx : null);
+    if (!dx || !dxq) return null;
+    if (fullQuery) {
+      this.backend.add(dx, dSum1, dx, n); // residual branch
     } else {
-      // [CLS]-only layer: the query rows' gradient goes back to rows 0, T, 2T, …
+      // [CLS]-only layer: the query rows' gradient and the residual go back to rows 0, T, 2T, …
+      this.backend.add(dxq, dSum1, dxq, n);
       for (let b = 0; b < B; b++) {
-        const row = dxk!.subarray(b * T * H, b * T * H + H);
-        this.backend.add(row, dxq!.subarray(b * H, b * H + H), row, H);
+        const row = dx.subarray(b * T * H, b * T * H + H);
+        this.backend.add(row, dxq.subarray(b * H, b * H + H), row, H);
       }
     }
-    return dxk;
+    return dx;
   }
 
   // ---------------------------------------------------------------- encoder + pooler

@@ -78,9 +78,9 @@ test("native kernels equal the reference kernels", { skip }, async () => {
 
   // overwriteGrads: stale gradient buffers are overwritten, not added to
   const [zw, zb] = [rand(O * I), rand(O)];
-  nb.linearBackward(dy, x, w, null, zw, zb, R, I, O, true);
+  nb.linearBackward(dy, x, w, null, zw, zb, R, I, O, { overwriteGrads: true });
   const [rw, rb] = [rand(O * I), rand(O)];
-  ref.linearBackward(dy, x, w, null, rw, rb, R, I, O, true);
+  ref.linearBackward(dy, x, w, null, rw, rb, R, I, O, { overwriteGrads: true });
   const [cw, cb] = [new Float32Array(O * I), new Float32Array(O)];
   ref.linearBackward(dy, x, w, null, cw, cb, R, I, O);
   same("linear dW (overwrite)", zw, cw); same("linear db (overwrite)", zb, cb);
@@ -148,8 +148,8 @@ test("bf16 linear layer (packed weights, fused bias, inner-product weight gradie
     const dw1 = new Float32Array(O * I).fill(1), db1 = new Float32Array(O).fill(1);
     const dw2 = Float32Array.from(dw1), db2 = Float32Array.from(db1);
     const dx1 = new Float32Array(R * I), dx2 = new Float32Array(R * I);
-    ref.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O, overwrite);
-    nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O, overwrite);
+    ref.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O, { overwriteGrads: overwrite });
+    nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O, { overwriteGrads: overwrite });
     same(`bf16 dx (overwrite ${overwrite})`, dx2, dx1, 2e-2);
     same(`bf16 dW (overwrite ${overwrite})`, dw2, dw1, 2e-2);
     same(`bf16 db (overwrite ${overwrite})`, db2, db1, 1e-6); // the bias gradient is summed from fp32 dy
@@ -186,17 +186,28 @@ test("linear backward through GELU (geluInput) equals geluBackward then linear b
     const run = (fused: boolean) => {
       const dx = new Float32Array(R * I), dw = new Float32Array(O * I).fill(0.5), db = new Float32Array(O).fill(0.5);
       if (fused) {
-        be.linearBackward(dAct, x, w, dx, dw, db, R, I, O, false, null, pre);
+        be.linearBackward(dAct, x, w, dx, dw, db, R, I, O, { geluInput: pre });
       } else {
         const dPre = new Float32Array(R * O);
         be.geluBackward(pre, dAct, dPre, R * O);
-        be.linearBackward(dPre, x, w, dx, dw, db, R, I, O, false, null);
+        be.linearBackward(dPre, x, w, dx, dw, db, R, I, O);
       }
       return { dx, dw, db };
     };
     const a = run(true), b = run(false);
     assert.deepEqual(a, b, be.name);
     assert.ok(a.db.some((t) => t !== 0.5), `${be.name}: gradients were accumulated`);
+  }
+});
+
+test("linear backward with accumulateDx adds dy·W into dx, on every backend (block-aligned sizes for the bf16 packer)", () => {
+  const [R, I, O] = [32, 64, 128];
+  const x = rand(R * I), w = rand(O * I, 0.1), dy = rand(R * O), dx0 = rand(R * I);
+  for (const be of [ref, ...(NATIVE ? [NATIVE] : []), ...(NATIVE_BF16 ? [NATIVE_BF16] : [])]) {
+    const fresh = new Float32Array(R * I), summed = Float32Array.from(dx0);
+    be.linearBackward(dy, x, w, fresh, null, null, R, I, O);
+    be.linearBackward(dy, x, w, summed, null, null, R, I, O, { accumulateDx: true });
+    same(`${be.name}: dx0 + dy·W`, summed, Float32Array.from(fresh, (t, i) => t + dx0[i]!), 1e-6);
   }
 });
 
@@ -214,13 +225,13 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   assert.deepEqual(y1, y2);
   const grads = () => [new Float32Array(R * I), new Float32Array(O * I), new Float32Array(O)] as const;
   const [dx1, dw1, db1] = grads(); const [dx2, dw2, db2] = grads();
-  nb.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O, false, copy);
-  nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O, false, null);
+  nb.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O, { xCopy: copy });
+  nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O);
   assert.deepEqual(dw1, dw2); assert.deepEqual(dx1, dx2); assert.deepEqual(db1, db2);
   // a filled copy is trusted, not re-converted: stale contents show up in dW
   copy.data.fill(0);
   const dw3 = new Float32Array(O * I);
-  nb.linearBackward(dy, x, w, null, dw3, null, R, I, O, true, copy);
+  nb.linearBackward(dy, x, w, null, dw3, null, R, I, O, { overwriteGrads: true, xCopy: copy });
   assert.ok(dw3.every((t) => t === 0));
 
   const shape = { batch: 2, seqLen: 8, heads: 2, headDim: 16 };
