@@ -428,9 +428,10 @@ export class BertForSequenceClassification {
     const dSum2 = this.layerNormBack(`${p}output.LayerNorm`, dOut, c.sum2, c.mean2, c.rstd2, rows, H);
     const dFfnOut = this.dropoutBack(dSum2, c.drop2, n);
     const dAct = this.linearBack(`${p}output.dense`, dFfnOut, c.act, rows, I, H, true, c.copies.act)!;
-    // GELU's backward runs inside the intermediate dense's (dInter = dAct·gelu'(inter) is never stored)
-    const dH1 = this.linearBack(`${p}intermediate.dense`, dAct, c.h1, rows, H, I, true, c.copies.h1, c.inter)!;
-    this.backend.add(dH1, dSum2, dH1, n); // residual branch
+    // GELU's backward runs inside the intermediate dense's (dInter = dAct·gelu'(inter) is never stored). Its input
+    // gradient is added onto the residual branch's, dSum2, in place: nothing reads dSum2 (or dFfnOut, which may be
+    // the same buffer) after the output dense's backward.
+    const dH1 = this.linearBack(`${p}intermediate.dense`, dAct, c.h1, rows, H, I, true, c.copies.h1, c.inter, dSum2)!;
 
     const dSum1 = this.layerNormBack(`${p}attention.output.LayerNorm`, dH1, c.sum1, c.mean1, c.rstd1, rows, H);
     const dAttnOut = this.dropoutBack(dSum1, c.drop1, n);
@@ -440,15 +441,14 @@ export class BertForSequenceClassification {
     const dk = this.alloc(kvRows * H);
     const dv = this.alloc(kvRows * H);
     this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen), dq, dk, dv, c.copies.attention);
-    // K, V (and Q, when it has every row) add their input gradients into one buffer as the products are stored
-    const dx = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx, c.copies.x);
-    this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx, c.copies.x, null, dx);
+    // K, V (and Q, when it has every row) add their input gradients onto the residual branch's, dSum1, in place (as
+    // for dSum2 above) as the products are stored
     const fullQuery = c.queryLen === T;
+    const dx = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx, c.copies.x, null, fullQuery ? dSum1 : null);
+    this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx, c.copies.x, null, dx);
     const dxq = this.linearBack(`${p}attention.self.query`, dq, c.xq, rows, H, H, needDx, c.copies.xq, null, fullQuery ? dx : null);
     if (!dx || !dxq) return null;
-    if (fullQuery) {
-      this.backend.add(dx, dSum1, dx, n); // residual branch
-    } else {
+    if (!fullQuery) {
       // [CLS]-only layer: the query rows' gradient and the residual go back to rows 0, T, 2T, …
       this.backend.add(dxq, dSum1, dxq, n);
       for (let b = 0; b < B; b++) {
