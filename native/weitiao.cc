@@ -725,7 +725,8 @@ inline void softmaxBackwardRow(float* d, const float* __restrict pr, const uint8
 }
 
 // q/ctx: [B·Tq, W]; k/v: [B·T, W]; probs/keep: [B, H, Tq, T]. Tq (argument 14) is T, or 1 for [CLS]-only.
-// Arguments 15–20: bf16 copies of q, k, v with their filled flags (or null), used in bf16 mode.
+// Arguments 15–20: bf16 copies of q, k, v with their filled flags (or null), used in bf16 mode; 21–22: the bf16
+// copy of the dropped probabilities P' (forward fills it; backward reads it instead of rebuilding P' when filled).
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *mask = F(info, 3);
   int64_t Bn = N(info, 4), T = N(info, 5), H = N(info, 6), Dh = N(info, 7);
@@ -745,13 +746,17 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     const uint16_t* k16 = bf16Input(k, Bn * T, W, U16(info, 17), info.Length() > 18 && B(info, 18), g_k16);
     const uint16_t* v16 = bf16Input(v, Bn * T, W, U16(info, 19), info.Length() > 20 && B(info, 20), g_v16);
     headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, q16, k16, probs);
-    g_p16.resize(static_cast<size_t>(np));
+    uint16_t* p16 = U16(info, 21);  // P' for backward to keep, or null (then scratch)
+    if (!p16) {
+      g_p16.resize(static_cast<size_t>(np));
+      p16 = g_p16.data();
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < Bn * H * Tq; r++) {
       float* row = probs + r * T;
       const float* mrow = mask + (r / (H * Tq)) * T;
       softmaxRow(row, mrow, T, scale);
-      uint16_t* out = g_p16.data() + r * T;
+      uint16_t* out = p16 + r * T;
       if (dropout) {
         uint8_t* kr = keep + r * T;
         const uint32_t base = offset + static_cast<uint32_t>(r * T);
@@ -766,7 +771,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
         for (int64_t j = 0; j < T; j++) out[j] = toBf16(row[j]);
       }
     }
-    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, g_p16.data(), v16, ctx);
+    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, p16, v16, ctx);
     return info.Env().Undefined();
   }
 #pragma omp parallel
@@ -815,10 +820,14 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     const uint16_t* q16 = bf16Input(q, Bn * Tq, W, U16(info, 15), info.Length() > 16 && B(info, 16), g_q16);
     const uint16_t* k16 = bf16Input(k, Bn * T, W, U16(info, 17), info.Length() > 18 && B(info, 18), g_k16);
     const uint16_t* v16 = bf16Input(v, Bn * T, W, U16(info, 19), info.Length() > 20 && B(info, 20), g_v16);
-    g_p16.resize(static_cast<size_t>(np));
+    g_p16.resize(static_cast<size_t>(np));  // P' (unless forward kept it), then dS
+    const uint16_t* pDropped = U16(info, 21);
+    if (!pDropped || !(info.Length() > 22 && B(info, 22))) {
 #pragma omp parallel for simd schedule(static)
-    for (int64_t t = 0; t < np; t++) g_p16[t] = toBf16(keep ? (keep[t] ? probs[t] * keepScale : 0.0f) : probs[t]);
-    headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, g_p16.data(), g_d16.data(), dv);  // dV = P'ᵀ dctx
+      for (int64_t t = 0; t < np; t++) g_p16[t] = toBf16(keep ? (keep[t] ? probs[t] * keepScale : 0.0f) : probs[t]);
+      pDropped = g_p16.data();
+    }
+    headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, pDropped, g_d16.data(), dv);  // dV = P'ᵀ dctx
     g_dp.resize(static_cast<size_t>(np));
     headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, g_d16.data(), v16, g_dp.data());  // dP' = dctx Vᵀ
 #pragma omp parallel for schedule(static)

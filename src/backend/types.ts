@@ -33,6 +33,11 @@ export interface AttentionCopies {
   q: Bf16Copy;
   k: Bf16Copy;
   v: Bf16Copy;
+  /**
+   * The probabilities after dropout (the P·V product's input, [B, H, Tq, T]) in bf16: forward makes them anyway;
+   * kept, they spare backward a pass that rebuilds them from probs and the mask.
+   */
+  p?: Bf16Copy;
 }
 
 export interface LinearBackwardOptions {

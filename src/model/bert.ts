@@ -378,7 +378,9 @@ export class BertForSequenceClassification {
     const copies: LayerCopies = {
       x: xCopy,
       xq: clsOnly ? this.copyFor(rows * H) : xCopy,
-      attention: xCopy ? { q: this.copyFor(rows * H)!, k: this.copyFor(kvRows * H)!, v: this.copyFor(kvRows * H)! } : null,
+      attention: xCopy
+        ? { q: this.copyFor(rows * H)!, k: this.copyFor(kvRows * H)!, v: this.copyFor(kvRows * H)!, p: this.copyFor(input.batch * this.config.num_attention_heads * queryLen * input.seqLen)! }
+        : null,
       ctx: this.copyFor(rows * H),
       h1: this.copyFor(rows * H),
       act: this.copyFor(rows * I),

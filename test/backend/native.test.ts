@@ -237,17 +237,24 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   const shape = { batch: 2, seqLen: 8, heads: 2, headDim: 16 };
   const an = 2 * 8 * 32, P = 2 * 2 * 64;
   const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an), mask = new Float32Array(16);
-  const mk = () => ({ q: { data: new Uint16Array(an), ready: false }, k: { data: new Uint16Array(an), ready: false }, v: { data: new Uint16Array(an), ready: false } });
-  const copies = mk();
-  const out = () => ({ probs: new Float32Array(P), ctx: new Float32Array(an), dq: new Float32Array(an), dk: new Float32Array(an), dv: new Float32Array(an) });
-  const a1 = out(), a2 = out();
-  nb.attentionForward(q, k, v, mask, shape, a1.probs, a1.ctx, null, null, copies);
-  assert.ok(copies.q.ready && copies.k.ready && copies.v.ready);
-  nb.attentionForward(q, k, v, mask, shape, a2.probs, a2.ctx, null, null, null);
-  assert.deepEqual(a1.ctx, a2.ctx);
-  nb.attentionBackward(q, k, v, a1.probs, null, 0, dctx, shape, a1.dq, a1.dk, a1.dv, copies);
-  nb.attentionBackward(q, k, v, a2.probs, null, 0, dctx, shape, a2.dq, a2.dk, a2.dv, null);
-  assert.deepEqual(a1.dq, a2.dq); assert.deepEqual(a1.dk, a2.dk); assert.deepEqual(a1.dv, a2.dv);
+  const newCopy = (n: number) => ({ data: new Uint16Array(n), ready: false });
+  const out = () => ({ probs: new Float32Array(P), ctx: new Float32Array(an), dq: new Float32Array(an), dk: new Float32Array(an), dv: new Float32Array(an), keep: new Uint8Array(P) });
+  for (const drop of [null, { p: 0.2, seed: 5, offset: 9 }]) {
+    // with copies of q, k, v and of the dropped probabilities P' (kept by forward, read by backward), and without
+    const copies = { q: newCopy(an), k: newCopy(an), v: newCopy(an), p: newCopy(P) };
+    const a1 = out(), a2 = out();
+    nb.attentionForward(q, k, v, mask, shape, a1.probs, a1.ctx, drop, drop && a1.keep, copies);
+    assert.ok(copies.q.ready && copies.k.ready && copies.v.ready && copies.p.ready);
+    nb.attentionForward(q, k, v, mask, shape, a2.probs, a2.ctx, drop, drop && a2.keep, null);
+    assert.deepEqual(a1.ctx, a2.ctx);
+    nb.attentionBackward(q, k, v, a1.probs, drop && a1.keep, drop?.p ?? 0, dctx, shape, a1.dq, a1.dk, a1.dv, copies);
+    nb.attentionBackward(q, k, v, a2.probs, drop && a2.keep, drop?.p ?? 0, dctx, shape, a2.dq, a2.dk, a2.dv, null);
+    assert.deepEqual(a1.dq, a2.dq); assert.deepEqual(a1.dk, a2.dk); assert.deepEqual(a1.dv, a2.dv);
+    // backward really reads the kept P': stale contents change dV
+    copies.p.data.fill(0);
+    nb.attentionBackward(q, k, v, a1.probs, drop && a1.keep, drop?.p ?? 0, dctx, shape, a1.dq, a1.dk, a1.dv, copies);
+    assert.ok(a1.dv.every((t) => t === 0), "dV from a zeroed P' copy");
+  }
 
   // fused dropout+add+LayerNorm filling y's copy: the copy holds y in bf16
   const ly = new Float32Array(R * I), lyCopy = { data: new Uint16Array(R * I), ready: false };
