@@ -115,7 +115,7 @@ struct CachedMatmul {
 };
 
 // Run a cached matmul on raw pointers (oneDNN memory objects are cheap views).
-void runMatmul(const CachedMatmul& mm, const void* a, const void* b, float* c) {
+void runMatmul(const CachedMatmul& mm, const void* a, const void* b, void* c) {
   dnnl::memory am(mm.pd.src_desc(), cpuEngine(), const_cast<void*>(a));
   dnnl::memory bm(mm.pd.weights_desc(), cpuEngine(), const_cast<void*>(b));
   dnnl::memory cm(mm.pd.dst_desc(), cpuEngine(), c);
@@ -215,19 +215,20 @@ constexpr bool kOwnPacker = false;
 void packWeightTransposed(const float*, int64_t, int64_t, uint16_t*) {}
 void packWeight(const float*, int64_t, int64_t, uint16_t*) {}
 #endif
-using LinearKey = std::tuple<bool, bool, int64_t, int64_t, int64_t>;  // backward?, accumulate?, rows, in, out
+using LinearKey = std::tuple<bool, bool, bool, int64_t, int64_t, int64_t>;  // backward?, accumulate?, bf16 y?, rows, in, out
 std::map<LinearKey, std::unique_ptr<PackedLinear>> g_linears;
 AlignedBytes g_packedW;
 
 // accumulate (backward only): y += a W, through oneDNN's sum post-op (the add happens as the product is stored).
-PackedLinear& packedLinear(bool backward, bool accumulate, int64_t rows, int64_t in, int64_t out) {
+// bf16Out: y is stored in bf16 (rounded from the fp32 accumulator, as converting an fp32 y would be).
+PackedLinear& packedLinear(bool backward, bool accumulate, bool bf16Out, int64_t rows, int64_t in, int64_t out) {
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
-  LinearKey key{backward, accumulate, rows, in, out};
+  LinearKey key{backward, accumulate, bf16Out, rows, in, out};
   auto it = g_linears.find(key);
   if (it == g_linears.end()) {
     const int64_t K = backward ? out : in, Nn = backward ? in : out;
-    dnnl::memory::desc src({rows, K}, dt::bf16, tag::ab), dst({rows, Nn}, dt::f32, tag::ab);
+    dnnl::memory::desc src({rows, K}, dt::bf16, tag::ab), dst({rows, Nn}, bf16Out ? dt::bf16 : dt::f32, tag::ab);
     dnnl::memory::desc w({K, Nn}, dt::bf16, tag::any);
     auto desc = backward ? dnnl::matmul::desc(src, w, dst)
                          : dnnl::matmul::desc(src, w, dnnl::memory::desc({1, Nn}, dt::f32, tag::ab), dst);
@@ -249,9 +250,10 @@ PackedLinear& packedLinear(bool backward, bool accumulate, int64_t rows, int64_t
 }
 
 // forward: y = a Wᵀ + bias (a = x, bf16 [rows,in]); backward: y = a W, or y += a W (a = dy, bf16 [rows,out]).
+// y is fp32, or bf16 with bf16Out.
 void linearBf16(bool backward, int64_t rows, int64_t in, int64_t out, const uint16_t* a, const float* w,
-                const float* bias, float* y, bool accumulate = false) {
-  PackedLinear& L = packedLinear(backward, accumulate, rows, in, out);
+                const float* bias, void* y, bool accumulate = false, bool bf16Out = false) {
+  PackedLinear& L = packedLinear(backward, accumulate, bf16Out, rows, in, out);
   dnnl::stream st(cpuEngine());
   void* packed = g_packedW.get(L.pd.weights_desc().get_size());
   dnnl::memory wp(L.pd.weights_desc(), cpuEngine(), packed);
@@ -279,11 +281,12 @@ void linearBf16(bool backward, int64_t rows, int64_t in, int64_t out, const uint
 //   SquareByRows:  [Tq,T] × [T,D]   → [Tq,D]   ctx = P V, and dQ = dS K
 //   SquareTByRows: [Tq,T]ᵀ × [Tq,D] → [T,D]    dV = Pᵀ dctx, and dK = dSᵀ Q
 enum class HeadOp { RowsByRowsT, SquareByRows, SquareTByRows };
-using HeadKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t>;
+using HeadKey = std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t>;  // op, bf16 dst?, B, H, Tq, T, Dh
 std::map<HeadKey, std::unique_ptr<CachedMatmul>> g_headMatmuls;
 
-// dst = a × b over [B, H]; a/b bf16, dst f32. [T,D] operands are read and written in place in [B·T, H·D] rows.
-void headMatmul(HeadOp op, int64_t B, int64_t H, int64_t Tq, int64_t T, int64_t Dh, const uint16_t* a, const uint16_t* b, float* dst) {
+// dst = a × b over [B, H]; a/b bf16, dst f32 (or bf16). [T,D] operands are read and written in place in [B·T, H·D] rows.
+void headMatmul(HeadOp op, int64_t B, int64_t H, int64_t Tq, int64_t T, int64_t Dh, const uint16_t* a, const uint16_t* b, void* dst,
+                bool bf16Dst = false) {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
   using desc = dnnl::memory::desc;
@@ -293,22 +296,23 @@ void headMatmul(HeadOp op, int64_t B, int64_t H, int64_t Tq, int64_t T, int64_t 
   const dims kRowsT{T * W, Dh, 1, W};       // its transpose [B,H,D,T]
   const dims sq{H * Tq * T, Tq * T, T, 1};  // [B,H,Tq,T] contiguous
   const dims sqT{H * Tq * T, Tq * T, 1, T}; // its transpose [B,H,T,Tq]
-  HeadKey key{static_cast<int>(op), B, H, Tq, T, Dh};
+  HeadKey key{static_cast<int>(op), bf16Dst, B, H, Tq, T, Dh};
+  const dt cType = bf16Dst ? dt::bf16 : dt::f32;
   auto it = g_headMatmuls.find(key);
   if (it == g_headMatmuls.end()) {
     desc a_d, b_d, c_d;
     if (op == HeadOp::RowsByRowsT) {
       a_d = desc({B, H, Tq, Dh}, dt::bf16, qRows);
       b_d = desc({B, H, Dh, T}, dt::bf16, kRowsT);
-      c_d = desc({B, H, Tq, T}, dt::f32, sq);
+      c_d = desc({B, H, Tq, T}, cType, sq);
     } else if (op == HeadOp::SquareByRows) {
       a_d = desc({B, H, Tq, T}, dt::bf16, sq);
       b_d = desc({B, H, T, Dh}, dt::bf16, kRows);
-      c_d = desc({B, H, Tq, Dh}, dt::f32, qRows);
+      c_d = desc({B, H, Tq, Dh}, cType, qRows);
     } else {
       a_d = desc({B, H, T, Tq}, dt::bf16, sqT);
       b_d = desc({B, H, Tq, Dh}, dt::bf16, qRows);
-      c_d = desc({B, H, T, Dh}, dt::f32, kRows);
+      c_d = desc({B, H, T, Dh}, cType, kRows);
     }
     auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_d, b_d, c_d), cpuEngine());
     it = g_headMatmuls.emplace(key, std::make_unique<CachedMatmul>(CachedMatmul{pd, dnnl::matmul(pd)})).first;
@@ -333,12 +337,15 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, const float
 
 // ------------------------------------------------------------------------------------------------ kernels
 
-// y = x Wᵀ + b. Arguments 7, 8: x's bf16 copy (or null) and whether it is filled.
+// y = x Wᵀ + b. Arguments 7, 8: x's bf16 copy (or null) and whether it is filled. Argument 9: y's bf16 copy (or
+// null): in bf16 mode the product is stored there instead of y (y's only readers want bf16).
 Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   float *x = F(info, 0), *w = F(info, 1), *b = F(info, 2), *y = F(info, 3);
   int64_t rows = N(info, 4), in = N(info, 5), out = N(info, 6);
   if (g_bf16 && rows > 0 && in > 0 && out > 0) {
-    linearBf16(false, rows, in, out, bf16Input(x, rows, in, U16(info, 7), info.Length() > 8 && B(info, 8), g_a16), w, b, y);
+    uint16_t* y16 = U16(info, 9);
+    const uint16_t* x16 = bf16Input(x, rows, in, U16(info, 7), info.Length() > 8 && B(info, 8), g_a16);
+    linearBf16(false, rows, in, out, x16, w, b, y16 ? static_cast<void*>(y16) : y, false, y16 != nullptr);
     return info.Env().Undefined();
   }
 #pragma omp parallel for schedule(static) if (rows * out > 65536)
@@ -726,7 +733,8 @@ inline void softmaxBackwardRow(float* d, const float* __restrict pr, const uint8
 
 // q/ctx: [B·Tq, W]; k/v: [B·T, W]; probs/keep: [B, H, Tq, T]. Tq (argument 14) is T, or 1 for [CLS]-only.
 // Arguments 15–20: bf16 copies of q, k, v with their filled flags (or null), used in bf16 mode; 21–22: the bf16
-// copy of the dropped probabilities P' (forward fills it; backward reads it instead of rebuilding P' when filled).
+// copy of the dropped probabilities P' (forward fills it; backward reads it instead of rebuilding P' when filled);
+// 23: forward only, ctx's bf16 copy (or null), written instead of ctx.
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *mask = F(info, 3);
   int64_t Bn = N(info, 4), T = N(info, 5), H = N(info, 6), Dh = N(info, 7);
@@ -771,7 +779,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
         for (int64_t j = 0; j < T; j++) out[j] = toBf16(row[j]);
       }
     }
-    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, p16, v16, ctx);
+    uint16_t* ctx16 = U16(info, 23);  // ctx's bf16 copy: the product goes there instead of ctx
+    headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, p16, v16, ctx16 ? static_cast<void*>(ctx16) : ctx, ctx16 != nullptr);
     return info.Env().Undefined();
   }
 #pragma omp parallel

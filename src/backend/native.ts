@@ -66,10 +66,10 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
     name: bf16 ? "native-bf16" : "native",
     supportsFloat64: false,
     usesBf16Copies: bf16,
-    linearForward(x, w, b, y, rows, inF, outF, xCopy) {
+    linearForward(x, w, b, y, rows, inF, outF, xCopy, yCopy) {
       configure();
-      a.linearForward(f32(x), f32(w), f32(b), f32(y), rows, inF, outF, ...copyArgs(xCopy));
-      markReady(xCopy);
+      a.linearForward(f32(x), f32(w), f32(b), f32(y), rows, inF, outF, ...copyArgs(xCopy), yCopy?.data ?? null);
+      markReady(xCopy, yCopy);
     },
     linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, opts = {}) {
       configure();
@@ -93,8 +93,8 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       configure();
       a.attentionForward(f32(q), f32(k), f32(v), mask, s.batch, s.seqLen, s.heads, s.headDim, f32(probs), f32(ctx),
         dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep, s.queryLen ?? s.seqLen,
-        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p));
-      markReady(copies?.q, copies?.k, copies?.v, copies?.p);
+        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p), copies?.ctx?.data ?? null);
+      markReady(copies?.q, copies?.k, copies?.v, copies?.p, copies?.ctx);
     },
     attentionBackward(q, k, v, probs, keep, p, dctx, s, dq, dk, dv, copies) {
       configure();

@@ -38,6 +38,8 @@ export interface AttentionCopies {
    * kept, they spare backward a pass that rebuilds them from probs and the mask.
    */
   p?: Bf16Copy;
+  /** Forward output: with it, the context goes to this bf16 copy (made ready) instead of ctx. */
+  ctx?: Bf16Copy;
 }
 
 export interface LinearBackwardOptions {
@@ -77,8 +79,11 @@ export interface Backend {
   /** True when the kernels below take Bf16Copy arguments (bf16 GEMMs); otherwise callers pass none. */
   readonly usesBf16Copies?: boolean;
 
-  /** y[rows,out] = x[rows,in] · Wᵀ + b, with W stored [out,in] as torch.nn.Linear does. `xCopy`: see Bf16Copy. */
-  linearForward(x: FArray, w: FArray, b: FArray, y: FArray, rows: number, inF: number, outF: number, xCopy?: Bf16Copy | null): void;
+  /**
+   * y[rows,out] = x[rows,in] · Wᵀ + b, with W stored [out,in] as torch.nn.Linear does. `xCopy`: see Bf16Copy. With
+   * `yCopy` (for a y that only bf16 GEMMs read) the result goes to y's bf16 copy, made ready, and y is not written.
+   */
+  linearForward(x: FArray, w: FArray, b: FArray, y: FArray, rows: number, inF: number, outF: number, xCopy?: Bf16Copy | null, yCopy?: Bf16Copy | null): void;
   /**
    * dx = dy · W (overwrites dx), dW += dyᵀ · x, db += Σ_rows dy. Any of dx/dw/db may be null (frozen weights or
    * no need to backprop further down). See LinearBackwardOptions for the variants.

@@ -318,8 +318,9 @@ export class BertForSequenceClassification {
 
   // ---------------------------------------------------------------- encoder layer
 
-  private linear(prefix: string, x: FArray, rows: number, inF: number, outF: number, xCopy: Bf16Copy | null = null, y = this.alloc(rows * outF)): FArray {
-    this.backend.linearForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, rows, inF, outF, xCopy);
+  /** With `yCopy`, the backend writes only y's bf16 copy (see Backend.linearForward). */
+  private linear(prefix: string, x: FArray, rows: number, inF: number, outF: number, xCopy: Bf16Copy | null = null, y = this.alloc(rows * outF), yCopy: Bf16Copy | null = null): FArray {
+    this.backend.linearForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, rows, inF, outF, xCopy, yCopy);
     return y;
   }
 
@@ -373,24 +374,30 @@ export class BertForSequenceClassification {
 
     // bf16 copies of every GEMM input (when the backend uses them): each is converted once, at its first use
     const xCopy = this.copyFor(kvRows * H);
-    // With copies, backward reads GEMM inputs only through them: the fp32 tensors are forward-only scratch.
+    // With copies, backward reads GEMM inputs only through them: the fp32 tensors are forward-only scratch, and q,
+    // k, v, ctx and act (read by nothing but bf16 GEMMs) are produced as copies only.
     const gemmInput = (n: number): FArray => (xCopy ? this.allocTemp(n) : this.alloc(n));
+    const ctxCopy = this.copyFor(rows * H);
+    const attention: AttentionCopies | null = xCopy
+      ? {
+          q: this.copyFor(rows * H)!, k: this.copyFor(kvRows * H)!, v: this.copyFor(kvRows * H)!,
+          p: this.copyFor(input.batch * this.config.num_attention_heads * queryLen * input.seqLen)!, ctx: ctxCopy!,
+        }
+      : null;
     const copies: LayerCopies = {
       x: xCopy,
       xq: clsOnly ? this.copyFor(rows * H) : xCopy,
-      attention: xCopy
-        ? { q: this.copyFor(rows * H)!, k: this.copyFor(kvRows * H)!, v: this.copyFor(kvRows * H)!, p: this.copyFor(input.batch * this.config.num_attention_heads * queryLen * input.seqLen)! }
-        : null,
-      ctx: this.copyFor(rows * H),
+      attention,
+      ctx: ctxCopy,
       h1: this.copyFor(rows * H),
       act: this.copyFor(rows * I),
     };
 
     // self-attention
     const xq = clsOnly ? this.clsRows(x, input) : x;
-    const q = this.linear(`${p}attention.self.query`, xq, rows, H, H, copies.xq, gemmInput(rows * H));
-    const k = this.linear(`${p}attention.self.key`, x, kvRows, H, H, copies.x, gemmInput(kvRows * H));
-    const v = this.linear(`${p}attention.self.value`, x, kvRows, H, H, copies.x, gemmInput(kvRows * H));
+    const q = this.linear(`${p}attention.self.query`, xq, rows, H, H, copies.xq, gemmInput(rows * H), attention?.q);
+    const k = this.linear(`${p}attention.self.key`, x, kvRows, H, H, copies.x, gemmInput(kvRows * H), attention?.k);
+    const v = this.linear(`${p}attention.self.value`, x, kvRows, H, H, copies.x, gemmInput(kvRows * H), attention?.v);
     const probs = this.alloc(input.batch * shape.heads * queryLen * input.seqLen);
     const ctx = gemmInput(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, probs.length) : null;

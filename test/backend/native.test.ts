@@ -21,6 +21,16 @@ function same(name: string, a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e
   assert.ok(e < tol, `${name}: rel ${e}`);
 }
 
+/** The bf16 bit patterns of a (round to nearest even, as the addon converts). */
+function bf16Bits(a: Float32Array): Uint16Array {
+  return Uint16Array.from(new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength)), (u) => (u + 0x7fff + ((u >>> 16) & 1)) >>> 16);
+}
+
+/** a rounded to bf16, as float32. */
+function toBf16(a: Float32Array): Float32Array {
+  return new Float32Array(Uint32Array.from(bf16Bits(a), (h) => h << 16).buffer);
+}
+
 /**
  * Attention forward and backward of `nb` against the reference on random inputs, with the last two keys of every
  * sequence masked: identical dropout masks; probabilities, context and gradients within `tol`. Returns nb's probs.
@@ -162,11 +172,6 @@ test("bf16 linear at block-aligned sizes (weights packed by the addon's own pack
   // fp32 accumulation order separates the two.
   const nb = NATIVE_BF16!;
   const [R, I, O] = [48, 128, 192];
-  const toBf16 = (a: Float32Array): Float32Array => {
-    const u = new Uint32Array(a.buffer.slice(0));
-    for (let i = 0; i < u.length; i++) u[i] = ((u[i]! + 0x7fff + ((u[i]! >>> 16) & 1)) >>> 16) << 16;
-    return new Float32Array(u.buffer);
-  };
   const x = rand(R * I), w = rand(O * I, 0.1), b = rand(O), dy = rand(R * O);
   const [x16, w16, dy16] = [toBf16(x), toBf16(w), toBf16(dy)];
   const y1 = new Float32Array(R * O), y2 = new Float32Array(R * O);
@@ -239,14 +244,20 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an), mask = new Float32Array(16);
   const newCopy = (n: number) => ({ data: new Uint16Array(n), ready: false });
   const out = () => ({ probs: new Float32Array(P), ctx: new Float32Array(an), dq: new Float32Array(an), dk: new Float32Array(an), dv: new Float32Array(an), keep: new Uint8Array(P) });
+  const newCopies = () => ({ q: newCopy(an), k: newCopy(an), v: newCopy(an), p: newCopy(P) });
   for (const drop of [null, { p: 0.2, seed: 5, offset: 9 }]) {
     // with copies of q, k, v and of the dropped probabilities P' (kept by forward, read by backward), and without
-    const copies = { q: newCopy(an), k: newCopy(an), v: newCopy(an), p: newCopy(P) };
+    const copies = newCopies();
     const a1 = out(), a2 = out();
     nb.attentionForward(q, k, v, mask, shape, a1.probs, a1.ctx, drop, drop && a1.keep, copies);
     assert.ok(copies.q.ready && copies.k.ready && copies.v.ready && copies.p.ready);
     nb.attentionForward(q, k, v, mask, shape, a2.probs, a2.ctx, drop, drop && a2.keep, null);
     assert.deepEqual(a1.ctx, a2.ctx);
+    // attention writing only ctx's copy: ctx in bf16
+    const ctxCopy = newCopy(an), ctxOnly = new Float32Array(an).fill(7);
+    nb.attentionForward(q, k, v, mask, shape, new Float32Array(P), ctxOnly, drop, drop && new Uint8Array(P), { ...newCopies(), ctx: ctxCopy });
+    assert.ok(ctxCopy.ready && ctxOnly.every((t) => t === 7));
+    assert.deepEqual(ctxCopy.data, bf16Bits(a2.ctx));
     nb.attentionBackward(q, k, v, a1.probs, drop && a1.keep, drop?.p ?? 0, dctx, shape, a1.dq, a1.dk, a1.dv, copies);
     nb.attentionBackward(q, k, v, a2.probs, drop && a2.keep, drop?.p ?? 0, dctx, shape, a2.dq, a2.dk, a2.dv, null);
     assert.deepEqual(a1.dq, a2.dq); assert.deepEqual(a1.dk, a2.dk); assert.deepEqual(a1.dv, a2.dv);
@@ -265,6 +276,13 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   nb.linearForward(ly, w, b, yA, R, I, O, lyCopy);
   nb.linearForward(ly, w, b, yB, R, I, O, lyConverted);
   assert.deepEqual(lyCopy.data, lyConverted.data); assert.deepEqual(yA, yB);
+
+  // a linear layer writing only its output's copy: y in bf16, y itself untouched
+  const yOnly = new Float32Array(R * O).fill(7), yCopy = { data: new Uint16Array(R * O), ready: false };
+  nb.linearForward(x, w, b, yOnly, R, I, O, null, yCopy);
+  assert.equal(yCopy.ready, true);
+  assert.ok(yOnly.every((t) => t === 7), "with yCopy, y is not written");
+  assert.deepEqual(yCopy.data, bf16Bits(y2));
 
   // GELU writing only its output's copy: the same bf16 values, hence the same next GEMM, as converting its fp32 output
   const inter = rand(R * I, 2), act = new Float32Array(R * I), untouched = new Float32Array(R * I).fill(7);
