@@ -1,7 +1,7 @@
 /** The embedded default and the API example run end to end; predict's stdin, CSV output and --top-labels. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CLI, ROOT, tempDir } from "../helpers.js";
@@ -39,4 +39,16 @@ test("predict: stdin (plain lines and JSONL), CSV output, --top-labels", () => {
   const lines = readFileSync(csv, "utf8").trim().split("\n");
   assert.equal(lines[0], "text,label,score");
   assert.match(lines[1]!, /^"好,吃",(正面|负面),0\.\d+/);
+});
+
+test("a reader that closes stdout early (| head) does not stop training: exit 0, model saved, no EPIPE", async () => {
+  const out = join(tempDir(), "piped");
+  const child = spawn(process.execPath, [CLI, "demo", "--output-dir", out, "--epochs", "1"], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  child.stdout.once("data", () => child.stdout.destroy()); // like `head -1`
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  assert.equal(code, 0, stderr);
+  assert.doesNotMatch(stderr, /EPIPE/);
+  assert.ok(existsSync(join(out, "model.safetensors")));
 });
