@@ -37,7 +37,7 @@ int32_t* I32(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::Int32Array>().Data();
 }
 uint16_t* U16(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
   return info[i].As<Napi::Uint16Array>().Data();
 }
 uint8_t* U8(const Napi::CallbackInfo& info, size_t i) {
@@ -47,6 +47,8 @@ uint8_t* U8(const Napi::CallbackInfo& info, size_t i) {
 int64_t N(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int64Value(); }
 double D(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().DoubleValue(); }
 bool B(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Boolean>().Value(); }
+// An optional flag: true only when the argument is there and true.
+bool Flag(const Napi::CallbackInfo& info, size_t i) { return info[i].IsBoolean() && info[i].As<Napi::Boolean>().Value(); }
 
 // ------------------------------------------------------------------------------------------------ RNG
 // Same counter-based hash as src/util/rng.ts, so both backends draw identical dropout masks.
@@ -100,16 +102,23 @@ void convertBf16(const float* src, int64_t rows, int64_t cols, int64_t ld, std::
   convertBf16To(src, rows, cols, ld, dst.data());
 }
 
-// The bf16 form of a contiguous GEMM input: the caller's copy (src/backend/types.ts Bf16Copy), converted only if
-// not yet filled, or else a conversion into scratch.
-const uint16_t* bf16Input(const float* src, int64_t rows, int64_t cols, uint16_t* copy, bool ready,
-                          std::vector<uint16_t>& scratch) {
-  if (!copy) {
+// A Bf16Copy (src/backend/types.ts) as the addon receives it: its buffer (or null) at argument i and whether it is
+// filled at i + 1.
+struct CopyArg {
+  uint16_t* data;
+  bool ready;
+};
+CopyArg copyArg(const Napi::CallbackInfo& info, size_t i) { return {U16(info, i), Flag(info, i + 1)}; }
+
+// The bf16 form of a contiguous GEMM input: the caller's copy, converted only if not yet filled, or else a
+// conversion into scratch.
+const uint16_t* bf16Input(const float* src, int64_t rows, int64_t cols, CopyArg copy, std::vector<uint16_t>& scratch) {
+  if (!copy.data) {
     convertBf16(src, rows, cols, cols, scratch);
     return scratch.data();
   }
-  if (!ready) convertBf16To(src, rows, cols, cols, copy);
-  return copy;
+  if (!copy.ready) convertBf16To(src, rows, cols, cols, copy.data);
+  return copy.data;
 }
 
 // Creating a oneDNN primitive costs far more than running a small one: primitives are cached per shape.
@@ -348,7 +357,7 @@ Napi::Value LinearForward(const Napi::CallbackInfo& info) {
   int64_t rows = N(info, 4), in = N(info, 5), out = N(info, 6);
   if (g_bf16 && rows > 0 && in > 0 && out > 0) {
     uint16_t* y16 = U16(info, 9);
-    const uint16_t* x16 = bf16Input(x, rows, in, U16(info, 7), info.Length() > 8 && B(info, 8), g_a16);
+    const uint16_t* x16 = bf16Input(x, rows, in, copyArg(info, 7), g_a16);
     linearBf16(false, rows, in, out, x16, w, b, y16 ? static_cast<void*>(y16) : y, false, y16 != nullptr);
     return info.Env().Undefined();
   }
@@ -495,15 +504,14 @@ void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, c
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
   int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
-  bool overwrite = info.Length() > 9 && B(info, 9);
-  const float* geluX = info.Length() > 12 && !info[12].IsNull() ? F(info, 12) : nullptr;  // see biasGrad
-  bool accumulateDx = info.Length() > 13 && B(info, 13);
+  bool overwrite = Flag(info, 9), accumulateDx = Flag(info, 13);
+  const float* geluX = F(info, 12);  // see biasGrad
   if (g_bf16 && (dx || dw) && rows > 0 && in > 0 && out > 0) {
     g_c16.resize(static_cast<size_t>(rows * out));
     biasGrad(dy, db, rows, out, g_c16.data(), overwrite, geluX);  // one pass over dy: db (fp32) and dy in bf16
     if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx, accumulateDx);
     if (dw) {
-      const uint16_t* x16 = bf16Input(x, rows, in, U16(info, 10), info.Length() > 11 && B(info, 11), g_a16);
+      const uint16_t* x16 = bf16Input(x, rows, in, copyArg(info, 10), g_a16);
       weightGradBf16(rows, in, out, g_c16.data(), x16, dw, overwrite);
     }
     return info.Env().Undefined();
@@ -536,7 +544,7 @@ void geluForward(const float* x, Out* y, int64_t n) {
 // y = gelu(x); with argument 3 (y's bf16 copy) only the copy is written: y's sole reader is the next GEMM, and
 // skipping the fp32 write and a conversion pass saves ≈50 MB of traffic per BERT-base layer.
 Napi::Value GeluForward(const Napi::CallbackInfo& info) {
-  uint16_t* y16 = info.Length() > 3 ? U16(info, 3) : nullptr;
+  uint16_t* y16 = U16(info, 3);
   if (y16) {
     geluForward(F(info, 0), y16, N(info, 2));
   } else {
@@ -717,6 +725,19 @@ inline void softmaxRow(float* __restrict row, const float* __restrict mrow, int6
   for (int64_t j = 0; j < T; j++) row[j] *= inv;
 }
 
+// P' = dropout(P) for one row of probabilities: the mask drawn from the stream at `counter` (kept in kr), the kept
+// entries rescaled, stored as Out (fp32 scratch, or the bf16 operand of P'·V).
+template <typename Out>
+inline void dropoutRow(const float* __restrict row, uint8_t* kr, uint32_t counter, int64_t T, uint32_t seed,
+                       uint32_t threshold, float keepScale, Out* out) {
+#pragma omp simd
+  for (int64_t j = 0; j < T; j++) {
+    bool kept = streamDraw(seed, counter + static_cast<uint32_t>(j)) >= threshold;
+    kr[j] = kept ? 1 : 0;
+    storeAs(out[j], kept ? row[j] * keepScale : 0.0f);
+  }
+}
+
 // Softmax backward of one row: d holds dP' (gradient w.r.t. the probabilities after dropout) and becomes
 // dS = P ⊙ (dP − Σ_j dP·P) · scale, written to out (d itself in fp32, or the bf16 operand of the next products).
 template <typename Out>
@@ -753,9 +774,9 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float keepScale = dropout ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
   if (g_bf16) {
     const int64_t np = Bn * H * Tq * T;
-    const uint16_t* q16 = bf16Input(q, Bn * Tq, W, U16(info, 15), info.Length() > 16 && B(info, 16), g_q16);
-    const uint16_t* k16 = bf16Input(k, Bn * T, W, U16(info, 17), info.Length() > 18 && B(info, 18), g_k16);
-    const uint16_t* v16 = bf16Input(v, Bn * T, W, U16(info, 19), info.Length() > 20 && B(info, 20), g_v16);
+    const uint16_t* q16 = bf16Input(q, Bn * Tq, W, copyArg(info, 15), g_q16);
+    const uint16_t* k16 = bf16Input(k, Bn * T, W, copyArg(info, 17), g_k16);
+    const uint16_t* v16 = bf16Input(v, Bn * T, W, copyArg(info, 19), g_v16);
     headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, q16, k16, probs);
     uint16_t* p16 = U16(info, 21);  // P' for backward to keep, or null (then scratch)
     if (!p16) {
@@ -769,14 +790,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
       softmaxRow(row, mrow, T, scale);
       uint16_t* out = p16 + r * T;
       if (dropout) {
-        uint8_t* kr = keep + r * T;
-        const uint32_t base = offset + static_cast<uint32_t>(r * T);
-#pragma omp simd
-        for (int64_t j = 0; j < T; j++) {
-          bool kept = streamDraw(seed, base + static_cast<uint32_t>(j)) >= threshold;
-          kr[j] = kept ? 1 : 0;
-          out[j] = toBf16(kept ? row[j] * keepScale : 0.0f);
-        }
+        dropoutRow(row, keep + r * T, offset + static_cast<uint32_t>(r * T), T, seed, threshold, keepScale, out);
       } else {
 #pragma omp simd
         for (int64_t j = 0; j < T; j++) out[j] = toBf16(row[j]);
@@ -800,10 +814,9 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
         for (int64_t i = 0; i < Tq; i++) softmaxRow(P + i * T, mrow, T, scale);
         const float* Pu = P;
         if (dropout) {
-          for (int64_t t = 0; t < Tq * T; t++) {
-            bool kept = streamDraw(seed, offset + static_cast<uint32_t>(pOff + t)) >= threshold;
-            keep[pOff + t] = kept ? 1 : 0;
-            s[t] = kept ? P[t] * keepScale : 0.0f;
+          for (int64_t i = 0; i < Tq; i++) {
+            const int64_t o = pOff + i * T;
+            dropoutRow(P + i * T, keep + o, offset + static_cast<uint32_t>(o), T, seed, threshold, keepScale, s.data() + i * T);
           }
           Pu = s.data();
         }
@@ -829,12 +842,13 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   if (g_bf16) {
     const int64_t np = Bn * H * Tq * T;
     convertBf16(dctx, Bn * Tq, W, W, g_d16);
-    const uint16_t* q16 = bf16Input(q, Bn * Tq, W, U16(info, 15), info.Length() > 16 && B(info, 16), g_q16);
-    const uint16_t* k16 = bf16Input(k, Bn * T, W, U16(info, 17), info.Length() > 18 && B(info, 18), g_k16);
-    const uint16_t* v16 = bf16Input(v, Bn * T, W, U16(info, 19), info.Length() > 20 && B(info, 20), g_v16);
+    const uint16_t* q16 = bf16Input(q, Bn * Tq, W, copyArg(info, 15), g_q16);
+    const uint16_t* k16 = bf16Input(k, Bn * T, W, copyArg(info, 17), g_k16);
+    const uint16_t* v16 = bf16Input(v, Bn * T, W, copyArg(info, 19), g_v16);
     g_p16.resize(static_cast<size_t>(np));  // P' (unless forward kept it), then dS
-    const uint16_t* pDropped = U16(info, 21);
-    if (!pDropped || !(info.Length() > 22 && B(info, 22))) {
+    const CopyArg kept = copyArg(info, 21);
+    const uint16_t* pDropped = kept.data;
+    if (!kept.data || !kept.ready) {
 #pragma omp parallel for simd schedule(static)
       for (int64_t t = 0; t < np; t++) g_p16[t] = toBf16(keep ? (keep[t] ? probs[t] * keepScale : 0.0f) : probs[t]);
       pDropped = g_p16.data();
