@@ -174,6 +174,6 @@ export interface Backend {
   ): void;
   /** Σ x², accumulated in float64. */
   sumSquares(x: FArray, n: number): number;
-  /** x ← x · s. */
+  /** x ← x · s: clipping as a separate pass, the reference that adamw's gradScale is tested against. */
   scale(x: FArray, n: number, s: number): void;
 }

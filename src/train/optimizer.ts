@@ -65,15 +65,3 @@ export function clipCoefficient(model: BertForSequenceClassification, maxNorm: n
   const coef = maxNorm > 0 ? maxNorm / (norm + 1e-6) : 1;
   return { norm, coef: coef < 1 ? coef : 1 };
 }
-
-/** torch.nn.utils.clip_grad_norm_: scales the gradients in place; returns the total norm before clipping. */
-export function clipGradNorm(model: BertForSequenceClassification, maxNorm: number): number {
-  const { params, backend, trainable } = model;
-  const { norm, coef } = clipCoefficient(model, maxNorm);
-  if (coef < 1) {
-    params.specs.forEach((s, i) => {
-      if (trainable[i]) backend.scale(params.grad.subarray(s.offset, s.offset + s.size), s.size, coef);
-    });
-  }
-  return norm;
-}

@@ -3,9 +3,22 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
-import { AdamW, clipCoefficient, clipGradNorm } from "../../src/train/optimizer.js";
+import type { BertForSequenceClassification } from "../../src/model/bert.js";
+import { AdamW, clipCoefficient } from "../../src/train/optimizer.js";
 import { BACKENDS } from "../backends.js";
 import { REAL, TINY, referenceData } from "../helpers.js";
+
+/** torch.nn.utils.clip_grad_norm_ as a separate pass: gradients scaled in place; the norm before clipping. */
+function clipGradNorm(model: BertForSequenceClassification, maxNorm: number): number {
+  const { params, backend, trainable } = model;
+  const { norm, coef } = clipCoefficient(model, maxNorm);
+  if (coef < 1) {
+    params.specs.forEach((s, i) => {
+      if (trainable[i]) backend.scale(params.grad.subarray(s.offset, s.offset + s.size), s.size, coef);
+    });
+  }
+  return norm;
+}
 
 for (const backend of BACKENDS) {
   test(`[${backend.name}] clipping fused into AdamW equals clip_grad_norm_ then AdamW, bit for bit`, () => {
