@@ -31,6 +31,11 @@ function toBf16(a: Float32Array): Float32Array {
   return new Float32Array(Uint32Array.from(bf16Bits(a), (h) => h << 16).buffer);
 }
 
+/** An empty bf16 copy of n elements (see Bf16Copy). */
+function newCopy(n: number): { data: Uint16Array; ready: boolean } {
+  return { data: new Uint16Array(n), ready: false };
+}
+
 /**
  * Attention forward and backward of `nb` against the reference on random inputs, with the last two keys of every
  * sequence masked: identical dropout masks; probabilities, context and gradients within `tol`. Returns nb's probs.
@@ -221,7 +226,7 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   assert.equal(nb.usesBf16Copies, true);
   const [R, I, O] = [48, 64, 40];
   const x = rand(R * I), w = rand(O * I, 0.1), b = rand(O), dy = rand(R * O);
-  const copy = { data: new Uint16Array(R * I), ready: false };
+  const copy = newCopy(R * I);
   const y1 = new Float32Array(R * O), y2 = new Float32Array(R * O);
   nb.linearForward(x, w, b, y1, R, I, O, copy);
   assert.equal(copy.ready, true, "the first use fills the copy");
@@ -242,7 +247,6 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   const shape = { batch: 2, seqLen: 8, heads: 2, headDim: 16 };
   const an = 2 * 8 * 32, P = 2 * 2 * 64;
   const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an), mask = new Float32Array(16);
-  const newCopy = (n: number) => ({ data: new Uint16Array(n), ready: false });
   const out = () => ({ probs: new Float32Array(P), ctx: new Float32Array(an), dq: new Float32Array(an), dk: new Float32Array(an), dv: new Float32Array(an), keep: new Uint8Array(P) });
   const newCopies = () => ({ q: newCopy(an), k: newCopy(an), v: newCopy(an), p: newCopy(P) });
   for (const drop of [null, { p: 0.2, seed: 5, offset: 9 }]) {
@@ -268,8 +272,8 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   }
 
   // fused dropout+add+LayerNorm filling y's copy: the copy holds y in bf16
-  const ly = new Float32Array(R * I), lyCopy = { data: new Uint16Array(R * I), ready: false };
-  const lyConverted = { data: new Uint16Array(R * I), ready: false };
+  const ly = new Float32Array(R * I), lyCopy = newCopy(R * I);
+  const lyConverted = newCopy(R * I);
   nb.dropoutAddLayerNorm(x, rand(R * I), rand(I), rand(I), new Float32Array(R * I), ly, new Float32Array(R), new Float32Array(R), R, I, 1e-12, { p: 0.1, seed: 3, offset: 0 }, new Uint8Array(R * I), lyCopy);
   assert.equal(lyCopy.ready, true);
   const yA = new Float32Array(R * O), yB = new Float32Array(R * O);
@@ -278,7 +282,7 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   assert.deepEqual(lyCopy.data, lyConverted.data); assert.deepEqual(yA, yB);
 
   // a linear layer writing only its output's copy: y in bf16, y itself untouched
-  const yOnly = new Float32Array(R * O).fill(7), yCopy = { data: new Uint16Array(R * O), ready: false };
+  const yOnly = new Float32Array(R * O).fill(7), yCopy = newCopy(R * O);
   nb.linearForward(x, w, b, yOnly, R, I, O, null, yCopy);
   assert.equal(yCopy.ready, true);
   assert.ok(yOnly.every((t) => t === 7), "with yCopy, y is not written");
@@ -286,7 +290,7 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
 
   // GELU writing only its output's copy: the same bf16 values, hence the same next GEMM, as converting its fp32 output
   const inter = rand(R * I, 2), act = new Float32Array(R * I), untouched = new Float32Array(R * I).fill(7);
-  const actCopy = { data: new Uint16Array(R * I), ready: false };
+  const actCopy = newCopy(R * I);
   nb.geluForward(inter, act, R * I, null);
   nb.geluForward(inter, untouched, R * I, actCopy);
   assert.equal(actCopy.ready, true);
