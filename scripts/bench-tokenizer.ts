@@ -7,7 +7,7 @@
  *
  *   node dist/scripts/bench-tokenizer.js
  */
-import { writeFileSync, mkdtempSync } from "node:fs";
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,7 @@ const parts = ["这家餐厅", "服务态度", "物流速度", "手机电池", "
 const rng = new Rng(1);
 const texts = Array.from({ length: 10000 }, () => Array.from({ length: 6 + Math.floor(rng.next() * 20) }, () => parts[Math.floor(rng.next() * parts.length)]).join(""));
 const dir = mkdtempSync(join(tmpdir(), "weitiao-tok-"));
+process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
 const csv = join(dir, "reviews.csv");
 writeFileSync(csv, "text,label\n" + texts.map((t, i) => `"${t}",${i % 2}`).join("\n") + "\n");
 

@@ -1,7 +1,7 @@
 /** Shared test helpers: fixture paths and the error measures of test/fixtures/PROVENANCE.md. */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import type { FArray } from "../src/backend/types.js";
 import type { EncodedExample } from "../src/data/dataset.js";
@@ -15,8 +15,17 @@ export const REAL = join(FIXTURES, "reference", "real-tokens");
 export const HF = join(FIXTURES, "reference", "hf-transformers");
 export const CLI = join(ROOT, "dist", "src", "cli", "bin.js");
 
+const tempDirs: string[] = [];
+// Each test file runs in its own process: its temporary directories go when it exits, pass or fail.
+process.once("exit", () => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh directory under the OS temp dir, removed when the test process exits. */
 export function tempDir(prefix = "weitiao-test-"): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
 }
 
 /** ‖a − b‖₂ / ‖b‖₂ over the entries where `keep(i)` (all by default). */
