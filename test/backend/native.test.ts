@@ -310,3 +310,14 @@ test("bf16 attention (batched oneDNN path) stays within bf16 bounds of the refer
   for (let i = 0; i < probs.length; i++) if (mask[Math.floor(i / 288) * 12 + (i % 12)] === -Infinity) assert.equal(probs[i], 0);
   compareAttention(nb, { ...shape, queryLen: 1 }, drop, 2e-2, "bf16 cls"); // [CLS]-only: q/ctx [B, W], probs [B, H, 1, T]
 });
+
+test("bf16 attention with T and head size multiples of 16 (per-head AVX512-BF16 backward) stays within bf16 bounds of the reference", { skip: bf16Skip }, () => {
+  const nb = NATIVE_BF16!;
+  for (const shape of [{ batch: 2, seqLen: 32, heads: 3, headDim: 16 }, { batch: 1, seqLen: 48, heads: 2, headDim: 80 }]) {
+    for (const drop of [{ p: 0.1, seed: 5, offset: 11 }, { p: 0, seed: 0, offset: 0 }]) {
+      const { probs, mask } = compareAttention(nb, shape, drop, 2e-2, `T=${shape.seqLen} D=${shape.headDim} p=${drop.p}`);
+      const T = shape.seqLen;
+      for (let i = 0; i < probs.length; i++) if (mask[Math.floor(i / (shape.heads * T * T)) * T + (i % T)] === -Infinity) assert.equal(probs[i], 0);
+    }
+  }
+});
