@@ -405,21 +405,34 @@ inline float expFast(float x) {
   return y * __builtin_bit_cast(float, (static_cast<int32_t>(z) + 127) << 23);
 }
 
-void geluBackwardChunk(const float* __restrict x, const float* __restrict dy, float* __restrict dx, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    float v = x[i];
-    float cdf = 0.5f * (1.0f + erfFast(v * 0.70710678118654752f));
-    float pdf = 0.3989422804014327f * expFast(-0.5f * v * v);
-    dx[i] = dy[i] * (cdf + v * pdf);
-  }
+// gelu'(v) = Φ(v) + v·φ(v)
+inline float geluGrad(float v) {
+  float cdf = 0.5f * (1.0f + erfFast(v * 0.70710678118654752f));
+  float pdf = 0.3989422804014327f * expFast(-0.5f * v * v);
+  return cdf + v * pdf;
 }
 
 // dx = dy · gelu'(x)
 void geluBackward(const float* x, const float* dy, float* dx, int64_t n) {
-  const int64_t chunk = 16384;
-#pragma omp parallel for schedule(static) if (n > chunk)
-  for (int64_t c = 0; c < n; c += chunk) geluBackwardChunk(x + c, dy + c, dx + c, std::min(chunk, n - c));
+#pragma omp parallel for simd schedule(static) if (n > 16384)
+  for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * geluGrad(x[i]);
 }
+
+// One row of biasGrad's pass: the gradient (through GELU or not), added to the bias sums and/or stored in bf16. A
+// template per combination, so each loop vectorises without per-element branches.
+template <bool Gelu, bool Sum, bool Copy>
+void gradRow(const float* __restrict d, const float* __restrict gx, double* __restrict p, uint16_t* __restrict o, int64_t out) {
+#pragma omp simd
+  for (int64_t j = 0; j < out; j++) {
+    const float v = Gelu ? d[j] * geluGrad(gx[j]) : d[j];
+    if (Sum) p[j] += v;
+    if (Copy) o[j] = toBf16(v);
+  }
+}
+using GradRow = void (*)(const float*, const float*, double*, uint16_t*, int64_t);
+constexpr GradRow kGradRows[2][2][2] = {
+    {{gradRow<false, false, false>, gradRow<false, false, true>}, {gradRow<false, true, false>, gradRow<false, true, true>}},
+    {{gradRow<true, false, false>, gradRow<true, false, true>}, {gradRow<true, true, false>, gradRow<true, true, true>}}};
 
 // db += Σ_rows dy: each thread sums a contiguous range of rows (cache-friendly), then partials are added in
 // thread order (deterministic for a fixed thread count). With dy16, the same pass also writes dy in bf16 for the
@@ -428,27 +441,13 @@ void geluBackward(const float* x, const float* dy, float* dx, int64_t n) {
 void biasGrad(const float* dy, float* db, int64_t rows, int64_t out, uint16_t* dy16, bool overwrite, const float* geluX = nullptr) {
   int threads = rows * out > 65536 ? omp_get_max_threads() : 1;
   std::vector<double> part(db ? static_cast<size_t>(threads * out) : 0, 0.0);
+  const GradRow row = kGradRows[geluX != nullptr][db != nullptr][dy16 != nullptr];
 #pragma omp parallel num_threads(threads)
   {
     double* p = db ? part.data() + omp_get_thread_num() * out : nullptr;
-    std::vector<float> row(geluX ? out : 0);
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      const float* d = dy + r * out;
-      if (geluX) {
-        geluBackwardChunk(geluX + r * out, d, row.data(), out);
-        d = row.data();
-      }
-      if (p) {
-#pragma omp simd
-        for (int64_t j = 0; j < out; j++) p[j] += d[j];
-      }
-      if (dy16) {
-        uint16_t* o = dy16 + r * out;
-#pragma omp simd
-        for (int64_t j = 0; j < out; j++) o[j] = toBf16(d[j]);
-      }
-    }
+    for (int64_t r = 0; r < rows; r++)
+      row(dy + r * out, geluX ? geluX + r * out : nullptr, p, dy16 ? dy16 + r * out : nullptr, out);
   }
   if (!db) return;
   if (overwrite) std::fill(db, db + out, 0.0f);
