@@ -167,8 +167,9 @@ struct PackedLinear {
   bool ownPacker;           // the layout is BA16a64b2a without padding: packWeight does it 3–10× faster
 };
 
-// oneDNN's bf16 kernels (avx512_core_bf16) want B [K,N] in BA16a64b2a: 64-column by 16-row blocks, column blocks
-// outermost, and in each block pairs of rows interleaved (the vdpbf16ps operand):
+// oneDNN's bf16 kernels (avx512_core_bf16) want B [K,N] in BA16a64b2a: 64-column by 32-row blocks, column blocks
+// outermost, and in each block pairs of rows interleaved (the vdpbf16ps operand). With K a multiple of 32 (else
+// oneDNN pads K to one, and the packers below do not apply):
 //   (k, n) → ((n/64)·(K/16) + k/16)·1024 + ((k%16)/2)·128 + (n%64)·2 + k%2.
 // Its generic reorder runs at 12–18 GB/s here; these two loops convert and pack the same bytes (tested against the
 // bf16-rounded product) with contiguous loads. Forward B = Wᵀ: B[k][n] = W[n·K + k]; backward B = W: W[k·N + n].
@@ -256,7 +257,7 @@ PackedLinear& packedLinear(bool backward, bool accumulate, bool bf16Out, int64_t
     // W is stored [out,in]: forward reads its transpose [in,out] through strides.
     dnnl::memory::desc wSrc({K, Nn}, dt::f32, backward ? dnnl::memory::dims{Nn, 1} : dnnl::memory::dims{1, K});
     dnnl::reorder pack(dnnl::reorder::primitive_desc(cpuEngine(), wSrc, cpuEngine(), pd.weights_desc()));
-    bool own = kOwnPacker && K % 16 == 0 && Nn % 64 == 0 &&
+    bool own = kOwnPacker && K % 32 == 0 && Nn % 64 == 0 &&
                pd.weights_desc() == dnnl::memory::desc({K, Nn}, dt::bf16, tag::BA16a64b2a);
     it = g_linears.emplace(key, std::make_unique<PackedLinear>(PackedLinear{pd, dnnl::matmul(pd), wSrc, pack, own})).first;
   }
