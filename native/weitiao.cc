@@ -206,11 +206,17 @@ void packWeightTransposed(const float* W, int64_t K, int64_t N, uint16_t* dst) {
   }
 }
 
+// 16 bf16 values of row 2p (low half) and the same 16 columns of row 2p+1 (high half) → the 16 pairs
+// (row 2p, row 2p+1) of those columns, one 32-bit word each: the layout of a vdpbf16ps operand.
+inline __m512i interleaveRowPair(__m512i rows) {
+  const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                         22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(order, rows);
+}
+
 void packWeight(const float* W, int64_t K, int64_t N, uint16_t* dst) {
   const int64_t KB = K / 16;
   // Rows 2p and 2p+1, 16 columns at a time: convert both and interleave them element by element.
-  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
-                                              22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
 #pragma omp parallel for schedule(static)
   for (int64_t blk = 0; blk < N / 64 * KB; blk++) {
     const int64_t nb = blk / KB, kb = blk % KB;
@@ -220,7 +226,7 @@ void packWeight(const float* W, int64_t K, int64_t N, uint16_t* dst) {
       const float* r1 = r0 + N;
       for (int c = 0; c < 4; c++) {
         __m512i v = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(r1 + c * 16), _mm512_loadu_ps(r0 + c * 16)));
-        _mm512_storeu_si512(d + p * 128 + c * 32, _mm512_permutexvar_epi16(interleave, v));
+        _mm512_storeu_si512(d + p * 128 + c * 32, interleaveRowPair(v));
       }
     }
   }
@@ -814,14 +820,12 @@ void gemmPairs(int64_t M, int64_t N, int64_t K, const uint16_t* A, int64_t lda, 
 
 // The row pairs of a bf16 matrix src[K,N] (row stride ld): dst[(p·N + n)·2 + e] = src[(2p + e)·ld + n].
 void pairRows(const uint16_t* src, int64_t ld, int64_t K, int64_t N, uint16_t* dst) {
-  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
-                                              22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   for (int64_t p = 0; p < K / 2; p++)
     for (int64_t n = 0; n < N; n += 16) {
       const __m256i r0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * p * ld + n));
       const __m256i r1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + (2 * p + 1) * ld + n));
       const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
-      _mm512_storeu_si512(dst + (p * N + n) * 2, _mm512_permutexvar_epi16(interleave, both));
+      _mm512_storeu_si512(dst + (p * N + n) * 2, interleaveRowPair(both));
     }
 }
 
@@ -875,6 +879,7 @@ void attentionHeadBackward(int64_t T, int64_t Dh, int64_t W, const uint16_t* q, 
   uint16_t* d16 = s16;           // dctx in bf16, [T, Dh]
   uint16_t* pairs = s16 + T * Dh;  // the B operand of the product at hand
   uint16_t* ds = pairs + T * Dh;   // dS in bf16, [T, T]
+  // (not convertBf16To: this runs inside the per-head parallel loop, and opening its region per head costs ≈10%)
   for (int64_t i = 0; i < T; i++) {
 #pragma omp simd
     for (int64_t d = 0; d < Dh; d++) d16[i * Dh + d] = toBf16(dctx[i * W + d]);
@@ -990,10 +995,10 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     const uint16_t* q16 = bf16Input(q, Bn * Tq, W, copyArg(info, 15), g_q16);
     const uint16_t* k16 = bf16Input(k, Bn * T, W, copyArg(info, 17), g_k16);
     const uint16_t* v16 = bf16Input(v, Bn * T, W, copyArg(info, 19), g_v16);
-    g_p16.resize(static_cast<size_t>(np));  // P' (unless forward kept it), then dS
     const CopyArg kept = copyArg(info, 21);
     const uint16_t* pDropped = kept.data;
-    if (!kept.data || !kept.ready) {
+    if (!kept.data || !kept.ready) {  // rebuild P' (the batched path below then reuses g_p16 for dS)
+      g_p16.resize(static_cast<size_t>(np));
 #pragma omp parallel for simd schedule(static)
       for (int64_t t = 0; t < np; t++) g_p16[t] = toBf16(keep ? (keep[t] ? probs[t] * keepScale : 0.0f) : probs[t]);
       pDropped = g_p16.data();
@@ -1015,6 +1020,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     convertBf16(dctx, Bn * Tq, W, W, g_d16);
     headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, pDropped, g_d16.data(), dv);  // dV = P'ᵀ dctx
     g_dp.resize(static_cast<size_t>(np));
+    g_p16.resize(static_cast<size_t>(np));  // dS in bf16; overwrites a rebuilt P' only after dV has read it
     headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, g_d16.data(), v16, g_dp.data());  // dP' = dctx Vᵀ
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < Bn * H * Tq; r++) {
