@@ -507,7 +507,8 @@ void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, c
 
 // dx = dy W ; dW += dyᵀ x ; db += Σ dy. Argument 9, overwrite: dW = dyᵀ x and db = Σ dy instead (their contents
 // are stale: no gradient since zeroGrad). Arguments 10, 11: x's bf16 copy and whether it is filled. Argument 12:
-// GELU's input when dy is the gradient at GELU's output (see biasGrad). Argument 13: dx += dy W.
+// GELU's input when dy is the gradient at GELU's output (see biasGrad). Argument 13: dx += dy W. Argument 14: dx's bf16
+// copy (or null; bf16 mode, not with argument 13): dx = dy W is stored there instead of dx (dx's only reader wants bf16).
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
   int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
@@ -516,7 +517,8 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   if (g_bf16 && (dx || dw) && rows > 0 && in > 0 && out > 0) {
     g_c16.resize(static_cast<size_t>(rows * out));
     biasGrad(dy, db, rows, out, g_c16.data(), overwrite, geluX);  // one pass over dy: db (fp32) and dy in bf16
-    if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx, accumulateDx);
+    uint16_t* dx16 = accumulateDx ? nullptr : U16(info, 14);
+    if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx16 ? static_cast<void*>(dx16) : dx, accumulateDx, dx16 != nullptr);
     if (dw) {
       const uint16_t* x16 = bf16Input(x, rows, in, copyArg(info, 10), g_a16);
       weightGradBf16(rows, in, out, g_c16.data(), x16, dw, overwrite);
@@ -875,19 +877,26 @@ void pairColumns(const uint16_t* src, int64_t ld, int64_t N, int64_t K, uint16_t
 // W; probs, pDropped and keep are the head's [T,T] blocks. Scratch: 2·T·Dh + T·T bf16 and T·T fp32.
 void attentionHeadBackward(int64_t T, int64_t Dh, int64_t W, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                            const float* probs, const uint16_t* pDropped, const uint8_t* keep, const float* dctx,
-                           float keepScale, float scale, float* dq, float* dk, float* dv, uint16_t* s16, float* s32) {
-  uint16_t* d16 = s16;           // dctx in bf16, [T, Dh]
+                           const uint16_t* dctx16, float keepScale, float scale, float* dq, float* dk, float* dv,
+                           uint16_t* s16, float* s32) {
   uint16_t* pairs = s16 + T * Dh;  // the B operand of the product at hand
   uint16_t* ds = pairs + T * Dh;   // dS in bf16, [T, T]
-  // (not convertBf16To: this runs inside the per-head parallel loop, and opening its region per head costs ≈10%)
-  for (int64_t i = 0; i < T; i++) {
+  // dctx in bf16: the caller's copy (rows of stride W), or converted here into s16 ([T, Dh])
+  const uint16_t* d16 = dctx16;
+  int64_t ldd = W;
+  if (!d16) {
+    // (not convertBf16To: this runs inside the per-head parallel loop, and opening its region per head costs ≈10%)
+    for (int64_t i = 0; i < T; i++) {
 #pragma omp simd
-    for (int64_t d = 0; d < Dh; d++) d16[i * Dh + d] = toBf16(dctx[i * W + d]);
+      for (int64_t d = 0; d < Dh; d++) s16[i * Dh + d] = toBf16(dctx[i * W + d]);
+    }
+    d16 = s16;
+    ldd = Dh;
   }
-  pairRows(d16, Dh, T, Dh, pairs);
+  pairRows(d16, ldd, T, Dh, pairs);
   gemmPairs<true>(T, Dh, T, pDropped, T, pairs, dv, W);  // dV = P'ᵀ dctx
   pairColumns(v, W, T, Dh, pairs);
-  gemmPairs<false>(T, T, Dh, d16, Dh, pairs, s32, T);  // dP' = dctx Vᵀ
+  gemmPairs<false>(T, T, Dh, d16, ldd, pairs, s32, T);  // dP' = dctx Vᵀ
   for (int64_t i = 0; i < T; i++)
     softmaxBackwardRow(s32 + i * T, probs + i * T, keep ? keep + i * T : nullptr, T, keepScale, scale, ds + i * T);
   pairRows(k, W, T, Dh, pairs);
@@ -898,7 +907,8 @@ void attentionHeadBackward(int64_t T, int64_t Dh, int64_t W, const uint16_t* q, 
 #else
 constexpr bool kHeadKernels = false;
 void attentionHeadBackward(int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*, const float*,
-                           const uint16_t*, const uint8_t*, const float*, float, float, float*, float*, float*, uint16_t*, float*) {}
+                           const uint16_t*, const uint8_t*, const float*, const uint16_t*, float, float, float*, float*, float*,
+                           uint16_t*, float*) {}
 #endif
 
 // The per-head backward needs every query row (Tq = T) and tiles of 16 along T and the head size.
@@ -978,7 +988,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Shapes as in AttentionForward; Tq is argument 14, the bf16 copies 15–20.
+// Shapes as in AttentionForward; Tq is argument 14, the bf16 copies 15–22; 23–24: dctx's bf16 copy (read instead of
+// dctx when filled).
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *probs = F(info, 3);
   uint8_t* keep = U8(info, 4);
@@ -995,7 +1006,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     const uint16_t* q16 = bf16Input(q, Bn * Tq, W, copyArg(info, 15), g_q16);
     const uint16_t* k16 = bf16Input(k, Bn * T, W, copyArg(info, 17), g_k16);
     const uint16_t* v16 = bf16Input(v, Bn * T, W, copyArg(info, 19), g_v16);
-    const CopyArg kept = copyArg(info, 21);
+    const CopyArg kept = copyArg(info, 21), dctxCopy = copyArg(info, 23);
+    const uint16_t* dctx16 = dctxCopy.ready ? dctxCopy.data : nullptr;
     const uint16_t* pDropped = kept.data;
     if (!kept.data || !kept.ready) {  // rebuild P' (the batched path below then reuses g_p16 for dS)
       g_p16.resize(static_cast<size_t>(np));
@@ -1012,16 +1024,20 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
         for (int64_t bh = 0; bh < Bn * H; bh++) {
           const int64_t rows = (bh / H) * T * W + (bh % H) * Dh, sq = bh * T * T;
           attentionHeadBackward(T, Dh, W, q16 + rows, k16 + rows, v16 + rows, probs + sq, pDropped + sq, keep ? keep + sq : nullptr,
-                                dctx + rows, keepScale, scale, dq + rows, dk + rows, dv + rows, s16.data(), s32.data());
+                                dctx + rows, dctx16 ? dctx16 + rows : nullptr, keepScale, scale, dq + rows, dk + rows, dv + rows,
+                                s16.data(), s32.data());
         }
       }
       return info.Env().Undefined();
     }
-    convertBf16(dctx, Bn * Tq, W, W, g_d16);
-    headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, pDropped, g_d16.data(), dv);  // dV = P'ᵀ dctx
+    if (!dctx16) {
+      convertBf16(dctx, Bn * Tq, W, W, g_d16);
+      dctx16 = g_d16.data();
+    }
+    headMatmul(HeadOp::SquareTByRows, Bn, H, Tq, T, Dh, pDropped, dctx16, dv);  // dV = P'ᵀ dctx
     g_dp.resize(static_cast<size_t>(np));
     g_p16.resize(static_cast<size_t>(np));  // dS in bf16; overwrites a rebuilt P' only after dV has read it
-    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, g_d16.data(), v16, g_dp.data());  // dP' = dctx Vᵀ
+    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, dctx16, v16, g_dp.data());  // dP' = dctx Vᵀ
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < Bn * H * Tq; r++) {
       // g_p16 is reused: now dS in bf16

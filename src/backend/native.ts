@@ -74,8 +74,8 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
     linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, opts = {}) {
       configure();
       a.linearBackward(f32(dy), f32(x), f32(w), dx && f32(dx), dw && f32(dw), db && f32(db), rows, inF, outF, opts.overwriteGrads === true,
-        ...copyArgs(opts.xCopy), opts.geluInput ? f32(opts.geluInput) : null, opts.accumulateDx === true);
-      markReady(opts.xCopy);
+        ...copyArgs(opts.xCopy), opts.geluInput ? f32(opts.geluInput) : null, opts.accumulateDx === true, opts.dxCopy?.data ?? null);
+      markReady(opts.xCopy, opts.accumulateDx ? null : opts.dxCopy);
     },
     add: (x, y, out, n) => a.add(f32(x), f32(y), f32(out), n),
     geluForward(x, y, n, yCopy) {
@@ -100,7 +100,7 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       configure();
       a.attentionBackward(f32(q), f32(k), f32(v), f32(probs), keep, p, f32(dctx), s.batch, s.seqLen, s.heads, s.headDim,
         f32(dq), f32(dk), f32(dv), s.queryLen ?? s.seqLen,
-        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p));
+        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p), ...copyArgs(copies?.dctx));
       markReady(copies?.q, copies?.k, copies?.v);
     },
     dropoutForward: (x, y, keep, n, spec) => a.dropoutForward(f32(x), f32(y), keep, n, spec.p, spec.seed >>> 0, spec.offset >>> 0),

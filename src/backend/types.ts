@@ -40,6 +40,8 @@ export interface AttentionCopies {
   p?: Bf16Copy;
   /** Forward output: with it, the context goes to this bf16 copy (made ready) instead of ctx. */
   ctx?: Bf16Copy;
+  /** Backward input: dctx's bf16 copy, read instead of dctx when ready (see LinearBackwardOptions.dxCopy). */
+  dctx?: Bf16Copy;
 }
 
 export interface LinearBackwardOptions {
@@ -57,6 +59,11 @@ export interface LinearBackwardOptions {
   geluInput?: FArray | null;
   /** dx += dy · W instead of dx = dy · W (Q, K and V send their gradients to the same x). */
   accumulateDx?: boolean;
+  /**
+   * For a dx that only bf16 GEMMs read (a backend that uses bf16 copies; not with accumulateDx): dx = dy · W goes to
+   * this copy, made ready, rounded from the fp32 product as converting dx would be; dx itself is not written.
+   */
+  dxCopy?: Bf16Copy | null;
 }
 
 export interface AttentionShape {

@@ -328,14 +328,15 @@ export class BertForSequenceClassification {
    * Returns dx (or null when not needed); accumulates weight gradients of trainable weights. `addTo`: add dx into
    * this buffer (returned) instead of a new one. `geluInput`: see LinearBackwardOptions.
    */
-  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, xCopy: Bf16Copy | null = null, geluInput: FArray | null = null, addTo: FArray | null = null): FArray | null {
+  /** With `dxCopy`, the backend writes only dx's bf16 copy (see LinearBackwardOptions.dxCopy). */
+  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, xCopy: Bf16Copy | null = null, geluInput: FArray | null = null, addTo: FArray | null = null, dxCopy: Bf16Copy | null = null): FArray | null {
     const dx = needDx ? addTo ?? this.alloc(rows * inF) : null;
     const wi = this.params.spec(`${prefix}.weight`).index;
     const bi = this.params.spec(`${prefix}.bias`).index;
     const overwrite = this.gradStale[wi]!;
     this.gradStale[wi] = this.gradStale[bi] = false;
     this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF,
-      { overwriteGrads: overwrite, xCopy, geluInput, accumulateDx: addTo !== null });
+      { overwriteGrads: overwrite, xCopy, geluInput, accumulateDx: addTo !== null, dxCopy });
     return dx;
   }
 
@@ -444,12 +445,14 @@ export class BertForSequenceClassification {
 
     const dSum1 = this.layerNormBack(`${p}attention.output.LayerNorm`, dH1, c.sum1, c.mean1, c.rstd1, rows, H);
     const dAttnOut = this.dropoutBack(dSum1, c.drop1, n);
-    const dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true, c.copies.ctx)!;
+    // dctx is read by attention's bf16 products only: with copies it is produced in bf16 alone
+    const attention = c.copies.attention && { ...c.copies.attention, dctx: this.copyFor(n)! };
+    const dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true, c.copies.ctx, null, null, attention?.dctx)!;
 
     const dq = this.alloc(n);
     const dk = this.alloc(kvRows * H);
     const dv = this.alloc(kvRows * H);
-    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen), dq, dk, dv, c.copies.attention);
+    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen), dq, dk, dv, attention);
     // K, V (and Q, when it has every row) add their input gradients onto the residual branch's, dSum1, in place (as
     // for dSum2 above) as the products are stored
     const fullQuery = c.queryLen === T;

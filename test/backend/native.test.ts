@@ -320,6 +320,39 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
   assert.deepEqual(yFromCopy, yFromFp32);
 });
 
+test("bf16 copies in backward: dx stored only as its bf16 copy, and attention backward reading dctx's copy, give bit-identical results", { skip: bf16Skip }, () => {
+  const nb = NATIVE_BF16!;
+  const [R, I, O] = [64, 64, 96];
+  const x = rand(R * I), w = rand(O * I, 0.1), dy = rand(R * O);
+  const grads = () => [new Float32Array(R * I), new Float32Array(O * I), new Float32Array(O)] as const;
+  const [dx1, dw1, db1] = grads(); const [dx2, dw2, db2] = grads();
+  dx1.fill(7);
+  const dxCopy = newCopy(R * I);
+  nb.linearBackward(dy, x, w, dx1, dw1, db1, R, I, O, { dxCopy });
+  nb.linearBackward(dy, x, w, dx2, dw2, db2, R, I, O);
+  assert.equal(dxCopy.ready, true);
+  assert.ok(dx1.every((t) => t === 7), "with dxCopy, dx is not written");
+  assert.deepEqual(dxCopy.data, bf16Bits(dx2));
+  assert.deepEqual(dw1, dw2); assert.deepEqual(db1, db2);
+
+  // the batched path (T = 8) and the per-head kernels (T, head size multiples of 16)
+  for (const shape of [{ batch: 2, seqLen: 8, heads: 2, headDim: 16 }, { batch: 2, seqLen: 16, heads: 2, headDim: 16 }]) {
+    const an = shape.batch * shape.seqLen * shape.heads * shape.headDim, P = shape.batch * shape.heads * shape.seqLen ** 2;
+    const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an), mask = new Float32Array(shape.batch * shape.seqLen);
+    const drop = { p: 0.2, seed: 5, offset: 9 };
+    const probs = new Float32Array(P), keep = new Uint8Array(P);
+    nb.attentionForward(q, k, v, mask, shape, probs, new Float32Array(an), drop, keep);
+    const grads3 = () => [new Float32Array(an), new Float32Array(an), new Float32Array(an)] as const;
+    const [dq1, dk1, dv1] = grads3(); const [dq2, dk2, dv2] = grads3();
+    const dctxCopy = { data: bf16Bits(dctx), ready: true };
+    const stale = new Float32Array(an).fill(7); // dctx itself is not read when its copy is ready
+    nb.attentionBackward(q, k, v, probs, keep, drop.p, stale, shape, dq1, dk1, dv1, { q: newCopy(an), k: newCopy(an), v: newCopy(an), dctx: dctxCopy });
+    nb.attentionBackward(q, k, v, probs, keep, drop.p, dctx, shape, dq2, dk2, dv2, null);
+    const label = `T=${shape.seqLen}`;
+    assert.deepEqual(dq1, dq2, label); assert.deepEqual(dk1, dk2, label); assert.deepEqual(dv1, dv2, label);
+  }
+});
+
 test("bf16 attention (batched oneDNN path) stays within bf16 bounds of the reference, with identical dropout masks", { skip: bf16Skip }, () => {
   const nb = NATIVE_BF16!;
   const shape = { batch: 2, seqLen: 12, heads: 2, headDim: 16 };
