@@ -115,7 +115,8 @@ export function runBench(opts: BenchOptions): BenchResult[] {
     const lineOut = (l: string): void => out(rounds > 1 ? JSON.stringify({ ...JSON.parse(l), ...tag }) : l);
     results = measureOurs(opts, lineOut);
     if (!opts.compareTorch) break;
-    for (const r of compareWithTorch(opts, results, lineOut)) ratios.set(r.name, [...(ratios.get(r.name) ?? []), r.value]);
+    // Peak RSS is the process's high-water mark: after round 1 it includes earlier rounds' models not yet collected.
+    for (const r of compareWithTorch(opts, results, lineOut, round === 1)) ratios.set(r.name, [...(ratios.get(r.name) ?? []), r.value]);
   }
   if (rounds > 1) {
     for (const [name, xs] of ratios) {
@@ -185,7 +186,7 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
 const TORCH_SCRIPT = fileURLToPath(new URL("../../../scripts/bench_torch.py", import.meta.url));
 
 /** Run the PyTorch twin of this benchmark and print ratios (our speed / torch speed; RSS ours / torch); returns them. */
-function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: string) => void): { name: string; value: number }[] {
+function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: string) => void, compareRss: boolean): { name: string; value: number }[] {
   const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
   const env = { ...process.env, OPENBLAS_CORETYPE: "SkylakeX" }; // the best torch can do here, for its process only
   const args = [TORCH_SCRIPT, "--steps", String(opts.steps), "--batch", String(opts.batch), "--seq", String(opts.seqLen),
@@ -219,6 +220,6 @@ function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: stri
   }
   const rssOurs = ours.find((x) => x.name === "peak_rss")?.peak_rss_mb as number | undefined;
   const rssTorch = theirs.get("peak_rss")?.peak_rss_mb as number | undefined;
-  if (rssOurs && rssTorch) emitRatio({ name: "ratio_peak_rss", ours_over_torch: rssOurs / rssTorch, ours_mb: rssOurs, torch_mb: rssTorch });
+  if (compareRss && rssOurs && rssTorch) emitRatio({ name: "ratio_peak_rss", ours_over_torch: rssOurs / rssTorch, ours_mb: rssOurs, torch_mb: rssTorch });
   return ratios;
 }
