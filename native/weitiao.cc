@@ -87,6 +87,9 @@ inline uint16_t toBf16(float f) {
 // Store a result as fp32 or as bf16: kernels that write either are templates over the output type.
 inline void storeAs(float& o, float v) { o = v; }
 inline void storeAs(uint16_t& o, float v) { o = toBf16(v); }
+// ... and read one back as fp32 (bf16 widens exactly).
+inline float valueOf(float v) { return v; }
+inline float valueOf(uint16_t h) { return __builtin_bit_cast(float, static_cast<uint32_t>(h) << 16); }
 
 // Convert a rows×cols block with row stride ld into a contiguous bf16 buffer.
 void convertBf16To(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* d) {
@@ -427,28 +430,33 @@ void geluBackward(const float* x, const float* dy, float* dx, int64_t n) {
 
 // One row of biasGrad's pass: the gradient (through GELU or not), added to the bias sums and/or stored in bf16. A
 // template per combination, so each loop vectorises without per-element branches.
-template <bool Gelu, bool Sum, bool Copy>
-void gradRow(const float* __restrict d, const float* __restrict gx, double* __restrict p, uint16_t* __restrict o, int64_t out) {
+// dy and GELU's input are both fp32, or both bf16 (autocast's FFN: the output dense's dx and the intermediate dense's
+// output kept in bf16 only).
+template <typename In, bool Gelu, bool Sum, bool Copy>
+void gradRow(const In* __restrict d, const In* __restrict gx, double* __restrict p, uint16_t* __restrict o, int64_t out) {
 #pragma omp simd
   for (int64_t j = 0; j < out; j++) {
-    const float v = Gelu ? d[j] * geluGrad(gx[j]) : d[j];
+    const float v = Gelu ? valueOf(d[j]) * geluGrad(valueOf(gx[j])) : valueOf(d[j]);
     if (Sum) p[j] += v;
     if (Copy) o[j] = toBf16(v);
   }
 }
-using GradRow = void (*)(const float*, const float*, double*, uint16_t*, int64_t);
-constexpr GradRow kGradRows[2][2][2] = {
-    {{gradRow<false, false, false>, gradRow<false, false, true>}, {gradRow<false, true, false>, gradRow<false, true, true>}},
-    {{gradRow<true, false, false>, gradRow<true, false, true>}, {gradRow<true, true, false>, gradRow<true, true, true>}}};
+template <typename In>
+using GradRow = void (*)(const In*, const In*, double*, uint16_t*, int64_t);
+template <typename In>
+constexpr GradRow<In> kGradRows[2][2][2] = {
+    {{gradRow<In, false, false, false>, gradRow<In, false, false, true>}, {gradRow<In, false, true, false>, gradRow<In, false, true, true>}},
+    {{gradRow<In, true, false, false>, gradRow<In, true, false, true>}, {gradRow<In, true, true, false>, gradRow<In, true, true, true>}}};
 
 // db += Σ_rows dy: each thread sums a contiguous range of rows (cache-friendly), then partials are added in
 // thread order (deterministic for a fixed thread count). With dy16, the same pass also writes dy in bf16 for the
 // GEMMs (one read of dy for both). With overwrite, db = Σ dy. With geluX, the gradient is dy·gelu'(geluX), made
 // row by row here as geluBackward makes it (bit-identical), so it never goes to memory in fp32.
-void biasGrad(const float* dy, float* db, int64_t rows, int64_t out, uint16_t* dy16, bool overwrite, const float* geluX = nullptr) {
+template <typename In>
+void biasGrad(const In* dy, float* db, int64_t rows, int64_t out, uint16_t* dy16, bool overwrite, const In* geluX = nullptr) {
   int threads = rows * out > 65536 ? omp_get_max_threads() : 1;
   std::vector<double> part(db ? static_cast<size_t>(threads * out) : 0, 0.0);
-  const GradRow row = kGradRows[geluX != nullptr][db != nullptr][dy16 != nullptr];
+  const GradRow<In> row = kGradRows<In>[geluX != nullptr][db != nullptr][dy16 != nullptr];
 #pragma omp parallel num_threads(threads)
   {
     double* p = db ? part.data() + omp_get_thread_num() * out : nullptr;
@@ -509,19 +517,32 @@ void weightGradBf16(int64_t rows, int64_t in, int64_t out, const uint16_t* dy, c
 // are stale: no gradient since zeroGrad). Arguments 10, 11: x's bf16 copy and whether it is filled. Argument 12:
 // GELU's input when dy is the gradient at GELU's output (see biasGrad). Argument 13: dx += dy W. Argument 14: dx's bf16
 // copy (or null; bf16 mode, not with argument 13): dx = dy W is stored there instead of dx (dx's only reader wants bf16).
+// Arguments 15, 16 (bf16 mode): dy and GELU's input given as bf16 copies only (filled), read instead of 0 and 12.
 Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
   float *dy = F(info, 0), *x = F(info, 1), *w = F(info, 2), *dx = F(info, 3), *dw = F(info, 4), *db = F(info, 5);
   int64_t rows = N(info, 6), in = N(info, 7), out = N(info, 8);
   bool overwrite = Flag(info, 9), accumulateDx = Flag(info, 13);
   const float* geluX = F(info, 12);  // see biasGrad
+  const uint16_t *dyIn16 = U16(info, 15), *geluX16 = U16(info, 16);
   if (g_bf16 && (dx || dw) && rows > 0 && in > 0 && out > 0) {
-    g_c16.resize(static_cast<size_t>(rows * out));
-    biasGrad(dy, db, rows, out, g_c16.data(), overwrite, geluX);  // one pass over dy: db (fp32) and dy in bf16
+    if ((geluX16 && !dyIn16) || (dyIn16 && geluX && !geluX16))
+      throw Napi::Error::New(info.Env(), "linearBackward: dy and GELU's input must both be fp32 or both bf16 copies");
+    // the GEMMs' dy in bf16: made by the bias pass (one pass over dy: db and the bf16 values), or dy's own copy
+    const uint16_t* dy16 = g_c16.data();
+    if (dyIn16 && !geluX16) {
+      if (db) biasGrad(dyIn16, db, rows, out, nullptr, overwrite);
+      dy16 = dyIn16;
+    } else {
+      g_c16.resize(static_cast<size_t>(rows * out));
+      dy16 = g_c16.data();
+      if (dyIn16) biasGrad(dyIn16, db, rows, out, g_c16.data(), overwrite, geluX16);
+      else biasGrad(dy, db, rows, out, g_c16.data(), overwrite, geluX);
+    }
     uint16_t* dx16 = accumulateDx ? nullptr : U16(info, 14);
-    if (dx) linearBf16(true, rows, in, out, g_c16.data(), w, nullptr, dx16 ? static_cast<void*>(dx16) : dx, accumulateDx, dx16 != nullptr);
+    if (dx) linearBf16(true, rows, in, out, dy16, w, nullptr, dx16 ? static_cast<void*>(dx16) : dx, accumulateDx, dx16 != nullptr);
     if (dw) {
       const uint16_t* x16 = bf16Input(x, rows, in, copyArg(info, 10), g_a16);
-      weightGradBf16(rows, in, out, g_c16.data(), x16, dw, overwrite);
+      weightGradBf16(rows, in, out, dy16, x16, dw, overwrite);
     }
     return info.Env().Undefined();
   }
@@ -544,21 +565,25 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-template <typename Out>
-void geluForward(const float* x, Out* y, int64_t n) {
+template <typename In, typename Out>
+void geluForward(const In* x, Out* y, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n > 16384)
-  for (int64_t i = 0; i < n; i++) storeAs(y[i], 0.5f * x[i] * (1.0f + erfFast(x[i] * 0.70710678118654752f)));
+  for (int64_t i = 0; i < n; i++) {
+    const float v = valueOf(x[i]);
+    storeAs(y[i], 0.5f * v * (1.0f + erfFast(v * 0.70710678118654752f)));
+  }
 }
 
 // y = gelu(x); with argument 3 (y's bf16 copy) only the copy is written: y's sole reader is the next GEMM, and
-// skipping the fp32 write and a conversion pass saves ≈50 MB of traffic per BERT-base layer.
+// skipping the fp32 write and a conversion pass saves ≈50 MB of traffic per BERT-base layer. With argument 4 (x's
+// bf16 copy, filled) x is read from it instead.
 Napi::Value GeluForward(const Napi::CallbackInfo& info) {
-  uint16_t* y16 = U16(info, 3);
-  if (y16) {
-    geluForward(F(info, 0), y16, N(info, 2));
-  } else {
-    geluForward(F(info, 0), F(info, 1), N(info, 2));
-  }
+  uint16_t *y16 = U16(info, 3), *x16 = U16(info, 4);
+  const int64_t n = N(info, 2);
+  if (x16 && y16) geluForward(x16, y16, n);
+  else if (x16) geluForward(x16, F(info, 1), n);
+  else if (y16) geluForward(F(info, 0), y16, n);
+  else geluForward(F(info, 0), F(info, 1), n);
   return info.Env().Undefined();
 }
 

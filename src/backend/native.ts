@@ -41,6 +41,11 @@ function loadAddon(): Addon | null {
 function copyArgs(c: Bf16Copy | null | undefined): [Uint16Array | null, boolean] {
   return c ? [c.data, c.ready] : [null, false];
 }
+/** The buffer of a copy given as an input in place of its tensor: it must be filled. */
+function readyCopy(c: Bf16Copy | null | undefined): Uint16Array | null {
+  if (c && !c.ready) throw new Error("a bf16 copy passed in place of its tensor must be filled");
+  return c?.data ?? null;
+}
 function markReady(...copies: (Bf16Copy | null | undefined)[]): void {
   for (const c of copies) if (c) c.ready = true;
 }
@@ -74,12 +79,13 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
     linearBackward(dy, x, w, dx, dw, db, rows, inF, outF, opts = {}) {
       configure();
       a.linearBackward(f32(dy), f32(x), f32(w), dx && f32(dx), dw && f32(dw), db && f32(db), rows, inF, outF, opts.overwriteGrads === true,
-        ...copyArgs(opts.xCopy), opts.geluInput ? f32(opts.geluInput) : null, opts.accumulateDx === true, opts.dxCopy?.data ?? null);
+        ...copyArgs(opts.xCopy), opts.geluInput ? f32(opts.geluInput) : null, opts.accumulateDx === true, opts.dxCopy?.data ?? null,
+        readyCopy(opts.dyCopy), readyCopy(opts.geluInputCopy));
       markReady(opts.xCopy, opts.accumulateDx ? null : opts.dxCopy);
     },
     add: (x, y, out, n) => a.add(f32(x), f32(y), f32(out), n),
-    geluForward(x, y, n, yCopy) {
-      a.geluForward(f32(x), f32(y), n, yCopy?.data ?? null);
+    geluForward(x, y, n, yCopy, xCopy) {
+      a.geluForward(f32(x), f32(y), n, yCopy?.data ?? null, readyCopy(xCopy));
       markReady(yCopy);
     },
     geluBackward: (x, dy, dx, n) => a.geluBackward(f32(x), f32(dy), f32(dx), n),

@@ -57,6 +57,13 @@ export interface LinearBackwardOptions {
    * is dy · gelu'(y), formed inside this call (y = geluInput) exactly as geluBackward would.
    */
   geluInput?: FArray | null;
+  /**
+   * dy given only as its bf16 copy (ready; a backend that uses copies): read instead of dy. With geluInput, GELU's
+   * input must then be given the same way (geluInputCopy). As torch.autocast keeps them, in bf16.
+   */
+  dyCopy?: Bf16Copy | null;
+  /** geluInput given only as its bf16 copy (ready), read instead of geluInput; goes with dyCopy. */
+  geluInputCopy?: Bf16Copy | null;
   /** dx += dy · W instead of dx = dy · W (Q, K and V send their gradients to the same x). */
   accumulateDx?: boolean;
   /**
@@ -104,9 +111,10 @@ export interface Backend {
   add(a: FArray, b: FArray, out: FArray, n: number): void;
   /**
    * HF `gelu`: x·Φ(x) with the exact erf. With `yCopy` (a backend that uses bf16 copies) only the bf16 copy of y is
-   * written and made ready: y feeds nothing but the next GEMM, which reads the copy.
+   * written and made ready: y feeds nothing but the next GEMM, which reads the copy. With `xCopy` (ready) x is read
+   * from its bf16 copy instead.
    */
-  geluForward(x: FArray, y: FArray, n: number, yCopy?: Bf16Copy | null): void;
+  geluForward(x: FArray, y: FArray, n: number, yCopy?: Bf16Copy | null, xCopy?: Bf16Copy | null): void;
   /** dx = dy · gelu'(x). */
   geluBackward(x: FArray, dy: FArray, dx: FArray, n: number): void;
   tanhForward(x: FArray, y: FArray, n: number): void;

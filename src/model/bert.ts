@@ -15,7 +15,7 @@
  * last layer computes keys and values for all tokens but its query, attention output, feed-forward and
  * LayerNorms for the [CLS] rows alone (exactly the same logits and gradients; ≈7% of a BERT-base step).
  */
-import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray } from "../backend/types.js";
+import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray, LinearBackwardOptions } from "../backend/types.js";
 import type { BertConfig } from "./config.js";
 import { Arena } from "./arena.js";
 import { allocFloat, bertParamLayout, type DType, type ParamSpec, ParamStore } from "./params.js";
@@ -54,7 +54,7 @@ interface EmbeddingCache {
 }
 
 /**
- * With bf16 copies in use, x, xq, q, k, v, ctx, h1 and act are forward-only scratch (overwritten by later layers):
+ * With bf16 copies in use, x, xq, q, k, v, ctx, h1, inter and act are forward-only scratch (overwritten by later layers):
  * backward reads them only through `copies`.
  */
 interface LayerCache {
@@ -84,12 +84,17 @@ interface LayerCache {
   rstd2: FArray;
 }
 
+/** linearBack's variants: the backend's (LinearBackwardOptions), and `addTo`: add dx into this buffer (returned). */
+type LinearBackOptions = Omit<LinearBackwardOptions, "overwriteGrads" | "accumulateDx"> & { addTo?: FArray | null };
+
 interface LayerCopies {
   x: Bf16Copy | null;
   xq: Bf16Copy | null;
   attention: AttentionCopies | null;
   ctx: Bf16Copy | null;
   h1: Bf16Copy | null;
+  /** The intermediate dense's output: with copies it exists in bf16 only, as under torch.autocast. */
+  inter: Bf16Copy | null;
   act: Bf16Copy | null;
 }
 
@@ -324,19 +329,16 @@ export class BertForSequenceClassification {
     return y;
   }
 
-  /**
-   * Returns dx (or null when not needed); accumulates weight gradients of trainable weights. `addTo`: add dx into
-   * this buffer (returned) instead of a new one. `geluInput`: see LinearBackwardOptions.
-   */
-  /** With `dxCopy`, the backend writes only dx's bf16 copy (see LinearBackwardOptions.dxCopy). */
-  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, xCopy: Bf16Copy | null = null, geluInput: FArray | null = null, addTo: FArray | null = null, dxCopy: Bf16Copy | null = null): FArray | null {
+  /** Returns dx (or null when not needed); accumulates weight gradients of trainable weights. See LinearBackOptions. */
+  private linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, opts: LinearBackOptions = {}): FArray | null {
+    const { addTo = null, ...backendOpts } = opts;
     const dx = needDx ? addTo ?? this.alloc(rows * inF) : null;
     const wi = this.params.spec(`${prefix}.weight`).index;
     const bi = this.params.spec(`${prefix}.bias`).index;
     const overwrite = this.gradStale[wi]!;
     this.gradStale[wi] = this.gradStale[bi] = false;
     this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF,
-      { overwriteGrads: overwrite, xCopy, geluInput, accumulateDx: addTo !== null, dxCopy });
+      { ...backendOpts, overwriteGrads: overwrite, accumulateDx: addTo !== null });
     return dx;
   }
 
@@ -391,6 +393,7 @@ export class BertForSequenceClassification {
       attention,
       ctx: ctxCopy,
       h1: this.copyFor(rows * H),
+      inter: this.copyFor(rows * I),
       act: this.copyFor(rows * I),
     };
 
@@ -410,9 +413,9 @@ export class BertForSequenceClassification {
     const ln1 = this.dropoutAddLayerNorm(`${p}attention.output.LayerNorm`, attnOut, xq, rows, H, stream, save, gemmInput(rows * H), copies.h1);
 
     // feed-forward: dense → GELU → dense → dropout → residual → LayerNorm
-    const inter = this.linear(`${p}intermediate.dense`, ln1.y, rows, H, I, copies.h1);
+    const inter = this.linear(`${p}intermediate.dense`, ln1.y, rows, H, I, copies.h1, gemmInput(rows * I), copies.inter);
     const act = gemmInput(rows * I);
-    this.backend.geluForward(inter, act, rows * I, copies.act); // with copies, act itself stays unwritten
+    this.backend.geluForward(inter, act, rows * I, copies.act, copies.inter); // with copies, only bf16 copies are written
     const ffnOut = this.linear(`${p}output.dense`, act, rows, I, H, copies.act, this.allocTemp(rows * H));
     const ln2 = this.dropoutAddLayerNorm(`${p}output.LayerNorm`, ffnOut, ln1.y, rows, H, stream, save, gemmInput(rows * H), null); // the next layer's x
 
@@ -437,17 +440,20 @@ export class BertForSequenceClassification {
 
     const dSum2 = this.layerNormBack(`${p}output.LayerNorm`, dOut, c.sum2, c.mean2, c.rstd2, rows, H);
     const dFfnOut = this.dropoutBack(dSum2, c.drop2, n);
-    const dAct = this.linearBack(`${p}output.dense`, dFfnOut, c.act, rows, I, H, true, c.copies.act)!;
+    // with copies, dAct (like inter) exists in bf16 only, as under torch.autocast
+    const dActCopy = c.copies.inter ? this.copyFor(rows * I) : null;
+    const dAct = this.linearBack(`${p}output.dense`, dFfnOut, c.act, rows, I, H, true, { xCopy: c.copies.act, dxCopy: dActCopy })!;
     // GELU's backward runs inside the intermediate dense's (dInter = dAct·gelu'(inter) is never stored). Its input
     // gradient is added onto the residual branch's, dSum2, in place: nothing reads dSum2 (or dFfnOut, which may be
     // the same buffer) after the output dense's backward.
-    const dH1 = this.linearBack(`${p}intermediate.dense`, dAct, c.h1, rows, H, I, true, c.copies.h1, c.inter, dSum2)!;
+    const dH1 = this.linearBack(`${p}intermediate.dense`, dAct, c.h1, rows, H, I, true,
+      { xCopy: c.copies.h1, geluInput: c.inter, addTo: dSum2, dyCopy: dActCopy, geluInputCopy: c.copies.inter })!;
 
     const dSum1 = this.layerNormBack(`${p}attention.output.LayerNorm`, dH1, c.sum1, c.mean1, c.rstd1, rows, H);
     const dAttnOut = this.dropoutBack(dSum1, c.drop1, n);
     // dctx is read by attention's bf16 products only: with copies it is produced in bf16 alone
     const attention = c.copies.attention && { ...c.copies.attention, dctx: this.copyFor(n)! };
-    const dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true, c.copies.ctx, null, null, attention?.dctx)!;
+    const dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true, { xCopy: c.copies.ctx, dxCopy: attention?.dctx })!;
 
     const dq = this.alloc(n);
     const dk = this.alloc(kvRows * H);
@@ -456,9 +462,9 @@ export class BertForSequenceClassification {
     // K, V (and Q, when it has every row) add their input gradients onto the residual branch's, dSum1, in place (as
     // for dSum2 above) as the products are stored
     const fullQuery = c.queryLen === T;
-    const dx = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx, c.copies.x, null, fullQuery ? dSum1 : null);
-    this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx, c.copies.x, null, dx);
-    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.xq, rows, H, H, needDx, c.copies.xq, null, fullQuery ? dx : null);
+    const dx = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: fullQuery ? dSum1 : null });
+    this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: dx });
+    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.xq, rows, H, H, needDx, { xCopy: c.copies.xq, addTo: fullQuery ? dx : null });
     if (!dx || !dxq) return null;
     if (!fullQuery) {
       // [CLS]-only layer: the query rows' gradient and the residual go back to rows 0, T, 2T, …

@@ -353,6 +353,37 @@ test("bf16 copies in backward: dx stored only as its bf16 copy, and attention ba
   }
 });
 
+test("bf16 copies as inputs: GELU and linear backward reading bf16 copies (inter, dAct as under autocast) equal the same values given in fp32, bit for bit", { skip: bf16Skip }, () => {
+  const nb = NATIVE_BF16!;
+  const [R, I, O] = [64, 64, 128];
+  const inter = rand(R * O, 2), x = rand(R * I), w = rand(O * I, 0.1), dAct = rand(R * O);
+  const interCopy = { data: bf16Bits(inter), ready: true }, dActCopy = { data: bf16Bits(dAct), ready: true };
+  // GELU forward from inter's copy = from inter rounded to bf16, into y or into y's copy
+  const fromFp32 = new Float32Array(R * O), fromCopy = new Float32Array(R * O).fill(7);
+  nb.geluForward(toBf16(inter), fromFp32, R * O);
+  nb.geluForward(inter.map(() => 7), fromCopy, R * O, null, interCopy);
+  assert.deepEqual(fromCopy, fromFp32);
+  const yCopy = newCopy(R * O);
+  nb.geluForward(inter.map(() => 7), new Float32Array(R * O), R * O, yCopy, interCopy);
+  assert.deepEqual(yCopy.data, bf16Bits(fromFp32));
+  // linear backward with dy (and GELU's input) given only as bf16 copies = with the bf16-rounded fp32 values
+  const stale = new Float32Array(R * O).fill(7); // the fp32 tensors are not read when their copies are given
+  for (const gelu of [true, false]) {
+    const run = (copies: boolean) => {
+      const g = { dx: new Float32Array(R * I), dw: new Float32Array(O * I), db: new Float32Array(O) };
+      if (copies) nb.linearBackward(stale, x, w, g.dx, g.dw, g.db, R, I, O, { overwriteGrads: true, dyCopy: dActCopy, ...(gelu ? { geluInput: stale, geluInputCopy: interCopy } : {}) });
+      else nb.linearBackward(toBf16(dAct), x, w, g.dx, g.dw, g.db, R, I, O, { overwriteGrads: true, geluInput: gelu ? toBf16(inter) : null });
+      return g;
+    };
+    assert.deepEqual(run(true), run(false), `gelu=${gelu}`);
+  }
+  // both bf16 or both fp32; a copy in place of its tensor must be filled
+  const g3 = () => [new Float32Array(R * I), new Float32Array(O * I), new Float32Array(O)] as const;
+  assert.throws(() => nb.linearBackward(stale, x, w, ...g3(), R, I, O, { dyCopy: dActCopy, geluInput: inter }), /both be fp32 or both bf16/);
+  assert.throws(() => nb.linearBackward(dAct, x, w, ...g3(), R, I, O, { geluInput: inter, geluInputCopy: interCopy }), /both be fp32 or both bf16/);
+  assert.throws(() => nb.linearBackward(dAct, x, w, ...g3(), R, I, O, { dyCopy: newCopy(R * O) }), /must be filled/);
+});
+
 test("bf16 attention (batched oneDNN path) stays within bf16 bounds of the reference, with identical dropout masks", { skip: bf16Skip }, () => {
   const nb = NATIVE_BF16!;
   const shape = { batch: 2, seqLen: 12, heads: 2, headDim: 16 };
