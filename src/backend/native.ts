@@ -1,7 +1,8 @@
 /**
  * The native backend: the C++ addon (native/weitiao.cc, built by node-gyp at install) behind the Backend
  * interface. float32 only; `--precision bf16` runs the GEMMs in bf16 with fp32 accumulation while weights,
- * optimizer state, LayerNorm/softmax statistics and everything else stay fp32.
+ * optimizer state, LayerNorm/softmax statistics and the residual stream stay fp32; tensors that feed only GEMMs
+ * and GELU live as bf16 copies (Bf16Copy), as torch.autocast keeps them.
  */
 import { createRequire } from "node:module";
 import { existsSync } from "node:fs";
