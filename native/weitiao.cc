@@ -528,7 +528,7 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info) {
     if ((geluX16 && !dyIn16) || (dyIn16 && geluX && !geluX16))
       throw Napi::Error::New(info.Env(), "linearBackward: dy and GELU's input must both be fp32 or both bf16 copies");
     // the GEMMs' dy in bf16: made by the bias pass (one pass over dy: db and the bf16 values), or dy's own copy
-    const uint16_t* dy16 = g_c16.data();
+    const uint16_t* dy16 = nullptr;
     if (dyIn16 && !geluX16) {
       if (db) biasGrad(dyIn16, db, rows, out, nullptr, overwrite);
       dy16 = dyIn16;
