@@ -401,7 +401,7 @@ function benchCommand(): Command {
     .option("--threads <n>", "compute threads (default: all cores)", int("--threads"))
     .option("--only <names>", "comma-separated subset: train_fp32,train_bf16,head_only,infer_fp32,infer_bf16")
     .option("--compare-torch", "also run scripts/bench_torch.py (PyTorch, same workload) and print our/torch ratios")
-    .option("--rounds <n>", "with --compare-torch: alternate ours and PyTorch n times, then print each ratio's median", int("--rounds"), 1)
+    .option("--rounds <n>", "with --compare-torch: alternate ours and PyTorch n times, then print each ratio's median (peak RSS: round 1 only)", int("--rounds"), 1)
     .addHelpText("after", `
 Examples:
   weitiao bench --compare-torch                                  # the numbers in BENCHMARKS.md
