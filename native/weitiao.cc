@@ -91,6 +91,19 @@ inline void storeAs(uint16_t& o, float v) { o = toBf16(v); }
 inline float valueOf(float v) { return v; }
 inline float valueOf(uint16_t h) { return __builtin_bit_cast(float, static_cast<uint32_t>(h) << 16); }
 
+// out = dropout(x) for n consecutive elements: the mask drawn from the stream at `counter` (kept in kr), the kept
+// entries rescaled, stored as Out (fp32, or bf16 for attention's P'·V operand). Every dropout kernel draws through it.
+template <typename Out>
+inline void dropoutRow(const float* __restrict x, uint8_t* kr, uint32_t counter, int64_t n, uint32_t seed,
+                       uint32_t threshold, float keepScale, Out* out) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; j++) {
+    bool kept = streamDraw(seed, counter + static_cast<uint32_t>(j)) >= threshold;
+    kr[j] = kept ? 1 : 0;
+    storeAs(out[j], kept ? x[j] * keepScale : 0.0f);
+  }
+}
+
 // Convert a rows×cols block with row stride ld into a contiguous bf16 buffer.
 void convertBf16To(const float* src, int64_t rows, int64_t cols, int64_t ld, uint16_t* d) {
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
@@ -661,17 +674,13 @@ Napi::Value DropoutAddLayerNorm(const Napi::CallbackInfo& info) {
 #pragma omp parallel for schedule(static) if (rows * cols > 16384)
   for (int64_t r = 0; r < rows; r++) {
     const int64_t o = r * cols;
+    const float* xr = x + o;
     if (drop) {
-#pragma omp simd
-      for (int64_t j = 0; j < cols; j++) {
-        bool kept = streamDraw(seed, offset + static_cast<uint32_t>(o + j)) >= threshold;
-        keep[o + j] = kept;
-        sum[o + j] = (kept ? x[o + j] * s : 0.0f) + res[o + j];
-      }
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < cols; j++) sum[o + j] = x[o + j] + res[o + j];
+      dropoutRow(xr, keep + o, offset + static_cast<uint32_t>(o), cols, seed, threshold, s, sum + o);
+      xr = sum + o;
     }
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) sum[o + j] = xr[j] + res[o + j];
     layerNormRow(sum + o, g, b, y + o, y16 ? y16 + o : nullptr, mean[r], rstd[r], cols, eps);
   }
   return info.Env().Undefined();
@@ -757,19 +766,6 @@ inline void softmaxRow(float* __restrict row, const float* __restrict mrow, int6
   float inv = 1.0f / sum;
 #pragma omp simd
   for (int64_t j = 0; j < T; j++) row[j] *= inv;
-}
-
-// P' = dropout(P) for one row of probabilities: the mask drawn from the stream at `counter` (kept in kr), the kept
-// entries rescaled, stored as Out (fp32 scratch, or the bf16 operand of P'·V).
-template <typename Out>
-inline void dropoutRow(const float* __restrict row, uint8_t* kr, uint32_t counter, int64_t T, uint32_t seed,
-                       uint32_t threshold, float keepScale, Out* out) {
-#pragma omp simd
-  for (int64_t j = 0; j < T; j++) {
-    bool kept = streamDraw(seed, counter + static_cast<uint32_t>(j)) >= threshold;
-    kr[j] = kept ? 1 : 0;
-    storeAs(out[j], kept ? row[j] * keepScale : 0.0f);
-  }
 }
 
 // Softmax backward of one row: d holds dP' (gradient w.r.t. the probabilities after dropout) and becomes
@@ -1109,12 +1105,10 @@ Napi::Value DropoutForward(const Napi::CallbackInfo& info) {
   uint32_t seed = static_cast<uint32_t>(N(info, 5)), offset = static_cast<uint32_t>(N(info, 6));
   uint32_t threshold = dropThreshold(p);
   float s = static_cast<float>(1.0 / (1.0 - p));
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; i++) {
-    bool kept = streamDraw(seed, offset + static_cast<uint32_t>(i)) >= threshold;
-    keep[i] = kept;
-    y[i] = kept ? x[i] * s : 0.0f;
-  }
+  const int64_t chunk = 16384;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t c = 0; c < n; c += chunk)
+    dropoutRow(x + c, keep + c, offset + static_cast<uint32_t>(c), std::min(chunk, n - c), seed, threshold, s, y + c);
   return info.Env().Undefined();
 }
 
