@@ -13,3 +13,5 @@ if (!native.backend && REQUIRE_NATIVE) throw new Error(`native backend required 
 export const NATIVE: Backend | null = native.backend;
 export const NATIVE_BF16: Backend | null = loadNativeBackend({ precision: "bf16" }).backend;
 export const BACKENDS: Backend[] = [tsBackend, ...(native.backend ? [native.backend] : [])];
+/** BACKENDS plus the native bf16 backend when built: for kernel options that every backend must honour. */
+export const EVERY_BACKEND: Backend[] = [...BACKENDS, ...(NATIVE_BF16 ? [NATIVE_BF16] : [])];

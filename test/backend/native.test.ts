@@ -8,7 +8,7 @@ import type { AttentionShape, Backend, DropoutSpec } from "../../src/backend/typ
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { Trainer, type StepLog } from "../../src/train/trainer.js";
 import { Rng } from "../../src/util/rng.js";
-import { NATIVE, NATIVE_BF16 } from "../backends.js";
+import { EVERY_BACKEND, NATIVE, NATIVE_BF16 } from "../backends.js";
 import { HF, REAL, TINY, referenceData, relErr } from "../helpers.js";
 import { STRATEGY_ARGS, trajectoryArgs, trajectoryTrainSet } from "../train/trajectory-check.js";
 
@@ -211,7 +211,7 @@ test("bf16 linear with a reduction size of 16 mod 32 (oneDNN pads its weight blo
 test("linear backward through GELU (geluInput) equals geluBackward then linear backward, bit for bit on every backend", () => {
   const [R, I, O] = [40, 64, 96];
   const x = rand(R * I), w = rand(O * I, 0.1), pre = rand(R * O, 2), dAct = rand(R * O);
-  for (const be of [ref, ...(NATIVE ? [NATIVE] : []), ...(NATIVE_BF16 ? [NATIVE_BF16] : [])]) {
+  for (const be of EVERY_BACKEND) {
     const run = (fused: boolean) => {
       const dx = new Float32Array(R * I), dw = new Float32Array(O * I).fill(0.5), db = new Float32Array(O).fill(0.5);
       if (fused) {
@@ -232,7 +232,7 @@ test("linear backward through GELU (geluInput) equals geluBackward then linear b
 test("linear backward with accumulateDx adds dy·W into dx, on every backend (block-aligned sizes for the bf16 packer)", () => {
   const [R, I, O] = [32, 64, 128];
   const x = rand(R * I), w = rand(O * I, 0.1), dy = rand(R * O), dx0 = rand(R * I);
-  for (const be of [ref, ...(NATIVE ? [NATIVE] : []), ...(NATIVE_BF16 ? [NATIVE_BF16] : [])]) {
+  for (const be of EVERY_BACKEND) {
     const fresh = new Float32Array(R * I), summed = Float32Array.from(dx0);
     be.linearBackward(dy, x, w, fresh, null, null, R, I, O);
     be.linearBackward(dy, x, w, summed, null, null, R, I, O, { accumulateDx: true });
