@@ -72,6 +72,7 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
     name: bf16 ? "native-bf16" : "native",
     supportsFloat64: false,
     usesBf16Copies: bf16,
+    adviseHugePages: (buffer) => void a.adviseHugePages(buffer),
     linearForward(x, w, b, y, rows, inF, outF, xCopy, yCopy) {
       configure();
       a.linearForward(f32(x), f32(w), f32(b), f32(y), rows, inF, outF, ...copyArgs(xCopy), yCopy?.data ?? null);

@@ -92,6 +92,11 @@ export interface Backend {
   readonly supportsFloat64: boolean;
   /** True when the kernels below take Bf16Copy arguments (bf16 GEMMs); otherwise callers pass none. */
   readonly usesBf16Copies?: boolean;
+  /**
+   * A hint for a large buffer nothing has touched yet (parameters, gradients, optimizer moments, activation slabs):
+   * back it with huge pages if the system allows. Contents and results are unaffected.
+   */
+  adviseHugePages?(buffer: ArrayBuffer): void;
 
   /**
    * y[rows,out] = x[rows,in] · Wᵀ + b, with W stored [out,in] as torch.nn.Linear does. `xCopy`: see Bf16Copy. With

@@ -163,11 +163,12 @@ export class BertForSequenceClassification {
   private temp: Arena;
 
   constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32") {
-    this.arena = new Arena(dtype);
-    this.scratch = [new Arena(dtype), new Arena(dtype)];
+    const advise = (buffer: ArrayBuffer): void => backend.adviseHugePages?.(buffer);
+    this.arena = new Arena(dtype, advise);
+    this.scratch = [new Arena(dtype, advise), new Arena(dtype, advise)];
     this.current = this.temp = this.arena;
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
-    this.params = new ParamStore(bertParamLayout(config), dtype);
+    this.params = new ParamStore(bertParamLayout(config), dtype, advise);
     this.trainable = this.params.specs.map(() => true);
     this.isLinearParam = this.params.specs.map((s) => /(query|key|value|dense|classifier)\.(weight|bias)$/.test(s.name));
     this.gradStale = this.params.specs.map(() => false);
@@ -208,10 +209,7 @@ export class BertForSequenceClassification {
    * encode()/forward() call it; call it yourself before a classify() that is not preceded by encode().
    */
   beginPass(): void {
-    for (const a of [this.arena, ...this.scratch]) {
-      a.reset();
-      a.releaseUnused(); // buffer lengths the previous pass did not use (another batch shape)
-    }
+    for (const a of [this.arena, ...this.scratch]) a.reset();
     this.current = this.temp = this.arena;
   }
 

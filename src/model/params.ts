@@ -26,6 +26,16 @@ export function allocFloat(dtype: DType, n: number): FArray {
   return dtype === "float64" ? new Float64Array(n) : new Float32Array(n);
 }
 
+/** A hint for a large, untouched buffer (Backend.adviseHugePages). */
+export type AdviseMemory = (buffer: ArrayBuffer) => void;
+
+/** allocFloat for large buffers: `advise` sees the memory before anything touches it. */
+export function allocLargeFloat(dtype: DType, n: number, advise: AdviseMemory): FArray {
+  const buffer = new ArrayBuffer(n * (dtype === "float64" ? 8 : 4));
+  advise(buffer);
+  return dtype === "float64" ? new Float64Array(buffer) : new Float32Array(buffer);
+}
+
 /** Parameter names and shapes of BertForSequenceClassification, in HF's registration order. */
 export function bertParamLayout(c: BertConfig): { name: string; shape: number[]; level: number }[] {
   const H = c.hidden_size;
@@ -72,7 +82,11 @@ export class ParamStore {
   readonly grad: FArray;
   readonly size: number;
 
-  constructor(layout: { name: string; shape: number[]; level: number }[], readonly dtype: DType) {
+  constructor(
+    layout: { name: string; shape: number[]; level: number }[],
+    readonly dtype: DType,
+    private readonly advise: AdviseMemory = () => {},
+  ) {
     let offset = 0;
     this.specs = layout.map((l, index) => {
       const size = l.shape.reduce((a, b) => a * b, 1);
@@ -82,8 +96,13 @@ export class ParamStore {
     });
     this.size = offset;
     this.byName = new Map(this.specs.map((s) => [s.name, s]));
-    this.data = allocFloat(dtype, offset);
-    this.grad = allocFloat(dtype, offset);
+    this.data = allocLargeFloat(dtype, offset, advise);
+    this.grad = allocLargeFloat(dtype, offset, advise);
+  }
+
+  /** A zeroed buffer with one element per parameter value (the optimizer's moments). */
+  newBuffer(): FArray {
+    return allocLargeFloat(this.dtype, this.size, this.advise);
   }
 
   spec(name: string): ParamSpec {

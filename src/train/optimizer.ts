@@ -5,7 +5,7 @@
  */
 import type { FArray } from "../backend/types.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
-import { allocFloat, isNoDecay } from "../model/params.js";
+import { isNoDecay } from "../model/params.js";
 
 export interface AdamWOptions {
   beta1: number;
@@ -25,8 +25,8 @@ export class AdamW {
   readonly steps: Int32Array;
 
   constructor(private readonly model: BertForSequenceClassification, readonly opts: AdamWOptions) {
-    this.m = allocFloat(model.dtype, model.params.size);
-    this.v = allocFloat(model.dtype, model.params.size);
+    this.m = model.params.newBuffer();
+    this.v = model.params.newBuffer();
     this.steps = new Int32Array(model.params.specs.length);
   }
 

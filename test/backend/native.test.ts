@@ -400,3 +400,21 @@ test("bf16 attention with T and head size multiples of 16 (per-head AVX512-BF16 
     }
   }
 });
+
+// Transparent huge pages on request: only where the kernel offers them ("always" or "madvise"; not "never").
+const thpMode = (() => {
+  try {
+    return /\[(\w+)\]/.exec(readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8"))?.[1] ?? "none";
+  } catch {
+    return "none";
+  }
+})();
+const anonHugeKb = (): number => Number(/AnonHugePages:\s+(\d+)/.exec(readFileSync("/proc/self/smaps_rollup", "utf8"))?.[1] ?? 0);
+
+test("adviseHugePages backs an untouched buffer with huge pages", { skip: skip || (thpMode === "madvise" ? false : `THP mode ${thpMode}`) }, () => {
+  const buffer = new ArrayBuffer(64 << 20);
+  const before = anonHugeKb();
+  NATIVE!.adviseHugePages!(buffer);
+  new Float32Array(buffer).fill(1);
+  assert.ok(anonHugeKb() - before >= 32 << 10, `AnonHugePages grew by ${anonHugeKb() - before} kB`);
+});
