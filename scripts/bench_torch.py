@@ -58,6 +58,12 @@ class Bert(nn.Module):
         return self.classifier(F.dropout(pooled, self.p, self.training))
 
 
+def varlen_lengths(seq, count):
+    """train_bf16_varlen's lengths, as varlenLengths() in src/bench/bench.ts makes them."""
+    offsets = [0, 8, 16, 4, 24, 0, 12, 20]
+    return [max(1, seq - offsets[i % len(offsets)]) for i in range(count)]
+
+
 def timed(steps, fn):
     fn()
     times = []
@@ -91,16 +97,21 @@ def main():
         print(json.dumps({"name": name, "median_s": sec, "samples_per_s": batch / sec if sec else 0, "steps": a.steps,
                           "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
 
-    for name, autocast in (("train_fp32", False), ("train_bf16_autocast", True)):
+    # train_bf16_varlen: dynamic padding, a different sequence length every step
+    batches = [torch.randint(1000, 21128, (a.batch, t)) for t in varlen_lengths(a.seq, a.steps + 1)]
+    for name, autocast, varlen in (("train_fp32", False, False), ("train_bf16_autocast", True, False),
+                                   ("train_bf16_autocast_varlen", True, True)):
         if not want(name.replace("_autocast", "")):
             continue
         model = Bert(h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
         opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+        calls = iter(range(a.steps + 1))
 
         def step():
+            x = batches[next(calls)] if varlen else ids
             opt.zero_grad()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                loss = F.cross_entropy(model(ids, mask), labels)
+                loss = F.cross_entropy(model(x, torch.ones_like(x)), labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

@@ -58,6 +58,15 @@ function randomInput(rng: Rng, batch: number, seqLen: number, vocab: number): { 
   };
 }
 
+/**
+ * The sequence lengths of train_bf16_varlen's warm-up and timed steps: seq, then seq − 8, − 16, − 4, − 24, − 0, − 12,
+ * − 20, repeating (at least 1). scripts/bench_torch.py uses the same list.
+ */
+export function varlenLengths(seqLen: number, count: number): number[] {
+  const offsets = [0, 8, 16, 4, 24, 0, 12, 20];
+  return Array.from({ length: count }, (_, i) => Math.max(1, seqLen - offsets[i % offsets.length]!));
+}
+
 function makeModel(opts: BenchOptions, precision: Precision): BertForSequenceClassification {
   const config = parseBertConfig({
     vocab_size: 21128, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
@@ -152,6 +161,20 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
     emit({ name: `train_${precision}`, median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen });
   }
 
+  if (want("train_bf16_varlen")) {
+    // Dynamic padding: each batch is padded to its own longest row, so consecutive steps see different lengths.
+    const batches = varlenLengths(opts.seqLen, opts.steps + 1).map((T) => randomInput(rng, opts.batch, T, 21128));
+    const model = makeModel(opts, "bf16");
+    const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
+    let step = 0;
+    const times = timeSteps(opts.steps, () => {
+      const b = batches[step]!;
+      trainStep(model, opt, b.input, b.labels, step++);
+    });
+    const m = median(times);
+    emit({ name: "train_bf16_varlen", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: varlenLengths(opts.seqLen, opts.steps + 1).join(",") });
+  }
+
   if (want("head_only") || want("head_only_cached")) {
     // Epochs after the first: the frozen encoder's pooled features are cached, only the classifier trains.
     const model = makeModel(opts, "fp32");
@@ -210,7 +233,7 @@ function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: stri
     out(JSON.stringify({ ...t, name: `torch_${t.name}` }));
   }
   const pairs: [string, string][] = [
-    ["train_fp32", "train_fp32"], ["train_bf16", "train_bf16_autocast"], ["head_only_cached", "head_only"],
+    ["train_fp32", "train_fp32"], ["train_bf16", "train_bf16_autocast"], ["train_bf16_varlen", "train_bf16_autocast_varlen"], ["head_only_cached", "head_only"],
     ["infer_fp32", "infer_fp32"], ["infer_bf16", "infer_bf16_autocast"],
   ];
   for (const [mine, torchName] of pairs) {

@@ -391,7 +391,7 @@ Example:
 
 function benchCommand(): Command {
   return new Command("bench")
-    .description("time a random BERT-base (batch 16, seq 128): train fp32/bf16, head-only, inference; JSON lines")
+    .description("time a random BERT-base (batch 16, seq 128): train fp32/bf16, bf16 with a new length every step (dynamic padding), head-only, inference; JSON lines")
     .option("--steps <n>", "timed steps per workload (median reported)", int("--steps"), 3)
     .option("--batch <n>", "training batch size", int("--batch"), 16)
     .option("--seq <n>", "sequence length", int("--seq"), 128)
@@ -399,7 +399,7 @@ function benchCommand(): Command {
     .option("--layers <n>", "encoder layers", int("--layers"), 12)
     .option("--hidden <n>", "hidden size (heads = hidden/64)", int("--hidden"), 768)
     .option("--threads <n>", "compute threads (default: all cores)", int("--threads"))
-    .option("--only <names>", "comma-separated subset: train_fp32,train_bf16,head_only,infer_fp32,infer_bf16")
+    .option("--only <names>", "comma-separated subset: train_fp32,train_bf16,train_bf16_varlen,head_only,infer_fp32,infer_bf16")
     .option("--compare-torch", "also run scripts/bench_torch.py (PyTorch, same workload) and print our/torch ratios")
     .option("--rounds <n>", "with --compare-torch: alternate ours and PyTorch n times, then print each ratio's median (peak RSS: round 1 only)", int("--rounds"), 1)
     .addHelpText("after", `
