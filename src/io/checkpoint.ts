@@ -6,7 +6,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import type { Backend } from "../backend/types.js";
+import type { Backend, FArray } from "../backend/types.js";
 import { BertForSequenceClassification } from "../model/bert.js";
 import { type BertConfig, configToJson, parseBertConfig } from "../model/config.js";
 import type { DType } from "../model/params.js";
@@ -20,6 +20,8 @@ export interface TensorSource {
   names(): string[];
   shape(name: string): number[];
   read(name: string): Float32Array;
+  /** read(), written into `out` (sources that can skip the intermediate copy do). */
+  readInto?(name: string, out: FArray): void;
   close(): void;
 }
 
@@ -27,7 +29,7 @@ export interface TensorSource {
 export function safetensorsSource(files: string[]): TensorSource {
   return concatSources(files.map((path): TensorSource => {
     const f = SafetensorsFile.open(path);
-    return { names: () => f.names(), shape: (n) => f.info(n).shape, read: (n) => f.float(n), close: () => f.close() };
+    return { names: () => f.names(), shape: (n) => f.info(n).shape, read: (n) => f.float(n), readInto: (n, out) => f.floatInto(n, out), close: () => f.close() };
   }));
 }
 
@@ -52,6 +54,11 @@ function concatSources(sources: TensorSource[]): TensorSource {
     names: () => [...owner.keys()],
     shape: (n) => get(n).shape(n),
     read: (n) => get(n).read(n),
+    readInto: (n, out) => {
+      const s = get(n);
+      if (s.readInto) s.readInto(n, out);
+      else out.set(s.read(n));
+    },
     close: () => sources.forEach((s) => s.close()),
   };
 }
@@ -182,7 +189,9 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
         }
         throw new WeitiaoError(`${dir}: ${raw} has shape [${shape}] but config.json implies [${spec.shape}]`);
       }
-      model.params.value(name).set(source.read(raw));
+      const value = model.params.value(name);
+      if (source.readInto) source.readInto(raw, value);
+      else value.set(source.read(raw));
       loaded.add(name);
     }
   } finally {

@@ -132,3 +132,25 @@ test("other architectures are refused with a message naming model_type; BERT-sha
   writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, architectures: ["BertForMaskedLM"], directionality: "bidi" }));
   assert.doesNotThrow(() => loadModelFromDir(dir, { backend: tsBackend }));
 });
+
+test("floatInto writes what float() returns: F32 read straight into a float32 view at an offset, other dtypes and float64 converted", () => {
+  for (const dir of ["bert-tiny-chinese", "bert-tiny-chinese-bf16"]) {
+    const f = SafetensorsFile.open(join(FIXTURES, dir, "model.safetensors"));
+    try {
+      for (const name of f.names().filter((n) => f.info(n).dtype !== "I64")) {
+        const want = f.float(name);
+        const slab = new Float32Array(want.length + 7).fill(-1);
+        f.floatInto(name, slab.subarray(3, 3 + want.length));
+        assert.deepEqual(slab.subarray(3, 3 + want.length), want, `${dir} ${name}`);
+        assert.deepEqual([...slab.subarray(0, 3), ...slab.subarray(3 + want.length)], [-1, -1, -1, -1, -1, -1, -1], "nothing outside the view is written");
+        const wide = new Float64Array(want.length);
+        f.floatInto(name, wide);
+        assert.deepEqual(wide, Float64Array.from(want));
+      }
+      const first = f.names()[0]!;
+      assert.throws(() => f.floatInto(first, new Float32Array(1)), /values, the destination 1/);
+    } finally {
+      f.close();
+    }
+  }
+});
