@@ -227,7 +227,8 @@ export function saveModel(model: BertForSequenceClassification, outDir: string, 
   writeFileSync(join(tmp, "config.json"), JSON.stringify(configToJson(model.config), null, 2) + "\n");
   const tensors = new Map<string, TensorToWrite>();
   for (const spec of model.params.specs) {
-    tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: Float32Array.from(model.params.value(spec.name)) });
+    const value = model.params.value(spec.name);
+    tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: value instanceof Float32Array ? value : Float32Array.from(value) });
   }
   writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" });
   if (tokenizerDir) {

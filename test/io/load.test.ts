@@ -5,7 +5,7 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tsBackend } from "../../src/backend/ts.js";
 import { loadModelFromDir, saveModel } from "../../src/io/checkpoint.js";
-import { encodeSafetensors, readSafetensors, SafetensorsFile, type TensorToWrite } from "../../src/io/safetensors.js";
+import { encodeSafetensors, readSafetensors, SafetensorsFile, type TensorToWrite, writeSafetensors } from "../../src/io/safetensors.js";
 import { FIXTURES, REAL, TINY, referenceData, relErr, tempDir } from "../helpers.js";
 
 /** Round-to-nearest-even to bf16 / f16, back to f32 (PROVENANCE.md: compare against rounded F32 weights). */
@@ -153,4 +153,19 @@ test("floatInto writes what float() returns: F32 read straight into a float32 vi
       f.close();
     }
   }
+});
+
+test("writeSafetensors writes the bytes encodeSafetensors makes, views at offsets included, and reads back", () => {
+  const slab = Float32Array.from({ length: 40 }, (_, i) => i / 7);
+  const tensors = new Map<string, TensorToWrite>([
+    ["b.weight", { dtype: "F32", shape: [2, 3], data: slab.subarray(5, 11) }],
+    ["a.bias", { dtype: "F32", shape: [3], data: slab.subarray(1, 4) }],
+    ["ids", { dtype: "I64", shape: [2], data: BigInt64Array.of(7n, -1n) }],
+  ]);
+  const path = join(tempDir(), "w.safetensors");
+  writeSafetensors(path, tensors, { format: "pt" });
+  assert.deepEqual(readFileSync(path), encodeSafetensors(tensors, { format: "pt" }));
+  const back = readSafetensors(path);
+  assert.deepEqual(back.get("b.weight")!.data, slab.subarray(5, 11));
+  assert.deepEqual(back.get("a.bias")!.shape, [3]);
 });
