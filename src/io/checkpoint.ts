@@ -41,6 +41,12 @@ export function openWeightsFile(file: string): TensorSource {
   return file.endsWith(".safetensors") ? safetensorsSource([file]) : torchSource(file);
 }
 
+/** A tensor of `source` written into `out`, without an intermediate copy where the source can. */
+function readInto(source: TensorSource, name: string, out: FArray): void {
+  if (source.readInto) source.readInto(name, out);
+  else out.set(source.read(name));
+}
+
 /** Several sources as one: the shards of a sharded checkpoint (each tensor is read from the shard holding it). */
 function concatSources(sources: TensorSource[]): TensorSource {
   const owner = new Map<string, TensorSource>();
@@ -54,11 +60,7 @@ function concatSources(sources: TensorSource[]): TensorSource {
     names: () => [...owner.keys()],
     shape: (n) => get(n).shape(n),
     read: (n) => get(n).read(n),
-    readInto: (n, out) => {
-      const s = get(n);
-      if (s.readInto) s.readInto(n, out);
-      else out.set(s.read(n));
-    },
+    readInto: (n, out) => readInto(get(n), n, out),
     close: () => sources.forEach((s) => s.close()),
   };
 }
@@ -189,9 +191,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
         }
         throw new WeitiaoError(`${dir}: ${raw} has shape [${shape}] but config.json implies [${spec.shape}]`);
       }
-      const value = model.params.value(name);
-      if (source.readInto) source.readInto(raw, value);
-      else value.set(source.read(raw));
+      readInto(source, raw, model.params.value(name));
       loaded.add(name);
     }
   } finally {

@@ -243,7 +243,7 @@ export interface TensorToWrite {
 }
 
 /** The file's first bytes (length + JSON header, padded so data starts 8-byte aligned) and the tensor order. */
-function safetensorsHead(tensors: Map<string, TensorToWrite>, metadata: Record<string, string>): { head: Buffer; names: string[]; dataBytes: number } {
+function safetensorsHead(tensors: Map<string, TensorToWrite>, metadata: Record<string, string>): { head: Buffer; names: string[] } {
   const names = [...tensors.keys()].sort(); // as the Python library orders them
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
@@ -260,7 +260,7 @@ function safetensorsHead(tensors: Map<string, TensorToWrite>, metadata: Record<s
   const head = Buffer.alloc(8 + headerBuf.length);
   head.writeBigUInt64LE(BigInt(headerBuf.length), 0);
   headerBuf.copy(head, 8);
-  return { head, names, dataBytes: offset };
+  return { head, names };
 }
 
 const bytesOf = (t: TensorToWrite): Buffer => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);

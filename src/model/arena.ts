@@ -10,7 +10,7 @@
  * Buffers come back with stale contents: callers must fully overwrite them, or ask for `zeros`.
  */
 import type { FArray } from "../backend/types.js";
-import type { DType } from "./params.js";
+import type { AdviseMemory, DType } from "./params.js";
 
 /** Every view starts on a cache line (AVX-512 loads, oneDNN's preferred alignment). */
 const ALIGN = 64;
@@ -33,7 +33,7 @@ export class Arena {
   /** `onNewChunk` sees each new chunk before anything touches it (the native backend asks for huge pages there). */
   constructor(
     private readonly dtype: DType,
-    private readonly onNewChunk: (chunk: ArrayBuffer) => void = () => {},
+    private readonly onNewChunk: AdviseMemory = () => {},
   ) {}
 
   /** Everything handed out before becomes reusable: a new pass, or for scratch arenas a new module. */
