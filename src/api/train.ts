@@ -267,7 +267,8 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   if (result.interrupted) {
     return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: null, test: null, reports, interruptedAt: lastCheckpoint };
   }
-  const finalEval = evalEnc ? evaluate(model, evalEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
+  // The evaluation after the last step, when there was one, saw these very weights: not run twice.
+  const finalEval = evalEnc ? (result.finalEval ?? evaluate(model, evalEnc, args.evalBatchSize, tokenizer.padId, args.threshold)) : null;
   const test = testEnc ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
   if (test) log(`test_loss: ${test.loss.toFixed(4)} | ${Object.entries(test.metrics).map(([k, v]) => `test_${k}: ${v.toFixed(4)}`).join(" | ")}`);
 

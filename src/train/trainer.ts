@@ -120,6 +120,11 @@ export interface TrainResult {
   earlyStopped?: boolean;
   /** The best evaluation: its metric name, value and step; `restored` when its weights were loaded at the end. */
   best?: { metric: string; value: number; step: number; restored: boolean };
+  /**
+   * The built-in evaluation of the weights training ended with, when the last evaluation already saw them (an
+   * evaluation after the final step, no best model restored): a final evaluation need not run again.
+   */
+  finalEval?: EvalResult;
 }
 
 /**
@@ -310,9 +315,12 @@ export class Trainer {
     const hasEval = this.evalSet !== null && this.evalSet.length > 0 && args.evalStrategy !== "no";
     const { key: bestKey, greaterIsBetter } = bestMetricOf(args, model.config.problem_type);
     let bestWeights: FArray | null = null;
+    /** The last built-in evaluation and the step whose weights it saw. */
+    let lastEval = null as { step: number; result: EvalResult } | null; // (set inside runEval)
     /** Evaluate, log, track the best model and early stopping; returns the eval entry. */
     const runEval = (epochFloat: number): EvalLog => {
       const ev = this.hooks.evaluate ? this.hooks.evaluate() : evaluate(model, this.evalSet!, args.evalBatchSize, this.padId, args.threshold);
+      lastEval = this.hooks.evaluate ? null : { step: st.step, result: ev };
       const entry: EvalLog = { step: st.step, epoch: epochFloat, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics) };
       st.history.push(entry);
       const value = bestKey === "loss" ? ev.loss : ev.metrics[bestKey];
@@ -416,6 +424,7 @@ export class Trainer {
       globalStep: st.step, epochs: st.epochs, logHistory: st.history, totalSteps: total,
       trainSeconds: (Date.now() - started) / 1000, interrupted, earlyStopped,
       best: st.best ? { metric: bestKey, value: st.best.metric, step: st.best.step, restored } : undefined,
+      finalEval: !interrupted && !restored && lastEval?.step === st.step ? lastEval.result : undefined,
     };
   }
 }

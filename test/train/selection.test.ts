@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { tsBackend } from "../../src/backend/ts.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import type { EncodedExample } from "../../src/data/dataset.js";
-import { DEFAULT_TRAINING_ARGS, type EvalResult, Trainer, type EvalLog } from "../../src/train/trainer.js";
+import { DEFAULT_TRAINING_ARGS, evaluate, type EvalResult, Trainer, type EvalLog } from "../../src/train/trainer.js";
 import { TINY } from "../helpers.js";
 
 const rows: EncodedExample[] = Array.from({ length: 8 }, (_, i) => ({ inputIds: [101, 200 + i, 102], tokenTypeIds: [0, 0, 0], label: i % 2 }));
@@ -52,4 +52,20 @@ test("--metric-for-best-model loss: smaller is better; without load-best the las
 test("evaluation every N steps", async () => {
   const { result } = await run({ evalStrategy: "steps", evalSteps: 3, epochs: 2 }, curve);
   assert.deepEqual((result.logHistory as EvalLog[]).filter((h) => "eval_loss" in h).map((h) => h.step), [3]);
+});
+
+test("the evaluation after the last step comes back as finalEval (not run again); none after an earlier evaluation, a restore or an evaluate hook", async () => {
+  const fresh = () => loadModelFromDir(TINY, { backend: tsBackend }).model;
+  const args = { ...DEFAULT_TRAINING_ARGS, epochs: 2, batchSize: 4, learningRate: 1e-2, loggingSteps: 0, evalStrategy: "epoch" as const };
+  const model = fresh();
+  const result = await new Trainer(model, args, rows, rows, 0).train();
+  assert.ok(result.finalEval, "evaluated after the final step");
+  assert.deepEqual(result.finalEval, evaluate(model, rows, args.evalBatchSize, 0, args.threshold), "what a new evaluation of the final weights gives");
+  const earlier = await new Trainer(fresh(), { ...args, evalStrategy: "steps", evalSteps: 3 }, rows, rows, 0).train();
+  assert.equal(earlier.finalEval, undefined, "last evaluated at step 3 of 4");
+  const restored = await new Trainer(fresh(), { ...args, loadBestModelAtEnd: true }, rows, rows, 0).train();
+  assert.ok(restored.best?.restored);
+  assert.equal(restored.finalEval, undefined, "best weights restored");
+  const { result: hooked } = await run({ epochs: 2 }, curve);
+  assert.equal(hooked.finalEval, undefined, "an evaluate hook's result is not the built-in evaluation");
 });
