@@ -1,6 +1,7 @@
 /** Loading a fine-tuned model and predicting labels for new text. */
 import { type BackendName, getBackend, type Precision } from "../backend/index.js";
 import { collate, encodeExamples, extractExamples, labelSetForFile, labelTargets, type EncodedExample } from "../data/dataset.js";
+import { lengthSortedBatches } from "../data/split.js";
 import { readRowsMany } from "../data/read.js";
 import { evaluate, prefixed } from "../train/trainer.js";
 import { argmax } from "../train/metrics.js";
@@ -75,25 +76,26 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
   const maxLength = Math.min(opts.maxLength ?? 512, model.config.max_position_embeddings);
   const batchSize = opts.batchSize ?? 32;
   const C = model.config.num_labels;
-  const out: Prediction[] = [];
-  for (let start = 0; start < inputs.length; start += batchSize) {
-    const chunk: EncodedExample[] = inputs.slice(start, start + batchSize).map((t) => {
-      const e = tokenizer.encode(t.text, t.textPair ?? null, { maxLength, truncation: opts.truncation });
-      return { inputIds: e.inputIds, tokenTypeIds: e.tokenTypeIds, label: -1 };
-    });
-    const { input } = collate(chunk, tokenizer.padId);
+  const encoded: EncodedExample[] = inputs.map((t) => {
+    const e = tokenizer.encode(t.text, t.textPair ?? null, { maxLength, truncation: opts.truncation });
+    return { inputIds: e.inputIds, tokenTypeIds: e.tokenTypeIds, label: -1 };
+  });
+  const out: Prediction[] = new Array(inputs.length);
+  let done = 0;
+  for (const rows of lengthSortedBatches(encoded.map((e) => e.inputIds.length), batchSize)) {
+    const { input } = collate(rows.map((i) => encoded[i]!), tokenizer.padId);
     const { logits } = model.forward(input, { train: false });
     const problemType = model.config.problem_type;
-    for (let b = 0; b < chunk.length; b++) {
+    for (const [b, i] of rows.entries()) {
       const row = Array.from(logits.subarray(b * C, b * C + C));
       if (problemType === "regression") {
-        out.push({ label: null, score: row[0]!, probabilities: {}, logits: row });
+        out[i] = { label: null, score: row[0]!, probabilities: {}, logits: row };
         continue;
       }
       const multi = problemType === "multi_label_classification";
       const probs = multi ? row.map((v) => 1 / (1 + Math.exp(-v))) : softmax(row);
       const best = argmax(probs, 0, C);
-      out.push({
+      out[i] = {
         label: labels[best]!,
         score: probs[best]!,
         probabilities: Object.fromEntries(
@@ -101,9 +103,10 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
         ),
         logits: row,
         ...(multi ? { labels: labels.filter((_, c) => probs[c]! >= (opts.threshold ?? 0.5)) } : {}),
-      });
+      };
     }
-    opts.onProgress?.(Math.min(start + batchSize, inputs.length), inputs.length);
+    done += rows.length;
+    opts.onProgress?.(done, inputs.length);
   }
   return out;
 }

@@ -38,3 +38,16 @@ export function lengthGroupedOrder(lengths: number[], batchSize: number, rng: Rn
   }
   return out;
 }
+
+/**
+ * Inference batches (evaluation, prediction): example indices by length, longest first, cut into batches, so each
+ * batch pads to little more than its own rows where file order pads every batch to its longest row. Callers write
+ * results back by index, so the order is invisible: a row's logits do not depend on its batch (padding is masked).
+ * Longest first also makes the first batch the largest, so scratch memory grows once.
+ */
+export function lengthSortedBatches(lengths: number[], batchSize: number): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
+  const batches: number[][] = [];
+  for (let i = 0; i < order.length; i += batchSize) batches.push(order.slice(i, i + batchSize));
+  return batches;
+}

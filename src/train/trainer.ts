@@ -5,7 +5,7 @@
 import type { FArray } from "../backend/types.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
 import { collate, type EncodedExample } from "../data/dataset.js";
-import { lengthGroupedOrder } from "../data/split.js";
+import { lengthGroupedOrder, lengthSortedBatches } from "../data/split.js";
 import { Rng, stepSeed } from "../util/rng.js";
 import { WeitiaoError } from "../util/errors.js";
 import { taskLoss } from "./loss.js";
@@ -174,17 +174,18 @@ export function evaluate(model: BertForSequenceClassification, examples: Encoded
   const labels = new Int32Array(n);
   const targets = new Float32Array(n * C);
   let lossSum = 0;
-  for (let start = 0; start < n; start += batchSize) {
-    const chunk = examples.slice(start, start + batchSize);
-    const batch = collate(chunk, padId);
+  for (const rows of lengthSortedBatches(examples.map((e) => e.inputIds.length), batchSize)) {
+    const batch = collate(rows.map((i) => examples[i]!), padId);
     const out = model.forward(batch.input, { train: false });
-    const t = taskLoss(model.backend, model.dtype, pt, out.logits, batch.labels, batch.targets, chunk.length, C, threshold);
+    const t = taskLoss(model.backend, model.dtype, pt, out.logits, batch.labels, batch.targets, rows.length, C, threshold);
     lossSum += t.sum;
-    logits.set(out.logits, start * C);
-    probabilities.set(t.probs, start * C);
-    labels.set(batch.labels, start);
-    if (batch.targets) targets.set(batch.targets, start * C);
-    for (let b = 0; b < chunk.length; b++) predictions[start + b] = argmax(out.logits, b * C, C);
+    rows.forEach((i, b) => {
+      logits.set(out.logits.subarray(b * C, b * C + C), i * C);
+      probabilities.set(t.probs.subarray(b * C, b * C + C), i * C);
+      labels[i] = batch.labels[b]!;
+      if (batch.targets) targets.set(batch.targets.subarray(b * C, b * C + C), i * C);
+      predictions[i] = argmax(out.logits, b * C, C);
+    });
   }
   const metrics: Record<string, number> = {};
   let classification: ClassificationMetrics | null = null;
