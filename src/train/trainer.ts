@@ -244,11 +244,10 @@ export class Trainer {
   private encodeTrainSet(): Float32Array[] {
     const { model, args } = this;
     const H = model.config.hidden_size;
-    const features: Float32Array[] = [];
-    for (let start = 0; start < this.trainSet.length; start += args.evalBatchSize) {
-      const chunk = this.trainSet.slice(start, start + args.evalBatchSize);
-      const { pooled } = model.encode(collate(chunk, this.padId).input, { train: false });
-      for (let b = 0; b < chunk.length; b++) features.push(Float32Array.from(pooled.subarray(b * H, b * H + H)));
+    const features: Float32Array[] = new Array(this.trainSet.length);
+    for (const rows of lengthSortedBatches(this.trainSet.map((e) => e.inputIds.length), args.evalBatchSize)) {
+      const { pooled } = model.encode(collate(rows.map((i) => this.trainSet[i]!), this.padId).input, { train: false });
+      rows.forEach((i, b) => (features[i] = Float32Array.from(pooled.subarray(b * H, b * H + H))));
     }
     return features;
   }

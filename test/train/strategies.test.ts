@@ -94,6 +94,12 @@ test("strategy predicates", async () => {
   assert.throws(() => trainablePredicate("top-k", L, 1, 13), /--top-k must be an integer from 0 to 12/);
 });
 
+// Rows of different lengths out of length order: features are computed in length-sorted batches and must come back
+// to their own rows.
+const varied: EncodedExample[] = [3, 9, 5, 12, 4, 7, 10, 6].map((len, i) => ({
+  inputIds: [101, ...Array.from({ length: len }, (_, j) => 100 + ((i * 37 + j * 11) % 3000)), 102], tokenTypeIds: new Array(len + 2).fill(0), label: i % 2,
+}));
+
 for (const backend of BACKENDS) {
   test(`[${backend.name}] head strategy: cached encoder features give the same run as the uncached one at dropout 0`, async () => {
     const run = async (cacheFeatures: boolean) => {
@@ -101,7 +107,7 @@ for (const backend of BACKENDS) {
       model.setDropout(0);
       const trainer = new Trainer(model, {
         ...DEFAULT_TRAINING_ARGS, epochs: 3, batchSize: 3, learningRate: 1e-2, strategy: "head", loggingSteps: 1, cacheFeatures,
-      }, rows, null, 0);
+      }, varied, null, 0);
       return { logs: (await trainer.train()).logHistory as StepLog[], w: Float32Array.from(model.params.value("classifier.weight")) };
     };
     const cached = await run(true);
