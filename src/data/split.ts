@@ -1,4 +1,4 @@
-/** Splitting and batching helpers: stratified validation split, length-grouped batch order. */
+/** Splitting and batching helpers: stratified validation split, length-grouped training order, length-sorted inference batches. */
 import { Rng } from "../util/rng.js";
 
 /**
