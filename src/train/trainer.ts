@@ -327,7 +327,11 @@ export class Trainer {
       if (value === undefined) throw new WeitiaoError(`--metric-for-best-model ${bestKey}: not a metric of this task (${["loss", ...Object.keys(ev.metrics)].join(", ")})`);
       if (!st.best || (greaterIsBetter ? value > st.best.metric : value < st.best.metric)) {
         st.best = { metric: value, step: st.step, sinceImproved: 0 };
-        if (args.loadBestModelAtEnd) bestWeights = Float32Array.from(model.params.data);
+        if (args.loadBestModelAtEnd) {
+          // one copy kept and overwritten: a BERT-base is 0.44 GB, not to be allocated anew at each improvement
+          bestWeights ??= model.params.newBuffer();
+          bestWeights.set(model.params.data);
+        }
       } else {
         st.best.sinceImproved++;
         if (args.earlyStoppingPatience > 0 && st.best.sinceImproved >= args.earlyStoppingPatience) earlyStopped = true;
