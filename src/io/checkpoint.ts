@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import type { Backend, FArray } from "../backend/types.js";
 import { BertForSequenceClassification } from "../model/bert.js";
 import { type BertConfig, configToJson, parseBertConfig } from "../model/config.js";
-import type { DType } from "../model/params.js";
+import { asFloat32, type DType } from "../model/params.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
@@ -227,8 +227,7 @@ export function saveModel(model: BertForSequenceClassification, outDir: string, 
   writeFileSync(join(tmp, "config.json"), JSON.stringify(configToJson(model.config), null, 2) + "\n");
   const tensors = new Map<string, TensorToWrite>();
   for (const spec of model.params.specs) {
-    const value = model.params.value(spec.name);
-    tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: value instanceof Float32Array ? value : Float32Array.from(value) });
+    tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: asFloat32(model.params.value(spec.name)) });
   }
   writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" });
   if (tokenizerDir) {

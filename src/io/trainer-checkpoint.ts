@@ -7,11 +7,12 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { BertForSequenceClassification } from "../model/bert.js";
+import { asFloat32 } from "../model/params.js";
 import type { AdamW } from "../train/optimizer.js";
 import type { LoopState } from "../train/trainer.js";
 import { WeitiaoError } from "../util/errors.js";
 import { saveModel } from "./checkpoint.js";
-import { readSafetensors, SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
+import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
 
 const STATE_FILE = "weitiao_state.json";
 
@@ -40,8 +41,8 @@ export function saveCheckpoint(model: BertForSequenceClassification, optimizer: 
   saveModel(model, tmp, o.tokenizerDir, { ...o.files, [STATE_FILE]: JSON.stringify(state) + "\n" });
   const size = model.params.size;
   const tensors = new Map<string, TensorToWrite>([
-    ["exp_avg", { dtype: "F32", shape: [size], data: Float32Array.from(optimizer.m) }],
-    ["exp_avg_sq", { dtype: "F32", shape: [size], data: Float32Array.from(optimizer.v) }],
+    ["exp_avg", { dtype: "F32", shape: [size], data: asFloat32(optimizer.m) }],
+    ["exp_avg_sq", { dtype: "F32", shape: [size], data: asFloat32(optimizer.v) }],
     ["step", { dtype: "I32", shape: [optimizer.steps.length], data: optimizer.steps }],
   ]);
   writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: model.params.specs.map((s) => s.name).join(",") });
@@ -67,19 +68,24 @@ export function resolveCheckpoint(spec: string, outputDir: string): string {
 
 /** Restore weights and optimizer state into `model`/`optimizer`; returns the loop state to continue from. */
 export function loadCheckpoint(dir: string, model: BertForSequenceClassification, optimizer: AdamW): LoopState {
-  const weights = readSafetensors(join(dir, "model.safetensors"));
-  for (const spec of model.params.specs) {
-    const t = weights.get(spec.name);
-    if (!t || t.data.length !== spec.size) throw new WeitiaoError(`${dir}: checkpoint does not match the model (${spec.name})`);
-    model.params.value(spec.name).set(t.data);
+  // Tensors are read straight into the model's and the optimizer's buffers (no intermediate copies).
+  const weights = SafetensorsFile.open(join(dir, "model.safetensors"));
+  try {
+    for (const spec of model.params.specs) {
+      const t = weights.header.tensors.get(spec.name);
+      if (!t || t.shape.reduce((a, b) => a * b, 1) !== spec.size) throw new WeitiaoError(`${dir}: checkpoint does not match the model (${spec.name})`);
+      weights.floatInto(spec.name, model.params.value(spec.name));
+    }
+  } finally {
+    weights.close();
   }
   const opt = SafetensorsFile.open(join(dir, "optimizer.safetensors"));
   try {
     if (opt.header.metadata.params !== model.params.specs.map((s) => s.name).join(",")) {
       throw new WeitiaoError(`${dir}: optimizer state was saved for different parameters`);
     }
-    optimizer.m.set(opt.float("exp_avg"));
-    optimizer.v.set(opt.float("exp_avg_sq"));
+    opt.floatInto("exp_avg", optimizer.m);
+    opt.floatInto("exp_avg_sq", optimizer.v);
     optimizer.steps.set(opt.int("step"));
   } finally {
     opt.close();

@@ -26,6 +26,11 @@ export function allocFloat(dtype: DType, n: number): FArray {
   return dtype === "float64" ? new Float64Array(n) : new Float32Array(n);
 }
 
+/** The values as float32: the array itself when it is one (no copy), else a converted copy. */
+export function asFloat32(a: FArray): Float32Array {
+  return a instanceof Float32Array ? a : Float32Array.from(a);
+}
+
 /** A hint for a large, untouched buffer (Backend.adviseHugePages). */
 export type AdviseMemory = (buffer: ArrayBuffer) => void;
 
