@@ -221,10 +221,14 @@ function stateDictSource(path: string, root: unknown, storageBytes: (ref: Storag
     if (numel > 0 && maxIndex >= t.storage.numel) throw new WeitiaoError(`${path}: tensor ${name} reaches past its storage`);
     const bytes = storageBytes(t.storage);
     if (bytes.length < t.storage.numel * DTYPE_SIZE[t.storage.dtype]) throw new WeitiaoError(`${path}: storage of ${name} is truncated`);
-    const all = isFloatDType(t.storage.dtype) ? decodeFloat(bytes, t.storage.dtype, t.storage.numel) : Float32Array.from(decodeInt(bytes, t.storage.dtype, t.storage.numel));
-    // Gather by strides (contiguous tensors are a plain slice).
+    // An aligned F32 storage is viewed in place, not decoded into a copy (BERT-base: 0.4 GB less to allocate).
+    const all = t.storage.dtype === "F32" && bytes.byteOffset % 4 === 0
+      ? new Float32Array(bytes.buffer, bytes.byteOffset, t.storage.numel)
+      : isFloatDType(t.storage.dtype) ? decodeFloat(bytes, t.storage.dtype, t.storage.numel) : Float32Array.from(decodeInt(bytes, t.storage.dtype, t.storage.numel));
+    // Gather by strides (contiguous tensors are a plain slice). `bytes` are this call's own (a fresh read, or a
+    // legacy file's buffer that nothing writes), so a slice can be a view.
     const contiguous = t.stride.every((st, i) => st === t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
-    if (contiguous) return all.slice(t.offset, t.offset + numel);
+    if (contiguous) return all.subarray(t.offset, t.offset + numel);
     const out = new Float32Array(numel);
     const idx = new Array<number>(t.shape.length).fill(0);
     for (let i = 0; i < numel; i++) {
