@@ -20,6 +20,7 @@ print("wrote", dst, len(state), "tensors")
 # A small state dict with a strided view and a float16 tensor, in both formats, for the reader's layout handling.
 views = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.tensor([1.5, 2.5], dtype=torch.float16)}
 views["c"] = views["a"][:, 1]  # shares a's storage: offset 1, stride 3
+views["d"] = views["a"].view(-1)[2:5]  # shares a's storage: contiguous from offset 2
 torch.save(views, "test/fixtures/torch-views-legacy.bin", _use_new_zipfile_serialization=False)
 torch.save(views, "test/fixtures/torch-views-zip.bin")
 print("wrote test/fixtures/torch-views-{legacy,zip}.bin")

@@ -10,6 +10,7 @@ import { WeitiaoError } from "../util/errors.js";
 import { decodeFloat, decodeInt, DTYPE_SIZE, isFloatDType, type SafeDType } from "./safetensors.js";
 import { ZipFile } from "./zip.js";
 import type { TensorSource } from "./checkpoint.js";
+import type { FArray } from "../backend/types.js";
 
 class Tuple {
   constructor(readonly items: unknown[]) {}
@@ -205,20 +206,34 @@ export function runPickle(data: Buffer, file: string, start: number): { value: u
   }
 }
 
-/** Tensors of a state dict, given how to get each storage's bytes. */
-function stateDictSource(path: string, root: unknown, storageBytes: (ref: StorageRef) => Buffer, close: () => void): TensorSource {
+/**
+ * Tensors of a state dict, given how to get each storage's bytes, and optionally how to read a byte range of a
+ * storage straight into a buffer (false when it cannot).
+ */
+function stateDictSource(
+  path: string,
+  root: unknown,
+  storageBytes: (ref: StorageRef) => Buffer,
+  close: () => void,
+  storageRangeInto?: (ref: StorageRef, from: number, dst: Uint8Array) => boolean,
+): TensorSource {
   if (!(root instanceof Map)) throw new WeitiaoError(`${path}: the checkpoint is not a state dict`);
   const tensors = new Map<string, TensorRef>();
   for (const [k, v] of root) {
     if (typeof k === "string" && v && (v as TensorRef).kind === "tensor") tensors.set(k, v as TensorRef);
   }
-  const read = (name: string): Float32Array => {
+  /** The tensor, its element count, and whether it is contiguous (a plain slice of its storage). */
+  const tensor = (name: string): { t: TensorRef; numel: number; contiguous: boolean } => {
     const t = tensors.get(name);
     if (!t) throw new WeitiaoError(`${path}: no tensor ${name}`);
     const numel = t.shape.reduce((a, b) => a * b, 1);
     let maxIndex = t.offset;
     t.shape.forEach((d, i) => (maxIndex += d > 0 ? (d - 1) * t.stride[i]! : 0));
     if (numel > 0 && maxIndex >= t.storage.numel) throw new WeitiaoError(`${path}: tensor ${name} reaches past its storage`);
+    return { t, numel, contiguous: t.stride.every((st, i) => st === t.shape.slice(i + 1).reduce((a, b) => a * b, 1)) };
+  };
+  const read = (name: string): Float32Array => {
+    const { t, numel, contiguous } = tensor(name);
     const bytes = storageBytes(t.storage);
     if (bytes.length < t.storage.numel * DTYPE_SIZE[t.storage.dtype]) throw new WeitiaoError(`${path}: storage of ${name} is truncated`);
     // An aligned F32 storage is viewed in place, not decoded into a copy (BERT-base: 0.4 GB less to allocate).
@@ -227,7 +242,6 @@ function stateDictSource(path: string, root: unknown, storageBytes: (ref: Storag
       : isFloatDType(t.storage.dtype) ? decodeFloat(bytes, t.storage.dtype, t.storage.numel) : Float32Array.from(decodeInt(bytes, t.storage.dtype, t.storage.numel));
     // Gather by strides (contiguous tensors are a plain slice). `bytes` are this call's own (a fresh read, or a
     // legacy file's buffer that nothing writes), so a slice can be a view.
-    const contiguous = t.stride.every((st, i) => st === t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
     if (contiguous) return all.subarray(t.offset, t.offset + numel);
     const out = new Float32Array(numel);
     const idx = new Array<number>(t.shape.length).fill(0);
@@ -242,7 +256,15 @@ function stateDictSource(path: string, root: unknown, storageBytes: (ref: Storag
     }
     return out;
   };
-  return { names: () => [...tensors.keys()], shape: (n) => tensors.get(n)!.shape, read, close };
+  // A contiguous F32 tensor goes from the file straight into a float32 destination (no storage-sized buffer).
+  const readInto = (name: string, out: FArray): void => {
+    const { t, numel, contiguous } = tensor(name);
+    if (out.length !== numel) throw new WeitiaoError(`${path}: ${name} has ${numel} values, the destination ${out.length}`);
+    const direct = contiguous && t.storage.dtype === "F32" && out instanceof Float32Array &&
+      storageRangeInto?.(t.storage, t.offset * 4, new Uint8Array(out.buffer, out.byteOffset, numel * 4));
+    if (!direct) out.set(read(name));
+  };
+  return { names: () => [...tensors.keys()], shape: (n) => tensors.get(n)!.shape, read, readInto, close };
 }
 
 const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
@@ -302,11 +324,13 @@ export function torchSource(path: string): TensorSource {
     if (!pkl) throw new WeitiaoError(`${path}: no data.pkl inside (not a torch.save checkpoint)`);
     const prefix = pkl.slice(0, -"data.pkl".length);
     const root = unpickle(zip.readEntry(pkl), path);
-    return stateDictSource(path, root, (ref) => {
+    const entryOf = (ref: StorageRef): string => {
       const entry = `${prefix}data/${ref.key}`;
       if (!zip.has(entry)) throw new WeitiaoError(`${path}: storage ${ref.key} is missing`);
-      return zip.readEntry(entry);
-    }, () => zip.close());
+      return entry;
+    };
+    return stateDictSource(path, root, (ref) => zip.readEntry(entryOf(ref)), () => zip.close(),
+      (ref, from, dst) => zip.readStoredInto(entryOf(ref), from, dst));
   } catch (e) {
     zip.close();
     throw e;

@@ -100,12 +100,32 @@ export class ZipFile {
     return e;
   }
 
+  /** Where an entry's data starts in the file. */
+  private dataStart(name: string, e: Entry): number {
+    const local = this.read(e.headerOffset, 30);
+    if (local.readUInt32LE(0) !== 0x04034b50) throw new WeitiaoError(`${this.path}: corrupt local header of ${name}`);
+    return e.headerOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
+  }
+
+  /**
+   * Bytes [from, from + dst.length) of a stored (uncompressed) entry, read from the file straight into `dst`.
+   * Returns false, reading nothing, when the entry is compressed.
+   */
+  readStoredInto(name: string, from: number, dst: Uint8Array): boolean {
+    const e = this.entry(name);
+    if (e.method !== 0) return false;
+    if (from < 0 || from + dst.length > e.size) throw new WeitiaoError(`${this.path}: ${name} has ${e.size} bytes, not ${from + dst.length}`);
+    const at = this.dataStart(name, e) + from;
+    if (dst.length > 0 && readSync(this.fd, dst, 0, dst.length, at) !== dst.length) {
+      throw new WeitiaoError(`${this.path}: unexpected end of file (truncated zip?)`);
+    }
+    return true;
+  }
+
   /** The bytes of an entry (stored or deflated). */
   readEntry(name: string): Buffer {
     const e = this.entry(name);
-    const local = this.read(e.headerOffset, 30);
-    if (local.readUInt32LE(0) !== 0x04034b50) throw new WeitiaoError(`${this.path}: corrupt local header of ${name}`);
-    const start = e.headerOffset + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
+    const start = this.dataStart(name, e);
     const raw = this.read(start, e.compressedSize);
     if (e.method === 0) return raw;
     if (e.method === 8) return inflateRawSync(raw);

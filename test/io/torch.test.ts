@@ -99,6 +99,15 @@ for (const format of ["legacy", "zip"]) {
     assert.deepEqual([...src.read("b")], [1.5, 2.5]);
     assert.deepEqual([...src.read("c")], [1, 4]);
     assert.deepEqual(src.shape("c"), [2]);
+    assert.deepEqual([...src.read("d")], [2, 3, 4], "contiguous from a storage offset");
+    // readInto (the loader's path: zip storages straight from the file where contiguous F32) writes what read gives
+    for (const name of src.names()) {
+      const want = src.read(name);
+      const slab = new Float32Array(want.length + 2).fill(-7);
+      src.readInto!(name, slab.subarray(1, 1 + want.length));
+      assert.deepEqual(slab, Float32Array.from([-7, ...want, -7]), name);
+    }
+    assert.throws(() => src.readInto!("a", new Float32Array(5)), /has 6 values, the destination 5/);
     src.close();
   });
 }
