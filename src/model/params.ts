@@ -22,23 +22,19 @@ export interface ParamSpec {
   level: number;
 }
 
-export function allocFloat(dtype: DType, n: number): FArray {
-  return dtype === "float64" ? new Float64Array(n) : new Float32Array(n);
+/** A hint for a large, untouched buffer (Backend.adviseHugePages). */
+export type AdviseMemory = (buffer: ArrayBuffer) => void;
+
+/** A zeroed float buffer; `advise`, for large ones, sees the memory before anything touches it. */
+export function allocFloat(dtype: DType, n: number, advise?: AdviseMemory): FArray {
+  const buffer = new ArrayBuffer(n * (dtype === "float64" ? 8 : 4));
+  advise?.(buffer);
+  return dtype === "float64" ? new Float64Array(buffer) : new Float32Array(buffer);
 }
 
 /** The values as float32: the array itself when it is one (no copy), else a converted copy. */
 export function asFloat32(a: FArray): Float32Array {
   return a instanceof Float32Array ? a : Float32Array.from(a);
-}
-
-/** A hint for a large, untouched buffer (Backend.adviseHugePages). */
-export type AdviseMemory = (buffer: ArrayBuffer) => void;
-
-/** allocFloat for large buffers: `advise` sees the memory before anything touches it. */
-export function allocLargeFloat(dtype: DType, n: number, advise: AdviseMemory): FArray {
-  const buffer = new ArrayBuffer(n * (dtype === "float64" ? 8 : 4));
-  advise(buffer);
-  return dtype === "float64" ? new Float64Array(buffer) : new Float32Array(buffer);
 }
 
 /** Parameter names and shapes of BertForSequenceClassification, in HF's registration order. */
@@ -90,7 +86,7 @@ export class ParamStore {
   constructor(
     layout: { name: string; shape: number[]; level: number }[],
     readonly dtype: DType,
-    private readonly advise: AdviseMemory = () => {},
+    private readonly advise?: AdviseMemory,
   ) {
     let offset = 0;
     this.specs = layout.map((l, index) => {
@@ -101,13 +97,13 @@ export class ParamStore {
     });
     this.size = offset;
     this.byName = new Map(this.specs.map((s) => [s.name, s]));
-    this.data = allocLargeFloat(dtype, offset, advise);
-    this.grad = allocLargeFloat(dtype, offset, advise);
+    this.data = allocFloat(dtype, offset, advise);
+    this.grad = allocFloat(dtype, offset, advise);
   }
 
   /** A zeroed buffer with one element per parameter value (the optimizer's moments). */
   newBuffer(): FArray {
-    return allocLargeFloat(this.dtype, this.size, this.advise);
+    return allocFloat(this.dtype, this.size, this.advise);
   }
 
   spec(name: string): ParamSpec {
