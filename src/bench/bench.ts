@@ -44,7 +44,7 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-function randomInput(rng: Rng, batch: number, seqLen: number, vocab: number): { input: ModelInput; labels: Int32Array } {
+export function randomInput(rng: Rng, batch: number, seqLen: number, vocab: number): { input: ModelInput; labels: Int32Array } {
   const n = batch * seqLen;
   const inputIds = new Int32Array(n);
   for (let i = 0; i < n; i++) inputIds[i] = 1000 + Math.floor(rng.next() * (vocab - 1000));
@@ -67,7 +67,7 @@ export function varlenLengths(seqLen: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => Math.max(1, seqLen - offsets[i % offsets.length]!));
 }
 
-function makeModel(opts: BenchOptions, precision: Precision): BertForSequenceClassification {
+export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads">, precision: Precision): BertForSequenceClassification {
   const config = parseBertConfig({
     vocab_size: 21128, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
     intermediate_size: opts.hidden * 4, max_position_embeddings: 512, num_labels: 2,
@@ -103,7 +103,7 @@ function timeSteps(steps: number, fn: () => void): number[] {
   return times;
 }
 
-function trainStep(model: BertForSequenceClassification, opt: AdamW, input: ModelInput, labels: Int32Array, step: number): void {
+export function trainStep(model: BertForSequenceClassification, opt: AdamW, input: ModelInput, labels: Int32Array, step: number): void {
   model.zeroGrad();
   const out = model.forward(input, { train: true, dropoutSeed: step });
   const C = model.config.num_labels;
@@ -163,7 +163,8 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
 
   if (want("train_bf16_varlen")) {
     // Dynamic padding: each batch is padded to its own longest row, so consecutive steps see different lengths.
-    const batches = varlenLengths(opts.seqLen, opts.steps + 1).map((T) => randomInput(rng, opts.batch, T, 21128));
+    const lengths = varlenLengths(opts.seqLen, opts.steps + 1);
+    const batches = lengths.map((T) => randomInput(rng, opts.batch, T, 21128));
     const model = makeModel(opts, "bf16");
     const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
     let step = 0;
@@ -172,7 +173,7 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
       trainStep(model, opt, b.input, b.labels, step++);
     });
     const m = median(times);
-    emit({ name: "train_bf16_varlen", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: varlenLengths(opts.seqLen, opts.steps + 1).join(",") });
+    emit({ name: "train_bf16_varlen", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: lengths.join(",") });
   }
 
   if (want("head_only") || want("head_only_cached")) {
