@@ -14,6 +14,11 @@
  * Classification reads only the [CLS] row of the last layer, so unless every hidden state is asked for, the
  * last layer computes keys and values for all tokens but its query, attention output, feed-forward and
  * LayerNorms for the [CLS] rows alone (exactly the same logits and gradients; ≈7% of a BERT-base step).
+ *
+ * Padding costs nothing outside attention: a right-padded batch (every attention mask ones, then zeros) is
+ * packed, the padding rows left out of embeddings, linear layers, GELU, dropout and LayerNorms, and attention
+ * alone runs on the padded layout (its inputs and outputs are moved between the two). HF computes the padding
+ * rows and discards them; nothing a real token computes depends on them, so logits and gradients are the same.
  */
 import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray, LinearBackwardOptions } from "../backend/types.js";
 import type { BertConfig } from "./config.js";
@@ -45,8 +50,28 @@ interface DropoutCache {
   p: number;
 }
 
+/**
+ * Where each sequence's tokens are in the rows that every module but attention runs on: packed (the padding rows
+ * left out, see the header) or the padded layout itself.
+ */
+interface TokenRows {
+  /** Rows in all: Σ lengths when packed, else batch·seqLen. */
+  rows: number;
+  /** First row of each sequence (its [CLS] token). */
+  starts: Int32Array;
+  /** Real tokens of each sequence (seqLen when not packed). */
+  lengths: Int32Array;
+  packed: boolean;
+}
+
+/** The typed arrays that move between the packed and padded layouts (activations and their bf16 copies). */
+type RowArray = Float32Array | Float64Array | Uint16Array;
+
 interface EmbeddingCache {
+  /** Token ids, position ids and token types of the rows (packed when the batch is). */
+  ids: Int32Array;
   posIds: Int32Array;
+  typeIds: Int32Array;
   sum: FArray;
   mean: FArray;
   rstd: FArray;
@@ -58,6 +83,7 @@ interface EmbeddingCache {
  * backward reads them only through `copies`.
  */
 interface LayerCache {
+  /** The layer's input rows (packed when the batch is); q, k, v, probs below are attention's (padded) layout. */
   x: FArray;
   /** The rows queries are computed for: x itself, or its [CLS] rows when only those are needed. */
   xq: FArray;
@@ -101,6 +127,7 @@ interface LayerCopies {
 /** What backward needs from a forward pass. */
 export interface ForwardCache {
   input: ModelInput;
+  tokens: TokenRows;
   /** Lowest module depth that backward runs through (see ParamSpec.level). */
   minLevel: number;
   embeddings: EmbeddingCache | null;
@@ -149,6 +176,8 @@ export class BertForSequenceClassification {
   private readonly gradStale: boolean[];
   hiddenDropout: number;
   attentionDropout: number;
+  /** Leave the padding rows of right-padded batches out (see the header); false runs every row, as HF does. */
+  packTokens = true;
   classifierDropout: number;
   /** Buffers of the current pass; reset at every forward, so a forward's cache lives until the next. */
   private readonly arena: Arena;
@@ -283,16 +312,23 @@ export class BertForSequenceClassification {
 
   // ---------------------------------------------------------------- embeddings
 
-  private embeddingsForward(input: ModelInput, stream: DropoutStream | null, save: boolean): { out: FArray; cache: EmbeddingCache | null } {
-    const { batch: B, seqLen: T } = input;
+  private embeddingsForward(input: ModelInput, tokens: TokenRows, stream: DropoutStream | null, save: boolean): { out: FArray; cache: EmbeddingCache | null } {
+    const T = input.seqLen;
     const H = this.config.hidden_size;
-    const rows = B * T;
+    const { rows, starts, lengths } = tokens;
+    const ids = tokens.packed ? new Int32Array(rows) : input.inputIds;
+    const typeIds = tokens.packed ? new Int32Array(rows) : input.tokenTypeIds;
     const posIds = new Int32Array(rows);
-    for (let r = 0; r < rows; r++) posIds[r] = r % T;
+    starts.forEach((start, b) => {
+      for (let t = 0; t < lengths[b]!; t++) posIds[start + t] = t;
+      if (!tokens.packed) return;
+      ids.set(input.inputIds.subarray(b * T, b * T + lengths[b]!), start);
+      typeIds.set(input.tokenTypeIds.subarray(b * T, b * T + lengths[b]!), start);
+    });
     const sum = this.alloc(rows * H);
     const p = "bert.embeddings.";
     this.backend.embeddingForward(
-      input.inputIds, posIds, input.tokenTypeIds,
+      ids, posIds, typeIds,
       this.w(`${p}word_embeddings.weight`), this.w(`${p}position_embeddings.weight`), this.w(`${p}token_type_embeddings.weight`),
       sum, rows, H,
     );
@@ -301,22 +337,22 @@ export class BertForSequenceClassification {
     const rstd = this.alloc(rows);
     this.backend.layerNormForward(sum, this.w(`${p}LayerNorm.weight`), this.w(`${p}LayerNorm.bias`), normed, mean, rstd, rows, H, this.config.layer_norm_eps);
     const { y, cache: drop } = this.dropout(normed, this.hiddenDropout, rows * H, stream, save);
-    return { out: y, cache: save ? { posIds, sum, mean, rstd, drop } : null };
+    return { out: y, cache: save ? { ids, posIds, typeIds, sum, mean, rstd, drop } : null };
   }
 
-  private embeddingsBackward(dOut: FArray, input: ModelInput, c: EmbeddingCache): void {
+  private embeddingsBackward(dOut: FArray, c: EmbeddingCache): void {
     const H = this.config.hidden_size;
-    const rows = input.batch * input.seqLen;
+    const rows = c.ids.length;
     const p = "bert.embeddings.";
     const dNormed = this.dropoutBack(dOut, c.drop, rows * H);
     const dSum = this.alloc(rows * H);
     this.backend.layerNormBackward(dNormed, c.sum, c.mean, c.rstd, this.w(`${p}LayerNorm.weight`), dSum, this.g(`${p}LayerNorm.weight`), this.g(`${p}LayerNorm.bias`), rows, H);
     const gw = this.g(`${p}word_embeddings.weight`);
-    if (gw) this.backend.embeddingBackward(input.inputIds, dSum, gw, rows, H, this.config.pad_token_id);
+    if (gw) this.backend.embeddingBackward(c.ids, dSum, gw, rows, H, this.config.pad_token_id);
     const gp = this.g(`${p}position_embeddings.weight`);
     if (gp) this.backend.embeddingBackward(c.posIds, dSum, gp, rows, H, -1);
     const gt = this.g(`${p}token_type_embeddings.weight`);
-    if (gt) this.backend.embeddingBackward(input.tokenTypeIds, dSum, gt, rows, H, -1);
+    if (gt) this.backend.embeddingBackward(c.typeIds, dSum, gt, rows, H, -1);
   }
 
   // ---------------------------------------------------------------- encoder layer
@@ -351,38 +387,81 @@ export class BertForSequenceClassification {
     return { batch: input.batch, seqLen: input.seqLen, heads, headDim: this.config.hidden_size / heads, queryLen };
   }
 
-  /** Rows 0, T, 2T, … of x [B·T, H]: the [CLS] token of every sequence. */
-  private clsRows(x: FArray, input: ModelInput): FArray {
+  /** The first row of every sequence in x (its [CLS] token): [B, H]. */
+  private clsRows(x: FArray, tokens: TokenRows): FArray {
     const H = this.config.hidden_size;
-    const { batch: B, seqLen: T } = input;
-    const out = this.alloc(B * H);
-    for (let b = 0; b < B; b++) out.set(x.subarray(b * T * H, b * T * H + H), b * H);
+    const out = this.alloc(tokens.starts.length * H);
+    tokens.starts.forEach((start, b) => out.set(x.subarray(start * H, start * H + H), b * H));
     return out;
   }
 
   /**
-   * One encoder layer. With `clsOnly` the output holds only the [CLS] rows ([B, H]): keys and values still come
-   * from every token, everything else runs on the B query rows.
+   * Which rows the modules run on: packed when `packTokens` is on and the batch is right-padded with at least one
+   * padding row (every mask a run of at least one 1, then 0s), else the padded layout.
    */
-  private layerForward(l: number, x: FArray, input: ModelInput, keyMask: Float32Array, stream: DropoutStream | null, save: boolean, clsOnly: boolean): { out: FArray; cache: LayerCache | null } {
+  private tokenRows(input: ModelInput): TokenRows {
+    const { batch: B, seqLen: T, attentionMask: mask } = input;
+    const lengths = new Int32Array(B).fill(T);
+    let rightPadded = true;
+    for (let b = 0; b < B && rightPadded; b++) {
+      let n = 0;
+      while (n < T && mask[b * T + n]) n++;
+      for (let t = n; t < T && rightPadded; t++) rightPadded = !mask[b * T + t];
+      rightPadded &&= n > 0;
+      lengths[b] = n;
+    }
+    const rows = lengths.reduce((sum, n) => sum + n, 0);
+    const packed = this.packTokens && rightPadded && rows < B * T;
+    if (!packed) lengths.fill(T);
+    const starts = new Int32Array(B);
+    for (let b = 1; b < B; b++) starts[b] = starts[b - 1]! + lengths[b - 1]!;
+    return { rows: packed ? rows : B * T, starts, lengths, packed };
+  }
+
+  /** src's rows (packed, `width` values each) into the padded layout dst [B·T, width], padding rows zeroed. */
+  private toPadded<A extends RowArray>(src: A, dst: A, width: number, tokens: TokenRows, T: number): A {
+    tokens.starts.forEach((start, b) => {
+      const n = tokens.lengths[b]!;
+      dst.set(src.subarray(start * width, (start + n) * width), b * T * width);
+      dst.fill(0, (b * T + n) * width, (b + 1) * T * width);
+    });
+    return dst;
+  }
+
+  /** The real tokens' rows of the padded src [B·T, width] into packed dst. */
+  private toPacked<A extends RowArray>(src: A, dst: A, width: number, tokens: TokenRows, T: number): A {
+    tokens.starts.forEach((start, b) => dst.set(src.subarray(b * T * width, (b * T + tokens.lengths[b]!) * width), start * width));
+    return dst;
+  }
+
+  /**
+   * One encoder layer over the token rows x (see TokenRows). With `clsOnly` the output holds only the [CLS] rows
+   * ([B, H]): keys and values still come from every token, everything else runs on the B query rows.
+   */
+  private layerForward(l: number, x: FArray, input: ModelInput, tokens: TokenRows, keyMask: Float32Array, stream: DropoutStream | null, save: boolean, clsOnly: boolean): { out: FArray; cache: LayerCache | null } {
     const H = this.config.hidden_size;
     const I = this.config.intermediate_size;
-    const queryLen = clsOnly ? 1 : input.seqLen;
-    const kvRows = input.batch * input.seqLen;
-    const rows = input.batch * queryLen;
+    const { batch: B, seqLen: T } = input;
+    const queryLen = clsOnly ? 1 : T;
+    const kvRows = tokens.rows;
+    const rows = clsOnly ? B : tokens.rows;
     const p = `bert.encoder.layer.${l}.`;
     const shape = this.attentionShape(input, queryLen);
+    // Attention runs on the padded layout: packed keys and values are moved there, and so are queries and the
+    // context unless they are the [CLS] rows alone (the same in both layouts).
+    const moveQuery = tokens.packed && !clsOnly;
 
     // bf16 copies of every GEMM input (when the backend uses them): each is converted once, at its first use
     const xCopy = this.copyFor(kvRows * H);
     // With copies, backward reads GEMM inputs only through them: the fp32 tensors are forward-only scratch, and q,
     // k, v, ctx and act (read by nothing but bf16 GEMMs) are produced as copies only.
     const gemmInput = (n: number): FArray => (xCopy ? this.allocTemp(n) : this.alloc(n));
+    const tempCopy = (n: number): Bf16Copy | null => (xCopy ? { data: this.temp.u16(n), ready: false } : null);
     const ctxCopy = this.copyFor(rows * H);
     const attention: AttentionCopies | null = xCopy
       ? {
-          q: this.copyFor(rows * H)!, k: this.copyFor(kvRows * H)!, v: this.copyFor(kvRows * H)!,
-          p: this.copyFor(input.batch * this.config.num_attention_heads * queryLen * input.seqLen)!, ctx: ctxCopy!,
+          q: this.copyFor(B * queryLen * H)!, k: this.copyFor(B * T * H)!, v: this.copyFor(B * T * H)!,
+          p: this.copyFor(B * shape.heads * queryLen * T)!, ctx: moveQuery ? tempCopy(B * T * H)! : ctxCopy!,
         }
       : null;
     const copies: LayerCopies = {
@@ -395,16 +474,39 @@ export class BertForSequenceClassification {
       act: this.copyFor(rows * I),
     };
 
-    // self-attention
-    const xq = clsOnly ? this.clsRows(x, input) : x;
-    const q = this.linear(`${p}attention.self.query`, xq, rows, H, H, copies.xq, gemmInput(rows * H), attention?.q);
-    const k = this.linear(`${p}attention.self.key`, x, kvRows, H, H, copies.x, gemmInput(kvRows * H), attention?.k);
-    const v = this.linear(`${p}attention.self.value`, x, kvRows, H, H, copies.x, gemmInput(kvRows * H), attention?.v);
-    const probs = this.alloc(input.batch * shape.heads * queryLen * input.seqLen);
-    const ctx = gemmInput(rows * H);
+    // self-attention; a projection whose output attention reads padded is computed packed into scratch, then moved
+    const project = (name: string, input: FArray, inRows: number, inCopy: Bf16Copy | null, padded: boolean, yCopy: Bf16Copy | undefined): FArray => {
+      if (!padded) return this.linear(name, input, inRows, H, H, inCopy, gemmInput(inRows * H), yCopy);
+      const packedCopy = tempCopy(inRows * H);
+      const y = this.linear(name, input, inRows, H, H, inCopy, this.allocTemp(inRows * H), packedCopy);
+      const out = gemmInput(B * T * H);
+      if (packedCopy && yCopy) {
+        this.toPadded(packedCopy.data, yCopy.data, H, tokens, T);
+        yCopy.ready = true;
+      } else {
+        this.toPadded(y, out, H, tokens, T);
+      }
+      return out;
+    };
+    const xq = clsOnly ? this.clsRows(x, tokens) : x;
+    const q = project(`${p}attention.self.query`, xq, rows, copies.xq, moveQuery, attention?.q);
+    const k = project(`${p}attention.self.key`, x, kvRows, copies.x, tokens.packed, attention?.k);
+    const v = project(`${p}attention.self.value`, x, kvRows, copies.x, tokens.packed, attention?.v);
+    const probs = this.alloc(B * shape.heads * queryLen * T);
+    const paddedCtx = moveQuery ? this.allocTemp(B * T * H) : gemmInput(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, probs.length) : null;
     const attnKeep = attnDrop ? this.current.byte(probs.length) : null;
-    this.backend.attentionForward(q, k, v, keyMask, shape, probs, ctx, attnDrop, attnKeep, copies.attention);
+    this.backend.attentionForward(q, k, v, keyMask, shape, probs, paddedCtx, attnDrop, attnKeep, copies.attention);
+    let ctx = paddedCtx;
+    if (moveQuery) {
+      ctx = gemmInput(rows * H);
+      if (attention && ctxCopy) {
+        this.toPacked(attention.ctx!.data, ctxCopy.data, H, tokens, T);
+        ctxCopy.ready = true;
+      } else {
+        this.toPacked(paddedCtx, ctx, H, tokens, T);
+      }
+    }
 
     // attention output: dense → dropout → residual → LayerNorm
     const attnOut = this.linear(`${p}attention.output.dense`, ctx, rows, H, H, copies.ctx, this.allocTemp(rows * H));
@@ -427,12 +529,14 @@ export class BertForSequenceClassification {
   }
 
   /** Backward through one layer (dOut has the rows its forward produced); returns d(input) when `needDx`. */
-  private layerBackward(l: number, dOut: FArray, c: LayerCache, input: ModelInput, needDx: boolean): FArray | null {
+  private layerBackward(l: number, dOut: FArray, c: LayerCache, input: ModelInput, tokens: TokenRows, needDx: boolean): FArray | null {
     const H = this.config.hidden_size;
     const I = this.config.intermediate_size;
     const { batch: B, seqLen: T } = input;
-    const rows = B * c.queryLen;
-    const kvRows = B * T;
+    const fullQuery = c.queryLen === T;
+    const rows = fullQuery ? tokens.rows : B;
+    const kvRows = tokens.rows;
+    const moveQuery = tokens.packed && fullQuery; // as in layerForward
     const p = `bert.encoder.layer.${l}.`;
     const n = rows * H;
 
@@ -451,26 +555,33 @@ export class BertForSequenceClassification {
     const dAttnOut = this.dropoutBack(dSum1, c.drop1, n);
     // dctx is read by attention's bf16 products only: with copies it is produced in bf16 alone
     const attention = c.copies.attention && { ...c.copies.attention, dctx: this.copyFor(n)! };
-    const dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true, { xCopy: c.copies.ctx, dxCopy: attention?.dctx })!;
+    let dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true, { xCopy: c.copies.ctx, dxCopy: attention?.dctx })!;
+    if (moveQuery) {
+      if (attention) {
+        attention.dctx = { data: this.toPadded(attention.dctx.data, this.current.u16(B * T * H), H, tokens, T), ready: true };
+      } else {
+        dCtx = this.toPadded(dCtx, this.alloc(B * T * H), H, tokens, T);
+      }
+    }
 
-    const dq = this.alloc(n);
-    const dk = this.alloc(kvRows * H);
-    const dv = this.alloc(kvRows * H);
+    const dq = this.alloc(B * c.queryLen * H);
+    const dk = this.alloc(B * T * H);
+    const dv = this.alloc(B * T * H);
     this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen), dq, dk, dv, attention);
+    const packed = (d: FArray, moved: boolean, size: number): FArray => (moved ? this.toPacked(d, this.alloc(size), H, tokens, T) : d);
     // K, V (and Q, when it has every row) add their input gradients onto the residual branch's, dSum1, in place (as
     // for dSum2 above) as the products are stored
-    const fullQuery = c.queryLen === T;
-    const dx = this.linearBack(`${p}attention.self.key`, dk, c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: fullQuery ? dSum1 : null });
-    this.linearBack(`${p}attention.self.value`, dv, c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: dx });
-    const dxq = this.linearBack(`${p}attention.self.query`, dq, c.xq, rows, H, H, needDx, { xCopy: c.copies.xq, addTo: fullQuery ? dx : null });
+    const dx = this.linearBack(`${p}attention.self.key`, packed(dk, tokens.packed, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: fullQuery ? dSum1 : null });
+    this.linearBack(`${p}attention.self.value`, packed(dv, tokens.packed, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: dx });
+    const dxq = this.linearBack(`${p}attention.self.query`, packed(dq, moveQuery, n), c.xq, rows, H, H, needDx, { xCopy: c.copies.xq, addTo: fullQuery ? dx : null });
     if (!dx || !dxq) return null;
     if (!fullQuery) {
-      // [CLS]-only layer: the query rows' gradient and the residual go back to rows 0, T, 2T, …
+      // [CLS]-only layer: the query rows' gradient and the residual go back to each sequence's first row
       this.backend.add(dxq, dSum1, dxq, n);
-      for (let b = 0; b < B; b++) {
-        const row = dx.subarray(b * T * H, b * T * H + H);
+      tokens.starts.forEach((start, b) => {
+        const row = dx.subarray(start * H, start * H + H);
         this.backend.add(row, dxq.subarray(b * H, b * H + H), row, H);
-      }
+      });
     }
     return dx;
   }
@@ -496,10 +607,14 @@ export class BertForSequenceClassification {
     const keyMask = new Float32Array(rows);
     for (let r = 0; r < rows; r++) keyMask[r] = input.attentionMask[r] ? 0 : -Infinity;
 
+    const tokens = this.tokenRows(input);
+
     this.useArenaFor(1, save && minLevel <= 0); // embeddings: scratch[1], then layer l uses scratch[l % 2]
-    const emb = this.embeddingsForward(input, stream, save && minLevel <= 0);
+    const emb = this.embeddingsForward(input, tokens, stream, save && minLevel <= 0);
+    // hidden states are returned in the padded layout (padding rows 0 when the batch is packed)
     const keepHidden = (h: FArray): FArray => {
-      const c = this.fresh(h.length);
+      const c = this.fresh(rows * H);
+      if (tokens.packed) return this.toPadded(h, c, H, tokens, T);
       c.set(h);
       return c;
     };
@@ -509,7 +624,7 @@ export class BertForSequenceClassification {
     for (let l = 0; l < L; l++) {
       this.useArenaFor(l, save && minLevel <= l + 1);
       const clsOnly = l === L - 1 && !hidden; // the pooler reads only the last layer's [CLS] rows
-      const r = this.layerForward(l, x, input, keyMask, stream, save && minLevel <= l + 1, clsOnly);
+      const r = this.layerForward(l, x, input, tokens, keyMask, stream, save && minLevel <= l + 1, clsOnly);
       layers.push(r.cache);
       x = r.out;
       hidden?.push(keepHidden(x));
@@ -521,7 +636,7 @@ export class BertForSequenceClassification {
       cls = this.alloc(B * H); // the [CLS]-only last layer's whole output
       cls.set(x);
     } else {
-      cls = this.clsRows(x, input);
+      cls = this.clsRows(x, tokens);
     }
     const pre = this.linear("bert.pooler.dense", cls, B, H, H);
     const pooled = this.fresh(B * H);
@@ -529,7 +644,7 @@ export class BertForSequenceClassification {
     return {
       pooled,
       hiddenStates: hidden,
-      partial: save ? { input, minLevel, embeddings: emb.cache, layers, cls, pooled } : null,
+      partial: save ? { input, tokens, minLevel, embeddings: emb.cache, layers, cls, pooled } : null,
     };
   }
 
@@ -568,8 +683,8 @@ export class BertForSequenceClassification {
 
   /** Accumulates parameter gradients (into params.grad) of the loss whose gradient w.r.t. the logits is dLogits. */
   backward(cache: ForwardCache, dLogits: FArray): void {
-    const { input, minLevel } = cache;
-    const { batch: B, seqLen: T } = input;
+    const { input, tokens, minLevel } = cache;
+    const B = input.batch;
     const H = this.config.hidden_size;
     const L = this.numLayers;
     const dPooled = this.classifyBackward(dLogits, cache.head, minLevel <= L + 1);
@@ -582,15 +697,15 @@ export class BertForSequenceClassification {
     if (L > 0 && cache.layers[L - 1]!.queryLen === 1) {
       dx = dCls; // the last layer produced only the [CLS] rows
     } else {
-      dx = this.arena.zeros(B * T * H); // only the [CLS] rows carry gradient from the pooler
-      for (let b = 0; b < B; b++) dx.set(dCls.subarray(b * H, b * H + H), b * T * H);
+      dx = this.arena.zeros(tokens.rows * H); // only the [CLS] rows carry gradient from the pooler
+      tokens.starts.forEach((start, b) => dx.set(dCls.subarray(b * H, b * H + H), start * H));
     }
     for (let l = L - 1; l >= 0 && minLevel <= l + 1; l--) {
-      const d = this.layerBackward(l, dx, cache.layers[l]!, input, minLevel <= l);
+      const d = this.layerBackward(l, dx, cache.layers[l]!, input, tokens, minLevel <= l);
       if (!d) return;
       dx = d;
     }
-    if (minLevel <= 0) this.embeddingsBackward(dx, input, cache.embeddings!);
+    if (minLevel <= 0) this.embeddingsBackward(dx, cache.embeddings!);
   }
 
   /**

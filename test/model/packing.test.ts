@@ -1,0 +1,87 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { EVERY_BACKEND } from "../backends.js";
+import { loadModelFromDir } from "../../src/io/checkpoint.js";
+import type { Backend } from "../../src/backend/types.js";
+import type { ModelInput } from "../../src/model/bert.js";
+import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
+import { REAL, TINY, maxAbs, referenceData, relErr } from "../helpers.js";
+
+/** The backend, recording the rows of every linear layer's forward. */
+function spyOnLinearRows(backend: Backend): { backend: Backend; rows: number[] } {
+  const rows: number[] = [];
+  const spy = new Proxy(backend, {
+    get(target, key, receiver) {
+      if (key !== "linearForward") return Reflect.get(target, key, receiver);
+      return (...args: Parameters<Backend["linearForward"]>) => {
+        rows.push(args[4]);
+        target.linearForward(...args);
+      };
+    },
+  });
+  return { backend: spy, rows };
+}
+
+interface Pass {
+  logits: Float32Array;
+  grad: Float32Array;
+  hidden: Float32Array[];
+  /** Rows of the first layer's query projection. */
+  queryRows: number;
+}
+
+function run(backend: Backend, input: ModelInput, labels: Int32Array, packTokens: boolean): Pass {
+  const spy = spyOnLinearRows(backend);
+  const { model } = loadModelFromDir(TINY, { backend: spy.backend });
+  model.setDropout(0);
+  model.packTokens = packTokens;
+  const B = input.batch;
+  const C = model.config.num_labels;
+  const hidden = model.forward(input, { train: false, outputHiddenStates: true }).hiddenStates!.map((h) => Float32Array.from(h));
+  spy.rows.length = 0;
+  const out = model.forward(input, { train: true });
+  const { probs } = crossEntropy(backend, "float32", out.logits, labels, B, C);
+  model.zeroGrad();
+  model.backward(out.cache!, crossEntropyGrad(backend, "float32", probs, labels, B, C, 1 / B));
+  return { logits: Float32Array.from(out.logits), grad: Float32Array.from(model.params.grad), hidden, queryRows: spy.rows[0]! };
+}
+
+/** Only the GEMMs' blocking differs between the layouts (other row counts), in bf16 too: rounding is per element. */
+const TOLERANCE = 1e-6;
+
+for (const backend of EVERY_BACKEND) {
+  test(`[${backend.name}] a right-padded batch runs on its real tokens alone, with the padded layout's logits, hidden states and gradients`, () => {
+    const { input, labels } = referenceData(REAL);
+    const { batch: B, seqLen: T } = input;
+    const real = input.attentionMask.reduce((sum, m) => sum + m, 0);
+    assert.ok(real < B * T / 2, "the fixture batch is mostly padding");
+    const packed = run(backend, input, labels, true);
+    const padded = run(backend, input, labels, false);
+    assert.equal(packed.queryRows, real);
+    assert.equal(padded.queryRows, B * T);
+    const tol = TOLERANCE;
+    assert.ok(relErr(packed.logits, padded.logits) < tol, `logits rel ${relErr(packed.logits, padded.logits)}`);
+    assert.ok(relErr(packed.grad, padded.grad) < tol, `gradients rel ${relErr(packed.grad, padded.grad)}`);
+    assert.ok(maxAbs(padded.grad) > 0);
+    const H = packed.hidden[0]!.length / (B * T);
+    const isReal = (j: number): boolean => input.attentionMask[Math.floor(j / H)] === 1;
+    packed.hidden.forEach((h, i) => {
+      const e = relErr(h, padded.hidden[i]!, isReal);
+      assert.ok(e < tol, `hidden_states.${i} rel ${e}`);
+      assert.equal(maxAbs(h.filter((_, j) => !isReal(j))), 0, `hidden_states.${i}: padding rows are 0`);
+    });
+  });
+
+  test(`[${backend.name}] a batch that is not right-padded runs every row`, () => {
+    const { input, labels } = referenceData(REAL);
+    const T = input.seqLen;
+    const mask = Int32Array.from(input.attentionMask);
+    mask[T + 1] = 0; // a hole inside the second sequence
+    const holed = { ...input, attentionMask: mask };
+    const a = run(backend, holed, labels, true);
+    const b = run(backend, holed, labels, false);
+    assert.equal(a.queryRows, input.batch * T);
+    assert.deepEqual(a.logits, b.logits);
+    assert.deepEqual(a.grad, b.grad);
+  });
+}
