@@ -64,6 +64,12 @@ def varlen_lengths(seq, count):
     return [max(1, seq - offsets[i % len(offsets)]) for i in range(count)]
 
 
+def padded_lengths(seq, batch):
+    """train_bf16_padded's real tokens per row, as paddedLengths() in src/bench/bench.ts makes them."""
+    shortest = max(1, seq // 4)
+    return [seq - (i * (seq - shortest)) // (batch - 1) if batch > 1 else seq for i in range(batch)]
+
+
 def timed(steps, fn):
     fn()
     times = []
@@ -99,8 +105,12 @@ def main():
 
     # train_bf16_varlen: dynamic padding, a different sequence length every step
     batches = [torch.randint(1000, 21128, (a.batch, t)) for t in varlen_lengths(a.seq, a.steps + 1)]
+    # train_bf16_padded: one batch padded to its longest row, as HF's DataCollatorWithPadding makes it
+    padded_mask = torch.zeros_like(ids)
+    for b, n in enumerate(padded_lengths(a.seq, a.batch)):
+        padded_mask[b, :n] = 1
     for name, autocast, varlen in (("train_fp32", False, False), ("train_bf16_autocast", True, False),
-                                   ("train_bf16_autocast_varlen", True, True)):
+                                   ("train_bf16_autocast_varlen", True, True), ("train_bf16_autocast_padded", True, False)):
         if not want(name.replace("_autocast", "")):
             continue
         model = Bert(h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
@@ -109,9 +119,10 @@ def main():
 
         def step():
             x = batches[next(calls)] if varlen else ids
+            m = padded_mask if name.endswith("_padded") else torch.ones_like(x)
             opt.zero_grad()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                loss = F.cross_entropy(model(x, torch.ones_like(x)), labels)
+                loss = F.cross_entropy(model(x, m), labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

@@ -67,6 +67,29 @@ export function varlenLengths(seqLen: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => Math.max(1, seqLen - offsets[i % offsets.length]!));
 }
 
+/**
+ * train_bf16_padded's real tokens per row: from seq down to seq/4 in even steps, the rest padding (at batch 16 and
+ * seq 128: 128, 122, …, 32, 62% real tokens, like a batch of reviews padded to its longest). The same in
+ * scripts/bench_torch.py.
+ */
+export function paddedLengths(seqLen: number, batch: number): number[] {
+  const shortest = Math.max(1, Math.floor(seqLen / 4));
+  return Array.from({ length: batch }, (_, i) => (batch > 1 ? seqLen - Math.floor((i * (seqLen - shortest)) / (batch - 1)) : seqLen));
+}
+
+/** Pads row b of input after lengths[b] tokens (id 0, mask 0; [SEP] moved to the last real token). */
+export function padRows(input: ModelInput, lengths: number[]): ModelInput {
+  const T = input.seqLen;
+  const inputIds = Int32Array.from(input.inputIds);
+  const attentionMask = Int32Array.from(input.attentionMask);
+  lengths.forEach((n, b) => {
+    inputIds[b * T + n - 1] = 102;
+    inputIds.fill(0, b * T + n, b * T + T);
+    attentionMask.fill(0, b * T + n, b * T + T);
+  });
+  return { ...input, inputIds, attentionMask };
+}
+
 export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads">, precision: Precision): BertForSequenceClassification {
   const config = parseBertConfig({
     vocab_size: 21128, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
@@ -176,6 +199,18 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
     emit({ name: "train_bf16_varlen", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: lengths.join(",") });
   }
 
+  if (want("train_bf16_padded")) {
+    // One batch padded to its longest row (PyTorch computes the padding rows; we leave them out, see bert.ts)
+    const lengths = paddedLengths(opts.seqLen, opts.batch);
+    const padded = padRows(input, lengths);
+    const model = makeModel(opts, "bf16");
+    const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
+    let step = 0;
+    const m = median(timeSteps(opts.steps, () => trainStep(model, opt, padded, labels, step++)));
+    const realTokens = lengths.reduce((sum, n) => sum + n, 0) / (opts.batch * opts.seqLen);
+    emit({ name: "train_bf16_padded", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen, real_tokens: Number(realTokens.toFixed(3)) });
+  }
+
   if (want("head_only") || want("head_only_cached")) {
     // Epochs after the first: the frozen encoder's pooled features are cached, only the classifier trains.
     const model = makeModel(opts, "fp32");
@@ -234,7 +269,8 @@ function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: stri
     out(JSON.stringify({ ...t, name: `torch_${t.name}` }));
   }
   const pairs: [string, string][] = [
-    ["train_fp32", "train_fp32"], ["train_bf16", "train_bf16_autocast"], ["train_bf16_varlen", "train_bf16_autocast_varlen"], ["head_only_cached", "head_only"],
+    ["train_fp32", "train_fp32"], ["train_bf16", "train_bf16_autocast"], ["train_bf16_varlen", "train_bf16_autocast_varlen"],
+    ["train_bf16_padded", "train_bf16_autocast_padded"], ["head_only_cached", "head_only"],
     ["infer_fp32", "infer_fp32"], ["infer_bf16", "infer_bf16_autocast"],
   ];
   for (const [mine, torchName] of pairs) {

@@ -399,7 +399,7 @@ function benchCommand(): Command {
     .option("--layers <n>", "encoder layers", int("--layers"), 12)
     .option("--hidden <n>", "hidden size (heads = hidden/64)", int("--hidden"), 768)
     .option("--threads <n>", "compute threads (default: all cores)", int("--threads"))
-    .option("--only <names>", "comma-separated subset: train_fp32,train_bf16,train_bf16_varlen,head_only,infer_fp32,infer_bf16")
+    .option("--only <names>", "comma-separated subset: train_fp32,train_bf16,train_bf16_varlen,train_bf16_padded,head_only,infer_fp32,infer_bf16")
     .option("--compare-torch", "also run scripts/bench_torch.py (PyTorch, same workload) and print our/torch ratios")
     .option("--rounds <n>", "with --compare-torch: alternate ours and PyTorch n times, then print each ratio's median (peak RSS: round 1 only)", int("--rounds"), 1)
     .addHelpText("after", `

@@ -1,7 +1,7 @@
 /** `weitiao bench` on a tiny model: every workload reports a positive time, and the round statistics are right. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { median, runBench, varlenLengths } from "../../src/bench/bench.js";
+import { median, paddedLengths, runBench, varlenLengths } from "../../src/bench/bench.js";
 import { NATIVE } from "../backends.js";
 
 test("median: middle value, or the mean of the two middle values", () => {
@@ -14,7 +14,7 @@ test("bench on a tiny model prints one JSON line per workload with positive timi
   const lines: string[] = [];
   const results = runBench({ steps: 1, batch: 2, seqLen: 8, inferBatch: 2, layers: 1, hidden: 64, compareTorch: false, out: (l) => lines.push(l) });
   const names = lines.map((l) => (JSON.parse(l) as { name: string }).name);
-  assert.deepEqual(names, ["train_fp32", "train_bf16", "train_bf16_varlen", "head_only_cached", "infer_fp32", "infer_bf16", "peak_rss"]);
+  assert.deepEqual(names, ["train_fp32", "train_bf16", "train_bf16_varlen", "train_bf16_padded", "head_only_cached", "infer_fp32", "infer_bf16", "peak_rss"]);
   for (const r of results.filter((x) => x.name !== "peak_rss")) {
     assert.ok(r.median_s > 0 && Number.isFinite(r.samples_per_s), `${r.name}: ${r.median_s}`);
   }
@@ -24,4 +24,13 @@ test("bench on a tiny model prints one JSON line per workload with positive timi
 test("train_bf16_varlen's lengths: a different one every step, never below 1", () => {
   assert.deepEqual(varlenLengths(128, 9), [128, 120, 112, 124, 104, 128, 116, 108, 128]);
   assert.deepEqual(varlenLengths(10, 5), [10, 2, 1, 6, 1]);
+});
+
+test("train_bf16_padded's lengths: the first row full, then evenly down to a quarter", () => {
+  const lengths = paddedLengths(128, 16);
+  assert.deepEqual(lengths.slice(0, 4), [128, 122, 116, 109]);
+  assert.equal(lengths.at(-1), 32);
+  assert.equal(lengths.reduce((a, b) => a + b, 0), 1286);
+  assert.deepEqual(paddedLengths(8, 1), [8]);
+  assert.deepEqual(paddedLengths(3, 3), [3, 2, 1]);
 });
