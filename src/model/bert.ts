@@ -64,8 +64,8 @@ interface TokenRows {
   packed: boolean;
 }
 
-/** The typed arrays that move between the packed and padded layouts (activations and their bf16 copies). */
-type RowArray = Float32Array | Float64Array | Uint16Array;
+/** The typed arrays that move between the packed and padded layouts (activations, their bf16 copies, token ids). */
+type RowArray = Float32Array | Float64Array | Uint16Array | Int32Array;
 
 interface EmbeddingCache {
   /** Token ids, position ids and token types of the rows (packed when the batch is). */
@@ -176,9 +176,9 @@ export class BertForSequenceClassification {
   private readonly gradStale: boolean[];
   hiddenDropout: number;
   attentionDropout: number;
+  classifierDropout: number;
   /** Leave the padding rows of right-padded batches out (see the header); false runs every row, as HF does. */
   packTokens = true;
-  classifierDropout: number;
   /** Buffers of the current pass; reset at every forward, so a forward's cache lives until the next. */
   private readonly arena: Arena;
   /**
@@ -316,14 +316,12 @@ export class BertForSequenceClassification {
     const T = input.seqLen;
     const H = this.config.hidden_size;
     const { rows, starts, lengths } = tokens;
-    const ids = tokens.packed ? new Int32Array(rows) : input.inputIds;
-    const typeIds = tokens.packed ? new Int32Array(rows) : input.tokenTypeIds;
+    const packed = (a: Int32Array): Int32Array => (tokens.packed ? this.toPacked(a, new Int32Array(rows), 1, tokens, T) : a);
+    const ids = packed(input.inputIds);
+    const typeIds = packed(input.tokenTypeIds);
     const posIds = new Int32Array(rows);
     starts.forEach((start, b) => {
       for (let t = 0; t < lengths[b]!; t++) posIds[start + t] = t;
-      if (!tokens.packed) return;
-      ids.set(input.inputIds.subarray(b * T, b * T + lengths[b]!), start);
-      typeIds.set(input.tokenTypeIds.subarray(b * T, b * T + lengths[b]!), start);
     });
     const sum = this.alloc(rows * H);
     const p = "bert.embeddings.";
@@ -479,7 +477,7 @@ export class BertForSequenceClassification {
       if (!padded) return this.linear(name, input, inRows, H, H, inCopy, gemmInput(inRows * H), yCopy);
       const packedCopy = tempCopy(inRows * H);
       const y = this.linear(name, input, inRows, H, H, inCopy, this.allocTemp(inRows * H), packedCopy);
-      const out = gemmInput(B * T * H);
+      const out = gemmInput(B * T * H); // with copies only a placeholder: attention reads yCopy
       if (packedCopy && yCopy) {
         this.toPadded(packedCopy.data, yCopy.data, H, tokens, T);
         yCopy.ready = true;
