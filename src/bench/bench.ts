@@ -78,7 +78,7 @@ export function paddedLengths(seqLen: number, batch: number): number[] {
 }
 
 /** Pads row b of input after lengths[b] tokens (id 0, mask 0; [SEP] moved to the last real token). */
-export function padRows(input: ModelInput, lengths: number[]): ModelInput {
+function padRows(input: ModelInput, lengths: number[]): ModelInput {
   const T = input.seqLen;
   const inputIds = Int32Array.from(input.inputIds);
   const attentionMask = Int32Array.from(input.attentionMask);
