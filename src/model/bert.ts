@@ -41,7 +41,10 @@ export interface ForwardOptions {
   train: boolean;
   /** Seed of this micro-batch's dropout stream (train mode only). */
   dropoutSeed?: number;
-  /** Also return every hidden state (embedding output, then each layer), as HF's output_hidden_states. */
+  /**
+   * Also return every hidden state (embedding output, then each layer), [B·T, H] each, as HF's output_hidden_states;
+   * the padding rows of a packed batch are 0 (HF's hold values that nothing reads).
+   */
   outputHiddenStates?: boolean;
 }
 
