@@ -19,6 +19,7 @@
  * packed, the padding rows left out of embeddings, linear layers, GELU, dropout and LayerNorms, and attention
  * alone runs on the padded layout (its inputs and outputs are moved between the two). HF computes the padding
  * rows and discards them; nothing a real token computes depends on them, so logits and gradients are the same.
+ * (A few padding rows are kept, so that row counts come in steps of PACKED_ROWS_MULTIPLE.)
  */
 import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray, LinearBackwardOptions } from "../backend/types.js";
 import type { BertConfig } from "./config.js";
@@ -43,7 +44,7 @@ export interface ForwardOptions {
   dropoutSeed?: number;
   /**
    * Also return every hidden state (embedding output, then each layer), [B·T, H] each, as HF's output_hidden_states;
-   * the padding rows of a packed batch are 0 (HF's hold values that nothing reads).
+   * at padding rows (values that nothing reads) a packed batch returns HF's values or 0.
    */
   outputHiddenStates?: boolean;
 }
@@ -62,10 +63,13 @@ interface TokenRows {
   rows: number;
   /** First row of each sequence (its [CLS] token). */
   starts: Int32Array;
-  /** Real tokens of each sequence (seqLen when not packed). */
+  /** Rows of each sequence: its real tokens, a few more for the last ones (see tokenRows), or seqLen when not packed. */
   lengths: Int32Array;
   packed: boolean;
 }
+
+/** A packed batch's row count is a multiple of this (see BertForSequenceClassification.tokenRows). */
+export const PACKED_ROWS_MULTIPLE = 32;
 
 /** The typed arrays that move between the packed and padded layouts (activations, their bf16 copies, token ids). */
 type RowArray = Float32Array | Float64Array | Uint16Array | Int32Array;
@@ -397,8 +401,10 @@ export class BertForSequenceClassification {
   }
 
   /**
-   * Which rows the modules run on: packed when `packTokens` is on and the batch is right-padded with at least one
-   * padding row (every mask a run of at least one 1, then 0s), else the padded layout.
+   * Which rows the modules run on: packed when `packTokens` is on and the batch is right-padded (every mask a run of
+   * at least one 1, then 0s) with padding to leave out, else the padded layout. A packed batch keeps a multiple of
+   * PACKED_ROWS_MULTIPLE rows, the last sequences keeping some of their padding rows: the native backend builds GEMM
+   * kernels per row count, and real token counts would make nearly every batch a new one.
    */
   private tokenRows(input: ModelInput): TokenRows {
     const { batch: B, seqLen: T, attentionMask: mask } = input;
@@ -411,9 +417,16 @@ export class BertForSequenceClassification {
       rightPadded &&= n > 0;
       lengths[b] = n;
     }
-    const rows = lengths.reduce((sum, n) => sum + n, 0);
+    const real = lengths.reduce((sum, n) => sum + n, 0);
+    const rows = Math.ceil(real / PACKED_ROWS_MULTIPLE) * PACKED_ROWS_MULTIPLE;
     const packed = this.packTokens && rightPadded && rows < B * T;
     if (!packed) lengths.fill(T);
+    for (let b = B - 1, extra = rows - real; packed && extra > 0; b--) {
+      // padding rows kept are computed as in the padded layout (and, like them, never read by a real token)
+      const kept = Math.min(extra, T - lengths[b]!);
+      lengths[b] += kept;
+      extra -= kept;
+    }
     const starts = new Int32Array(B);
     for (let b = 1; b < B; b++) starts[b] = starts[b - 1]! + lengths[b - 1]!;
     return { rows: packed ? rows : B * T, starts, lengths, packed };
@@ -612,7 +625,7 @@ export class BertForSequenceClassification {
 
     this.useArenaFor(1, save && minLevel <= 0); // embeddings: scratch[1], then layer l uses scratch[l % 2]
     const emb = this.embeddingsForward(input, tokens, stream, save && minLevel <= 0);
-    // hidden states are returned in the padded layout (padding rows 0 when the batch is packed)
+    // hidden states are returned in the padded layout (padding rows left out of a packed batch are 0)
     const keepHidden = (h: FArray): FArray => {
       const c = this.fresh(rows * H);
       if (tokens.packed) return this.toPadded(h, c, H, tokens, T);
