@@ -714,12 +714,23 @@ export class BertForSequenceClassification {
       dx = this.arena.zeros(tokens.rows * H); // only the [CLS] rows carry gradient from the pooler
       tokens.starts.forEach((start, b) => dx.set(dCls.subarray(b * H, b * H + H), start * H));
     }
-    for (let l = L - 1; l >= 0 && minLevel <= l + 1; l--) {
-      const d = this.layerBackward(l, dx, cache.layers[l]!, input, tokens, minLevel <= l);
-      if (!d) return;
-      dx = d;
+    // A layer's backward buffers are needed only until the layer below has read its dx: they come from the
+    // ping-pong scratch arenas (layer l's from scratch[l % 2], embeddings' from scratch[1]), as in forward, instead of
+    // piling up in the pass arena (in a bf16 BERT-base step they are more than the forward's activations).
+    try {
+      for (let l = L - 1; l >= 0 && minLevel <= l + 1; l--) {
+        this.useArenaFor(l, false);
+        const d = this.layerBackward(l, dx, cache.layers[l]!, input, tokens, minLevel <= l);
+        if (!d) return;
+        dx = d;
+      }
+      if (minLevel <= 0) {
+        this.useArenaFor(1, false);
+        this.embeddingsBackward(dx, cache.embeddings!);
+      }
+    } finally {
+      this.current = this.temp = this.arena;
     }
-    if (minLevel <= 0) this.embeddingsBackward(dx, cache.embeddings!);
   }
 
   /**
