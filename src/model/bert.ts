@@ -189,8 +189,9 @@ export class BertForSequenceClassification {
   /** Buffers of the current pass; reset at every forward, so a forward's cache lives until the next. */
   private readonly arena: Arena;
   /**
-   * Two ping-pong arenas for modules whose activations are not kept (inference, frozen lower layers): module i
-   * writes into scratch[i % 2] while reading its input from the other, so memory stays at about two layers.
+   * Two ping-pong arenas for modules whose activations are not kept (inference, frozen lower layers) and for each
+   * layer's backward: module i writes into scratch[i % 2] while reading its input from the other, so memory stays at
+   * about two layers.
    */
   private readonly scratch: [Arena, Arena];
   /** Where alloc() takes buffers from right now. */
