@@ -95,7 +95,7 @@ export function openWeights(dir: string): { source: TensorSource; description: s
   const binIndex = join(dir, "pytorch_model.bin.index.json");
   if (existsSync(binIndex)) {
     const shards = readIndex(binIndex, dir);
-    return { source: concatSources(shards.map(torchSource)), description: `${shards.length} pytorch_model.bin shards` };
+    return { source: concatSources(shards.map((shard) => torchSource(shard))), description: `${shards.length} pytorch_model.bin shards` };
   }
   throw new WeitiaoError(
     `${dir}: no model weights found (expected model.safetensors, model.safetensors.index.json or pytorch_model.bin)`,

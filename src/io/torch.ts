@@ -5,7 +5,7 @@
  * _rebuild_parameter, the typed storages). Any other GLOBAL — os.system, builtins.eval, … — stops loading with an
  * error before anything is called.
  */
-import { closeSync, openSync, readFileSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { WeitiaoError } from "../util/errors.js";
 import { decodeFloat, decodeInt, DTYPE_SIZE, isFloatDType, type SafeDType } from "./safetensors.js";
 import { ZipFile } from "./zip.js";
@@ -35,6 +35,9 @@ export interface TensorRef {
   stride: number[];
 }
 const MARK = Symbol("mark");
+
+/** A pickle that runs past the end of its buffer (the legacy reader then reads more of the file). */
+class TruncatedPickle extends WeitiaoError {}
 
 const STORAGE_DTYPES: Record<string, SafeDType> = {
   FloatStorage: "F32", HalfStorage: "F16", BFloat16Storage: "BF16", DoubleStorage: "F64",
@@ -88,7 +91,7 @@ export function runPickle(data: Buffer, file: string, start: number): { value: u
   const memo = new Map<number, unknown>();
   let p = start;
   const need = (n: number): void => {
-    if (p + n > data.length) throw new WeitiaoError(`${file}: truncated pickle`);
+    if (p + n > data.length) throw new TruncatedPickle(`${file}: truncated pickle`);
   };
   const u8 = (): number => (need(1), data[p++]!);
   const u16 = (): number => (need(2), (p += 2), data.readUInt16LE(p - 2));
@@ -96,7 +99,7 @@ export function runPickle(data: Buffer, file: string, start: number): { value: u
   const bytes = (n: number): Buffer => (need(n), (p += n), data.subarray(p - n, p));
   const line = (): string => {
     const end = data.indexOf(0x0a, p);
-    if (end < 0) throw new WeitiaoError(`${file}: truncated pickle`);
+    if (end < 0) throw new TruncatedPickle(`${file}: truncated pickle`);
     const s = data.toString("utf8", p, end);
     p = end + 1;
     return s;
@@ -272,9 +275,67 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 /**
  * torch's legacy format (torch < 1.6, or _use_new_zipfile_serialization=False): pickles of the magic number, the
  * protocol version, system info and the state dict, a pickled list of storage keys, then each storage as an
- * 8-byte element count followed by its raw bytes, in that order.
+ * 8-byte element count followed by its raw bytes, in that order. Only the pickles are read whole (from a prefix
+ * of the file, grown until they fit); storages are read from the file when a tensor is, contiguous F32 tensors
+ * straight into their destination, as for zip checkpoints.
  */
-function legacyTorchSource(path: string, data: Buffer): TensorSource {
+function legacyTorchSource(path: string, headBytes: number): TensorSource {
+  const fd = openSync(path, "r");
+  try {
+    const size = fstatSync(fd).size;
+    const readAt = (dst: Uint8Array, pos: number, what: string): void => {
+      if (dst.length > 0 && readSync(fd, dst, 0, dst.length, pos) !== dst.length) throw new WeitiaoError(`${path}: truncated legacy checkpoint (${what})`);
+    };
+    let head: ReturnType<typeof legacyPickles>;
+    for (let prefix = Math.min(size, headBytes); ; prefix = Math.min(size, prefix * 8)) {
+      const data = Buffer.alloc(prefix);
+      readAt(data, 0, "header");
+      try {
+        head = legacyPickles(path, data);
+        break;
+      } catch (e) {
+        if (!(e instanceof TruncatedPickle) || prefix >= size) throw e; // else they run past this prefix: read more
+      }
+    }
+    const { main, keys, end } = head;
+    // Storage dtypes come from the references in the state dict.
+    const dtypes = new Map<string, SafeDType>();
+    if (main instanceof Map) for (const v of main.values()) if ((v as TensorRef)?.kind === "tensor") dtypes.set((v as TensorRef).storage.key, (v as TensorRef).storage.dtype);
+    const storages = new Map<string, { at: number; bytes: number }>();
+    const count = Buffer.alloc(8);
+    for (let pos = end, i = 0; i < keys.length; i++) {
+      const key = String(keys[i]);
+      readAt(count, pos, `storage ${key}`);
+      const numel = Number(count.readBigInt64LE(0));
+      const bytes = numel * DTYPE_SIZE[dtypes.get(key) ?? "F32"];
+      if (numel < 0 || pos + 8 + bytes > size) throw new WeitiaoError(`${path}: truncated legacy checkpoint (storage ${key})`);
+      storages.set(key, { at: pos + 8, bytes });
+      pos += 8 + bytes;
+    }
+    const storage = (ref: StorageRef): { at: number; bytes: number } => {
+      const s = storages.get(ref.key);
+      if (!s) throw new WeitiaoError(`${path}: storage ${ref.key} is missing`);
+      return s;
+    };
+    return stateDictSource(path, main, (ref) => {
+      const s = storage(ref);
+      const data = Buffer.alloc(s.bytes);
+      readAt(data, s.at, `storage ${ref.key}`);
+      return data;
+    }, () => closeSync(fd), (ref, from, dst) => {
+      const s = storage(ref);
+      if (from < 0 || from + dst.length > s.bytes) throw new WeitiaoError(`${path}: storage ${ref.key} has ${s.bytes} bytes, not ${from + dst.length}`);
+      readAt(dst, s.at + from, `storage ${ref.key}`);
+      return true;
+    });
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/** The pickles at the start of a legacy checkpoint: its state dict, its storage keys, and where the storages start. */
+function legacyPickles(path: string, data: Buffer): { main: unknown; keys: unknown[]; end: number } {
   let r = runPickle(data, path, 0);
   if (r.value !== LEGACY_MAGIC) throw new WeitiaoError(`${path}: not a torch checkpoint (no zip archive, no legacy magic number)`);
   r = runPickle(data, path, r.end);
@@ -285,33 +346,19 @@ function legacyTorchSource(path: string, data: Buffer): TensorSource {
   const main = runPickle(data, path, r.end);
   const keys = runPickle(data, path, main.end);
   if (!Array.isArray(keys.value)) throw new WeitiaoError(`${path}: corrupt legacy checkpoint (storage key list)`);
-  // Storage dtypes come from the references in the state dict.
-  const dtypes = new Map<string, SafeDType>();
-  if (main.value instanceof Map) for (const v of main.value.values()) if ((v as TensorRef)?.kind === "tensor") dtypes.set((v as TensorRef).storage.key, (v as TensorRef).storage.dtype);
-  const storages = new Map<string, Buffer>();
-  let pos = keys.end;
-  for (const key of keys.value as unknown[]) {
-    if (pos + 8 > data.length) throw new WeitiaoError(`${path}: truncated legacy checkpoint`);
-    const numel = Number(data.readBigInt64LE(pos));
-    const size = numel * DTYPE_SIZE[dtypes.get(String(key)) ?? "F32"];
-    if (numel < 0 || pos + 8 + size > data.length) throw new WeitiaoError(`${path}: truncated legacy checkpoint (storage ${String(key)})`);
-    storages.set(String(key), data.subarray(pos + 8, pos + 8 + size));
-    pos += 8 + size;
-  }
-  return stateDictSource(path, main.value, (ref) => {
-    const b = storages.get(ref.key);
-    if (!b) throw new WeitiaoError(`${path}: storage ${ref.key} is missing`);
-    return b;
-  }, () => {});
+  return { main: main.value, keys: keys.value, end: keys.end };
 }
 
-/** A torch.save checkpoint (zip, or the legacy format) as a TensorSource. */
-export function torchSource(path: string): TensorSource {
+/**
+ * A torch.save checkpoint (zip, or the legacy format) as a TensorSource. `legacyHeadBytes`: how much of a legacy
+ * file to read first for its pickles (grown ×8 until they fit; tests make it small).
+ */
+export function torchSource(path: string, { legacyHeadBytes = 1 << 20 } = {}): TensorSource {
   const head = Buffer.alloc(4);
   const fd = openSync(path, "r");
   readSync(fd, head, 0, 4, 0);
   closeSync(fd);
-  if (head[0] === 0x80 && head[1] === 0x02) return legacyTorchSource(path, readFileSync(path));
+  if (head[0] === 0x80 && head[1] === 0x02) return legacyTorchSource(path, legacyHeadBytes);
   let zip: ZipFile;
   try {
     zip = new ZipFile(path);

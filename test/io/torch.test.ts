@@ -92,6 +92,22 @@ test("legacy (pre-zip) torch checkpoints load too: the fixture model re-saved by
   assert.deepEqual(Float32Array.from(model.params.data), Float32Array.from(st.params.data));
 });
 
+test("legacy checkpoints are read in pieces: pickles from a prefix grown until they fit, storages when read; truncation is an error", () => {
+  const file = join(FIXTURES, "bert-tiny-chinese-legacy-bin", "pytorch_model.bin");
+  const whole = torchSource(file);
+  const pieces = torchSource(file, { legacyHeadBytes: 16 }); // 16, 128, 1024, … bytes until the pickles parse
+  assert.deepEqual(pieces.names(), whole.names());
+  for (const name of whole.names()) assert.deepEqual(pieces.read(name), whole.read(name), name);
+  whole.close();
+  pieces.close();
+  const dir = tempDir();
+  const data = readFileSync(file);
+  writeFileSync(join(dir, "cut.bin"), data.subarray(0, data.length - 100));
+  assert.throws(() => torchSource(join(dir, "cut.bin")), /truncated legacy checkpoint \(storage /);
+  writeFileSync(join(dir, "head.bin"), data.subarray(0, 200));
+  assert.throws(() => torchSource(join(dir, "head.bin"), { legacyHeadBytes: 16 }), /truncated pickle/);
+});
+
 for (const format of ["legacy", "zip"]) {
   test(`${format} format: strided views sharing a storage and float16 tensors decode exactly`, () => {
     const src = torchSource(join(FIXTURES, `torch-views-${format}.bin`));
