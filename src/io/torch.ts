@@ -243,8 +243,8 @@ function stateDictSource(
     const all = t.storage.dtype === "F32" && bytes.byteOffset % 4 === 0
       ? new Float32Array(bytes.buffer, bytes.byteOffset, t.storage.numel)
       : isFloatDType(t.storage.dtype) ? decodeFloat(bytes, t.storage.dtype, t.storage.numel) : Float32Array.from(decodeInt(bytes, t.storage.dtype, t.storage.numel));
-    // Gather by strides (contiguous tensors are a plain slice). `bytes` are this call's own (a fresh read, or a
-    // legacy file's buffer that nothing writes), so a slice can be a view.
+    // Gather by strides (contiguous tensors are a plain slice). `bytes` are this call's own (a fresh read), so a
+    // slice can be a view.
     if (contiguous) return all.subarray(t.offset, t.offset + numel);
     const out = new Float32Array(numel);
     const idx = new Array<number>(t.shape.length).fill(0);
