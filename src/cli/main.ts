@@ -391,7 +391,7 @@ Example:
 
 function benchCommand(): Command {
   return new Command("bench")
-    .description("time a random BERT-base (batch 16, seq 128): train fp32/bf16, bf16 with a new length every step (dynamic padding), head-only, inference; JSON lines")
+    .description("time a random BERT-base (batch 16, seq 128): train fp32/bf16, bf16 with a new length every step (dynamic padding) and with a batch padded to its longest row, head-only, inference; JSON lines")
     .option("--steps <n>", "timed steps per workload (median reported)", int("--steps"), 3)
     .option("--batch <n>", "training batch size", int("--batch"), 16)
     .option("--seq <n>", "sequence length", int("--seq"), 128)
