@@ -61,15 +61,14 @@ for (const backend of EVERY_BACKEND) {
     assert.ok(real % PACKED_ROWS_MULTIPLE !== 0, "the fixture batch needs some padding rows kept");
     assert.equal(packed.queryRows, Math.ceil(real / PACKED_ROWS_MULTIPLE) * PACKED_ROWS_MULTIPLE);
     assert.equal(padded.queryRows, B * T);
-    const tol = TOLERANCE;
-    assert.ok(relErr(packed.logits, padded.logits) < tol, `logits rel ${relErr(packed.logits, padded.logits)}`);
-    assert.ok(relErr(packed.grad, padded.grad) < tol, `gradients rel ${relErr(packed.grad, padded.grad)}`);
+    assert.ok(relErr(packed.logits, padded.logits) < TOLERANCE, `logits rel ${relErr(packed.logits, padded.logits)}`);
+    assert.ok(relErr(packed.grad, padded.grad) < TOLERANCE, `gradients rel ${relErr(packed.grad, padded.grad)}`);
     assert.ok(maxAbs(padded.grad) > 0);
     const H = packed.hidden[0]!.length / (B * T);
     const isReal = (j: number): boolean => input.attentionMask[Math.floor(j / H)] === 1;
     packed.hidden.forEach((h, i) => {
       const e = relErr(h, padded.hidden[i]!, isReal);
-      assert.ok(e < tol, `hidden_states.${i} rel ${e}`);
+      assert.ok(e < TOLERANCE, `hidden_states.${i} rel ${e}`);
     });
   });
 
