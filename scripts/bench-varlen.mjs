@@ -9,13 +9,12 @@
 import { readFileSync } from "node:fs";
 
 const dist = new URL("../dist/src/", import.meta.url);
-const { makeModel, randomInput, trainStep, varlenLengths } = await import(new URL("bench/bench.js", dist).href);
-const { AdamW } = await import(new URL("train/optimizer.js", dist).href);
+const { makeModel, makeOptimizer, randomInput, trainStep, varlenLengths } = await import(new URL("bench/bench.js", dist).href);
 const { Rng } = await import(new URL("util/rng.js", dist).href);
 
 const precision = process.argv[2] ?? "bf16";
 const model = makeModel({ layers: 12, hidden: 768 }, precision);
-const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
+const opt = makeOptimizer(model);
 const rng = new Rng(1);
 const minorFaults = () => Number(readFileSync("/proc/self/stat", "utf8").split(") ")[1].split(" ")[7]);
 let total = 0;

@@ -126,6 +126,11 @@ function timeSteps(steps: number, fn: () => void): number[] {
   return times;
 }
 
+/** The optimizer every bench workload trains with (AdamW, weight decay 0.01). */
+export function makeOptimizer(model: BertForSequenceClassification): AdamW {
+  return new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
+}
+
 export function trainStep(model: BertForSequenceClassification, opt: AdamW, input: ModelInput, labels: Int32Array, step: number): void {
   model.zeroGrad();
   const out = model.forward(input, { train: true, dropoutSeed: step });
@@ -173,14 +178,20 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
   };
   const rng = new Rng(1);
   const { input, labels } = randomInput(rng, opts.batch, opts.seqLen, 21128);
+  /** Median seconds of a full fine-tuning step of a fresh model; step s (0: the warm-up) trains on batchOf(s). */
+  const timeTraining = (precision: Precision, batchOf: (step: number) => { input: ModelInput; labels: Int32Array }): number => {
+    const model = makeModel(opts, precision);
+    const opt = makeOptimizer(model);
+    let step = 0;
+    return median(timeSteps(opts.steps, () => {
+      const b = batchOf(step);
+      trainStep(model, opt, b.input, b.labels, step++);
+    }));
+  };
 
   for (const precision of ["fp32", "bf16"] as const) {
     if (!want(`train_${precision}`)) continue;
-    const model = makeModel(opts, precision);
-    const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
-    let step = 0;
-    const times = timeSteps(opts.steps, () => trainStep(model, opt, input, labels, step++));
-    const m = median(times);
+    const m = timeTraining(precision, () => ({ input, labels }));
     emit({ name: `train_${precision}`, median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen });
   }
 
@@ -188,14 +199,7 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
     // Dynamic padding: each batch is padded to its own longest row, so consecutive steps see different lengths.
     const lengths = varlenLengths(opts.seqLen, opts.steps + 1);
     const batches = lengths.map((T) => randomInput(rng, opts.batch, T, 21128));
-    const model = makeModel(opts, "bf16");
-    const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
-    let step = 0;
-    const times = timeSteps(opts.steps, () => {
-      const b = batches[step]!;
-      trainStep(model, opt, b.input, b.labels, step++);
-    });
-    const m = median(times);
+    const m = timeTraining("bf16", (step) => batches[step]!);
     emit({ name: "train_bf16_varlen", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: lengths.join(",") });
   }
 
@@ -203,10 +207,7 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
     // One batch padded to its longest row (PyTorch computes the padding rows; we leave them out, see bert.ts)
     const lengths = paddedLengths(opts.seqLen, opts.batch);
     const padded = padRows(input, lengths);
-    const model = makeModel(opts, "bf16");
-    const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
-    let step = 0;
-    const m = median(timeSteps(opts.steps, () => trainStep(model, opt, padded, labels, step++)));
+    const m = timeTraining("bf16", () => ({ input: padded, labels }));
     const realTokens = lengths.reduce((sum, n) => sum + n, 0) / (opts.batch * opts.seqLen);
     emit({ name: "train_bf16_padded", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen, real_tokens: Number(realTokens.toFixed(3)) });
   }
@@ -216,7 +217,7 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
     const model = makeModel(opts, "fp32");
     model.setTrainable((s) => s.level === model.numLayers + 2);
     const pooled = model.encode(input, { train: false }).pooled;
-    const opt = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
+    const opt = makeOptimizer(model);
     let step = 0;
     const C = model.config.num_labels;
     const times = timeSteps(opts.steps, () => {
