@@ -1,7 +1,6 @@
 /** Loading a fine-tuned model and predicting labels for new text. */
 import { type BackendName, getBackend, type Precision } from "../backend/index.js";
-import { collate, encodeExamples, extractExamples, labelSetForFile, labelTargets, type EncodedExample } from "../data/dataset.js";
-import { lengthSortedBatches } from "../data/split.js";
+import { encodeExamples, extractExamples, labelSetForFile, labelTargets, lengthSortedCollated, type EncodedExample } from "../data/dataset.js";
 import { readRowsMany } from "../data/read.js";
 import { evaluate, prefixed } from "../train/trainer.js";
 import { argmax } from "../train/metrics.js";
@@ -82,9 +81,8 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
   });
   const out: Prediction[] = new Array(inputs.length);
   let done = 0;
-  for (const rows of lengthSortedBatches(encoded.map((e) => e.inputIds.length), batchSize)) {
-    const { input } = collate(rows.map((i) => encoded[i]!), tokenizer.padId);
-    const { logits } = model.forward(input, { train: false });
+  for (const { rows, batch } of lengthSortedCollated(encoded, batchSize, tokenizer.padId)) {
+    const { logits } = model.forward(batch.input, { train: false });
     const problemType = model.config.problem_type;
     for (const [b, i] of rows.entries()) {
       const row = Array.from(logits.subarray(b * C, b * C + C));

@@ -7,6 +7,7 @@ import type { BertConfig } from "../model/config.js";
 import { hasGenericLabels, type ProblemType } from "../model/config.js";
 import { WeitiaoError } from "../util/errors.js";
 import type { RawRow } from "./read.js";
+import { lengthSortedBatches } from "./split.js";
 
 export interface ColumnOptions {
   textColumn: string;
@@ -229,6 +230,16 @@ export function encodeExamples(
     return out;
   });
   return { encoded, stats: { truncated } };
+}
+
+/**
+ * Inference batches (evaluation, prediction, feature caching): the examples cut by lengthSortedBatches, each batch
+ * collated. `rows` holds the batch's example indices, for writing results back in input order.
+ */
+export function* lengthSortedCollated(examples: EncodedExample[], batchSize: number, padId: number): Generator<{ rows: number[]; batch: ReturnType<typeof collate> }> {
+  for (const rows of lengthSortedBatches(examples.map((e) => e.inputIds.length), batchSize)) {
+    yield { rows, batch: collate(rows.map((i) => examples[i]!), padId) };
+  }
 }
 
 /** Pad a batch to its longest row (dynamic padding) into model input. */

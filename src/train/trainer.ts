@@ -4,8 +4,8 @@
  */
 import type { FArray } from "../backend/types.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
-import { collate, type EncodedExample } from "../data/dataset.js";
-import { lengthGroupedOrder, lengthSortedBatches } from "../data/split.js";
+import { collate, type EncodedExample, lengthSortedCollated } from "../data/dataset.js";
+import { lengthGroupedOrder } from "../data/split.js";
 import { Rng, stepSeed } from "../util/rng.js";
 import { WeitiaoError } from "../util/errors.js";
 import { taskLoss } from "./loss.js";
@@ -174,8 +174,7 @@ export function evaluate(model: BertForSequenceClassification, examples: Encoded
   const labels = new Int32Array(n);
   const targets = new Float32Array(n * C);
   let lossSum = 0;
-  for (const rows of lengthSortedBatches(examples.map((e) => e.inputIds.length), batchSize)) {
-    const batch = collate(rows.map((i) => examples[i]!), padId);
+  for (const { rows, batch } of lengthSortedCollated(examples, batchSize, padId)) {
     const out = model.forward(batch.input, { train: false });
     const t = taskLoss(model.backend, model.dtype, pt, out.logits, batch.labels, batch.targets, rows.length, C, threshold);
     lossSum += t.sum;
@@ -245,8 +244,8 @@ export class Trainer {
     const { model, args } = this;
     const H = model.config.hidden_size;
     const features: Float32Array[] = new Array(this.trainSet.length);
-    for (const rows of lengthSortedBatches(this.trainSet.map((e) => e.inputIds.length), args.evalBatchSize)) {
-      const { pooled } = model.encode(collate(rows.map((i) => this.trainSet[i]!), this.padId).input, { train: false });
+    for (const { rows, batch } of lengthSortedCollated(this.trainSet, args.evalBatchSize, this.padId)) {
+      const { pooled } = model.encode(batch.input, { train: false });
       rows.forEach((i, b) => (features[i] = Float32Array.from(pooled.subarray(b * H, b * H + H))));
     }
     return features;
