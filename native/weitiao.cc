@@ -38,6 +38,9 @@ int32_t* I32(const Napi::CallbackInfo& info, size_t i) {
   }
   return info[i].As<Napi::Int32Array>().Data();
 }
+const int32_t* OptI32(const Napi::CallbackInfo& info, size_t i) {
+  return info[i].IsNull() || info[i].IsUndefined() ? nullptr : I32(info, i);
+}
 uint16_t* U16(const Napi::CallbackInfo& info, size_t i) {
   if (info[i].IsNull() || info[i].IsUndefined()) return nullptr;
   return info[i].As<Napi::Uint16Array>().Data();
@@ -895,40 +898,76 @@ void pairColumns(const uint16_t* src, int64_t ld, int64_t N, int64_t K, uint16_t
   }
 }
 
-// Backward for one (batch, head) pair; pointers are at the head's first element. q/k/v/dctx/dq/dk/dv rows have stride
-// W; probs, pDropped and keep are the head's [T,T] blocks. Scratch: 2·T·Dh + T·T bf16 and T·T fp32.
-void attentionHeadBackward(int64_t T, int64_t Dh, int64_t W, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+// Forward for one (batch, head) pair over its first n query and key rows (n % 16 == 0; the keys beyond are masked):
+// pointers are at the head's first element; q/k/v and ctx rows have stride W, probs/keep/pDropped rows stride ld.
+// ctx is stored in fp32, or in bf16 to ctx16 when given. Dropout draws at counter + i·ld + j, as the batched path.
+// Scratch: n·Dh bf16 pairs and n·Dh fp32.
+void attentionHeadForward(int64_t n, int64_t ld, int64_t Dh, int64_t W, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                          const float* mrow, float scale, float* probs, uint16_t* pDropped, uint8_t* keep, bool dropout,
+                          uint32_t counter, uint32_t seed, uint32_t threshold, float keepScale, float* ctx, uint16_t* ctx16,
+                          uint16_t* pairs, float* c32) {
+  pairColumns(k, W, n, Dh, pairs);
+  gemmPairs<false>(n, n, Dh, q, W, pairs, probs, ld);  // S = Q Kᵀ
+  for (int64_t i = 0; i < n; i++) {
+    float* row = probs + i * ld;
+    softmaxRow(row, mrow, n, scale);
+    if (dropout) {
+      dropoutRow(row, keep + i * ld, counter + static_cast<uint32_t>(i * ld), n, seed, threshold, keepScale, pDropped + i * ld);
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < n; j++) pDropped[i * ld + j] = toBf16(row[j]);
+    }
+  }
+  pairRows(v, W, n, Dh, pairs);
+  if (!ctx16) {
+    gemmPairs<false>(n, Dh, n, pDropped, ld, pairs, ctx, W);  // ctx = P' V
+    return;
+  }
+  gemmPairs<false>(n, Dh, n, pDropped, ld, pairs, c32, Dh);
+  for (int64_t i = 0; i < n; i++) {
+#pragma omp simd
+    for (int64_t d = 0; d < Dh; d++) ctx16[i * W + d] = toBf16(c32[i * Dh + d]);
+  }
+}
+
+// Backward for one (batch, head) pair over its first n query and key rows (n % 16 == 0; the keys beyond are masked);
+// pointers are at the head's first element. q/k/v/dctx/dq/dk/dv rows have stride W; probs, pDropped and keep rows
+// stride ld. Scratch: 2·n·Dh + n·n bf16 and n·n fp32.
+void attentionHeadBackward(int64_t n, int64_t ld, int64_t Dh, int64_t W, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                            const float* probs, const uint16_t* pDropped, const uint8_t* keep, const float* dctx,
                            const uint16_t* dctx16, float keepScale, float scale, float* dq, float* dk, float* dv,
                            uint16_t* s16, float* s32) {
-  uint16_t* pairs = s16 + T * Dh;  // the B operand of the product at hand
-  uint16_t* ds = pairs + T * Dh;   // dS in bf16, [T, T]
-  // dctx in bf16: the caller's copy (rows of stride W), or converted here into s16 ([T, Dh])
+  uint16_t* pairs = s16 + n * Dh;  // the B operand of the product at hand
+  uint16_t* ds = pairs + n * Dh;   // dS in bf16, [n, n]
+  // dctx in bf16: the caller's copy (rows of stride W), or converted here into s16 ([n, Dh])
   const uint16_t* d16 = dctx16;
   int64_t ldd = W;
   if (!d16) {
     // (not convertBf16To: this runs inside the per-head parallel loop, and opening its region per head costs ≈10%)
-    for (int64_t i = 0; i < T; i++) {
+    for (int64_t i = 0; i < n; i++) {
 #pragma omp simd
       for (int64_t d = 0; d < Dh; d++) s16[i * Dh + d] = toBf16(dctx[i * W + d]);
     }
     d16 = s16;
     ldd = Dh;
   }
-  pairRows(d16, ldd, T, Dh, pairs);
-  gemmPairs<true>(T, Dh, T, pDropped, T, pairs, dv, W);  // dV = P'ᵀ dctx
-  pairColumns(v, W, T, Dh, pairs);
-  gemmPairs<false>(T, T, Dh, d16, ldd, pairs, s32, T);  // dP' = dctx Vᵀ
-  for (int64_t i = 0; i < T; i++)
-    softmaxBackwardRow(s32 + i * T, probs + i * T, keep ? keep + i * T : nullptr, T, keepScale, scale, ds + i * T);
-  pairRows(k, W, T, Dh, pairs);
-  gemmPairs<false>(T, Dh, T, ds, T, pairs, dq, W);  // dQ = dS K
-  pairRows(q, W, T, Dh, pairs);
-  gemmPairs<true>(T, Dh, T, ds, T, pairs, dk, W);  // dK = dSᵀ Q
+  pairRows(d16, ldd, n, Dh, pairs);
+  gemmPairs<true>(n, Dh, n, pDropped, ld, pairs, dv, W);  // dV = P'ᵀ dctx
+  pairColumns(v, W, n, Dh, pairs);
+  gemmPairs<false>(n, n, Dh, d16, ldd, pairs, s32, n);  // dP' = dctx Vᵀ
+  for (int64_t i = 0; i < n; i++)
+    softmaxBackwardRow(s32 + i * n, probs + i * ld, keep ? keep + i * ld : nullptr, n, keepScale, scale, ds + i * n);
+  pairRows(k, W, n, Dh, pairs);
+  gemmPairs<false>(n, Dh, n, ds, n, pairs, dq, W);  // dQ = dS K
+  pairRows(q, W, n, Dh, pairs);
+  gemmPairs<true>(n, Dh, n, ds, n, pairs, dk, W);  // dK = dSᵀ Q
 }
 #else
 constexpr bool kHeadKernels = false;
-void attentionHeadBackward(int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*, const float*,
+void attentionHeadForward(int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*, const float*,
+                          float, float*, uint16_t*, uint8_t*, bool, uint32_t, uint32_t, uint32_t, float, float*, uint16_t*,
+                          uint16_t*, float*) {}
+void attentionHeadBackward(int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*, const float*,
                            const uint16_t*, const uint8_t*, const float*, const uint16_t*, float, float, float*, float*, float*,
                            uint16_t*, float*) {}
 #endif
@@ -955,17 +994,36 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   uint32_t threshold = dropThreshold(p);
   float keepScale = dropout ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
+  const int32_t* lengths = OptI32(info, 24);
   if (g_bf16) {
     const int64_t np = Bn * H * Tq * T;
     const uint16_t* q16 = bf16Input(q, Bn * Tq, W, copyArg(info, 15), g_q16);
     const uint16_t* k16 = bf16Input(k, Bn * T, W, copyArg(info, 17), g_k16);
     const uint16_t* v16 = bf16Input(v, Bn * T, W, copyArg(info, 19), g_v16);
-    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, q16, k16, probs);
     uint16_t* p16 = U16(info, 21);  // P' for backward to keep, or null (then scratch)
     if (!p16) {
       g_p16.resize(static_cast<size_t>(np));
       p16 = g_p16.data();
     }
+    uint16_t* ctx16 = U16(info, 23);  // ctx's bf16 copy: the product goes there instead of ctx
+    if (lengths && useHeadKernels(T, Tq, Dh)) {
+      // sequences of different lengths: each (sequence, head) over its rows rounded up to 16 (the kernels' tile)
+#pragma omp parallel
+      {
+        std::vector<uint16_t> pairs(static_cast<size_t>(T * Dh));
+        std::vector<float> c32(static_cast<size_t>(T * Dh));
+#pragma omp for schedule(dynamic)
+        for (int64_t bh = 0; bh < Bn * H; bh++) {
+          const int64_t b = bh / H, n = std::min(T, (static_cast<int64_t>(lengths[b]) + 15) / 16 * 16);
+          const int64_t rows = b * T * W + (bh % H) * Dh, sq = bh * T * T;
+          attentionHeadForward(n, T, Dh, W, q16 + rows, k16 + rows, v16 + rows, mask + b * T, scale, probs + sq, p16 + sq,
+                               keep ? keep + sq : nullptr, dropout, offset + static_cast<uint32_t>(sq), seed, threshold, keepScale,
+                               ctx + rows, ctx16 ? ctx16 + rows : nullptr, pairs.data(), c32.data());
+        }
+      }
+      return info.Env().Undefined();
+    }
+    headMatmul(HeadOp::RowsByRowsT, Bn, H, Tq, T, Dh, q16, k16, probs);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < Bn * H * Tq; r++) {
       float* row = probs + r * T;
@@ -979,7 +1037,6 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
         for (int64_t j = 0; j < T; j++) out[j] = toBf16(row[j]);
       }
     }
-    uint16_t* ctx16 = U16(info, 23);  // ctx's bf16 copy: the product goes there instead of ctx
     headMatmul(HeadOp::SquareByRows, Bn, H, Tq, T, Dh, p16, v16, ctx16 ? static_cast<void*>(ctx16) : ctx, ctx16 != nullptr);
     return info.Env().Undefined();
   }
@@ -991,19 +1048,20 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
       for (int64_t h = 0; h < H; h++) {
         int64_t kvBase = b * T * W + h * Dh, qBase = b * Tq * W + h * Dh;
         int64_t pOff = (b * H + h) * Tq * T;
+        const int64_t n = lengths ? lengths[b] : T, nq = Tq == T ? n : Tq;  // keys and query rows computed
         float* P = probs + pOff;
-        headGemm(false, true, Tq, T, Dh, q + qBase, W, k + kvBase, W, P, T);
+        headGemm(false, true, nq, n, Dh, q + qBase, W, k + kvBase, W, P, T);
         const float* mrow = mask + b * T;
-        for (int64_t i = 0; i < Tq; i++) softmaxRow(P + i * T, mrow, T, scale);
+        for (int64_t i = 0; i < nq; i++) softmaxRow(P + i * T, mrow, n, scale);
         const float* Pu = P;
         if (dropout) {
-          for (int64_t i = 0; i < Tq; i++) {
+          for (int64_t i = 0; i < nq; i++) {
             const int64_t o = pOff + i * T;
-            dropoutRow(P + i * T, keep + o, offset + static_cast<uint32_t>(o), T, seed, threshold, keepScale, s.data() + i * T);
+            dropoutRow(P + i * T, keep + o, offset + static_cast<uint32_t>(o), n, seed, threshold, keepScale, s.data() + i * T);
           }
           Pu = s.data();
         }
-        headGemm(false, false, Tq, Dh, T, Pu, T, v + kvBase, W, ctx + qBase, W);
+        headGemm(false, false, nq, Dh, n, Pu, T, v + kvBase, W, ctx + qBase, W);
       }
     }
   }
@@ -1020,6 +1078,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   int64_t Bn = N(info, 7), T = N(info, 8), H = N(info, 9), Dh = N(info, 10);
   float *dq = F(info, 11), *dk = F(info, 12), *dv = F(info, 13);
   int64_t Tq = N(info, 14);
+  const int32_t* lengths = OptI32(info, 25);
   int64_t W = H * Dh;
   float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   float keepScale = keep ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
@@ -1042,10 +1101,11 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
       {
         std::vector<uint16_t> s16(static_cast<size_t>(2 * T * Dh + T * T));
         std::vector<float> s32(static_cast<size_t>(T * T));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < Bn * H; bh++) {
-          const int64_t rows = (bh / H) * T * W + (bh % H) * Dh, sq = bh * T * T;
-          attentionHeadBackward(T, Dh, W, q16 + rows, k16 + rows, v16 + rows, probs + sq, pDropped + sq, keep ? keep + sq : nullptr,
+          const int64_t b = bh / H, n = lengths ? std::min(T, (static_cast<int64_t>(lengths[b]) + 15) / 16 * 16) : T;  // as forward
+          const int64_t rows = b * T * W + (bh % H) * Dh, sq = bh * T * T;
+          attentionHeadBackward(n, T, Dh, W, q16 + rows, k16 + rows, v16 + rows, probs + sq, pDropped + sq, keep ? keep + sq : nullptr,
                                 dctx + rows, dctx16 ? dctx16 + rows : nullptr, keepScale, scale, dq + rows, dk + rows, dv + rows,
                                 s16.data(), s32.data());
         }
@@ -1078,20 +1138,22 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
       for (int64_t h = 0; h < H; h++) {
         int64_t kvBase = b * T * W + h * Dh, qBase = b * Tq * W + h * Dh;
         int64_t pOff = (b * H + h) * Tq * T;
+        const int64_t n = lengths ? lengths[b] : T, nq = Tq == T ? n : Tq;  // as forward
         const float* P = probs + pOff;
         const float* Pu = P;
         if (keep) {
-          for (int64_t t = 0; t < Tq * T; t++) pd[t] = keep[pOff + t] ? P[t] * keepScale : 0.0f;
+          for (int64_t i = 0; i < nq; i++)
+            for (int64_t j = 0; j < n; j++) pd[i * T + j] = keep[pOff + i * T + j] ? P[i * T + j] * keepScale : 0.0f;
           Pu = pd.data();
         }
-        headGemm(true, false, T, Dh, Tq, Pu, T, dctx + qBase, W, dv + kvBase, W);  // dV = P'ᵀ dctx
-        headGemm(false, true, Tq, T, Dh, dctx + qBase, W, v + kvBase, W, dp.data(), T);  // dP' = dctx Vᵀ
-        for (int64_t i = 0; i < Tq; i++) {
+        headGemm(true, false, n, Dh, nq, Pu, T, dctx + qBase, W, dv + kvBase, W);  // dV = P'ᵀ dctx
+        headGemm(false, true, nq, n, Dh, dctx + qBase, W, v + kvBase, W, dp.data(), T);  // dP' = dctx Vᵀ
+        for (int64_t i = 0; i < nq; i++) {
           float* d = dp.data() + i * T;
-          softmaxBackwardRow(d, P + i * T, keep ? keep + pOff + i * T : nullptr, T, keepScale, scale, d);
+          softmaxBackwardRow(d, P + i * T, keep ? keep + pOff + i * T : nullptr, n, keepScale, scale, d);
         }
-        headGemm(false, false, Tq, Dh, T, dp.data(), T, k + kvBase, W, dq + qBase, W);  // dQ = dS K
-        headGemm(true, false, T, Dh, Tq, dp.data(), T, q + qBase, W, dk + kvBase, W);  // dK = dSᵀ Q
+        headGemm(false, false, nq, Dh, n, dp.data(), T, k + kvBase, W, dq + qBase, W);  // dQ = dS K
+        headGemm(true, false, n, Dh, nq, dp.data(), T, q + qBase, W, dk + kvBase, W);  // dK = dSᵀ Q
       }
     }
   }

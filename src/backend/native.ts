@@ -101,14 +101,16 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       configure();
       a.attentionForward(f32(q), f32(k), f32(v), mask, s.batch, s.seqLen, s.heads, s.headDim, f32(probs), f32(ctx),
         dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep, s.queryLen ?? s.seqLen,
-        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p), copies?.ctx?.data ?? null);
+        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p), copies?.ctx?.data ?? null,
+        s.lengths ?? null);
       markReady(copies?.q, copies?.k, copies?.v, copies?.p, copies?.ctx);
     },
     attentionBackward(q, k, v, probs, keep, p, dctx, s, dq, dk, dv, copies) {
       configure();
       a.attentionBackward(f32(q), f32(k), f32(v), f32(probs), keep, p, f32(dctx), s.batch, s.seqLen, s.heads, s.headDim,
         f32(dq), f32(dk), f32(dv), s.queryLen ?? s.seqLen,
-        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p), ...copyArgs(copies?.dctx));
+        ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p), ...copyArgs(copies?.dctx),
+        s.lengths ?? null);
       markReady(copies?.q, copies?.k, copies?.v);
     },
     dropoutForward: (x, y, keep, n, spec) => a.dropoutForward(f32(x), f32(y), keep, n, spec.p, spec.seed >>> 0, spec.offset >>> 0),

@@ -2,7 +2,7 @@
  * The TypeScript reference backend: plain loops, float64 accumulation, no tricks. It is the specification the
  * native backend is tested against, and it runs float64 tensors for finite-difference gradient checks.
  */
-import type { Backend, DropoutSpec, FArray } from "./types.js";
+import type { AttentionShape, Backend, DropoutSpec, FArray } from "./types.js";
 import { dropThreshold, streamDraw } from "../util/rng.js";
 
 const TWO_OVER_SQRT_PI = 1.1283791670955126;
@@ -56,6 +56,14 @@ function gemm(
     if (accumulate) for (let j = 0; j < N; j++) C[c + j]! += acc[j]!;
     else for (let j = 0; j < N; j++) C[c + j] = acc[j]!;
   }
+}
+
+/** The keys and query rows sequence b's attention computes (see AttentionShape.lengths). */
+function attentionRows(shape: AttentionShape, b: number): { keys: number; queries: number } {
+  const T = shape.seqLen;
+  const Tq = shape.queryLen ?? T;
+  const keys = shape.lengths?.[b] ?? T;
+  return { keys, queries: Tq === T ? keys : Tq };
 }
 
 function softmaxRowsInPlace(s: Float64Array, rows: number, cols: number): void {
@@ -181,39 +189,43 @@ export const tsBackend: Backend = {
     const Tq = shape.queryLen ?? T;
     const W = H * D;
     const scale = 1 / Math.sqrt(D);
-    const s = new Float64Array(Tq * T);
     const threshold = dropout ? dropThreshold(dropout.p) : 0;
     const keepScale = dropout ? 1 / (1 - dropout.p) : 1;
     for (let b = 0; b < B; b++) {
+      const { keys: n, queries: nq } = attentionRows(shape, b);
+      const s = new Float64Array(nq * n); // this (batch, head)'s scores, then probabilities, rows of n
       for (let h = 0; h < H; h++) {
         const kvBase = b * T * W + h * D; // keys/values of this (batch, head)
         const qBase = b * Tq * W + h * D; // its query rows (and ctx rows)
-        for (let i = 0; i < Tq; i++) {
-          for (let j = 0; j < T; j++) {
+        for (let i = 0; i < nq; i++) {
+          for (let j = 0; j < n; j++) {
             const m = keyMask[b * T + j]!;
             if (m === -Infinity) {
-              s[i * T + j] = -Infinity;
+              s[i * n + j] = -Infinity;
               continue;
             }
             let dot = 0;
             for (let d = 0; d < D; d++) dot += q[qBase + i * W + d]! * k[kvBase + j * W + d]!;
-            s[i * T + j] = dot * scale + m;
+            s[i * n + j] = dot * scale + m;
           }
         }
-        softmaxRowsInPlace(s, Tq, T);
+        softmaxRowsInPlace(s, nq, n);
         const pOff = (b * H + h) * Tq * T;
-        for (let t = 0; t < Tq * T; t++) probs[pOff + t] = s[t]!;
-        if (dropout && keep) {
-          for (let t = 0; t < Tq * T; t++) {
-            const kept = streamDraw(dropout.seed, dropout.offset + pOff + t) >= threshold;
-            keep[pOff + t] = kept ? 1 : 0;
-            s[t] = kept ? s[t]! * keepScale : 0;
+        for (let i = 0; i < nq; i++) {
+          for (let j = 0; j < n; j++) {
+            const t = pOff + i * T + j;
+            probs[t] = s[i * n + j]!;
+            if (dropout && keep) {
+              const kept = streamDraw(dropout.seed, dropout.offset + t) >= threshold;
+              keep[t] = kept ? 1 : 0;
+              s[i * n + j] = kept ? s[i * n + j]! * keepScale : 0;
+            }
           }
         }
-        for (let i = 0; i < Tq; i++) {
+        for (let i = 0; i < nq; i++) {
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let j = 0; j < T; j++) acc += s[i * T + j]! * v[kvBase + j * W + d]!;
+            for (let j = 0; j < n; j++) acc += s[i * n + j]! * v[kvBase + j * W + d]!;
             ctx[qBase + i * W + d] = acc;
           }
         }
@@ -227,49 +239,55 @@ export const tsBackend: Backend = {
     const W = H * D;
     const scale = 1 / Math.sqrt(D);
     const keepScale = keep ? 1 / (1 - dropoutP) : 1;
-    const pd = new Float64Array(Tq * T); // probabilities after dropout
-    const dp = new Float64Array(Tq * T);
     for (let b = 0; b < B; b++) {
+      const { keys: n, queries: nq } = attentionRows(shape, b);
+      const pr = new Float64Array(nq * n); // probabilities, rows of n
+      const pd = new Float64Array(nq * n); // after dropout
+      const dp = new Float64Array(nq * n);
       for (let h = 0; h < H; h++) {
         const kvBase = b * T * W + h * D;
         const qBase = b * Tq * W + h * D;
         const pOff = (b * H + h) * Tq * T;
-        for (let t = 0; t < Tq * T; t++) {
-          pd[t] = keep ? (keep[pOff + t] ? probs[pOff + t]! * keepScale : 0) : probs[pOff + t]!;
+        for (let i = 0; i < nq; i++) {
+          for (let j = 0; j < n; j++) {
+            const t = pOff + i * T + j;
+            pr[i * n + j] = probs[t]!;
+            pd[i * n + j] = keep ? (keep[t] ? probs[t]! * keepScale : 0) : probs[t]!;
+          }
         }
         // dV = P'ᵀ dctx ; dP' = dctx Vᵀ
-        for (let j = 0; j < T; j++) {
+        for (let j = 0; j < n; j++) {
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let i = 0; i < Tq; i++) acc += pd[i * T + j]! * dctx[qBase + i * W + d]!;
+            for (let i = 0; i < nq; i++) acc += pd[i * n + j]! * dctx[qBase + i * W + d]!;
             dv[kvBase + j * W + d] = acc;
           }
         }
-        for (let i = 0; i < Tq; i++) {
-          for (let j = 0; j < T; j++) {
+        for (let i = 0; i < nq; i++) {
+          for (let j = 0; j < n; j++) {
             let acc = 0;
             for (let d = 0; d < D; d++) acc += dctx[qBase + i * W + d]! * v[kvBase + j * W + d]!;
             if (keep) acc = keep[pOff + i * T + j] ? acc * keepScale : 0;
-            dp[i * T + j] = acc;
+            dp[i * n + j] = acc;
           }
         }
         // softmax backward: dS = P ⊙ (dP − Σ_j dP·P), then the 1/√D scale.
-        for (let i = 0; i < Tq; i++) {
+        for (let i = 0; i < nq; i++) {
           let dot = 0;
-          for (let j = 0; j < T; j++) dot += dp[i * T + j]! * probs[pOff + i * T + j]!;
-          for (let j = 0; j < T; j++) dp[i * T + j] = probs[pOff + i * T + j]! * (dp[i * T + j]! - dot) * scale;
+          for (let j = 0; j < n; j++) dot += dp[i * n + j]! * pr[i * n + j]!;
+          for (let j = 0; j < n; j++) dp[i * n + j] = pr[i * n + j]! * (dp[i * n + j]! - dot) * scale;
         }
-        for (let i = 0; i < Tq; i++) {
+        for (let i = 0; i < nq; i++) {
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let j = 0; j < T; j++) acc += dp[i * T + j]! * k[kvBase + j * W + d]!;
+            for (let j = 0; j < n; j++) acc += dp[i * n + j]! * k[kvBase + j * W + d]!;
             dq[qBase + i * W + d] = acc;
           }
         }
-        for (let j = 0; j < T; j++) {
+        for (let j = 0; j < n; j++) {
           for (let d = 0; d < D; d++) {
             let acc = 0;
-            for (let i = 0; i < Tq; i++) acc += dp[i * T + j]! * q[qBase + i * W + d]!;
+            for (let i = 0; i < nq; i++) acc += dp[i * n + j]! * q[qBase + i * W + d]!;
             dk[kvBase + j * W + d] = acc;
           }
         }

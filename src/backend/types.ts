@@ -84,6 +84,13 @@ export interface AttentionShape {
    * q, ctx and their gradients are then [B, H·D] and probs [B, heads, 1, seqLen].
    */
   queryLen?: number;
+  /**
+   * Per sequence, the rows attention has to compute (a packed batch's rows moved to the padded layout): every key at
+   * or beyond lengths[b] is masked (−∞ in keyMask), and, when queries are every row, nothing reads query rows at or
+   * beyond it. A backend may then skip those keys and query rows: it leaves their ctx, dq, dk, dv rows and the probs
+   * (and keep) entries outside [0, n)² unwritten, and its backward reads none of them.
+   */
+  lengths?: Int32Array;
 }
 
 export interface Backend {

@@ -17,8 +17,9 @@
  *
  * Padding costs nothing outside attention: a right-padded batch (every attention mask ones, then zeros) is
  * packed, the padding rows left out of embeddings, linear layers, GELU, dropout and LayerNorms, and attention
- * alone runs on the padded layout (its inputs and outputs are moved between the two). HF computes the padding
- * rows and discards them; nothing a real token computes depends on them, so logits and gradients are the same.
+ * alone runs on the padded layout (its inputs and outputs are moved between the two), told each sequence's length so
+ * that it can skip the padding there too. HF computes the padding rows and discards them; nothing a real token
+ * computes depends on them, so logits and gradients are the same.
  * (A few padding rows are kept, so that row counts come in steps of PACKED_ROWS_MULTIPLE.)
  */
 import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray, LinearBackwardOptions } from "../backend/types.js";
@@ -388,9 +389,10 @@ export class BertForSequenceClassification {
     return dx;
   }
 
-  private attentionShape(input: ModelInput, queryLen: number): AttentionShape {
+  /** With `lengths` (a packed batch in the padded layout, every row a query), attention may skip the padding. */
+  private attentionShape(input: ModelInput, queryLen: number, lengths?: Int32Array): AttentionShape {
     const heads = this.config.num_attention_heads;
-    return { batch: input.batch, seqLen: input.seqLen, heads, headDim: this.config.hidden_size / heads, queryLen };
+    return { batch: input.batch, seqLen: input.seqLen, heads, headDim: this.config.hidden_size / heads, queryLen, lengths };
   }
 
   /** The first row of every sequence in x (its [CLS] token): [B, H]. */
@@ -461,10 +463,11 @@ export class BertForSequenceClassification {
     const kvRows = tokens.rows;
     const rows = clsOnly ? B : tokens.rows;
     const p = `bert.encoder.layer.${l}.`;
-    const shape = this.attentionShape(input, queryLen);
     // Attention runs on the padded layout: packed keys and values are moved there, and so are queries and the
-    // context unless they are the [CLS] rows alone (the same in both layouts).
+    // context unless they are the [CLS] rows alone (the same in both layouts). With every query row moved, it may
+    // skip each sequence's padding rows (see AttentionShape.lengths).
     const moveQuery = tokens.packed && !clsOnly;
+    const shape = this.attentionShape(input, queryLen, moveQuery ? tokens.lengths : undefined);
 
     // bf16 copies of every GEMM input (when the backend uses them): each is converted once, at its first use
     const xCopy = this.copyFor(kvRows * H);
@@ -582,7 +585,7 @@ export class BertForSequenceClassification {
     const dq = this.alloc(B * c.queryLen * H);
     const dk = this.alloc(B * T * H);
     const dv = this.alloc(B * T * H);
-    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen), dq, dk, dv, attention);
+    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen, moveQuery ? tokens.lengths : undefined), dq, dk, dv, attention);
     const packed = (d: FArray, moved: boolean, size: number): FArray => (moved ? this.toPacked(d, this.alloc(size), H, tokens, T) : d);
     // K, V (and Q, when it has every row) add their input gradients onto the residual branch's, dSum1, in place (as
     // for dSum2 above) as the products are stored

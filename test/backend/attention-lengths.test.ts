@@ -1,0 +1,75 @@
+/**
+ * AttentionShape.lengths: attention over a packed batch moved to the padded layout may skip each sequence's padding.
+ * On every backend, the rows it computes equal the same backend's attention over the whole layout, and it leaves
+ * what lies beyond untouched (so a backend that ignored lengths would fail here).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { AttentionShape, Backend } from "../../src/backend/types.js";
+import { Rng } from "../../src/util/rng.js";
+import { EVERY_BACKEND } from "../backends.js";
+import { relErr } from "../helpers.js";
+
+const rng = new Rng(11);
+const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.normal());
+
+// T and the head size multiples of 16: the native bf16 backend runs its per-head kernels, over rows rounded up to 16
+const B = 4, T = 48, H = 2, D = 16, W = H * D;
+const LENGTHS = Int32Array.from([48, 37, 5, 20]);
+/** Rows a backend may compute for sequence b: its length, or up to the next multiple of 16 (native bf16). */
+const maxComputed = (b: number): number => Math.min(T, Math.ceil(LENGTHS[b]! / 16) * 16);
+
+interface Run {
+  probs: Float32Array;
+  keep: Uint8Array;
+  ctx: Float32Array;
+  dq: Float32Array;
+  dk: Float32Array;
+  dv: Float32Array;
+}
+
+for (const backend of EVERY_BACKEND) {
+  test(`[${backend.name}] attention with per-sequence lengths equals attention over the padded layout on the rows it computes`, () => {
+    const n = B * T * W, P = B * H * T * T;
+    const q = rand(n), k = rand(n), v = rand(n), dctx = rand(n);
+    const mask = new Float32Array(B * T);
+    LENGTHS.forEach((len, b) => {
+      mask.fill(-Infinity, b * T + len, b * T + T);
+      dctx.fill(0, (b * T + len) * W, (b * T + T) * W); // nothing reads padding queries: no gradient comes back to them
+    });
+    mask[1 * T + 3] = -Infinity; // a masked key inside a sequence as well
+    const drop = { p: 0.2, seed: 9, offset: 5 };
+    const run = (be: Backend, shape: AttentionShape): Run => {
+      const r: Run = { probs: new Float32Array(P).fill(NaN), keep: new Uint8Array(P).fill(7), ctx: new Float32Array(n), dq: new Float32Array(n), dk: new Float32Array(n), dv: new Float32Array(n) };
+      be.attentionForward(q, k, v, mask, shape, r.probs, r.ctx, drop, r.keep);
+      be.attentionBackward(q, k, v, r.probs, r.keep, drop.p, dctx, shape, r.dq, r.dk, r.dv);
+      return r;
+    };
+    const shape = { batch: B, seqLen: T, heads: H, headDim: D };
+    const full = run(backend, shape);
+    const skipped = run(backend, { ...shape, lengths: LENGTHS });
+
+    // probs index ((b·H + h)·T + i)·T + j; rows of ctx, dq, dk, dv are b·T + i
+    const seq = (p: number): { b: number; i: number; j: number } => ({ b: Math.floor(p / (H * T * T)), i: Math.floor(p / T) % T, j: p % T });
+    const realEntry = (p: number): boolean => {
+      const { b, i, j } = seq(p);
+      return i < LENGTHS[b]! && j < LENGTHS[b]!;
+    };
+    const realRow = (x: number): boolean => Math.floor(x / W) % T < LENGTHS[Math.floor(x / (T * W))]!;
+    for (let p = 0; p < P; p++) {
+      const { b, i, j } = seq(p);
+      if (realEntry(p)) {
+        assert.equal(skipped.keep[p], full.keep[p], `dropout mask at ${p}`);
+      } else if (i >= maxComputed(b) || j >= maxComputed(b)) {
+        assert.ok(Number.isNaN(skipped.probs[p]) && skipped.keep[p] === 7, `probs/keep beyond the computed rows untouched at ${p}`);
+      }
+    }
+    // the same kernels on the same values: only the products' lengths differ
+    const tol = 1e-6;
+    assert.ok(relErr(skipped.probs, full.probs, realEntry) < tol, `probs rel ${relErr(skipped.probs, full.probs, realEntry)}`);
+    for (const key of ["ctx", "dq", "dk", "dv"] as const) {
+      const e = relErr(skipped[key], full[key], realRow);
+      assert.ok(e < tol, `${key} rel ${e}`);
+    }
+  });
+}
