@@ -99,7 +99,7 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       a.layerNormBackward(f32(dy), f32(x), f32(mean), f32(rstd), f32(g), f32(dx), dg && f32(dg), db && f32(db), rows, cols),
     attentionForward(q, k, v, mask, s, probs, ctx, dropout, keep, copies) {
       configure();
-      a.attentionForward(f32(q), f32(k), f32(v), mask, s.batch, s.seqLen, s.heads, s.headDim, f32(probs), f32(ctx),
+      a.attentionForward(f32(q), f32(k), f32(v), mask, s.batch, s.seqLen, s.heads, s.headDim, probs && f32(probs), f32(ctx),
         dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep, s.queryLen ?? s.seqLen,
         ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p), copies?.ctx?.data ?? null,
         s.lengths ?? null);

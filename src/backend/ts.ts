@@ -214,10 +214,10 @@ export const tsBackend: Backend = {
         for (let i = 0; i < nq; i++) {
           for (let j = 0; j < n; j++) {
             const t = pOff + i * T + j;
-            probs[t] = s[i * n + j]!;
-            if (dropout && keep) {
+            if (probs) probs[t] = s[i * n + j]!;
+            if (dropout) {
               const kept = streamDraw(dropout.seed, dropout.offset + t) >= threshold;
-              keep[t] = kept ? 1 : 0;
+              if (keep) keep[t] = kept ? 1 : 0;
               s[i * n + j] = kept ? s[i * n + j]! * keepScale : 0;
             }
           }

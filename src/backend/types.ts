@@ -147,11 +147,12 @@ export interface Backend {
   /**
    * Scaled dot-product attention over q [B·Tq, H·D] and k,v [B·T, H·D] with an additive key mask [B·T] (0 or −∞
    * per key); Tq = shape.queryLen ?? T. Saves the softmax probabilities [B,H,Tq,T] (before dropout) and the
-   * dropout keep-mask.
+   * dropout keep-mask for backward; with `probs` null (no backward will run) neither is kept, so a backend may hold
+   * each head's probabilities in scratch (with `keep` null dropout still applies, its mask unkept).
    */
   attentionForward(
     q: FArray, k: FArray, v: FArray, keyMask: Float32Array, shape: AttentionShape,
-    probs: FArray, ctx: FArray, dropout: DropoutSpec | null, keep: Uint8Array | null, copies?: AttentionCopies | null,
+    probs: FArray | null, ctx: FArray, dropout: DropoutSpec | null, keep: Uint8Array | null, copies?: AttentionCopies | null,
   ): void;
   /** dq, dk, dv overwritten. */
   attentionBackward(

@@ -479,7 +479,7 @@ export class BertForSequenceClassification {
     const attention: AttentionCopies | null = xCopy
       ? {
           q: this.copyFor(B * queryLen * H)!, k: this.copyFor(B * T * H)!, v: this.copyFor(B * T * H)!,
-          p: this.copyFor(B * shape.heads * queryLen * T)!, ctx: moveQuery ? tempCopy(B * T * H)! : ctxCopy!,
+          p: save ? this.copyFor(B * shape.heads * queryLen * T)! : undefined, ctx: moveQuery ? tempCopy(B * T * H)! : ctxCopy!,
         }
       : null;
     const copies: LayerCopies = {
@@ -510,10 +510,12 @@ export class BertForSequenceClassification {
     const q = project(`${p}attention.self.query`, xq, rows, copies.xq, moveQuery, attention?.q);
     const k = project(`${p}attention.self.key`, x, kvRows, copies.x, tokens.packed, attention?.k);
     const v = project(`${p}attention.self.value`, x, kvRows, copies.x, tokens.packed, attention?.v);
-    const probs = this.alloc(B * shape.heads * queryLen * T);
+    // probabilities and dropout mask are kept for backward only (without, the backend may hold them in scratch)
+    const nProbs = B * shape.heads * queryLen * T;
+    const probs = save ? this.alloc(nProbs) : null;
     const paddedCtx = moveQuery ? this.allocTemp(B * T * H) : gemmInput(rows * H);
-    const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, probs.length) : null;
-    const attnKeep = attnDrop ? this.current.byte(probs.length) : null;
+    const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, nProbs) : null;
+    const attnKeep = attnDrop && save ? this.current.byte(nProbs) : null;
     this.backend.attentionForward(q, k, v, keyMask, shape, probs, paddedCtx, attnDrop, attnKeep, copies.attention);
     let ctx = paddedCtx;
     if (moveQuery) {
@@ -539,7 +541,7 @@ export class BertForSequenceClassification {
 
     const cache: LayerCache | null = save
       ? {
-          x, xq, copies, queryLen, q, k, v, probs, attnKeep, ctx, drop1: ln1.drop, sum1: ln1.sum, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
+          x, xq, copies, queryLen, q, k, v, probs: probs!, attnKeep, ctx, drop1: ln1.drop, sum1: ln1.sum, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
           inter, act, drop2: ln2.drop, sum2: ln2.sum, mean2: ln2.mean, rstd2: ln2.rstd,
         }
       : null;

@@ -1,7 +1,9 @@
 /**
- * AttentionShape.lengths: attention over a packed batch moved to the padded layout may skip each sequence's padding.
- * On every backend, the rows it computes equal the same backend's attention over the whole layout, and it leaves
- * what lies beyond untouched (so a backend that ignored lengths would fail here).
+ * Attention's options, on every backend:
+ * - AttentionShape.lengths: attention over a packed batch moved to the padded layout may skip each sequence's
+ *   padding. The rows it computes equal the same backend's attention over the whole layout, and it leaves what lies
+ *   beyond untouched (so a backend that ignored lengths would fail here).
+ * - probs null (inference: nothing kept for backward): the same context as with the probabilities kept.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -70,6 +72,25 @@ for (const backend of EVERY_BACKEND) {
     for (const key of ["ctx", "dq", "dk", "dv"] as const) {
       const e = relErr(skipped[key], full[key], realRow);
       assert.ok(e < tol, `${key} rel ${e}`);
+    }
+  });
+}
+
+for (const backend of EVERY_BACKEND) {
+  test(`[${backend.name}] attention keeping no probabilities (inference) gives the context it gives when keeping them`, () => {
+    for (const shape of [{ batch: 3, seqLen: 32, heads: 2, headDim: 16 }, { batch: 2, seqLen: 12, heads: 2, headDim: 8 }, { batch: 2, seqLen: 32, heads: 2, headDim: 16, queryLen: 1 }]) {
+      const { batch: b, seqLen: t, heads: h, headDim: d } = shape;
+      const tq = shape.queryLen ?? t;
+      const kn = b * t * h * d, qn = b * tq * h * d, p = b * h * tq * t;
+      const q = rand(qn), k = rand(kn), v = rand(kn);
+      const mask = Float32Array.from({ length: b * t }, (_, i) => (i % t >= t - 3 ? -Infinity : 0));
+      for (const drop of [null, { p: 0.25, seed: 4, offset: 9 }]) {
+        const kept = new Float32Array(qn), unkept = new Float32Array(qn);
+        backend.attentionForward(q, k, v, mask, shape, new Float32Array(p), kept, drop, drop && new Uint8Array(p));
+        backend.attentionForward(q, k, v, mask, shape, null, unkept, drop, null);
+        const e = relErr(unkept, kept);
+        assert.ok(e < 1e-6, `T=${t} D=${d} Tq=${tq} dropout ${drop?.p ?? 0}: ctx rel ${e}`);
+      }
     }
   });
 }
