@@ -976,6 +976,11 @@ void attentionHeadBackward(int64_t, int64_t, int64_t, int64_t, const uint16_t*, 
                            uint16_t*, float*) {}
 #endif
 
+// Rows sequence b's attention computes (AttentionShape.lengths): its length, or T without lengths; the per-head bf16
+// kernels round it up to their tile of 16 (the keys in between are masked).
+inline int64_t attendedRows(const int32_t* lengths, int64_t b, int64_t T) { return lengths ? lengths[b] : T; }
+inline int64_t headTileRows(const int32_t* lengths, int64_t b, int64_t T) { return std::min(T, (attendedRows(lengths, b, T) + 15) / 16 * 16); }
+
 // The per-head backward needs every query row (Tq = T) and tiles of 16 along T and the head size.
 inline bool useHeadKernels(int64_t T, int64_t Tq, int64_t Dh) {
   return kHeadKernels && Tq == T && T % 16 == 0 && Dh % 16 == 0;
@@ -988,7 +993,7 @@ inline bool useHeadKernels(int64_t T, int64_t Tq, int64_t Dh) {
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float *q = F(info, 0), *k = F(info, 1), *v = F(info, 2), *mask = F(info, 3);
   int64_t Bn = N(info, 4), T = N(info, 5), H = N(info, 6), Dh = N(info, 7);
-  float *probs = F(info, 8), *ctx = F(info, 9);  // probs null: nothing kept for backward (then neither is keep)
+  float *probs = F(info, 8), *ctx = F(info, 9);  // probs null: nothing is kept for backward
   bool dropout = !info[10].IsNull();
   double p = dropout ? D(info, 10) : 0;
   uint32_t seed = dropout ? static_cast<uint32_t>(N(info, 11)) : 0, offset = dropout ? static_cast<uint32_t>(N(info, 12)) : 0;
@@ -1018,7 +1023,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
       std::vector<uint8_t> sk(keep || !dropout ? 0 : static_cast<size_t>(T * T));
 #pragma omp for schedule(dynamic)
       for (int64_t bh = 0; bh < Bn * H; bh++) {
-        const int64_t b = bh / H, n = lengths ? std::min(T, (static_cast<int64_t>(lengths[b]) + 15) / 16 * 16) : T;
+        const int64_t b = bh / H, n = headTileRows(lengths, b, T);
         const int64_t rows = b * T * W + (bh % H) * Dh, sq = bh * T * T;
         attentionHeadForward(n, T, Dh, W, q16 + rows, k16 + rows, v16 + rows, mask + b * T, scale, probs ? probs + sq : sp.data(),
                              pKept ? pKept + sq : sp16.data(), keep ? keep + sq : sk.data(), dropout, offset + static_cast<uint32_t>(sq),
@@ -1070,7 +1075,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
       for (int64_t h = 0; h < H; h++) {
         int64_t kvBase = b * T * W + h * Dh, qBase = b * Tq * W + h * Dh;
         int64_t pOff = (b * H + h) * Tq * T;
-        const int64_t n = lengths ? lengths[b] : T, nq = Tq == T ? n : Tq;  // keys and query rows computed
+        const int64_t n = attendedRows(lengths, b, T), nq = Tq == T ? n : Tq;  // keys and query rows computed
         float* P = probs + pOff;
         headGemm(false, true, nq, n, Dh, q + qBase, W, k + kvBase, W, P, T);
         const float* mrow = mask + b * T;
@@ -1125,7 +1130,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
         std::vector<float> s32(static_cast<size_t>(T * T));
 #pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < Bn * H; bh++) {
-          const int64_t b = bh / H, n = lengths ? std::min(T, (static_cast<int64_t>(lengths[b]) + 15) / 16 * 16) : T;  // as forward
+          const int64_t b = bh / H, n = headTileRows(lengths, b, T);  // as forward
           const int64_t rows = b * T * W + (bh % H) * Dh, sq = bh * T * T;
           attentionHeadBackward(n, T, Dh, W, q16 + rows, k16 + rows, v16 + rows, probs + sq, pDropped + sq, keep ? keep + sq : nullptr,
                                 dctx + rows, dctx16 ? dctx16 + rows : nullptr, keepScale, scale, dq + rows, dk + rows, dv + rows,
@@ -1160,7 +1165,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
       for (int64_t h = 0; h < H; h++) {
         int64_t kvBase = b * T * W + h * Dh, qBase = b * Tq * W + h * Dh;
         int64_t pOff = (b * H + h) * Tq * T;
-        const int64_t n = lengths ? lengths[b] : T, nq = Tq == T ? n : Tq;  // as forward
+        const int64_t n = attendedRows(lengths, b, T), nq = Tq == T ? n : Tq;  // as forward
         const float* P = probs + pOff;
         const float* Pu = P;
         if (keep) {

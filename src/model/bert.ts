@@ -15,7 +15,7 @@
  * last layer computes keys and values for all tokens but its query, attention output, feed-forward and
  * LayerNorms for the [CLS] rows alone (exactly the same logits and gradients; ≈7% of a BERT-base step).
  *
- * Padding costs nothing outside attention: a right-padded batch (every attention mask ones, then zeros) is
+ * Padding costs next to nothing: a right-padded batch (every attention mask ones, then zeros) is
  * packed, the padding rows left out of embeddings, linear layers, GELU, dropout and LayerNorms, and attention
  * alone runs on the padded layout (its inputs and outputs are moved between the two), told each sequence's length so
  * that it can skip the padding there too. HF computes the padding rows and discards them; nothing a real token
