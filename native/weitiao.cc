@@ -902,16 +902,17 @@ void pairColumns(const uint16_t* src, int64_t ld, int64_t N, int64_t K, uint16_t
   }
 }
 
-// Forward for one (batch, head) pair over its first n query and key rows (n % 16 == 0; the keys beyond are masked):
-// pointers are at the head's first element; q/k/v and ctx rows have stride W, probs/keep/pDropped rows stride ld.
-// ctx is stored in fp32, or in bf16 to ctx16 when given. Dropout draws at counter + i·ld + j, as the batched path.
-// Scratch: n·Dh bf16 pairs and n·Dh fp32.
-void attentionHeadForward(int64_t n, int64_t ld, int64_t Dh, int64_t W, const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                          const float* mrow, float scale, float* probs, uint16_t* pDropped, uint8_t* keep, bool dropout,
-                          uint32_t counter, uint32_t seed, uint32_t threshold, float keepScale, float* ctx, uint16_t* ctx16,
-                          uint16_t* pairs, float* c32) {
-  pairColumns(k, W, n, Dh, pairs);
-  gemmPairs<false>(n, n, Dh, q, W, pairs, probs, ld);  // S = Q Kᵀ
+// Forward for one (batch, head) pair over its first n query and key rows (n % 16 == 0; the keys beyond its own are
+// masked): pointers are at the head's first element; q/k/v rows have stride ldx, ctx rows stride W, probs/keep/pDropped
+// rows stride ld. ctx is stored for the first `rows` rows (a packed batch's next sequence follows them), in fp32, or in
+// bf16 to ctx16 when given. Dropout draws at counter + i·ld + j, as the batched path. Scratch: n·Dh bf16 pairs and
+// n·Dh fp32.
+void attentionHeadForward(int64_t n, int64_t rows, int64_t ld, int64_t Dh, int64_t W, int64_t ldx, const uint16_t* q, const uint16_t* k,
+                          const uint16_t* v, const float* mrow, float scale, float* probs, uint16_t* pDropped, uint8_t* keep,
+                          bool dropout, uint32_t counter, uint32_t seed, uint32_t threshold, float keepScale, float* ctx,
+                          uint16_t* ctx16, uint16_t* pairs, float* c32) {
+  pairColumns(k, ldx, n, Dh, pairs);
+  gemmPairs<false>(n, n, Dh, q, ldx, pairs, probs, ld);  // S = Q Kᵀ
   for (int64_t i = 0; i < n; i++) {
     float* row = probs + i * ld;
     softmaxRow(row, mrow, n, scale);
@@ -922,64 +923,114 @@ void attentionHeadForward(int64_t n, int64_t ld, int64_t Dh, int64_t W, const ui
       for (int64_t j = 0; j < n; j++) pDropped[i * ld + j] = toBf16(row[j]);
     }
   }
-  pairRows(v, W, n, Dh, pairs);
-  if (!ctx16) {
-    gemmPairs<false>(n, Dh, n, pDropped, ld, pairs, ctx, W);  // ctx = P' V
-    return;
-  }
-  gemmPairs<false>(n, Dh, n, pDropped, ld, pairs, c32, Dh);
-  for (int64_t i = 0; i < n; i++) {
+  pairRows(v, ldx, n, Dh, pairs);
+  gemmPairs<false>(n, Dh, n, pDropped, ld, pairs, c32, Dh);  // ctx = P' V
+  for (int64_t i = 0; i < rows; i++) {
+    if (ctx16) {
 #pragma omp simd
-    for (int64_t d = 0; d < Dh; d++) ctx16[i * W + d] = toBf16(c32[i * Dh + d]);
+      for (int64_t d = 0; d < Dh; d++) ctx16[i * W + d] = toBf16(c32[i * Dh + d]);
+    } else {
+      std::memcpy(ctx + i * W, c32 + i * Dh, sizeof(float) * Dh);
+    }
   }
 }
 
-// Backward for one (batch, head) pair over its first n query and key rows (n % 16 == 0; the keys beyond are masked);
-// pointers are at the head's first element. q/k/v/dctx/dq/dk/dv rows have stride W; probs, pDropped and keep rows
-// stride ld. Scratch: 2·n·Dh + n·n bf16 and n·n fp32.
-void attentionHeadBackward(int64_t n, int64_t ld, int64_t Dh, int64_t W, const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                           const float* probs, const uint16_t* pDropped, const uint8_t* keep, const float* dctx,
-                           const uint16_t* dctx16, float keepScale, float scale, float* dq, float* dk, float* dv,
-                           uint16_t* s16, float* s32) {
+// Backward for one (batch, head) pair over its first n query and key rows (n % 16 == 0; the keys beyond its own are
+// masked); pointers are at the head's first element. q/k/v rows have stride ldx; dctx/dq/dk/dv rows stride W; probs,
+// pDropped and keep rows stride ld. dctx is read for the first `rows` rows (zero after: a packed batch's next sequence
+// follows them); with `stage`, dq/dk/dv are made in o32 ([3, n, Dh]) and stored for those rows alone, else all n rows
+// go straight to them. Scratch: 2·n·Dh + n·n bf16 and n·n fp32.
+void attentionHeadBackward(int64_t n, int64_t rows, int64_t ld, int64_t Dh, int64_t W, int64_t ldx, const uint16_t* q, const uint16_t* k,
+                           const uint16_t* v, const float* probs, const uint16_t* pDropped, const uint8_t* keep, const float* dctx,
+                           const uint16_t* dctx16, float keepScale, float scale, float* dq, float* dk, float* dv, bool stage,
+                           uint16_t* s16, float* s32, float* o32) {
   uint16_t* pairs = s16 + n * Dh;  // the B operand of the product at hand
   uint16_t* ds = pairs + n * Dh;   // dS in bf16, [n, n]
-  // dctx in bf16: the caller's copy (rows of stride W), or converted here into s16 ([n, Dh])
+  // dctx in bf16: the caller's copy (rows of stride W), or made here in s16 ([n, Dh])
   const uint16_t* d16 = dctx16;
   int64_t ldd = W;
-  if (!d16) {
+  if (!d16 || rows < n) {
     // (not convertBf16To: this runs inside the per-head parallel loop, and opening its region per head costs ≈10%)
     for (int64_t i = 0; i < n; i++) {
+      if (i >= rows) {
+        std::fill(s16 + i * Dh, s16 + (i + 1) * Dh, uint16_t{0});
+      } else if (dctx16) {
+        std::memcpy(s16 + i * Dh, dctx16 + i * W, sizeof(uint16_t) * Dh);
+      } else {
 #pragma omp simd
-      for (int64_t d = 0; d < Dh; d++) s16[i * Dh + d] = toBf16(dctx[i * W + d]);
+        for (int64_t d = 0; d < Dh; d++) s16[i * Dh + d] = toBf16(dctx[i * W + d]);
+      }
     }
     d16 = s16;
     ldd = Dh;
   }
+  float *oq = stage ? o32 : dq, *ok = stage ? o32 + n * Dh : dk, *ov = stage ? o32 + 2 * n * Dh : dv;
+  const int64_t ldo = stage ? Dh : W;
   pairRows(d16, ldd, n, Dh, pairs);
-  gemmPairs<true>(n, Dh, n, pDropped, ld, pairs, dv, W);  // dV = P'ᵀ dctx
-  pairColumns(v, W, n, Dh, pairs);
+  gemmPairs<true>(n, Dh, n, pDropped, ld, pairs, ov, ldo);  // dV = P'ᵀ dctx
+  pairColumns(v, ldx, n, Dh, pairs);
   gemmPairs<false>(n, n, Dh, d16, ldd, pairs, s32, n);  // dP' = dctx Vᵀ
   for (int64_t i = 0; i < n; i++)
     softmaxBackwardRow(s32 + i * n, probs + i * ld, keep ? keep + i * ld : nullptr, n, keepScale, scale, ds + i * n);
-  pairRows(k, W, n, Dh, pairs);
-  gemmPairs<false>(n, Dh, n, ds, n, pairs, dq, W);  // dQ = dS K
-  pairRows(q, W, n, Dh, pairs);
-  gemmPairs<true>(n, Dh, n, ds, n, pairs, dk, W);  // dK = dSᵀ Q
+  pairRows(k, ldx, n, Dh, pairs);
+  gemmPairs<false>(n, Dh, n, ds, n, pairs, oq, ldo);  // dQ = dS K
+  pairRows(q, ldx, n, Dh, pairs);
+  gemmPairs<true>(n, Dh, n, ds, n, pairs, ok, ldo);  // dK = dSᵀ Q
+  if (stage) {
+    for (int64_t i = 0; i < rows; i++) {
+      std::memcpy(dq + i * W, oq + i * Dh, sizeof(float) * Dh);
+      std::memcpy(dk + i * W, ok + i * Dh, sizeof(float) * Dh);
+      std::memcpy(dv + i * W, ov + i * Dh, sizeof(float) * Dh);
+    }
+  }
+}
+
+// q, k, v of one (sequence, head) for the per-head kernels: in place (stride W), or, where the sequence's n rows run
+// past the end of a packed batch (`available` rows left), copied into `tail` ([3, n, Dh], zeros after) so that the
+// kernels read only finite values (masked keys still multiply: a NaN there would spread).
+struct HeadInputs {
+  const uint16_t *q, *k, *v;
+  int64_t ld;
+};
+inline HeadInputs headInputs(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t n, int64_t available, int64_t Dh,
+                             int64_t W, uint16_t* tail) {
+  if (available >= n) return {q, k, v, W};
+  const uint16_t* src[3] = {q, k, v};
+  for (int m = 0; m < 3; m++) {
+    uint16_t* t = tail + m * n * Dh;
+    std::fill(t, t + n * Dh, uint16_t{0});
+    for (int64_t i = 0; i < available; i++) std::memcpy(t + i * Dh, src[m] + i * W, sizeof(uint16_t) * Dh);
+  }
+  return {tail, tail + n * Dh, tail + 2 * n * Dh, Dh};
 }
 #else
 constexpr bool kHeadKernels = false;
-void attentionHeadForward(int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*, const float*,
-                          float, float*, uint16_t*, uint8_t*, bool, uint32_t, uint32_t, uint32_t, float, float*, uint16_t*,
-                          uint16_t*, float*) {}
-void attentionHeadBackward(int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*, const float*,
-                           const uint16_t*, const uint8_t*, const float*, const uint16_t*, float, float, float*, float*, float*,
-                           uint16_t*, float*) {}
+void attentionHeadForward(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*,
+                          const float*, float, float*, uint16_t*, uint8_t*, bool, uint32_t, uint32_t, uint32_t, float, float*,
+                          uint16_t*, uint16_t*, float*) {}
+void attentionHeadBackward(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*,
+                           const float*, const uint16_t*, const uint8_t*, const float*, const uint16_t*, float, float, float*, float*,
+                           float*, bool, uint16_t*, float*, float*) {}
+struct HeadInputs {
+  const uint16_t *q, *k, *v;
+  int64_t ld;
+};
+inline HeadInputs headInputs(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t, int64_t, int64_t, int64_t W, uint16_t*) {
+  return {q, k, v, W};
+}
 #endif
 
 // Rows sequence b's attention computes (AttentionShape.lengths): its length, or T without lengths; the per-head bf16
 // kernels round it up to their tile of 16 (the keys in between are masked).
 inline int64_t attendedRows(const int32_t* lengths, int64_t b, int64_t T) { return lengths ? lengths[b] : T; }
 inline int64_t headTileRows(const int32_t* lengths, int64_t b, int64_t T) { return std::min(T, (attendedRows(lengths, b, T) + 15) / 16 * 16); }
+
+// AttentionShape.starts (argument i), checked: packed rows come with lengths and every query row.
+const int32_t* packedStarts(const Napi::CallbackInfo& info, size_t i, const int32_t* lengths, int64_t T, int64_t Tq) {
+  const int32_t* starts = OptI32(info, i);
+  if (starts && (!lengths || Tq != T)) throw Napi::Error::New(info.Env(), "attention: packed rows (starts) need lengths and every query row");
+  return starts;
+}
 
 // The per-head backward needs every query row (Tq = T) and tiles of 16 along T and the head size.
 inline bool useHeadKernels(int64_t T, int64_t Tq, int64_t Dh) {
@@ -1004,18 +1055,20 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   uint32_t threshold = dropThreshold(p);
   float keepScale = dropout ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
   const int32_t* lengths = OptI32(info, 24);
+  const int32_t* starts = packedStarts(info, 25, lengths, T, Tq);
+  const int64_t rowsIn = starts ? starts[Bn - 1] + lengths[Bn - 1] : Bn * T;  // rows of k and v (and of q unless Tq = 1)
   const int64_t np = Bn * H * Tq * T;
   uint16_t* pKept = U16(info, 21);  // P' in bf16 for backward to keep, or null
   if (g_bf16 && useHeadKernels(T, Tq, Dh) && (lengths || !probs)) {
     // Per (sequence, head): over its rows rounded up to 16 (the kernels' tile) when lengths are given, and with nothing
     // kept (inference) its probabilities stay in per-thread scratch instead of going through memory.
-    const uint16_t* q16 = bf16Input(q, Bn * Tq, W, copyArg(info, 15), g_q16);
-    const uint16_t* k16 = bf16Input(k, Bn * T, W, copyArg(info, 17), g_k16);
-    const uint16_t* v16 = bf16Input(v, Bn * T, W, copyArg(info, 19), g_v16);
+    const uint16_t* q16 = bf16Input(q, rowsIn, W, copyArg(info, 15), g_q16);
+    const uint16_t* k16 = bf16Input(k, rowsIn, W, copyArg(info, 17), g_k16);
+    const uint16_t* v16 = bf16Input(v, rowsIn, W, copyArg(info, 19), g_v16);
     uint16_t* ctx16 = U16(info, 23);
 #pragma omp parallel
     {
-      std::vector<uint16_t> pairs(static_cast<size_t>(T * Dh));
+      std::vector<uint16_t> pairs(static_cast<size_t>(T * Dh)), tail(static_cast<size_t>(starts ? 3 * T * Dh : 0));
       std::vector<float> c32(static_cast<size_t>(T * Dh));
       // one head's [T, T] blocks of what is not kept (rows of T, as in the full arrays, so dropout draws alike)
       std::vector<float> sp(probs ? 0 : static_cast<size_t>(T * T));
@@ -1023,11 +1076,13 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
       std::vector<uint8_t> sk(keep || !dropout ? 0 : static_cast<size_t>(T * T));
 #pragma omp for schedule(dynamic)
       for (int64_t bh = 0; bh < Bn * H; bh++) {
-        const int64_t b = bh / H, n = headTileRows(lengths, b, T);
-        const int64_t rows = b * T * W + (bh % H) * Dh, sq = bh * T * T;
-        attentionHeadForward(n, T, Dh, W, q16 + rows, k16 + rows, v16 + rows, mask + b * T, scale, probs ? probs + sq : sp.data(),
-                             pKept ? pKept + sq : sp16.data(), keep ? keep + sq : sk.data(), dropout, offset + static_cast<uint32_t>(sq),
-                             seed, threshold, keepScale, ctx + rows, ctx16 ? ctx16 + rows : nullptr, pairs.data(), c32.data());
+        const int64_t b = bh / H, n = headTileRows(lengths, b, T), first = starts ? starts[b] : b * T;
+        const int64_t at = first * W + (bh % H) * Dh, sq = bh * T * T;
+        const HeadInputs in = headInputs(q16 + at, k16 + at, v16 + at, n, rowsIn - first, Dh, W, tail.data());
+        attentionHeadForward(n, starts ? attendedRows(lengths, b, T) : n, T, Dh, W, in.ld, in.q, in.k, in.v, mask + b * T, scale,
+                             probs ? probs + sq : sp.data(), pKept ? pKept + sq : sp16.data(), keep ? keep + sq : sk.data(), dropout,
+                             offset + static_cast<uint32_t>(sq), seed, threshold, keepScale, ctx + at, ctx16 ? ctx16 + at : nullptr,
+                             pairs.data(), c32.data());
       }
     }
     return info.Env().Undefined();
@@ -1041,6 +1096,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     keep = g_keep.data();
   }
   if (g_bf16) {
+    if (starts) throw Napi::Error::New(info.Env(), "attentionForward: packed rows need the per-head kernels (see packedAttention)");
     const uint16_t* q16 = bf16Input(q, Bn * Tq, W, copyArg(info, 15), g_q16);
     const uint16_t* k16 = bf16Input(k, Bn * T, W, copyArg(info, 17), g_k16);
     const uint16_t* v16 = bf16Input(v, Bn * T, W, copyArg(info, 19), g_v16);
@@ -1073,7 +1129,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < Bn; b++) {
       for (int64_t h = 0; h < H; h++) {
-        int64_t kvBase = b * T * W + h * Dh, qBase = b * Tq * W + h * Dh;
+        const int64_t kvBase = (starts ? starts[b] : b * T) * W + h * Dh, qBase = starts ? kvBase : b * Tq * W + h * Dh;
         int64_t pOff = (b * H + h) * Tq * T;
         const int64_t n = attendedRows(lengths, b, T), nq = Tq == T ? n : Tq;  // keys and query rows computed
         float* P = probs + pOff;
@@ -1106,14 +1162,16 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   float *dq = F(info, 11), *dk = F(info, 12), *dv = F(info, 13);
   int64_t Tq = N(info, 14);
   const int32_t* lengths = OptI32(info, 25);
+  const int32_t* starts = packedStarts(info, 26, lengths, T, Tq);
+  const int64_t rowsIn = starts ? starts[Bn - 1] + lengths[Bn - 1] : Bn * T;  // rows of k and v (and of q unless Tq = 1)
   int64_t W = H * Dh;
   float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   float keepScale = keep ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
   if (g_bf16) {
     const int64_t np = Bn * H * Tq * T;
-    const uint16_t* q16 = bf16Input(q, Bn * Tq, W, copyArg(info, 15), g_q16);
-    const uint16_t* k16 = bf16Input(k, Bn * T, W, copyArg(info, 17), g_k16);
-    const uint16_t* v16 = bf16Input(v, Bn * T, W, copyArg(info, 19), g_v16);
+    const uint16_t* q16 = bf16Input(q, starts ? rowsIn : Bn * Tq, W, copyArg(info, 15), g_q16);
+    const uint16_t* k16 = bf16Input(k, rowsIn, W, copyArg(info, 17), g_k16);
+    const uint16_t* v16 = bf16Input(v, rowsIn, W, copyArg(info, 19), g_v16);
     const CopyArg kept = copyArg(info, 21), dctxCopy = copyArg(info, 23);
     const uint16_t* dctx16 = dctxCopy.ready ? dctxCopy.data : nullptr;
     const uint16_t* pDropped = kept.data;
@@ -1126,19 +1184,21 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     if (useHeadKernels(T, Tq, Dh)) {
 #pragma omp parallel
       {
-        std::vector<uint16_t> s16(static_cast<size_t>(2 * T * Dh + T * T));
-        std::vector<float> s32(static_cast<size_t>(T * T));
+        std::vector<uint16_t> s16(static_cast<size_t>(2 * T * Dh + T * T)), tail(static_cast<size_t>(starts ? 3 * T * Dh : 0));
+        std::vector<float> s32(static_cast<size_t>(T * T)), o32(static_cast<size_t>(starts ? 3 * T * Dh : 0));
 #pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < Bn * H; bh++) {
-          const int64_t b = bh / H, n = headTileRows(lengths, b, T);  // as forward
-          const int64_t rows = b * T * W + (bh % H) * Dh, sq = bh * T * T;
-          attentionHeadBackward(n, T, Dh, W, q16 + rows, k16 + rows, v16 + rows, probs + sq, pDropped + sq, keep ? keep + sq : nullptr,
-                                dctx + rows, dctx16 ? dctx16 + rows : nullptr, keepScale, scale, dq + rows, dk + rows, dv + rows,
-                                s16.data(), s32.data());
+          const int64_t b = bh / H, n = headTileRows(lengths, b, T), first = starts ? starts[b] : b * T;  // as forward
+          const int64_t at = first * W + (bh % H) * Dh, sq = bh * T * T;
+          const HeadInputs in = headInputs(q16 + at, k16 + at, v16 + at, n, rowsIn - first, Dh, W, tail.data());
+          attentionHeadBackward(n, attendedRows(lengths, b, T), T, Dh, W, in.ld, in.q, in.k, in.v, probs + sq, pDropped + sq,
+                                keep ? keep + sq : nullptr, dctx ? dctx + at : nullptr, dctx16 ? dctx16 + at : nullptr, keepScale, scale,
+                                dq + at, dk + at, dv + at, starts != nullptr, s16.data(), s32.data(), o32.data());
         }
       }
       return info.Env().Undefined();
     }
+    if (starts) throw Napi::Error::New(info.Env(), "attentionBackward: packed rows need the per-head kernels (see packedAttention)");
     if (!dctx16) {
       convertBf16(dctx, Bn * Tq, W, W, g_d16);
       dctx16 = g_d16.data();
@@ -1163,7 +1223,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < Bn; b++) {
       for (int64_t h = 0; h < H; h++) {
-        int64_t kvBase = b * T * W + h * Dh, qBase = b * Tq * W + h * Dh;
+        const int64_t kvBase = (starts ? starts[b] : b * T) * W + h * Dh, qBase = starts ? kvBase : b * Tq * W + h * Dh;
         int64_t pOff = (b * H + h) * Tq * T;
         const int64_t n = attendedRows(lengths, b, T), nq = Tq == T ? n : Tq;  // as forward
         const float* P = probs + pOff;
@@ -1335,6 +1395,12 @@ Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), ok);
 }
 
+// Whether attention takes packed rows (AttentionShape.starts) at this shape: arguments bf16?, T, Tq, head size.
+Napi::Value PackedAttention(const Napi::CallbackInfo& info) {
+  const int64_t T = N(info, 1), Tq = N(info, 2), Dh = N(info, 3);
+  return Napi::Boolean::New(info.Env(), B(info, 0) ? useHeadKernels(T, Tq, Dh) : Tq == T);
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   const dnnl_version_t* ver = dnnl_version();
@@ -1356,6 +1422,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  exports.Set("packedAttention", Napi::Function::New(env, PackedAttention));
   exports.Set("dropoutForward", Napi::Function::New(env, DropoutForward));
   exports.Set("dropoutAddLayerNorm", Napi::Function::New(env, DropoutAddLayerNorm));
   exports.Set("dropoutBackward", Napi::Function::New(env, DropoutBackward));

@@ -102,7 +102,7 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       a.attentionForward(f32(q), f32(k), f32(v), mask, s.batch, s.seqLen, s.heads, s.headDim, probs && f32(probs), f32(ctx),
         dropout ? dropout.p : null, dropout?.seed ?? 0, dropout?.offset ?? 0, keep, s.queryLen ?? s.seqLen,
         ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p), copies?.ctx?.data ?? null,
-        s.lengths ?? null);
+        s.lengths ?? null, s.starts ?? null);
       markReady(copies?.q, copies?.k, copies?.v, copies?.p, copies?.ctx);
     },
     attentionBackward(q, k, v, probs, keep, p, dctx, s, dq, dk, dv, copies) {
@@ -110,9 +110,10 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
       a.attentionBackward(f32(q), f32(k), f32(v), f32(probs), keep, p, f32(dctx), s.batch, s.seqLen, s.heads, s.headDim,
         f32(dq), f32(dk), f32(dv), s.queryLen ?? s.seqLen,
         ...copyArgs(copies?.q), ...copyArgs(copies?.k), ...copyArgs(copies?.v), ...copyArgs(copies?.p), ...copyArgs(copies?.dctx),
-        s.lengths ?? null);
+        s.lengths ?? null, s.starts ?? null);
       markReady(copies?.q, copies?.k, copies?.v);
     },
+    packedAttention: (s) => a.packedAttention(bf16, s.seqLen, s.queryLen ?? s.seqLen, s.headDim),
     dropoutForward: (x, y, keep, n, spec) => a.dropoutForward(f32(x), f32(y), keep, n, spec.p, spec.seed >>> 0, spec.offset >>> 0),
     dropoutAddLayerNorm(x, residual, g, b, sum, y, mean, rstd, rows, cols, eps, dropout, keep, yCopy) {
       a.dropoutAddLayerNorm(f32(x), f32(residual), f32(g), f32(b), f32(sum), f32(y), f32(mean), f32(rstd), rows, cols, eps,

@@ -58,12 +58,16 @@ function gemm(
   }
 }
 
-/** The keys and query rows sequence b's attention computes (see AttentionShape.lengths). */
-function attentionRows(shape: AttentionShape, b: number): { keys: number; queries: number } {
+/**
+ * The keys and query rows sequence b's attention computes (see AttentionShape.lengths), and the first row of its
+ * keys/values and of its queries/context in q, k, v, ctx (padded layout, or packed with AttentionShape.starts).
+ */
+function attentionRows(shape: AttentionShape, b: number): { keys: number; queries: number; kvRow: number; qRow: number } {
   const T = shape.seqLen;
   const Tq = shape.queryLen ?? T;
   const keys = shape.lengths?.[b] ?? T;
-  return { keys, queries: Tq === T ? keys : Tq };
+  const kvRow = shape.starts ? shape.starts[b]! : b * T;
+  return { keys, queries: Tq === T ? keys : Tq, kvRow, qRow: Tq === T ? kvRow : b * Tq };
 }
 
 function softmaxRowsInPlace(s: Float64Array, rows: number, cols: number): void {
@@ -192,11 +196,11 @@ export const tsBackend: Backend = {
     const threshold = dropout ? dropThreshold(dropout.p) : 0;
     const keepScale = dropout ? 1 / (1 - dropout.p) : 1;
     for (let b = 0; b < B; b++) {
-      const { keys: n, queries: nq } = attentionRows(shape, b);
+      const { keys: n, queries: nq, kvRow, qRow } = attentionRows(shape, b);
       const s = new Float64Array(nq * n); // this (batch, head)'s scores, then probabilities, rows of n
       for (let h = 0; h < H; h++) {
-        const kvBase = b * T * W + h * D; // keys/values of this (batch, head)
-        const qBase = b * Tq * W + h * D; // its query rows (and ctx rows)
+        const kvBase = kvRow * W + h * D; // keys/values of this (batch, head)
+        const qBase = qRow * W + h * D; // its query rows (and ctx rows)
         for (let i = 0; i < nq; i++) {
           for (let j = 0; j < n; j++) {
             const m = keyMask[b * T + j]!;
@@ -233,6 +237,8 @@ export const tsBackend: Backend = {
     }
   },
 
+  packedAttention: (shape) => (shape.queryLen ?? shape.seqLen) === shape.seqLen,
+
   attentionBackward(q, k, v, probs, keep, dropoutP, dctx, shape, dq, dk, dv) {
     const { batch: B, seqLen: T, heads: H, headDim: D } = shape;
     const Tq = shape.queryLen ?? T;
@@ -240,13 +246,13 @@ export const tsBackend: Backend = {
     const scale = 1 / Math.sqrt(D);
     const keepScale = keep ? 1 / (1 - dropoutP) : 1;
     for (let b = 0; b < B; b++) {
-      const { keys: n, queries: nq } = attentionRows(shape, b);
+      const { keys: n, queries: nq, kvRow, qRow } = attentionRows(shape, b);
       const pr = new Float64Array(nq * n); // probabilities, rows of n
       const pd = new Float64Array(nq * n); // after dropout
       const dp = new Float64Array(nq * n);
       for (let h = 0; h < H; h++) {
-        const kvBase = b * T * W + h * D;
-        const qBase = b * Tq * W + h * D;
+        const kvBase = kvRow * W + h * D;
+        const qBase = qRow * W + h * D;
         const pOff = (b * H + h) * Tq * T;
         for (let i = 0; i < nq; i++) {
           for (let j = 0; j < n; j++) {

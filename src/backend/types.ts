@@ -91,6 +91,12 @@ export interface AttentionShape {
    * (and keep) entries outside [0, n)² unwritten, and its backward reads none of them.
    */
   lengths?: Int32Array;
+  /**
+   * With lengths, every query row (queryLen = seqLen) and a backend whose `packedAttention` accepts the shape: q, k,
+   * v, ctx and their gradients are packed, sequence b's lengths[b] rows starting at row starts[b] (probs and keep keep
+   * their [B, H, T, T] layout). Saves moving them to the padded layout and back.
+   */
+  starts?: Int32Array;
 }
 
 export interface Backend {
@@ -154,6 +160,8 @@ export interface Backend {
     q: FArray, k: FArray, v: FArray, keyMask: Float32Array, shape: AttentionShape,
     probs: FArray | null, ctx: FArray, dropout: DropoutSpec | null, keep: Uint8Array | null, copies?: AttentionCopies | null,
   ): void;
+  /** Whether attention takes this shape's rows packed (AttentionShape.starts); when absent, it does not. */
+  packedAttention?(shape: AttentionShape): boolean;
   /** dq, dk, dv overwritten. */
   attentionBackward(
     q: FArray, k: FArray, v: FArray, probs: FArray, keep: Uint8Array | null, dropoutP: number,

@@ -16,10 +16,10 @@
  * LayerNorms for the [CLS] rows alone (exactly the same logits and gradients; ≈7% of a BERT-base step).
  *
  * Padding costs next to nothing: a right-padded batch (every attention mask ones, then zeros) is
- * packed, the padding rows left out of embeddings, linear layers, GELU, dropout and LayerNorms, and attention
- * alone runs on the padded layout (its inputs and outputs are moved between the two), told each sequence's length so
- * that it can skip the padding there too. HF computes the padding rows and discards them; nothing a real token
- * computes depends on them, so logits and gradients are the same.
+ * packed, the padding rows left out of every module; attention is told each sequence's rows and length (on a
+ * backend that cannot take packed rows at that shape, it runs on the padded layout, its inputs and outputs moved
+ * there and back). HF computes the padding rows and discards them; nothing a real token computes depends on them, so
+ * logits and gradients are the same.
  * (A few padding rows are kept, so that row counts come in steps of PACKED_ROWS_MULTIPLE.)
  */
 import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray, LinearBackwardOptions } from "../backend/types.js";
@@ -91,7 +91,7 @@ interface EmbeddingCache {
  * backward reads them only through `copies`.
  */
 interface LayerCache {
-  /** The layer's input rows (packed when the batch is); q, k, v, probs below are attention's (padded) layout. */
+  /** The layer's input rows (packed when the batch is); q, k, v below are in the layout attention ran on. */
   x: FArray;
   /** The rows queries are computed for: x itself, or its [CLS] rows when only those are needed. */
   xq: FArray;
@@ -99,6 +99,8 @@ interface LayerCache {
   copies: LayerCopies;
   /** Query rows per sequence: seqLen, or 1 ([CLS] only). */
   queryLen: number;
+  /** Attention's shape; with `starts` it ran on the packed rows, otherwise on the padded layout. */
+  attention: AttentionShape;
   q: FArray;
   k: FArray;
   v: FArray;
@@ -389,10 +391,16 @@ export class BertForSequenceClassification {
     return dx;
   }
 
-  /** With `lengths` (a packed batch in the padded layout, every row a query), attention may skip the padding. */
-  private attentionShape(input: ModelInput, queryLen: number, lengths?: Int32Array): AttentionShape {
+  /**
+   * Attention's shape for a layer. A packed batch whose every row is a query gives each sequence's length (attention
+   * may skip the padding) and, where the backend takes them, the packed rows' starts (no move to the padded layout).
+   */
+  private attentionShape(input: ModelInput, tokens: TokenRows, queryLen: number): AttentionShape {
     const heads = this.config.num_attention_heads;
-    return { batch: input.batch, seqLen: input.seqLen, heads, headDim: this.config.hidden_size / heads, queryLen, lengths };
+    const shape: AttentionShape = { batch: input.batch, seqLen: input.seqLen, heads, headDim: this.config.hidden_size / heads, queryLen };
+    if (!tokens.packed || queryLen !== input.seqLen) return shape;
+    const packedShape = { ...shape, lengths: tokens.lengths, starts: tokens.starts };
+    return this.backend.packedAttention?.(packedShape) ? packedShape : { ...shape, lengths: tokens.lengths };
   }
 
   /** The first row of every sequence in x (its [CLS] token): [B, H]. */
@@ -463,11 +471,13 @@ export class BertForSequenceClassification {
     const kvRows = tokens.rows;
     const rows = clsOnly ? B : tokens.rows;
     const p = `bert.encoder.layer.${l}.`;
-    // Attention runs on the padded layout: packed keys and values are moved there, and so are queries and the
-    // context unless they are the [CLS] rows alone (the same in both layouts). With every query row moved, it may
-    // skip each sequence's padding rows (see AttentionShape.lengths).
-    const moveQuery = tokens.packed && !clsOnly;
-    const shape = this.attentionShape(input, queryLen, moveQuery ? tokens.lengths : undefined);
+    // A packed batch's attention runs on the packed rows where the backend takes them (see attentionShape); otherwise
+    // on the padded layout: keys and values are moved there, and so are queries and the context unless they are the
+    // [CLS] rows alone (the same in both layouts).
+    const shape = this.attentionShape(input, tokens, queryLen);
+    const moveKeys = tokens.packed && !shape.starts;
+    const moveQuery = moveKeys && !clsOnly;
+    const kvLayoutRows = moveKeys ? B * T : kvRows; // rows of k and v as attention reads them
 
     // bf16 copies of every GEMM input (when the backend uses them): each is converted once, at its first use
     const xCopy = this.copyFor(kvRows * H);
@@ -478,7 +488,7 @@ export class BertForSequenceClassification {
     const ctxCopy = this.copyFor(rows * H);
     const attention: AttentionCopies | null = xCopy
       ? {
-          q: this.copyFor(B * queryLen * H)!, k: this.copyFor(B * T * H)!, v: this.copyFor(B * T * H)!,
+          q: this.copyFor((shape.starts ? kvRows : B * queryLen) * H)!, k: this.copyFor(kvLayoutRows * H)!, v: this.copyFor(kvLayoutRows * H)!,
           p: save ? this.copyFor(B * shape.heads * queryLen * T)! : undefined, ctx: moveQuery ? tempCopy(B * T * H)! : ctxCopy!,
         }
       : null;
@@ -508,8 +518,8 @@ export class BertForSequenceClassification {
     };
     const xq = clsOnly ? this.clsRows(x, tokens) : x;
     const q = project(`${p}attention.self.query`, xq, rows, copies.xq, moveQuery, attention?.q);
-    const k = project(`${p}attention.self.key`, x, kvRows, copies.x, tokens.packed, attention?.k);
-    const v = project(`${p}attention.self.value`, x, kvRows, copies.x, tokens.packed, attention?.v);
+    const k = project(`${p}attention.self.key`, x, kvRows, copies.x, moveKeys, attention?.k);
+    const v = project(`${p}attention.self.value`, x, kvRows, copies.x, moveKeys, attention?.v);
     // probabilities and dropout mask are kept for backward only (without, the backend may hold them in scratch)
     const nProbs = B * shape.heads * queryLen * T;
     const probs = save ? this.alloc(nProbs) : null;
@@ -541,7 +551,7 @@ export class BertForSequenceClassification {
 
     const cache: LayerCache | null = save
       ? {
-          x, xq, copies, queryLen, q, k, v, probs: probs!, attnKeep, ctx, drop1: ln1.drop, sum1: ln1.sum, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
+          x, xq, copies, queryLen, attention: shape, q, k, v, probs: probs!, attnKeep, ctx, drop1: ln1.drop, sum1: ln1.sum, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
           inter, act, drop2: ln2.drop, sum2: ln2.sum, mean2: ln2.mean, rstd2: ln2.rstd,
         }
       : null;
@@ -556,7 +566,8 @@ export class BertForSequenceClassification {
     const fullQuery = c.queryLen === T;
     const rows = fullQuery ? tokens.rows : B;
     const kvRows = tokens.rows;
-    const moveQuery = tokens.packed && fullQuery; // as in layerForward
+    const moveKeys = tokens.packed && !c.attention.starts; // as in layerForward
+    const moveQuery = moveKeys && fullQuery;
     const p = `bert.encoder.layer.${l}.`;
     const n = rows * H;
 
@@ -584,15 +595,16 @@ export class BertForSequenceClassification {
       }
     }
 
-    const dq = this.alloc(B * c.queryLen * H);
-    const dk = this.alloc(B * T * H);
-    const dv = this.alloc(B * T * H);
-    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, this.attentionShape(input, c.queryLen, moveQuery ? tokens.lengths : undefined), dq, dk, dv, attention);
+    const kvLayoutRows = moveKeys ? B * T : kvRows;
+    const dq = this.alloc((c.attention.starts ? kvRows : B * c.queryLen) * H);
+    const dk = this.alloc(kvLayoutRows * H);
+    const dv = this.alloc(kvLayoutRows * H);
+    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, c.attention, dq, dk, dv, attention);
     const packed = (d: FArray, moved: boolean, size: number): FArray => (moved ? this.toPacked(d, this.alloc(size), H, tokens, T) : d);
     // K, V (and Q, when it has every row) add their input gradients onto the residual branch's, dSum1, in place (as
     // for dSum2 above) as the products are stored
-    const dx = this.linearBack(`${p}attention.self.key`, packed(dk, tokens.packed, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: fullQuery ? dSum1 : null });
-    this.linearBack(`${p}attention.self.value`, packed(dv, tokens.packed, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: dx });
+    const dx = this.linearBack(`${p}attention.self.key`, packed(dk, moveKeys, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: fullQuery ? dSum1 : null });
+    this.linearBack(`${p}attention.self.value`, packed(dv, moveKeys, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: dx });
     const dxq = this.linearBack(`${p}attention.self.query`, packed(dq, moveQuery, n), c.xq, rows, H, H, needDx, { xCopy: c.copies.xq, addTo: fullQuery ? dx : null });
     if (!dx || !dxq) return null;
     if (!fullQuery) {

@@ -3,14 +3,21 @@
  * - AttentionShape.lengths: attention over a packed batch moved to the padded layout may skip each sequence's
  *   padding. The rows it computes equal the same backend's attention over the whole layout, and it leaves what lies
  *   beyond untouched (so a backend that ignored lengths would fail here).
+ * - AttentionShape.starts (a packed batch's rows, no move to the padded layout): the same rows as the padded layout's,
+ *   including where a sequence's rows rounded up to the bf16 kernels' tile run into the next sequence's rows or past
+ *   the batch's last row.
  * - probs null (inference: nothing kept for backward): the same context as with the probabilities kept.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { AttentionShape, Backend } from "../../src/backend/types.js";
+import type { AttentionShape, Backend, Bf16Copy } from "../../src/backend/types.js";
 import { Rng } from "../../src/util/rng.js";
 import { EVERY_BACKEND } from "../backends.js";
 import { relErr } from "../helpers.js";
+
+/** The bf16 bit patterns of a (round to nearest even, as the native backend converts). */
+const bf16Bits = (a: Float32Array): Uint16Array =>
+  Uint16Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length), (u) => (u + 0x7fff + ((u >>> 16) & 1)) >>> 16);
 
 const rng = new Rng(11);
 const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.normal());
@@ -72,6 +79,59 @@ for (const backend of EVERY_BACKEND) {
     for (const key of ["ctx", "dq", "dk", "dv"] as const) {
       const e = relErr(skipped[key], full[key], realRow);
       assert.ok(e < tol, `${key} rel ${e}`);
+    }
+  });
+}
+
+for (const backend of EVERY_BACKEND) {
+  test(`[${backend.name}] attention over packed rows (starts) equals attention over the padded layout with lengths`, (t) => {
+    const shape = { batch: B, seqLen: T, heads: H, headDim: D, lengths: LENGTHS };
+    const starts = new Int32Array(B);
+    for (let b = 1; b < B; b++) starts[b] = starts[b - 1]! + LENGTHS[b - 1]!;
+    const packedShape = { ...shape, starts };
+    if (!backend.packedAttention?.(packedShape)) {
+      assert.equal(backend.name, "native-bf16", "the TS and native fp32 backends take packed rows at any shape");
+      t.skip("built without the per-head AVX512-BF16 kernels");
+      return;
+    }
+    const rows = starts[B - 1]! + LENGTHS[B - 1]!;
+    assert.ok(starts[B - 1]! + 32 > rows && starts[1]! + 48 > starts[2]!, "rows rounded up to 16 run past the batch's end and into the next sequence");
+    const n = B * T * W, P = B * H * T * T;
+    const q = rand(n), k = rand(n), v = rand(n), dctx = rand(n);
+    const mask = new Float32Array(B * T);
+    LENGTHS.forEach((len, b) => {
+      mask.fill(-Infinity, b * T + len, b * T + T);
+      dctx.fill(0, (b * T + len) * W, (b * T + T) * W);
+    });
+    // the packed form of a padded [B·T, W] array, and back
+    const pack = (x: Float32Array): Float32Array => {
+      const out = new Float32Array(rows * W);
+      LENGTHS.forEach((len, b) => out.set(x.subarray(b * T * W, (b * T + len) * W), starts[b]! * W));
+      return out;
+    };
+    const drop = { p: 0.2, seed: 3, offset: 1 };
+    const padded = { probs: new Float32Array(P), keep: new Uint8Array(P), ctx: new Float32Array(n), dq: new Float32Array(n), dk: new Float32Array(n), dv: new Float32Array(n) };
+    backend.attentionForward(q, k, v, mask, shape, padded.probs, padded.ctx, drop, padded.keep);
+    backend.attentionBackward(q, k, v, padded.probs, padded.keep, drop.p, dctx, shape, padded.dq, padded.dk, padded.dv);
+    const [pq, pk, pv, pdctx] = [q, k, v, dctx].map(pack) as [Float32Array, Float32Array, Float32Array, Float32Array];
+    const realEntry = (p: number): boolean => {
+      const b = Math.floor(p / (H * T * T)), i = Math.floor(p / T) % T, j = p % T;
+      return i < LENGTHS[b]! && j < LENGTHS[b]!;
+    };
+    // with bf16 copies as the model passes them (dctx's filled): rows past the batch's end are NaN in the copies'
+    // buffers, which a kernel reading them would spread
+    const copy = (): Bf16Copy => ({ data: new Uint16Array((rows + 16) * W).fill(0x7fc0).subarray(0, rows * W), ready: false });
+    for (const copies of backend.usesBf16Copies ? [null, { q: copy(), k: copy(), v: copy(), dctx: { data: bf16Bits(pdctx), ready: true } }] : [null]) {
+      const packed = { probs: new Float32Array(P), keep: new Uint8Array(P), ctx: new Float32Array(rows * W), dq: new Float32Array(rows * W), dk: new Float32Array(rows * W), dv: new Float32Array(rows * W) };
+      backend.attentionForward(pq, pk, pv, mask, packedShape, packed.probs, packed.ctx, drop, packed.keep, copies);
+      backend.attentionBackward(pq, pk, pv, packed.probs, packed.keep, drop.p, pdctx, packedShape, packed.dq, packed.dk, packed.dv, copies);
+      const label = copies ? "with copies: " : "";
+      for (let p = 0; p < P; p++) if (realEntry(p)) assert.equal(packed.keep[p], padded.keep[p], `${label}dropout mask at ${p}`);
+      assert.ok(relErr(packed.probs, padded.probs, realEntry) < 1e-6, `${label}probs rel ${relErr(packed.probs, padded.probs, realEntry)}`);
+      for (const key of ["ctx", "dq", "dk", "dv"] as const) {
+        const e = relErr(packed[key], pack(padded[key]));
+        assert.ok(e < 1e-6, `${label}${key} rel ${e}`);
+      }
     }
   });
 }
