@@ -2,26 +2,26 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EVERY_BACKEND } from "../backends.js";
 import { initParameter, loadModelFromDir } from "../../src/io/checkpoint.js";
-import type { AttentionShape, Backend } from "../../src/backend/types.js";
+import type { Backend } from "../../src/backend/types.js";
 import { BertForSequenceClassification, PACKED_ROWS_MULTIPLE, type ModelInput } from "../../src/model/bert.js";
 import { parseBertConfig } from "../../src/model/config.js";
 import { Rng } from "../../src/util/rng.js";
 import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
 import { REAL, TINY, maxAbs, referenceData, relErr } from "../helpers.js";
 
-/** The backend, recording the rows of every linear layer's forward. */
-function spyOnLinearRows(backend: Backend): { backend: Backend; rows: number[] } {
-  const rows: number[] = [];
+/** The backend, recording what `pick` takes from the arguments of every call to `kernel`. */
+function spyOn<K extends "linearForward" | "attentionForward", R>(backend: Backend, kernel: K, pick: (args: Parameters<Backend[K]>) => R): { backend: Backend; seen: R[] } {
+  const seen: R[] = [];
   const spy = new Proxy(backend, {
     get(target, key, receiver) {
-      if (key !== "linearForward") return Reflect.get(target, key, receiver);
-      return (...args: Parameters<Backend["linearForward"]>) => {
-        rows.push(args[4]);
-        target.linearForward(...args);
+      if (key !== kernel) return Reflect.get(target, key, receiver);
+      return (...args: Parameters<Backend[K]>) => {
+        seen.push(pick(args));
+        (target[kernel] as (...a: Parameters<Backend[K]>) => void)(...args);
       };
     },
   });
-  return { backend: spy, rows };
+  return { backend: spy, seen };
 }
 
 interface Pass {
@@ -33,19 +33,19 @@ interface Pass {
 }
 
 function run(backend: Backend, input: ModelInput, labels: Int32Array, packTokens: boolean): Pass {
-  const spy = spyOnLinearRows(backend);
+  const spy = spyOn(backend, "linearForward", (args) => args[4]); // the rows of every linear layer
   const { model } = loadModelFromDir(TINY, { backend: spy.backend });
   model.setDropout(0);
   model.packTokens = packTokens;
   const B = input.batch;
   const C = model.config.num_labels;
   const hidden = model.forward(input, { train: false, outputHiddenStates: true }).hiddenStates!.map((h) => Float32Array.from(h));
-  spy.rows.length = 0;
+  spy.seen.length = 0;
   const out = model.forward(input, { train: true });
   const { probs } = crossEntropy(backend, "float32", out.logits, labels, B, C);
   model.zeroGrad();
   model.backward(out.cache!, crossEntropyGrad(backend, "float32", probs, labels, B, C, 1 / B));
-  return { logits: Float32Array.from(out.logits), grad: Float32Array.from(model.params.grad), hidden, queryRows: spy.rows[0]! };
+  return { logits: Float32Array.from(out.logits), grad: Float32Array.from(model.params.grad), hidden, queryRows: spy.seen[0]! };
 }
 
 /** Only the GEMMs' blocking differs between the layouts (other row counts), in bf16 too: rounding is per element. */
@@ -104,18 +104,10 @@ for (const backend of EVERY_BACKEND) {
       tokenTypeIds: new Int32Array(B * T), batch: B, seqLen: T,
     };
     const labels = Int32Array.from([0, 1, 1, 0]);
-    const shapes: AttentionShape[] = [];
-    const spy = new Proxy(backend, {
-      get(target, key, receiver) {
-        if (key !== "attentionForward") return Reflect.get(target, key, receiver);
-        return (...args: Parameters<Backend["attentionForward"]>) => {
-          shapes.push(args[4]);
-          target.attentionForward(...args);
-        };
-      },
-    });
+    const spy = spyOn(backend, "attentionForward", (args) => args[4]);
+    const shapes = spy.seen;
     const pass = (packTokens: boolean): { logits: Float32Array; grad: Float32Array } => {
-      const model = new BertForSequenceClassification(config, spy);
+      const model = new BertForSequenceClassification(config, spy.backend);
       const init = new Rng(5);
       for (const s of model.params.specs) initParameter(model, s.name, init);
       model.setDropout(0);
