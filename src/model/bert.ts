@@ -69,6 +69,12 @@ interface TokenRows {
   packed: boolean;
 }
 
+/** Attention's shape for a layer and the key mask that goes with it ([batch · shape.seqLen], 0 or −∞). */
+interface AttentionPlan {
+  shape: AttentionShape;
+  keyMask: Float32Array;
+}
+
 /** A packed batch's row count is a multiple of this (see BertForSequenceClassification.tokenRows). */
 export const PACKED_ROWS_MULTIPLE = 32;
 
@@ -392,15 +398,27 @@ export class BertForSequenceClassification {
   }
 
   /**
-   * Attention's shape for a layer. A packed batch whose every row is a query gives each sequence's length (attention
-   * may skip the padding) and, where the backend takes them, the packed rows' starts (no move to the padded layout).
+   * Attention's shape and key mask for a pass's layers: every row a query, or [CLS] only (`clsOnly`). A packed batch
+   * whose every row is a query tells attention each sequence's length (it may skip the padding) and, where the
+   * backend takes them, the packed rows' starts (no move to the padded layout). The native bf16 kernels take packed
+   * rows at lengths that are multiples of 16 (their tile); as packed rows do not depend on the padded length, such a
+   * backend gets one rounded up (its extra keys masked) rather than the moves.
    */
-  private attentionShape(input: ModelInput, tokens: TokenRows, queryLen: number): AttentionShape {
+  private attentionPlan(input: ModelInput, tokens: TokenRows, keyMask: Float32Array, clsOnly: boolean): AttentionPlan {
+    const { batch: B, seqLen: T } = input;
     const heads = this.config.num_attention_heads;
-    const shape: AttentionShape = { batch: input.batch, seqLen: input.seqLen, heads, headDim: this.config.hidden_size / heads, queryLen };
-    if (!tokens.packed || queryLen !== input.seqLen) return shape;
-    const packedShape = { ...shape, lengths: tokens.lengths, starts: tokens.starts };
-    return this.backend.packedAttention?.(packedShape) ? packedShape : { ...shape, lengths: tokens.lengths };
+    const shape: AttentionShape = { batch: B, seqLen: T, heads, headDim: this.config.hidden_size / heads, queryLen: clsOnly ? 1 : T };
+    if (!tokens.packed || clsOnly) return { shape, keyMask };
+    const packed = { lengths: tokens.lengths, starts: tokens.starts };
+    if (this.backend.packedAttention?.({ ...shape, ...packed })) return { shape: { ...shape, ...packed }, keyMask };
+    const T16 = Math.ceil(T / 16) * 16;
+    const rounded: AttentionShape = { ...shape, seqLen: T16, queryLen: T16, ...packed };
+    if (T16 !== T && this.backend.packedAttention?.(rounded)) {
+      const mask = new Float32Array(B * T16).fill(-Infinity);
+      for (let b = 0; b < B; b++) mask.set(keyMask.subarray(b * T, b * T + T), b * T16);
+      return { shape: rounded, keyMask: mask };
+    }
+    return { shape: { ...shape, lengths: tokens.lengths }, keyMask };
   }
 
   /** The first row of every sequence in x (its [CLS] token): [B, H]. */
@@ -460,21 +478,23 @@ export class BertForSequenceClassification {
   }
 
   /**
-   * One encoder layer over the token rows x (see TokenRows). With `clsOnly` the output holds only the [CLS] rows
-   * ([B, H]): keys and values still come from every token, everything else runs on the B query rows.
+   * One encoder layer over the token rows x (see TokenRows). With [CLS]-only attention (plan.shape.queryLen 1) the
+   * output holds only the [CLS] rows ([B, H]): keys and values still come from every token, everything else runs on
+   * the B query rows.
    */
-  private layerForward(l: number, x: FArray, input: ModelInput, tokens: TokenRows, keyMask: Float32Array, stream: DropoutStream | null, save: boolean, clsOnly: boolean): { out: FArray; cache: LayerCache | null } {
+  private layerForward(l: number, x: FArray, input: ModelInput, tokens: TokenRows, plan: AttentionPlan, stream: DropoutStream | null, save: boolean): { out: FArray; cache: LayerCache | null } {
     const H = this.config.hidden_size;
     const I = this.config.intermediate_size;
     const { batch: B, seqLen: T } = input;
+    const shape = plan.shape;
+    const clsOnly = shape.queryLen === 1;
     const queryLen = clsOnly ? 1 : T;
     const kvRows = tokens.rows;
     const rows = clsOnly ? B : tokens.rows;
     const p = `bert.encoder.layer.${l}.`;
-    // A packed batch's attention runs on the packed rows where the backend takes them (see attentionShape); otherwise
+    // A packed batch's attention runs on the packed rows where the backend takes them (see attentionPlan); otherwise
     // on the padded layout: keys and values are moved there, and so are queries and the context unless they are the
     // [CLS] rows alone (the same in both layouts).
-    const shape = this.attentionShape(input, tokens, queryLen);
     const moveKeys = tokens.packed && !shape.starts;
     const moveQuery = moveKeys && !clsOnly;
     const kvLayoutRows = moveKeys ? B * T : kvRows; // rows of k and v as attention reads them
@@ -489,7 +509,7 @@ export class BertForSequenceClassification {
     const attention: AttentionCopies | null = xCopy
       ? {
           q: this.copyFor((shape.starts ? kvRows : B * queryLen) * H)!, k: this.copyFor(kvLayoutRows * H)!, v: this.copyFor(kvLayoutRows * H)!,
-          p: save ? this.copyFor(B * shape.heads * queryLen * T)! : undefined, ctx: moveQuery ? tempCopy(B * T * H)! : ctxCopy!,
+          p: save ? this.copyFor(B * shape.heads * shape.queryLen! * shape.seqLen)! : undefined, ctx: moveQuery ? tempCopy(B * T * H)! : ctxCopy!,
         }
       : null;
     const copies: LayerCopies = {
@@ -521,12 +541,12 @@ export class BertForSequenceClassification {
     const k = project(`${p}attention.self.key`, x, kvRows, copies.x, moveKeys, attention?.k);
     const v = project(`${p}attention.self.value`, x, kvRows, copies.x, moveKeys, attention?.v);
     // probabilities and dropout mask are kept for backward only (without, the backend may hold them in scratch)
-    const nProbs = B * shape.heads * queryLen * T;
+    const nProbs = B * shape.heads * shape.queryLen! * shape.seqLen; // [B, heads, Tq, T] of attention's T
     const probs = save ? this.alloc(nProbs) : null;
     const paddedCtx = moveQuery ? this.allocTemp(B * T * H) : gemmInput(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, nProbs) : null;
     const attnKeep = attnDrop && save ? this.current.byte(nProbs) : null;
-    this.backend.attentionForward(q, k, v, keyMask, shape, probs, paddedCtx, attnDrop, attnKeep, copies.attention);
+    this.backend.attentionForward(q, k, v, plan.keyMask, shape, probs, paddedCtx, attnDrop, attnKeep, copies.attention);
     let ctx = paddedCtx;
     if (moveQuery) {
       ctx = gemmInput(rows * H);
@@ -640,6 +660,7 @@ export class BertForSequenceClassification {
     for (let r = 0; r < rows; r++) keyMask[r] = input.attentionMask[r] ? 0 : -Infinity;
 
     const tokens = this.tokenRows(input);
+    const fullAttention = this.attentionPlan(input, tokens, keyMask, false);
 
     this.useArenaFor(1, save && minLevel <= 0); // embeddings: scratch[1], then layer l uses scratch[l % 2]
     const emb = this.embeddingsForward(input, tokens, stream, save && minLevel <= 0);
@@ -656,7 +677,8 @@ export class BertForSequenceClassification {
     for (let l = 0; l < L; l++) {
       this.useArenaFor(l, save && minLevel <= l + 1);
       const clsOnly = l === L - 1 && !hidden; // the pooler reads only the last layer's [CLS] rows
-      const r = this.layerForward(l, x, input, tokens, keyMask, stream, save && minLevel <= l + 1, clsOnly);
+      const plan = clsOnly ? this.attentionPlan(input, tokens, keyMask, true) : fullAttention;
+      const r = this.layerForward(l, x, input, tokens, plan, stream, save && minLevel <= l + 1);
       layers.push(r.cache);
       x = r.out;
       hidden?.push(keepHidden(x));

@@ -88,16 +88,21 @@ for (const backend of EVERY_BACKEND) {
   });
 }
 
-// The fixture's heads (size 8) are below the native bf16 per-head kernels' tile: a random model whose heads and length
-// are multiples of 16 runs attention on the packed rows on every backend (AttentionShape.starts).
-for (const backend of EVERY_BACKEND) {
-  test(`[${backend.name}] attention on a packed batch's rows gives the padded layout's logits and gradients`, (t) => {
+// The fixture's heads (size 8) are below the native bf16 per-head kernels' tile: a random model whose heads are 16 wide
+// runs attention on the packed rows on every backend (AttentionShape.starts), at a padded length of 32 and of 30 (which
+// the native bf16 backend's attention takes rounded up to 32).
+const PACKED_CASES = [
+  { T: 32, lengths: [32, 20, 7, 13], kept: [32, 20, 7 + 5, 13 + 19] }, // 72 real rows, 96 kept: padding rows of the last two
+  { T: 30, lengths: [30, 20, 7, 13], kept: [30, 20, 7 + 9, 13 + 17] }, // 70 real rows, 96 kept
+];
+for (const backend of EVERY_BACKEND) for (const { T, lengths, kept } of PACKED_CASES) {
+  test(`[${backend.name}] attention on a packed batch's rows gives the padded layout's logits and gradients (T = ${T})`, (t) => {
     const config = parseBertConfig({
       vocab_size: 60, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64,
       max_position_embeddings: 64, type_vocab_size: 2, initializer_range: 0.3, num_labels: 2,
     }, "test");
     const rng = new Rng(8);
-    const B = 4, T = 32, lengths = [32, 20, 7, 13];
+    const B = 4;
     const input: ModelInput = {
       inputIds: Int32Array.from({ length: B * T }, (_, i) => (i % T < lengths[Math.floor(i / T)]! ? 1 + Math.floor(rng.next() * 59) : 0)),
       attentionMask: Int32Array.from({ length: B * T }, (_, i) => (i % T < lengths[Math.floor(i / T)]! ? 1 : 0)),
@@ -126,8 +131,8 @@ for (const backend of EVERY_BACKEND) {
       t.skip("built without the per-head AVX512-BF16 kernels");
       return;
     }
-    // 72 real rows, 96 kept: the last sequence keeps 19 padding rows (up to T), the one before it 5
-    assert.deepEqual(Array.from(shapes[0]!.lengths!), [32, 20, 7 + 5, 13 + 19]);
+    assert.deepEqual(Array.from(shapes[0]!.lengths!), kept);
+    assert.equal(shapes[0]!.seqLen, backend.name === "native-bf16" ? 32 : T, "attention's padded length (rounded up to 16 for the bf16 kernels)");
     assert.ok(relErr(packed.logits, padded.logits) < TOLERANCE, `logits rel ${relErr(packed.logits, padded.logits)}`);
     assert.ok(relErr(packed.grad, padded.grad) < TOLERANCE, `gradients rel ${relErr(packed.grad, padded.grad)}`);
     assert.ok(maxAbs(padded.grad) > 0);
