@@ -985,6 +985,33 @@ void attentionHeadBackward(int64_t n, int64_t rows, int64_t ld, int64_t Dh, int6
   }
 }
 
+#else
+constexpr bool kHeadKernels = false;
+void attentionHeadForward(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*,
+                          const float*, float, float*, uint16_t*, uint8_t*, bool, uint32_t, uint32_t, uint32_t, float, float*,
+                          uint16_t*, uint16_t*, float*) {}
+void attentionHeadBackward(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*,
+                           const float*, const uint16_t*, const uint8_t*, const float*, const uint16_t*, float, float, float*, float*,
+                           float*, bool, uint16_t*, float*, float*) {}
+#endif
+
+// Where each sequence's rows are for attention: AttentionShape.lengths and .starts (arguments i, i + 1; packed rows
+// come with lengths and every query row) and the rows of k and v in all (of q too unless Tq = 1).
+struct SequenceRows {
+  const int32_t *lengths, *starts;
+  int64_t total;
+  // Rows sequence b's attention computes: its length, or T without lengths; the per-head bf16 kernels round it up to
+  // their tile of 16 (the keys in between are masked).
+  int64_t attended(int64_t b, int64_t T) const { return lengths ? lengths[b] : T; }
+  int64_t tiled(int64_t b, int64_t T) const { return std::min(T, (attended(b, T) + 15) / 16 * 16); }
+  int64_t first(int64_t b, int64_t T) const { return starts ? starts[b] : b * T; }
+};
+SequenceRows sequenceRows(const Napi::CallbackInfo& info, size_t i, int64_t Bn, int64_t T, int64_t Tq) {
+  const int32_t *lengths = OptI32(info, i), *starts = OptI32(info, i + 1);
+  if (starts && (!lengths || Tq != T)) throw Napi::Error::New(info.Env(), "attention: packed rows (starts) need lengths and every query row");
+  return {lengths, starts, starts ? starts[Bn - 1] + lengths[Bn - 1] : Bn * T};
+}
+
 // q, k, v of one (sequence, head) for the per-head kernels: in place (stride W), or, where the sequence's n rows run
 // past the end of a packed batch (`available` rows left), copied into `tail` ([3, n, Dh], zeros after) so that the
 // kernels read only finite values (masked keys still multiply: a NaN there would spread).
@@ -1002,34 +1029,6 @@ inline HeadInputs headInputs(const uint16_t* q, const uint16_t* k, const uint16_
     for (int64_t i = 0; i < available; i++) std::memcpy(t + i * Dh, src[m] + i * W, sizeof(uint16_t) * Dh);
   }
   return {tail, tail + n * Dh, tail + 2 * n * Dh, Dh};
-}
-#else
-constexpr bool kHeadKernels = false;
-void attentionHeadForward(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*,
-                          const float*, float, float*, uint16_t*, uint8_t*, bool, uint32_t, uint32_t, uint32_t, float, float*,
-                          uint16_t*, uint16_t*, float*) {}
-void attentionHeadBackward(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const uint16_t*, const uint16_t*, const uint16_t*,
-                           const float*, const uint16_t*, const uint8_t*, const float*, const uint16_t*, float, float, float*, float*,
-                           float*, bool, uint16_t*, float*, float*) {}
-struct HeadInputs {
-  const uint16_t *q, *k, *v;
-  int64_t ld;
-};
-inline HeadInputs headInputs(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t, int64_t, int64_t, int64_t W, uint16_t*) {
-  return {q, k, v, W};
-}
-#endif
-
-// Rows sequence b's attention computes (AttentionShape.lengths): its length, or T without lengths; the per-head bf16
-// kernels round it up to their tile of 16 (the keys in between are masked).
-inline int64_t attendedRows(const int32_t* lengths, int64_t b, int64_t T) { return lengths ? lengths[b] : T; }
-inline int64_t headTileRows(const int32_t* lengths, int64_t b, int64_t T) { return std::min(T, (attendedRows(lengths, b, T) + 15) / 16 * 16); }
-
-// AttentionShape.starts (argument i), checked: packed rows come with lengths and every query row.
-const int32_t* packedStarts(const Napi::CallbackInfo& info, size_t i, const int32_t* lengths, int64_t T, int64_t Tq) {
-  const int32_t* starts = OptI32(info, i);
-  if (starts && (!lengths || Tq != T)) throw Napi::Error::New(info.Env(), "attention: packed rows (starts) need lengths and every query row");
-  return starts;
 }
 
 // The per-head backward needs every query row (Tq = T) and tiles of 16 along T and the head size.
@@ -1054,21 +1053,19 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   uint32_t threshold = dropThreshold(p);
   float keepScale = dropout ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
-  const int32_t* lengths = OptI32(info, 24);
-  const int32_t* starts = packedStarts(info, 25, lengths, T, Tq);
-  const int64_t rowsIn = starts ? starts[Bn - 1] + lengths[Bn - 1] : Bn * T;  // rows of k and v (and of q unless Tq = 1)
+  const SequenceRows seq = sequenceRows(info, 24, Bn, T, Tq);
   const int64_t np = Bn * H * Tq * T;
   uint16_t* pKept = U16(info, 21);  // P' in bf16 for backward to keep, or null
-  if (g_bf16 && useHeadKernels(T, Tq, Dh) && (lengths || !probs)) {
+  if (g_bf16 && useHeadKernels(T, Tq, Dh) && (seq.lengths || !probs)) {
     // Per (sequence, head): over its rows rounded up to 16 (the kernels' tile) when lengths are given, and with nothing
     // kept (inference) its probabilities stay in per-thread scratch instead of going through memory.
-    const uint16_t* q16 = bf16Input(q, rowsIn, W, copyArg(info, 15), g_q16);
-    const uint16_t* k16 = bf16Input(k, rowsIn, W, copyArg(info, 17), g_k16);
-    const uint16_t* v16 = bf16Input(v, rowsIn, W, copyArg(info, 19), g_v16);
+    const uint16_t* q16 = bf16Input(q, seq.total, W, copyArg(info, 15), g_q16);
+    const uint16_t* k16 = bf16Input(k, seq.total, W, copyArg(info, 17), g_k16);
+    const uint16_t* v16 = bf16Input(v, seq.total, W, copyArg(info, 19), g_v16);
     uint16_t* ctx16 = U16(info, 23);
 #pragma omp parallel
     {
-      std::vector<uint16_t> pairs(static_cast<size_t>(T * Dh)), tail(static_cast<size_t>(starts ? 3 * T * Dh : 0));
+      std::vector<uint16_t> pairs(static_cast<size_t>(T * Dh)), tail(static_cast<size_t>(seq.starts ? 3 * T * Dh : 0));
       std::vector<float> c32(static_cast<size_t>(T * Dh));
       // one head's [T, T] blocks of what is not kept (rows of T, as in the full arrays, so dropout draws alike)
       std::vector<float> sp(probs ? 0 : static_cast<size_t>(T * T));
@@ -1076,10 +1073,10 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
       std::vector<uint8_t> sk(keep || !dropout ? 0 : static_cast<size_t>(T * T));
 #pragma omp for schedule(dynamic)
       for (int64_t bh = 0; bh < Bn * H; bh++) {
-        const int64_t b = bh / H, n = headTileRows(lengths, b, T), first = starts ? starts[b] : b * T;
+        const int64_t b = bh / H, n = seq.tiled(b, T), first = seq.first(b, T);
         const int64_t at = first * W + (bh % H) * Dh, sq = bh * T * T;
-        const HeadInputs in = headInputs(q16 + at, k16 + at, v16 + at, n, rowsIn - first, Dh, W, tail.data());
-        attentionHeadForward(n, starts ? attendedRows(lengths, b, T) : n, T, Dh, W, in.ld, in.q, in.k, in.v, mask + b * T, scale,
+        const HeadInputs in = headInputs(q16 + at, k16 + at, v16 + at, n, seq.total - first, Dh, W, tail.data());
+        attentionHeadForward(n, seq.starts ? seq.attended(b, T) : n, T, Dh, W, in.ld, in.q, in.k, in.v, mask + b * T, scale,
                              probs ? probs + sq : sp.data(), pKept ? pKept + sq : sp16.data(), keep ? keep + sq : sk.data(), dropout,
                              offset + static_cast<uint32_t>(sq), seed, threshold, keepScale, ctx + at, ctx16 ? ctx16 + at : nullptr,
                              pairs.data(), c32.data());
@@ -1096,7 +1093,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     keep = g_keep.data();
   }
   if (g_bf16) {
-    if (starts) throw Napi::Error::New(info.Env(), "attentionForward: packed rows need the per-head kernels (see packedAttention)");
+    if (seq.starts) throw Napi::Error::New(info.Env(), "attentionForward: packed rows need the per-head kernels (see packedAttention)");
     const uint16_t* q16 = bf16Input(q, Bn * Tq, W, copyArg(info, 15), g_q16);
     const uint16_t* k16 = bf16Input(k, Bn * T, W, copyArg(info, 17), g_k16);
     const uint16_t* v16 = bf16Input(v, Bn * T, W, copyArg(info, 19), g_v16);
@@ -1129,9 +1126,9 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < Bn; b++) {
       for (int64_t h = 0; h < H; h++) {
-        const int64_t kvBase = (starts ? starts[b] : b * T) * W + h * Dh, qBase = starts ? kvBase : b * Tq * W + h * Dh;
+        const int64_t kvBase = seq.first(b, T) * W + h * Dh, qBase = seq.starts ? kvBase : b * Tq * W + h * Dh;
         int64_t pOff = (b * H + h) * Tq * T;
-        const int64_t n = attendedRows(lengths, b, T), nq = Tq == T ? n : Tq;  // keys and query rows computed
+        const int64_t n = seq.attended(b, T), nq = Tq == T ? n : Tq;  // keys and query rows computed
         float* P = probs + pOff;
         headGemm(false, true, nq, n, Dh, q + qBase, W, k + kvBase, W, P, T);
         const float* mrow = mask + b * T;
@@ -1161,17 +1158,15 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   int64_t Bn = N(info, 7), T = N(info, 8), H = N(info, 9), Dh = N(info, 10);
   float *dq = F(info, 11), *dk = F(info, 12), *dv = F(info, 13);
   int64_t Tq = N(info, 14);
-  const int32_t* lengths = OptI32(info, 25);
-  const int32_t* starts = packedStarts(info, 26, lengths, T, Tq);
-  const int64_t rowsIn = starts ? starts[Bn - 1] + lengths[Bn - 1] : Bn * T;  // rows of k and v (and of q unless Tq = 1)
+  const SequenceRows seq = sequenceRows(info, 25, Bn, T, Tq);
   int64_t W = H * Dh;
   float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   float keepScale = keep ? static_cast<float>(1.0 / (1.0 - p)) : 1.0f;
   if (g_bf16) {
     const int64_t np = Bn * H * Tq * T;
-    const uint16_t* q16 = bf16Input(q, starts ? rowsIn : Bn * Tq, W, copyArg(info, 15), g_q16);
-    const uint16_t* k16 = bf16Input(k, rowsIn, W, copyArg(info, 17), g_k16);
-    const uint16_t* v16 = bf16Input(v, rowsIn, W, copyArg(info, 19), g_v16);
+    const uint16_t* q16 = bf16Input(q, seq.starts ? seq.total : Bn * Tq, W, copyArg(info, 15), g_q16);
+    const uint16_t* k16 = bf16Input(k, seq.total, W, copyArg(info, 17), g_k16);
+    const uint16_t* v16 = bf16Input(v, seq.total, W, copyArg(info, 19), g_v16);
     const CopyArg kept = copyArg(info, 21), dctxCopy = copyArg(info, 23);
     const uint16_t* dctx16 = dctxCopy.ready ? dctxCopy.data : nullptr;
     const uint16_t* pDropped = kept.data;
@@ -1184,21 +1179,21 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     if (useHeadKernels(T, Tq, Dh)) {
 #pragma omp parallel
       {
-        std::vector<uint16_t> s16(static_cast<size_t>(2 * T * Dh + T * T)), tail(static_cast<size_t>(starts ? 3 * T * Dh : 0));
-        std::vector<float> s32(static_cast<size_t>(T * T)), o32(static_cast<size_t>(starts ? 3 * T * Dh : 0));
+        std::vector<uint16_t> s16(static_cast<size_t>(2 * T * Dh + T * T)), tail(static_cast<size_t>(seq.starts ? 3 * T * Dh : 0));
+        std::vector<float> s32(static_cast<size_t>(T * T)), o32(static_cast<size_t>(seq.starts ? 3 * T * Dh : 0));
 #pragma omp for schedule(dynamic)
         for (int64_t bh = 0; bh < Bn * H; bh++) {
-          const int64_t b = bh / H, n = headTileRows(lengths, b, T), first = starts ? starts[b] : b * T;  // as forward
+          const int64_t b = bh / H, n = seq.tiled(b, T), first = seq.first(b, T);  // as forward
           const int64_t at = first * W + (bh % H) * Dh, sq = bh * T * T;
-          const HeadInputs in = headInputs(q16 + at, k16 + at, v16 + at, n, rowsIn - first, Dh, W, tail.data());
-          attentionHeadBackward(n, attendedRows(lengths, b, T), T, Dh, W, in.ld, in.q, in.k, in.v, probs + sq, pDropped + sq,
+          const HeadInputs in = headInputs(q16 + at, k16 + at, v16 + at, n, seq.total - first, Dh, W, tail.data());
+          attentionHeadBackward(n, seq.attended(b, T), T, Dh, W, in.ld, in.q, in.k, in.v, probs + sq, pDropped + sq,
                                 keep ? keep + sq : nullptr, dctx ? dctx + at : nullptr, dctx16 ? dctx16 + at : nullptr, keepScale, scale,
-                                dq + at, dk + at, dv + at, starts != nullptr, s16.data(), s32.data(), o32.data());
+                                dq + at, dk + at, dv + at, seq.starts != nullptr, s16.data(), s32.data(), o32.data());
         }
       }
       return info.Env().Undefined();
     }
-    if (starts) throw Napi::Error::New(info.Env(), "attentionBackward: packed rows need the per-head kernels (see packedAttention)");
+    if (seq.starts) throw Napi::Error::New(info.Env(), "attentionBackward: packed rows need the per-head kernels (see packedAttention)");
     if (!dctx16) {
       convertBf16(dctx, Bn * Tq, W, W, g_d16);
       dctx16 = g_d16.data();
@@ -1223,9 +1218,9 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < Bn; b++) {
       for (int64_t h = 0; h < H; h++) {
-        const int64_t kvBase = (starts ? starts[b] : b * T) * W + h * Dh, qBase = starts ? kvBase : b * Tq * W + h * Dh;
+        const int64_t kvBase = seq.first(b, T) * W + h * Dh, qBase = seq.starts ? kvBase : b * Tq * W + h * Dh;
         int64_t pOff = (b * H + h) * Tq * T;
-        const int64_t n = attendedRows(lengths, b, T), nq = Tq == T ? n : Tq;  // as forward
+        const int64_t n = seq.attended(b, T), nq = Tq == T ? n : Tq;  // as forward
         const float* P = probs + pOff;
         const float* Pu = P;
         if (keep) {
