@@ -103,9 +103,7 @@ interface LayerCache {
   xq: FArray;
   /** bf16 copies of the GEMM inputs (null unless the backend uses them), reused by backward. */
   copies: LayerCopies;
-  /** Query rows per sequence: seqLen, or 1 ([CLS] only). */
-  queryLen: number;
-  /** Attention's shape; with `starts` it ran on the packed rows, otherwise on the padded layout. */
+  /** Attention's shape (queryLen 1: [CLS] only); with `starts` it ran on the packed rows, otherwise on the padded layout. */
   attention: AttentionShape;
   q: FArray;
   k: FArray;
@@ -488,7 +486,6 @@ export class BertForSequenceClassification {
     const { batch: B, seqLen: T } = input;
     const shape = plan.shape;
     const clsOnly = shape.queryLen === 1;
-    const queryLen = clsOnly ? 1 : T;
     const kvRows = tokens.rows;
     const rows = clsOnly ? B : tokens.rows;
     const p = `bert.encoder.layer.${l}.`;
@@ -497,7 +494,10 @@ export class BertForSequenceClassification {
     // [CLS] rows alone (the same in both layouts).
     const moveKeys = tokens.packed && !shape.starts;
     const moveQuery = moveKeys && !clsOnly;
-    const kvLayoutRows = moveKeys ? B * T : kvRows; // rows of k and v as attention reads them
+    // rows of k and v, and of q and the context, as attention reads and writes them; its probabilities [B, heads, Tq, T]
+    const kvLayoutRows = moveKeys ? B * T : kvRows;
+    const qLayoutRows = moveQuery ? B * T : rows;
+    const nProbs = B * shape.heads * shape.queryLen! * shape.seqLen;
 
     // bf16 copies of every GEMM input (when the backend uses them): each is converted once, at its first use
     const xCopy = this.copyFor(kvRows * H);
@@ -508,8 +508,8 @@ export class BertForSequenceClassification {
     const ctxCopy = this.copyFor(rows * H);
     const attention: AttentionCopies | null = xCopy
       ? {
-          q: this.copyFor((shape.starts ? kvRows : B * queryLen) * H)!, k: this.copyFor(kvLayoutRows * H)!, v: this.copyFor(kvLayoutRows * H)!,
-          p: save ? this.copyFor(B * shape.heads * shape.queryLen! * shape.seqLen)! : undefined, ctx: moveQuery ? tempCopy(B * T * H)! : ctxCopy!,
+          q: this.copyFor(qLayoutRows * H)!, k: this.copyFor(kvLayoutRows * H)!, v: this.copyFor(kvLayoutRows * H)!,
+          p: save ? this.copyFor(nProbs)! : undefined, ctx: moveQuery ? tempCopy(qLayoutRows * H)! : ctxCopy!,
         }
       : null;
     const copies: LayerCopies = {
@@ -541,7 +541,6 @@ export class BertForSequenceClassification {
     const k = project(`${p}attention.self.key`, x, kvRows, copies.x, moveKeys, attention?.k);
     const v = project(`${p}attention.self.value`, x, kvRows, copies.x, moveKeys, attention?.v);
     // probabilities and dropout mask are kept for backward only (without, the backend may hold them in scratch)
-    const nProbs = B * shape.heads * shape.queryLen! * shape.seqLen; // [B, heads, Tq, T] of attention's T
     const probs = save ? this.alloc(nProbs) : null;
     const paddedCtx = moveQuery ? this.allocTemp(B * T * H) : gemmInput(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, nProbs) : null;
@@ -571,7 +570,7 @@ export class BertForSequenceClassification {
 
     const cache: LayerCache | null = save
       ? {
-          x, xq, copies, queryLen, attention: shape, q, k, v, probs: probs!, attnKeep, ctx, drop1: ln1.drop, sum1: ln1.sum, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
+          x, xq, copies, attention: shape, q, k, v, probs: probs!, attnKeep, ctx, drop1: ln1.drop, sum1: ln1.sum, mean1: ln1.mean, rstd1: ln1.rstd, h1: ln1.y,
           inter, act, drop2: ln2.drop, sum2: ln2.sum, mean2: ln2.mean, rstd2: ln2.rstd,
         }
       : null;
@@ -583,7 +582,7 @@ export class BertForSequenceClassification {
     const H = this.config.hidden_size;
     const I = this.config.intermediate_size;
     const { batch: B, seqLen: T } = input;
-    const fullQuery = c.queryLen === T;
+    const fullQuery = c.attention.queryLen !== 1;
     const rows = fullQuery ? tokens.rows : B;
     const kvRows = tokens.rows;
     const moveKeys = tokens.packed && !c.attention.starts; // as in layerForward
@@ -616,7 +615,7 @@ export class BertForSequenceClassification {
     }
 
     const kvLayoutRows = moveKeys ? B * T : kvRows;
-    const dq = this.alloc((c.attention.starts ? kvRows : B * c.queryLen) * H);
+    const dq = this.alloc((moveQuery ? B * T : rows) * H);
     const dk = this.alloc(kvLayoutRows * H);
     const dv = this.alloc(kvLayoutRows * H);
     this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, c.attention, dq, dk, dv, attention);
@@ -748,7 +747,7 @@ export class BertForSequenceClassification {
     const dCls = this.linearBack("bert.pooler.dense", dPre, cache.cls, B, H, H, minLevel <= L);
     if (!dCls) return;
     let dx: FArray;
-    if (L > 0 && cache.layers[L - 1]!.queryLen === 1) {
+    if (L > 0 && cache.layers[L - 1]!.attention.queryLen === 1) {
       dx = dCls; // the last layer produced only the [CLS] rows
     } else {
       dx = this.arena.zeros(tokens.rows * H); // only the [CLS] rows carry gradient from the pooler
