@@ -317,17 +317,19 @@ function legacyTorchSource(path: string, headBytes: number): TensorSource {
       if (!s) throw new WeitiaoError(`${path}: storage ${ref.key} is missing`);
       return s;
     };
-    return stateDictSource(path, main, (ref) => {
-      const s = storage(ref);
-      const data = Buffer.alloc(s.bytes);
-      readAt(data, s.at, `storage ${ref.key}`);
-      return data;
-    }, () => closeSync(fd), (ref, from, dst) => {
+    /** Bytes [from, from + dst.length) of a storage, read from the file into dst. */
+    const rangeInto = (ref: StorageRef, from: number, dst: Uint8Array): boolean => {
       const s = storage(ref);
       if (from < 0 || from + dst.length > s.bytes) throw new WeitiaoError(`${path}: storage ${ref.key} has ${s.bytes} bytes, not ${from + dst.length}`);
       readAt(dst, s.at + from, `storage ${ref.key}`);
       return true;
-    });
+    };
+    const whole = (ref: StorageRef): Buffer => {
+      const data = Buffer.alloc(storage(ref).bytes);
+      rangeInto(ref, 0, data);
+      return data;
+    };
+    return stateDictSource(path, main, whole, () => closeSync(fd), rangeInto);
   } catch (e) {
     closeSync(fd);
     throw e;
