@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EVERY_BACKEND } from "../backends.js";
@@ -50,6 +51,13 @@ function run(backend: Backend, input: ModelInput, labels: Int32Array, packTokens
 
 /** Only the GEMMs' blocking differs between the layouts (other row counts), in bf16 too: rounding is per element. */
 const TOLERANCE = 1e-6;
+/**
+ * Except on CPUs with AMX, where oneDNN's bf16 brgemm runs a row count that is not a multiple of its tile (the padded
+ * layout's 120 rows) through a tail kernel that rounds differently (7.7e-5 seen; 1e-6 again under
+ * ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16). A quarter of one bf16 rounding (2^-8) still fails every wrong-row mutation.
+ */
+const AMX = existsSync("/proc/cpuinfo") && /\bamx_bf16\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
+const tolerance = (backend: Backend): number => (AMX && backend.name === "native-bf16" ? 1e-3 : TOLERANCE);
 
 for (const backend of EVERY_BACKEND) {
   test(`[${backend.name}] a right-padded batch leaves its padding rows out, with the padded layout's logits, hidden states and gradients`, () => {
@@ -133,8 +141,8 @@ for (const backend of EVERY_BACKEND) for (const { T, lengths, kept } of PACKED_C
     }
     assert.deepEqual(Array.from(shapes[0]!.lengths!), kept);
     assert.equal(shapes[0]!.seqLen, backend.name === "native-bf16" ? 32 : T, "attention's padded length (rounded up to 16 for the bf16 kernels)");
-    assert.ok(relErr(packed.logits, padded.logits) < TOLERANCE, `logits rel ${relErr(packed.logits, padded.logits)}`);
-    assert.ok(relErr(packed.grad, padded.grad) < TOLERANCE, `gradients rel ${relErr(packed.grad, padded.grad)}`);
+    assert.ok(relErr(packed.logits, padded.logits) < tolerance(backend), `logits rel ${relErr(packed.logits, padded.logits)}`);
+    assert.ok(relErr(packed.grad, padded.grad) < tolerance(backend), `gradients rel ${relErr(packed.grad, padded.grad)}`);
     assert.ok(maxAbs(padded.grad) > 0);
   });
 }
