@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -1267,10 +1268,36 @@ Napi::Value DropoutBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Gathers check every id against its table's rows (the typed array's length / H) before touching memory: a config
+// smaller than the tokenizer must be an error, never a read or write outside the table (the model checks first).
+void CheckIds(const Napi::CallbackInfo& info, size_t idArg, size_t table, int64_t rows, int64_t H, int64_t skip,
+              const char* what) {
+  if (H <= 0 || rows < 0) throw Napi::RangeError::New(info.Env(), "native backend: embedding sizes must be positive");
+  const int32_t* ids = I32(info, idArg);
+  int64_t limit = static_cast<int64_t>(info[table].As<Napi::TypedArray>().ElementLength()) / H;
+  if (info[idArg].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(rows)) {
+    throw Napi::RangeError::New(info.Env(), "native backend: fewer ids than rows");
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    if (ids[r] == skip) continue;
+    if (ids[r] < 0 || ids[r] >= limit) {
+      throw Napi::RangeError::New(info.Env(), std::string("native backend: id ") + std::to_string(ids[r]) + " at row " +
+                                                  std::to_string(r) + " is outside the " + what + " table (" +
+                                                  std::to_string(limit) + " rows)");
+    }
+  }
+}
+
 Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   int32_t *ids = I32(info, 0), *pos = I32(info, 1), *type = I32(info, 2);
   float *word = F(info, 3), *pe = F(info, 4), *te = F(info, 5), *out = F(info, 6);
   int64_t rows = N(info, 7), H = N(info, 8);
+  CheckIds(info, 0, 3, rows, H, INT64_MIN, "word");
+  CheckIds(info, 1, 4, rows, H, INT64_MIN, "position");
+  CheckIds(info, 2, 5, rows, H, INT64_MIN, "token type");
+  if (info[6].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(rows * H)) {
+    throw Napi::RangeError::New(info.Env(), "native backend: embedding output too small");
+  }
 #pragma omp parallel for schedule(static) if (rows * H > 65536)
   for (int64_t r = 0; r < rows; r++) {
     const float *w = word + static_cast<int64_t>(ids[r]) * H, *p = pe + static_cast<int64_t>(pos[r]) * H,
@@ -1286,6 +1313,10 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   int32_t* ids = I32(info, 0);
   float *dOut = F(info, 1), *table = F(info, 2);
   int64_t rows = N(info, 3), H = N(info, 4), skip = N(info, 5);
+  CheckIds(info, 0, 2, rows, H, skip, "embedding gradient");
+  if (info[1].As<Napi::TypedArray>().ElementLength() < static_cast<size_t>(rows * H)) {
+    throw Napi::RangeError::New(info.Env(), "native backend: embedding gradient input too small");
+  }
   for (int64_t r = 0; r < rows; r++) {
     if (ids[r] == skip) continue;
     float* t = table + static_cast<int64_t>(ids[r]) * H;

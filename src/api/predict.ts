@@ -8,7 +8,7 @@ import { WeitiaoError } from "../util/errors.js";
 import { loadModelFromDir } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
-import { BertTokenizer, type TruncationStrategy } from "../tokenizer/index.js";
+import { BertTokenizer, checkTokenizerFits, type TruncationStrategy } from "../tokenizer/index.js";
 
 export interface LoadedModel {
   model: BertForSequenceClassification;
@@ -32,7 +32,9 @@ export async function loadModel(model: string, opts: LoadModelOptions = {}): Pro
   const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile });
   const id2label = loaded.model.config.id2label;
   const labels = Object.keys(id2label).sort((a, b) => Number(a) - Number(b)).map((k) => id2label[k]!);
-  return { model: loaded.model, tokenizer: BertTokenizer.fromDir(dir), labels, dir };
+  const tokenizer = BertTokenizer.fromDir(dir);
+  checkTokenizerFits(tokenizer, loaded.model.config.vocab_size, dir);
+  return { model: loaded.model, tokenizer, labels, dir };
 }
 
 export interface TextInput {

@@ -15,7 +15,7 @@ import { loadModelFromDir, readConfig, saveModel } from "../io/checkpoint.js";
 import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from "../io/trainer-checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
-import { BertTokenizer, type TruncationStrategy } from "../tokenizer/index.js";
+import { BertTokenizer, checkTokenizerFits, type TruncationStrategy } from "../tokenizer/index.js";
 import { STRATEGIES, type Strategy } from "../train/strategy.js";
 import {
   DEFAULT_TRAINING_ARGS, type EvalResult, Trainer, type TrainerHooks, type TrainResult, trainerState,
@@ -158,6 +158,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const modelDir = location.dir;
   const config = readConfig(modelDir);
   const tokenizer = BertTokenizer.fromDir(modelDir);
+  checkTokenizerFits(tokenizer, config.vocab_size, modelDir);
 
   // Data: everything is read and checked before any output is written.
   const cols = { textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn };
@@ -183,6 +184,10 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const evalLabels = evalRead ? labelTargets(evalRead.examples, labelSet) : null;
   const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader }), cols, true) : null;
   const testLabels = testRead ? labelTargets(testRead.examples, labelSet) : null;
+  const firstPair = [trainRead, evalRead, testRead].flatMap((r) => r?.examples ?? []).find((e) => e.pair !== null);
+  if (firstPair && config.type_vocab_size < 2) {
+    throw new WeitiaoError(`${firstPair.file}:${firstPair.line}: this row has a text pair but the model's type_vocab_size is ${config.type_vocab_size} (config.json): it cannot take pairs`);
+  }
   let maxLength = o.maxLength;
   if (maxLength > config.max_position_embeddings) {
     log(`notice: --max-length ${maxLength} capped at the model's max_position_embeddings ${config.max_position_embeddings}`);

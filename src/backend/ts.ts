@@ -90,6 +90,14 @@ function softmaxRowsInPlace(s: Float64Array, rows: number, cols: number): void {
   }
 }
 
+/** Gathers never index outside a table (the model checks ids first, with the config's names; this is the backstop). */
+function checkIds(ids: Int32Array, rows: number, limit: number, skip: number | null, what: string): void {
+  for (let r = 0; r < rows; r++) {
+    const id = ids[r]!;
+    if (id !== skip && !(id >= 0 && id < limit)) throw new RangeError(`typescript backend: id ${id} at row ${r} is outside the ${what} table (${limit} rows)`);
+  }
+}
+
 export const tsBackend: Backend = {
   name: "typescript",
   supportsFloat64: true,
@@ -324,6 +332,9 @@ export const tsBackend: Backend = {
   },
 
   embeddingForward(ids, posIds, typeIds, word, pos, type, out, rows, hidden) {
+    checkIds(ids, rows, word.length / hidden, null, "word");
+    checkIds(posIds, rows, pos.length / hidden, null, "position");
+    checkIds(typeIds, rows, type.length / hidden, null, "token type");
     for (let r = 0; r < rows; r++) {
       const w = ids[r]! * hidden;
       const p = posIds[r]! * hidden;
@@ -334,6 +345,7 @@ export const tsBackend: Backend = {
   },
 
   embeddingBackward(ids, dOut, table, rows, hidden, skipId) {
+    checkIds(ids, rows, table.length / hidden, skipId, "embedding gradient");
     for (let r = 0; r < rows; r++) {
       const id = ids[r]!;
       if (id === skipId) continue;

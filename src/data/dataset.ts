@@ -132,7 +132,16 @@ export function resolveLabels(examples: TextExample[], config: BertConfig, force
       : all.sort();
     return { names, integer: false, problemType };
   }
-  const single = (set: Omit<LabelSet, "problemType">): LabelSet => ({ ...set, problemType });
+  const single = (set: Omit<LabelSet, "problemType">): LabelSet => {
+    // One class makes a 1-output softmax: loss 0 and accuracy 1 from the first step, a model that learns nothing.
+    if (set.names.length < 2) {
+      throw new WeitiaoError(
+        `${examples[0]!.file}: every row has the label "${raw[0]}": single-label classification needs at least two classes ` +
+          "(add rows of the other classes, or use --problem-type regression for a numeric target)",
+      );
+    }
+    return { ...set, problemType };
+  };
   if (raw.every(isIntLabel)) {
     const ids = raw.map(Number).sort((a, b) => a - b);
     const n = ids[ids.length - 1]! + 1;

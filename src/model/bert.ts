@@ -24,6 +24,7 @@
  */
 import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray, LinearBackwardOptions } from "../backend/types.js";
 import type { BertConfig } from "./config.js";
+import { WeitiaoError } from "../util/errors.js";
 import { Arena } from "./arena.js";
 import { allocFloat, bertParamLayout, type DType, type ParamSpec, ParamStore } from "./params.js";
 
@@ -338,6 +339,7 @@ export class BertForSequenceClassification {
     starts.forEach((start, b) => {
       for (let t = 0; t < lengths[b]!; t++) posIds[start + t] = t;
     });
+    this.checkIds(ids, typeIds, rows, T);
     const sum = this.alloc(rows * H);
     const p = "bert.embeddings.";
     this.backend.embeddingForward(
@@ -351,6 +353,25 @@ export class BertForSequenceClassification {
     this.backend.layerNormForward(sum, this.w(`${p}LayerNorm.weight`), this.w(`${p}LayerNorm.bias`), normed, mean, rstd, rows, H, this.config.layer_norm_eps);
     const { y, cache: drop } = this.dropout(normed, this.hiddenDropout, rows * H, stream, save);
     return { out: y, cache: save ? { ids, posIds, typeIds, sum, mean, rstd, drop } : null };
+  }
+
+  /** Every id must index its table: a tokenizer larger than config.json's vocab_size, or text pairs with a
+   *  type_vocab_size of 1, are the user's error to fix, named here once per batch before any gather. */
+  private checkIds(ids: Int32Array, typeIds: Int32Array, rows: number, seqLen: number): void {
+    const c = this.config;
+    if (seqLen > c.max_position_embeddings) {
+      throw new WeitiaoError(`sequence length ${seqLen} is beyond max_position_embeddings ${c.max_position_embeddings} in config.json (lower --max-length)`);
+    }
+    for (let r = 0; r < rows; r++) {
+      const id = ids[r]!;
+      if (!(id >= 0 && id < c.vocab_size)) {
+        throw new WeitiaoError(`token id ${id} is beyond the word embedding table (vocab_size ${c.vocab_size} in config.json): the tokenizer does not match the model`);
+      }
+      const t = typeIds[r]!;
+      if (!(t >= 0 && t < c.type_vocab_size)) {
+        throw new WeitiaoError(`token type id ${t} is beyond the token type table (type_vocab_size ${c.type_vocab_size} in config.json)${t === 1 ? ": this model cannot take text pairs" : ""}`);
+      }
+    }
   }
 
   private embeddingsBackward(dOut: FArray, c: EmbeddingCache): void {

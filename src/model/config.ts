@@ -51,6 +51,20 @@ export function parseBertConfig(raw: Record<string, unknown>, source: string): B
     if (typeof v !== "number" || !Number.isFinite(v)) throw new WeitiaoError(`${source}: field ${k} must be a number`);
     return v;
   };
+  // Sizes become array lengths and loop bounds: a fraction, zero or an absurd value must fail here, at load, not
+  // mid-training or as an allocation of gigabytes. The caps are far above any published encoder.
+  const size = (k: string, max: number, min = 1): number => {
+    const v = num(k);
+    if (!Number.isInteger(v) || v < min || v > max) {
+      throw new WeitiaoError(`${source}: field ${k} must be an integer from ${min} to ${max} (got ${v})`);
+    }
+    return v;
+  };
+  const prob = (k: string): number => {
+    const v = num(k);
+    if (v < 0 || v >= 1) throw new WeitiaoError(`${source}: field ${k} must be a probability in [0, 1) (got ${v})`);
+    return v;
+  };
   const hiddenAct = String(cfg.hidden_act);
   if (hiddenAct !== "gelu") {
     throw new WeitiaoError(`${source}: hidden_act "${hiddenAct}" is not supported (only "gelu", the exact erf GELU BERT uses)`);
@@ -59,26 +73,32 @@ export function parseBertConfig(raw: Record<string, unknown>, source: string): B
     throw new WeitiaoError(`${source}: position_embedding_type "${String(cfg.position_embedding_type)}" is not supported (only "absolute")`);
   }
   let id2label = (raw.id2label ?? null) as Record<string, string> | null;
+  if (id2label !== null && (typeof id2label !== "object" || Array.isArray(id2label))) {
+    throw new WeitiaoError(`${source}: field id2label must be an object of index → name`);
+  }
   let numLabels = typeof raw.num_labels === "number" ? raw.num_labels : id2label ? Object.keys(id2label).length : 2;
+  if (!Number.isInteger(numLabels) || numLabels < 1 || numLabels > 1_000_000) {
+    throw new WeitiaoError(`${source}: num_labels must be an integer from 1 to 1000000 (got ${numLabels})`);
+  }
   if (!id2label) id2label = Object.fromEntries(Array.from({ length: numLabels }, (_, i) => [String(i), `LABEL_${i}`]));
   numLabels = Object.keys(id2label).length;
   const label2id = (raw.label2id as Record<string, number> | undefined) ??
     Object.fromEntries(Object.entries(id2label).map(([i, n]) => [n, Number(i)]));
   const config: BertConfig = {
-    vocab_size: num("vocab_size"),
-    hidden_size: num("hidden_size"),
-    num_hidden_layers: num("num_hidden_layers"),
-    num_attention_heads: num("num_attention_heads"),
-    intermediate_size: num("intermediate_size"),
+    vocab_size: size("vocab_size", 4_000_000),
+    hidden_size: size("hidden_size", 16_384),
+    num_hidden_layers: size("num_hidden_layers", 256),
+    num_attention_heads: size("num_attention_heads", 1024),
+    intermediate_size: size("intermediate_size", 65_536),
     hidden_act: hiddenAct,
-    hidden_dropout_prob: num("hidden_dropout_prob"),
-    attention_probs_dropout_prob: num("attention_probs_dropout_prob"),
-    classifier_dropout: cfg.classifier_dropout == null ? null : num("classifier_dropout"),
-    max_position_embeddings: num("max_position_embeddings"),
-    type_vocab_size: num("type_vocab_size"),
+    hidden_dropout_prob: prob("hidden_dropout_prob"),
+    attention_probs_dropout_prob: prob("attention_probs_dropout_prob"),
+    classifier_dropout: cfg.classifier_dropout == null ? null : prob("classifier_dropout"),
+    max_position_embeddings: size("max_position_embeddings", 1_048_576),
+    type_vocab_size: size("type_vocab_size", 65_536),
     initializer_range: num("initializer_range"),
     layer_norm_eps: num("layer_norm_eps"),
-    pad_token_id: cfg.pad_token_id == null ? 0 : num("pad_token_id"),
+    pad_token_id: cfg.pad_token_id == null ? 0 : size("pad_token_id", 4_000_000, 0),
     num_labels: numLabels,
     id2label,
     label2id,
@@ -87,6 +107,10 @@ export function parseBertConfig(raw: Record<string, unknown>, source: string): B
     architectures: raw.architectures as string[] | undefined,
     raw: { ...raw },
   };
+  if (!(config.layer_norm_eps > 0)) throw new WeitiaoError(`${source}: field layer_norm_eps must be positive`);
+  if (config.pad_token_id >= config.vocab_size) {
+    throw new WeitiaoError(`${source}: pad_token_id ${config.pad_token_id} is beyond vocab_size ${config.vocab_size}`);
+  }
   if (config.hidden_size % config.num_attention_heads !== 0) {
     throw new WeitiaoError(`${source}: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ${config.num_attention_heads}`);
   }

@@ -133,6 +133,17 @@ export function truncatedLengths(n1: number, n2: number | null, budget: number, 
   return strategy === "only_first" ? [n1 - remove, n2] : [n1, n2 - remove];
 }
 
+/** A tokenizer whose ids run past config.json's vocab_size would index outside the embedding table: refuse at load,
+ *  naming both files, rather than at the first batch that happens to contain such a token. */
+export function checkTokenizerFits(tokenizer: BertTokenizer, vocabSize: number, dir: string): void {
+  const max = tokenizer.maxId;
+  if (max >= vocabSize) {
+    throw new WeitiaoError(
+      `${dir}: the tokenizer has ids up to ${max} but config.json's vocab_size is ${vocabSize}: the tokenizer and the model do not match`,
+    );
+  }
+}
+
 export class BertTokenizer {
   private readonly tk: Tokenizer;
   readonly clsId: number;
@@ -171,6 +182,13 @@ export class BertTokenizer {
 
   get vocabSize(): number {
     return this.tk.get_vocab().size;
+  }
+
+  /** The largest id this tokenizer can emit (added tokens included): it must fit the model's embedding table. */
+  get maxId(): number {
+    let max = -1;
+    for (const id of this.tk.get_vocab().values()) if (id > max) max = id;
+    return max;
   }
 
   /** Word-piece tokens and ids of one text, without special tokens. */

@@ -1,0 +1,129 @@
+/**
+ * Crafted model folders, hostile data and faults, run through the built CLI from fresh temp folders (issue 16):
+ * each ends in one line naming the problem, exit 1, no stack trace and nothing half-written.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../src/io/safetensors.js";
+import { CLI, TINY, tempDir } from "../helpers.js";
+import { BACKENDS } from "../backends.js";
+
+export function run(args: string[], opts: { cwd?: string; input?: string; env?: NodeJS.ProcessEnv } = {}): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", cwd: opts.cwd, input: opts.input, env: opts.env ?? process.env });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** One clear line on stderr (notices may precede it), exit 1, no JS stack. */
+export function assertOneLineError(r: { code: number; stderr: string }, pattern: RegExp): void {
+  assert.equal(r.code, 1, r.stderr);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  const last = r.stderr.trim().split("\n").at(-1)!;
+  assert.match(last, pattern);
+}
+
+/** A copy of the tiny model with config fields overridden and tensors transformed (name → new tensor or null to drop). */
+export function craftModel(
+  config: Record<string, unknown> = {},
+  tensors: (name: string, t: { shape: number[]; data: Float32Array }) => { shape: number[]; data: Float32Array } | null = (_, t) => t,
+): string {
+  const dir = join(tempDir(), "model");
+  mkdirSync(dir);
+  for (const f of ["tokenizer.json", "tokenizer_config.json", "vocab.txt"]) copyFileSync(join(TINY, f), join(dir, f));
+  const cfg = { ...JSON.parse(readFileSync(join(TINY, "config.json"), "utf8")), ...config };
+  writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
+  const out = new Map<string, TensorToWrite>();
+  for (const [name, t] of readSafetensors(join(TINY, "model.safetensors"))) {
+    const next = tensors(name, t);
+    if (next) out.set(name, { dtype: "F32", shape: next.shape, data: next.data });
+  }
+  writeSafetensors(join(dir, "model.safetensors"), out);
+  return dir;
+}
+
+function firstRows(t: { shape: number[]; data: Float32Array }, rows: number): { shape: number[]; data: Float32Array } {
+  const cols = t.shape[1]!;
+  return { shape: [rows, cols], data: t.data.slice(0, rows * cols) };
+}
+
+function csv(dir: string, rows: string[], header = "text,label"): string {
+  const file = join(dir, "train.csv");
+  writeFileSync(file, [header, ...rows].join("\n") + "\n");
+  return file;
+}
+
+const REVIEWS = ["这部电影太好看了,1", "烂片，浪费时间。,0", "演员很棒,1", "剧情无聊,0"];
+
+for (const backend of BACKENDS) {
+  test(`[${backend.name}] a vocab_size smaller than the tokenizer is refused at load, never read out of bounds`, () => {
+    const model = craftModel({ vocab_size: 100 }, (n, t) => (n.endsWith("word_embeddings.weight") ? firstRows(t, 100) : t));
+    const r = run(["predict", "--model", model, "--text", "这部电影太好看了", "--backend", backend.name]);
+    assertOneLineError(r, /tokenizer has ids up to 21127 but config\.json's vocab_size is 100/);
+    const dir = tempDir();
+    const t = run(["train", "--model", model, "--train-file", csv(dir, REVIEWS), "--output-dir", join(dir, "out"), "--backend", backend.name]);
+    assertOneLineError(t, /vocab_size is 100/);
+    assert.equal(existsSync(join(dir, "out")), false);
+  });
+
+  test(`[${backend.name}] text pairs with type_vocab_size 1 are refused naming the row (train) and the table (predict)`, () => {
+    const model = craftModel({ type_vocab_size: 1 }, (n, t) => (n.endsWith("token_type_embeddings.weight") ? firstRows(t, 1) : t));
+    const dir = tempDir();
+    const file = csv(dir, ["好看,精彩,1", "难看,无聊,0"], "text,text_pair,label");
+    const t = run(["train", "--model", model, "--train-file", file, "--text-pair-column", "text_pair", "--output-dir", join(dir, "out"), "--backend", backend.name]);
+    assertOneLineError(t, /train\.csv:2: this row has a text pair but the model's type_vocab_size is 1/);
+    assert.equal(existsSync(join(dir, "out")), false);
+    const input = join(dir, "pairs.jsonl");
+    writeFileSync(input, JSON.stringify({ text: "好看", text_pair: "精彩" }) + "\n");
+    const p = run(["predict", "--model", model, "--input", input, "--backend", backend.name]);
+    assertOneLineError(p, /token type id 1 is beyond the token type table \(type_vocab_size 1 in config\.json\): this model cannot take text pairs/);
+    // Single texts still work on that model.
+    const ok = run(["predict", "--model", model, "--text", "好看", "--backend", backend.name]);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
+  test(`[${backend.name}] the backend's gathers refuse ids outside their tables (defence in depth)`, () => {
+    const H = 4;
+    const word = new Float32Array(10 * H), pos = new Float32Array(8 * H), type = new Float32Array(2 * H);
+    const out = new Float32Array(2 * H);
+    const ok = Int32Array.of(1, 2), zero = Int32Array.of(0, 0);
+    backend.embeddingForward(ok, zero, zero, word, pos, type, out, 2, H);
+    for (const [ids, posIds, typeIds, what] of [
+      [Int32Array.of(1, 10), zero, zero, /word/],
+      [Int32Array.of(-1, 0), zero, zero, /word/],
+      [ok, Int32Array.of(0, 8), zero, /position/],
+      [ok, zero, Int32Array.of(0, 2), /token type/],
+    ] as const) {
+      assert.throws(() => backend.embeddingForward(ids, posIds, typeIds, word, pos, type, out, 2, H), what);
+    }
+    assert.throws(() => backend.embeddingBackward(Int32Array.of(0, 10), out, word, 2, H, 0), /outside/);
+    backend.embeddingBackward(Int32Array.of(0, 9), out, word, 2, H, 0);
+  });
+}
+
+test("config.json fields that are not sizes fail at load with the field named", () => {
+  const dir = tempDir();
+  const file = csv(dir, REVIEWS);
+  for (const [field, value, pattern] of [
+    ["num_hidden_layers", 2.5, /num_hidden_layers must be an integer from 1 to 256 \(got 2\.5\)/],
+    ["vocab_size", 2e9, /vocab_size must be an integer from 1 to 4000000/],
+    ["hidden_dropout_prob", 1.5, /hidden_dropout_prob must be a probability/],
+    ["num_attention_heads", 0, /num_attention_heads must be an integer/],
+    ["num_labels", 1e12, /num_labels must be an integer/],
+    ["pad_token_id", 30000, /pad_token_id 30000 is beyond vocab_size/],
+  ] as const) {
+    const model = craftModel({ [field]: value });
+    const r = run(["train", "--model", model, "--train-file", file, "--output-dir", join(dir, "out")]);
+    assertOneLineError(r, pattern);
+    assert.equal(existsSync(join(dir, "out")), false);
+  }
+});
+
+test("a training file with a single class is refused with a hint", () => {
+  const dir = tempDir();
+  const model = craftModel({ id2label: { "0": "LABEL_0", "1": "LABEL_1" }, label2id: { LABEL_0: 0, LABEL_1: 1 } });
+  const r = run(["train", "--model", model, "--train-file", csv(dir, ["好看,good", "精彩,good"]), "--output-dir", join(dir, "out")]);
+  assertOneLineError(r, /every row has the label "good": single-label classification needs at least two classes/);
+  assert.deepEqual(readdirSync(dir), ["train.csv"]);
+});
