@@ -1427,12 +1427,32 @@ Napi::Value PackedAttention(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), B(info, 0) ? useHeadKernels(T, Tq, Dh) : Tq == T);
 }
 
+// Whether oneDNN has bf16 GEMMs on this CPU: v2.6 has none without AVX-512, and creating one there throws from
+// deep inside a kernel call. Asked once, by building a tiny bf16 matmul.
+bool Bf16Supported() {
+  static const bool ok = [] {
+    try {
+      using desc = dnnl::memory::desc;
+      using dt = dnnl::memory::data_type;
+      using tag = dnnl::memory::format_tag;
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(desc({2, 2}, dt::bf16, tag::ab), desc({2, 2}, dt::bf16, tag::ab),
+                                                         desc({2, 2}, dt::f32, tag::ab)),
+                                      cpuEngine());
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return ok;
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   const dnnl_version_t* ver = dnnl_version();
   o.Set("onednn", std::to_string(ver->major) + "." + std::to_string(ver->minor) + "." + std::to_string(ver->patch));
   o.Set("threads", omp_get_max_threads());
   o.Set("bf16", g_bf16);
+  o.Set("bf16Supported", Bf16Supported());
   return o;
 }
 

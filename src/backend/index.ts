@@ -2,6 +2,7 @@
  * Backend selection: the native addon when it was built and loads, otherwise the TypeScript reference with a
  * one-line notice saying how to get the fast path.
  */
+import { WeitiaoError } from "../util/errors.js";
 import { tsBackend } from "./ts.js";
 import type { Backend } from "./types.js";
 import { loadNativeBackend } from "./native.js";
@@ -31,7 +32,16 @@ function pickBackend(opts: BackendOptions): Backend {
   }
   const native = loadNativeBackend({ precision, threads: opts.threads });
   if (native.backend) return native.backend;
-  if (want === "native") throw new Error(`native backend unavailable: ${native.reason}`);
+  if (precision === "bf16") {
+    // The addon works but this CPU has no bf16 GEMMs: fp32 on the native backend beats the TypeScript one.
+    const fp32 = loadNativeBackend({ precision: "fp32", threads: opts.threads });
+    if (fp32.backend) {
+      if (want === "native") throw new WeitiaoError(`--precision bf16: ${native.reason}`);
+      opts.log?.(`notice: --precision bf16 unavailable (${native.reason}); computing in fp32 on the native backend`);
+      return fp32.backend;
+    }
+  }
+  if (want === "native") throw new WeitiaoError(`native backend unavailable: ${native.reason}`);
   opts.log?.(`notice: native backend unavailable (${native.reason}); using the TypeScript backend. ` +
     "For the fast path: apt-get install libdnnl-dev && npm rebuild weitiao");
   return tsBackend;

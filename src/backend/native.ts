@@ -56,7 +56,7 @@ function f32(x: FArray): Float32Array {
   return x;
 }
 
-export function nativeInfo(): { onednn: string; threads: number; bf16: boolean } | null {
+export function nativeInfo(): { onednn: string; threads: number; bf16: boolean; bf16Supported: boolean } | null {
   return loadAddon()?.info() ?? null;
 }
 
@@ -64,6 +64,9 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
   const a = loadAddon();
   if (!a) return { backend: null, reason: loadError };
   const bf16 = opts.precision === "bf16";
+  if (bf16 && !a.info().bf16Supported) {
+    return { backend: null, reason: "this CPU has no bf16 GEMMs in oneDNN (they need AVX-512); use --precision fp32" };
+  }
   // Kernel settings are process-wide in the addon; every precision-dependent call (GEMMs, attention) re-applies
   // this backend's own, so fp32 and bf16 backends can be used side by side.
   const configure = (): void => void a.configure(bf16, opts.threads ?? 0);

@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { getBackend, type Precision } from "../backend/index.js";
+import { nativeInfo } from "../backend/native.js";
 import { BertForSequenceClassification, type ModelInput } from "../model/bert.js";
 import { parseBertConfig } from "../model/config.js";
 import { crossEntropy, crossEntropyGrad } from "../train/loss.js";
@@ -166,7 +167,9 @@ export function runBench(opts: BenchOptions): BenchResult[] {
 /** Our side of one round: every selected workload, one JSON line each. */
 function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResult[] {
   const results: BenchResult[] = [];
-  const want = (n: string): boolean => !opts.only || opts.only.includes(n);
+  // Without bf16 GEMMs (a CPU without AVX-512) the bf16 workloads are left out rather than timed as fp32.
+  const bf16 = nativeInfo()?.bf16Supported ?? false;
+  const want = (n: string): boolean => (!opts.only || opts.only.includes(n)) && (bf16 || !n.includes("bf16"));
   const emit = (r: BenchResult): void => {
     if (process.env.WEITIAO_PROFILE && kernelStats.size) {
       // Seconds per step spent in each kernel (JSON), from the timed steps of this workload.

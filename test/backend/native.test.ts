@@ -8,6 +8,7 @@ import type { AttentionShape, Backend, DropoutSpec } from "../../src/backend/typ
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { Trainer, type StepLog } from "../../src/train/trainer.js";
 import { Rng } from "../../src/util/rng.js";
+import { loadNativeBackend } from "../../src/backend/native.js";
 import { EVERY_BACKEND, NATIVE, NATIVE_BF16 } from "../backends.js";
 import { HF, REAL, TINY, referenceData, relErr } from "../helpers.js";
 import { STRATEGY_ARGS, trajectoryArgs, trajectoryTrainSet } from "../train/trajectory-check.js";
@@ -128,7 +129,7 @@ test("native kernels equal the reference kernels", { skip }, async () => {
   assert.ok(Math.abs(nb.sumSquares(gg, n) - ref.sumSquares(gg, n)) / ref.sumSquares(gg, n) < 1e-12);
 });
 
-const bf16Skip = NATIVE_BF16 ? false : "native addon not built";
+const bf16Skip = NATIVE_BF16 ? false : `native bf16 unavailable: ${loadNativeBackend({ precision: "bf16" }).reason}`;
 
 test("bf16: logits within 2e-2 relative of the fp32 reference", { skip: bf16Skip }, async () => {
   for (const dir of [REAL, HF]) {
