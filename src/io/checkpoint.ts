@@ -5,7 +5,7 @@
  * weights initialised as HF's _init_weights does and reported like HF's "newly initialized" warning.
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import type { Backend, FArray } from "../backend/types.js";
 import { BertForSequenceClassification } from "../model/bert.js";
 import { type BertConfig, configToJson, parseBertConfig } from "../model/config.js";
@@ -13,6 +13,7 @@ import { asFloat32, type DType } from "../model/params.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
+import { hasModelFile, modelFile } from "./model-file.js";
 import { torchSource } from "./torch.js";
 
 /** A set of named tensors in a checkpoint, read on demand. */
@@ -76,6 +77,7 @@ function readIndex(index: string, dir: string): string[] {
   return [...new Set(Object.values(parsed.weight_map))].map((f) => {
     const p = resolve(dir, f);
     if (dirname(p) !== resolve(dir)) throw new WeitiaoError(`${index}: shard ${f} lies outside the model folder`);
+    modelFile(dir, basename(p));
     if (!existsSync(p)) throw new WeitiaoError(`${index}: shard ${f} is missing`);
     return p;
   });
@@ -83,16 +85,16 @@ function readIndex(index: string, dir: string): string[] {
 
 /** Find the weights of a model folder, preferring safetensors as HF does. */
 export function openWeights(dir: string): { source: TensorSource; description: string } {
-  const single = join(dir, "model.safetensors");
+  const single = modelFile(dir, "model.safetensors");
   if (existsSync(single)) return { source: safetensorsSource([single]), description: "model.safetensors" };
-  const index = join(dir, "model.safetensors.index.json");
+  const index = modelFile(dir, "model.safetensors.index.json");
   if (existsSync(index)) {
     const shards = readIndex(index, dir);
     return { source: safetensorsSource(shards), description: `${shards.length} safetensors shards` };
   }
-  const bin = join(dir, "pytorch_model.bin");
+  const bin = modelFile(dir, "pytorch_model.bin");
   if (existsSync(bin)) return { source: torchSource(bin), description: "pytorch_model.bin" };
-  const binIndex = join(dir, "pytorch_model.bin.index.json");
+  const binIndex = modelFile(dir, "pytorch_model.bin.index.json");
   if (existsSync(binIndex)) {
     const shards = readIndex(binIndex, dir);
     return { source: concatSources(shards.map((shard) => torchSource(shard))), description: `${shards.length} pytorch_model.bin shards` };
@@ -103,7 +105,7 @@ export function openWeights(dir: string): { source: TensorSource; description: s
 }
 
 export function readConfig(dir: string): BertConfig {
-  const path = join(dir, "config.json");
+  const path = modelFile(dir, "config.json");
   if (!existsSync(path)) throw new WeitiaoError(`${dir}: no config.json (is this a HF model folder?)`);
   let raw: Record<string, unknown>;
   try {
@@ -231,7 +233,7 @@ export function saveModel(model: BertForSequenceClassification, outDir: string, 
   }
   writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" });
   if (tokenizerDir) {
-    for (const f of TOKENIZER_FILES) if (existsSync(join(tokenizerDir, f))) copyFileSync(join(tokenizerDir, f), join(tmp, f));
+    for (const f of TOKENIZER_FILES) if (hasModelFile(tokenizerDir, f)) copyFileSync(join(tokenizerDir, f), join(tmp, f));
   }
   for (const [name, content] of Object.entries(extraFiles)) writeFileSync(join(tmp, name), content);
   mkdirSync(dirname(target), { recursive: true });

@@ -8,9 +8,9 @@
  * tokenizer_config.json options or BERT's defaults.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { WeitiaoError } from "../util/errors.js";
+import { modelFile } from "../io/model-file.js";
 
 export type TruncationStrategy = "longest_first" | "only_first" | "only_second";
 
@@ -171,11 +171,11 @@ export class BertTokenizer {
 
   /** Load from a model folder: tokenizer.json if present, else vocab.txt (+ tokenizer_config.json). */
   static fromDir(dir: string): BertTokenizer {
-    const configPath = join(dir, "tokenizer_config.json");
+    const configPath = modelFile(dir, "tokenizer_config.json");
     const config = existsSync(configPath) ? readJson(configPath) : {};
-    const jsonPath = join(dir, "tokenizer.json");
+    const jsonPath = modelFile(dir, "tokenizer.json");
     if (existsSync(jsonPath)) return new BertTokenizer(readJson(jsonPath), config);
-    const vocabPath = join(dir, "vocab.txt");
+    const vocabPath = modelFile(dir, "vocab.txt");
     if (existsSync(vocabPath)) return new BertTokenizer(bertTokenizerJson(readVocab(vocabPath), config as TokenizerConfig), config);
     throw new WeitiaoError(`${dir}: no tokenizer.json or vocab.txt`);
   }

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../src/io/safetensors.js";
 import { CLI, TINY, tempDir } from "../helpers.js";
@@ -126,4 +126,33 @@ test("a training file with a single class is refused with a hint", () => {
   const r = run(["train", "--model", model, "--train-file", csv(dir, ["好看,good", "精彩,good"]), "--output-dir", join(dir, "out")]);
   assertOneLineError(r, /every row has the label "good": single-label classification needs at least two classes/);
   assert.deepEqual(readdirSync(dir), ["train.csv"]);
+});
+
+test("a model file that is a symlink out of the folder is refused, never read or copied; links inside are followed", () => {
+  const dir = tempDir();
+  const secret = join(tempDir(), "shadow");
+  writeFileSync(secret, "root:$6$secret-hash:19000:0:99999:7:::\n");
+  const model = craftModel();
+  rmSync(join(model, "tokenizer.json"));
+  rmSync(join(model, "vocab.txt"));
+  symlinkSync(secret, join(model, "vocab.txt"));
+  const file = csv(dir, REVIEWS);
+  const t = run(["train", "--model", model, "--train-file", file, "--output-dir", join(dir, "out"), "--epochs", "1"]);
+  assertOneLineError(t, /vocab\.txt: a symlink to .*shadow, outside the model folder: refused/);
+  assert.equal(existsSync(join(dir, "out")), false);
+  assertOneLineError(run(["predict", "--model", model, "--text", "好看"]), /outside the model folder: refused/);
+  // config.json and the weights are guarded the same way.
+  const other = craftModel();
+  rmSync(join(other, "config.json"));
+  symlinkSync(secret, join(other, "config.json"));
+  assertOneLineError(run(["predict", "--model", other, "--text", "好看"]), /config\.json: a symlink to .*outside the model folder/);
+  // A link that stays inside the folder is an ordinary file.
+  rmSync(join(model, "vocab.txt"));
+  mkdirSync(join(model, "files"));
+  copyFileSync(join(TINY, "vocab.txt"), join(model, "files", "vocab.txt"));
+  symlinkSync(join("files", "vocab.txt"), join(model, "vocab.txt"));
+  const ok = run(["train", "--model", model, "--train-file", file, "--output-dir", join(dir, "out"), "--epochs", "1", "--max-length", "16"]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(lstatSync(join(dir, "out", "vocab.txt")).isSymbolicLink(), false);
+  assert.equal(readFileSync(join(dir, "out", "vocab.txt"), "utf8"), readFileSync(join(TINY, "vocab.txt"), "utf8"));
 });
