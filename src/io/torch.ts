@@ -55,9 +55,20 @@ function asInt(v: unknown, what: string, file: string): number {
   throw new WeitiaoError(`${file}: expected an integer for ${what}`);
 }
 
+/** Offsets, sizes, strides and element counts: a negative one would read before its storage (or as NaN). */
+function count(v: unknown, what: string, file: string): number {
+  const n = asInt(v, what, file);
+  if (n < 0) throw new WeitiaoError(`${file}: negative ${what} (${n}) in the checkpoint: corrupt or crafted`);
+  return n;
+}
+
 function intList(v: unknown, what: string, file: string): number[] {
   if (!(v instanceof Tuple)) throw new WeitiaoError(`${file}: expected a tuple for ${what}`);
-  return v.items.map((x) => asInt(x, what, file));
+  return v.items.map((x) => count(x, what, file));
+}
+
+function describe(v: unknown): string {
+  return v instanceof Map ? "dict" : Array.isArray(v) ? "list" : v instanceof Tuple ? "tuple" : v === MARK ? "mark" : v === undefined ? "empty stack" : typeof v;
 }
 
 /** Call one of the allowed callables. */
@@ -68,10 +79,13 @@ function call(fn: Global, args: unknown[], file: string): unknown {
     case "torch._utils._rebuild_tensor_v2": {
       const [storage, offset, size, stride] = args;
       if (!storage || (storage as StorageRef).kind !== "storage") throw new WeitiaoError(`${file}: tensor without a storage`);
-      return {
-        kind: "tensor", storage: storage as StorageRef, offset: asInt(offset, "storage offset", file),
+      const t = {
+        kind: "tensor", storage: storage as StorageRef, offset: count(offset, "storage offset", file),
         shape: intList(size, "tensor size", file), stride: intList(stride, "tensor stride", file),
       } satisfies TensorRef;
+      if (t.shape.length !== t.stride.length) throw new WeitiaoError(`${file}: a tensor with ${t.shape.length} sizes and ${t.stride.length} strides`);
+      if (t.shape.reduce((a, b) => a * b, 1) > 2 ** 31 - 1) throw new WeitiaoError(`${file}: a tensor of more than 2³¹ elements`);
+      return t;
     }
     case "torch._utils._rebuild_parameter":
       return args[0];
@@ -87,6 +101,16 @@ export function unpickle(data: Buffer, file: string): unknown {
 
 /** Run the pickle that starts at byte `start`; returns its object and the byte after its STOP. */
 export function runPickle(data: Buffer, file: string, start: number): { value: unknown; end: number } {
+  try {
+    return runPickleOps(data, file, start);
+  } catch (e) {
+    // Anything the VM did not foresee (a string where a tuple goes, a huge memo index) is still a corrupt file.
+    if (e instanceof WeitiaoError) throw e;
+    throw new WeitiaoError(`${file}: corrupt pickle (${(e as Error).message})`);
+  }
+}
+
+function runPickleOps(data: Buffer, file: string, start: number): { value: unknown; end: number } {
   const stack: unknown[] = [];
   const memo = new Map<number, unknown>();
   let p = start;
@@ -126,6 +150,17 @@ export function runPickle(data: Buffer, file: string, start: number): { value: u
     return g;
   };
   const top = (): unknown => stack[stack.length - 1];
+  // APPEND and SETITEM act on whatever is on the stack: a crafted pickle puts the wrong container (or none) there.
+  const list = (): unknown[] => {
+    const t = top();
+    if (!Array.isArray(t)) throw new WeitiaoError(`${file}: corrupt pickle (APPEND onto a ${describe(t)}) at byte ${p - 1}`);
+    return t;
+  };
+  const dict = (): Map<unknown, unknown> => {
+    const t = top();
+    if (!(t instanceof Map)) throw new WeitiaoError(`${file}: corrupt pickle (SETITEM onto a ${describe(t)}) at byte ${p - 1}`);
+    return t;
+  };
 
   for (;;) {
     const op = u8();
@@ -150,13 +185,13 @@ export function runPickle(data: Buffer, file: string, start: number): { value: u
       case 0x86: { const b = pop(); stack.push(new Tuple([pop(), b])); break; }
       case 0x87: { const c = pop(); const b = pop(); stack.push(new Tuple([pop(), b, c])); break; }
       case 0x5d: stack.push([]); break; // EMPTY_LIST
-      case 0x61: { const v = pop(); (top() as unknown[]).push(v); break; } // APPEND
-      case 0x65: { const items = popMark(); (top() as unknown[]).push(...items); break; } // APPENDS
+      case 0x61: { const v = pop(); list().push(v); break; } // APPEND
+      case 0x65: { const items = popMark(); list().push(...items); break; } // APPENDS
       case 0x7d: stack.push(new Map()); break; // EMPTY_DICT
-      case 0x73: { const v = pop(); const k = pop(); (top() as Map<unknown, unknown>).set(k, v); break; } // SETITEM
+      case 0x73: { const v = pop(); const k = pop(); dict().set(k, v); break; } // SETITEM
       case 0x75: { // SETITEMS
         const items = popMark();
-        const d = top() as Map<unknown, unknown>;
+        const d = dict();
         for (let i = 0; i + 1 < items.length; i += 2) d.set(items[i], items[i + 1]);
         break;
       }
@@ -197,8 +232,9 @@ export function runPickle(data: Buffer, file: string, start: number): { value: u
         if (!(pid instanceof Tuple) || pid.items[0] !== "storage" || !(pid.items[1] instanceof Global)) {
           throw new WeitiaoError(`${file}: unsupported persistent id in pickle`);
         }
-        const dtype = STORAGE_DTYPES[(pid.items[1] as Global).name]!;
-        stack.push({ kind: "storage", dtype, key: String(pid.items[2]), numel: asInt(pid.items[4], "storage size", file) } satisfies StorageRef);
+        const dtype = STORAGE_DTYPES[(pid.items[1] as Global).name];
+        if (!dtype) throw new WeitiaoError(`${file}: unsupported storage type ${(pid.items[1] as Global).id} in pickle`);
+        stack.push({ kind: "storage", dtype, key: String(pid.items[2]), numel: count(pid.items[4], "storage size", file) } satisfies StorageRef);
         break;
       }
       case 0x62: pop(); break; // BUILD: state of an OrderedDict (its _metadata) is not needed
@@ -372,7 +408,8 @@ export function torchSource(path: string, { legacyHeadBytes = 1 << 20 } = {}): T
     const pkl = zip.names().find((n) => /^[^/]+\/data\.pkl$/.test(n));
     if (!pkl) throw new WeitiaoError(`${path}: no data.pkl inside (not a torch.save checkpoint)`);
     const prefix = pkl.slice(0, -"data.pkl".length);
-    const root = unpickle(zip.readEntry(pkl), path);
+    // A state dict's pickle is kilobytes (BERT-large: ~100 KB); 256 MiB is far past any real one.
+    const root = unpickle(zip.readEntry(pkl, 256 << 20), path);
     const entryOf = (ref: StorageRef): string => {
       const entry = `${prefix}data/${ref.key}`;
       if (!zip.has(entry)) throw new WeitiaoError(`${path}: storage ${ref.key} is missing`);

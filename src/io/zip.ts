@@ -1,6 +1,7 @@
 /**
  * A minimal reader for the zip archives torch.save writes (entries stored uncompressed, ZIP64 when large):
- * the central directory is parsed once and entries are read by name on demand, straight from the file.
+ * the central directory is parsed once and entries are read by name on demand, straight from the file. Every size
+ * the archive declares is checked against the file before it is used to allocate or inflate.
  */
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { inflateRawSync } from "node:zlib";
@@ -54,7 +55,7 @@ export class ZipFile {
     const dir = this.read(dirOffset, dirSize);
     let p = 0;
     for (let i = 0; i < count; i++) {
-      if (dir.readUInt32LE(p) !== 0x02014b50) throw new WeitiaoError(`${this.path}: corrupt central directory`);
+      if (p + 46 > dir.length || dir.readUInt32LE(p) !== 0x02014b50) throw new WeitiaoError(`${this.path}: corrupt central directory`);
       const method = dir.readUInt16LE(p + 10);
       let compressedSize = dir.readUInt32LE(p + 20);
       let entrySize = dir.readUInt32LE(p + 24);
@@ -62,6 +63,7 @@ export class ZipFile {
       const extraLen = dir.readUInt16LE(p + 30);
       const commentLen = dir.readUInt16LE(p + 32);
       let headerOffset = dir.readUInt32LE(p + 42);
+      if (p + 46 + nameLen + extraLen + commentLen > dir.length) throw new WeitiaoError(`${this.path}: corrupt central directory`);
       const name = dir.toString("utf8", p + 46, p + 46 + nameLen);
       // ZIP64 extra field: the 64-bit values of whichever fields were saturated, in this order.
       let e = p + 46 + nameLen;
@@ -69,13 +71,22 @@ export class ZipFile {
       while (e + 4 <= extraEnd) {
         const id = dir.readUInt16LE(e);
         const len = dir.readUInt16LE(e + 2);
-        if (id === 0x0001) {
+        if (id === 0x0001 && e + 4 + len <= extraEnd) {
           let q = e + 4;
           if (entrySize === 0xffffffff) { entrySize = Number(dir.readBigUInt64LE(q)); q += 8; }
           if (compressedSize === 0xffffffff) { compressedSize = Number(dir.readBigUInt64LE(q)); q += 8; }
           if (headerOffset === 0xffffffff) headerOffset = Number(dir.readBigUInt64LE(q));
         }
         e += 4 + len;
+      }
+      // Sizes are the archive's claims: hold them to the file before anything is allocated from them. A stored entry
+      // is its own size; deflate cannot expand more than 1032:1, so a larger claim is a bomb or corruption.
+      const fits = headerOffset + 30 + compressedSize <= size;
+      const plausible = method === 0 ? entrySize === compressedSize : method !== 8 || entrySize <= compressedSize * 1032 + 64;
+      if (!fits || !plausible) {
+        throw new WeitiaoError(
+          `${this.path}: entry ${name} claims ${entrySize} bytes (${compressedSize} in the archive) in a ${size}-byte file: corrupt or crafted zip`,
+        );
       }
       this.entries.set(name, { method, compressedSize, size: entrySize, headerOffset });
       p = extraEnd + commentLen;
@@ -122,14 +133,24 @@ export class ZipFile {
     return true;
   }
 
-  /** The bytes of an entry (stored or deflated). */
-  readEntry(name: string): Buffer {
+  /** The bytes of an entry (stored or deflated), refused when it declares more than `maxSize` bytes. */
+  readEntry(name: string, maxSize = Number.MAX_SAFE_INTEGER): Buffer {
     const e = this.entry(name);
+    if (e.size > maxSize) throw new WeitiaoError(`${this.path}: entry ${name} declares ${e.size} bytes, more than the ${maxSize} allowed`);
     const start = this.dataStart(name, e);
+    if (start + e.compressedSize > fstatSync(this.fd).size) throw new WeitiaoError(`${this.path}: entry ${name} runs past the end of the file (truncated zip?)`);
     const raw = this.read(start, e.compressedSize);
     if (e.method === 0) return raw;
-    if (e.method === 8) return inflateRawSync(raw);
-    throw new WeitiaoError(`${this.path}: entry ${name} uses unsupported compression method ${e.method}`);
+    if (e.method !== 8) throw new WeitiaoError(`${this.path}: entry ${name} uses unsupported compression method ${e.method}`);
+    // Inflate no further than the declared size: a bomb stops at its claim instead of filling memory.
+    let out: Buffer;
+    try {
+      out = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size) });
+    } catch (err) {
+      throw new WeitiaoError(`${this.path}: entry ${name} does not inflate to its declared ${e.size} bytes (${(err as Error).message})`);
+    }
+    if (out.length !== e.size) throw new WeitiaoError(`${this.path}: entry ${name} inflates to ${out.length} bytes, not its declared ${e.size}`);
+    return out;
   }
 
   close(): void {

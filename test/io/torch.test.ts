@@ -51,17 +51,18 @@ test("a pickle with os.system GLOBAL/REDUCE is refused before anything runs", ()
 });
 
 /** Write a stored-only zip (what torch.save writes) with the given entries. */
-function zip(entries: [string, Buffer][], deflate = false): Buffer {
+function zip(entries: [string, Buffer][], deflate = false, declared: Record<string, number> = {}): Buffer {
   const locals: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
   for (const [name, raw] of entries) {
     const data = deflate ? deflateRawSync(raw) : raw;
     const nameBuf = Buffer.from(name);
+    const size = declared[name] ?? raw.length;
     const lh = Buffer.alloc(30);
-    lh.writeUInt32LE(0x04034b50, 0); lh.writeUInt16LE(deflate ? 8 : 0, 8); lh.writeUInt32LE(data.length, 18); lh.writeUInt32LE(raw.length, 22); lh.writeUInt16LE(nameBuf.length, 26);
+    lh.writeUInt32LE(0x04034b50, 0); lh.writeUInt16LE(deflate ? 8 : 0, 8); lh.writeUInt32LE(data.length, 18); lh.writeUInt32LE(size, 22); lh.writeUInt16LE(nameBuf.length, 26);
     const ch = Buffer.alloc(46);
-    ch.writeUInt32LE(0x02014b50, 0); ch.writeUInt16LE(deflate ? 8 : 0, 10); ch.writeUInt32LE(data.length, 20); ch.writeUInt32LE(raw.length, 24); ch.writeUInt16LE(nameBuf.length, 28); ch.writeUInt32LE(offset, 42);
+    ch.writeUInt32LE(0x02014b50, 0); ch.writeUInt16LE(deflate ? 8 : 0, 10); ch.writeUInt32LE(data.length, 20); ch.writeUInt32LE(size, 24); ch.writeUInt16LE(nameBuf.length, 28); ch.writeUInt32LE(offset, 42);
     locals.push(lh, nameBuf, data);
     central.push(ch, nameBuf);
     offset += 30 + nameBuf.length + data.length;
@@ -127,3 +128,84 @@ for (const format of ["legacy", "zip"]) {
     src.close();
   });
 }
+
+/** Pickle pieces for hand-made state dicts (protocol 2 opcodes). */
+const P = {
+  str: (s: string): Buffer => { const b = Buffer.from(s); const h = Buffer.alloc(5); h[0] = 0x58; h.writeUInt32LE(b.length, 1); return Buffer.concat([h, b]); },
+  int: (n: number): Buffer => { const b = Buffer.alloc(5); b[0] = 0x4a; b.writeInt32LE(n, 1); return b; },
+  global: (m: string, n: string): Buffer => Buffer.from(`c${m}\n${n}\n`),
+  op: (...ops: number[]): Buffer => Buffer.from(ops),
+};
+const MARK_ = 0x28, TUPLE = 0x74, REDUCE = 0x52, EMPTY_TUPLE = 0x29, SETITEMS = 0x75, STOP = 0x2e, BINPERSID = 0x51;
+
+/** {"w": tensor of `size` over a FloatStorage of `numel`, at `offset` with `stride`} as torch.save pickles it. */
+function statePickle(offset: number, size: number, stride: number, numel = 4): Buffer {
+  const od = Buffer.concat([P.global("collections", "OrderedDict"), P.op(EMPTY_TUPLE, REDUCE)]);
+  const storage = Buffer.concat([P.op(MARK_), P.str("storage"), P.global("torch", "FloatStorage"), P.str("0"), P.str("cpu"), P.int(numel), P.op(TUPLE, BINPERSID)]);
+  const tensor = Buffer.concat([
+    P.global("torch._utils", "_rebuild_tensor_v2"), P.op(MARK_), storage, P.int(offset),
+    P.op(MARK_), P.int(size), P.op(TUPLE), P.op(MARK_), P.int(stride), P.op(TUPLE), P.op(0x89), od, P.op(TUPLE, REDUCE),
+  ]);
+  return Buffer.concat([P.op(0x80, 0x02), od, P.op(MARK_), P.str("w"), tensor, P.op(SETITEMS, STOP)]);
+}
+
+function checkpoint(pkl: Buffer, opts: { deflate?: boolean; declared?: Record<string, number> } = {}): string {
+  const file = join(tempDir(), "pytorch_model.bin");
+  writeFileSync(file, zip([["archive/data.pkl", pkl], ["archive/data/0", Buffer.from(Float32Array.of(1, 2, 3, 4).buffer)]], opts.deflate, opts.declared));
+  return file;
+}
+
+test("negative storage offsets, sizes and strides in a torch pickle are refused; the same pickle with valid ones loads", () => {
+  const good = torchSource(checkpoint(statePickle(1, 2, 1)));
+  assert.deepEqual([...good.read("w")], [2, 3]);
+  good.close();
+  const strided = torchSource(checkpoint(statePickle(0, 2, 2)));
+  assert.deepEqual([...strided.read("w")], [1, 3]);
+  strided.close();
+  assert.throws(() => torchSource(checkpoint(statePickle(-1, 2, 1))), /negative storage offset \(-1\)/);
+  assert.throws(() => torchSource(checkpoint(statePickle(3, 2, -1))), /negative tensor stride \(-1\)/);
+  assert.throws(() => torchSource(checkpoint(statePickle(0, -2, 1))), /negative tensor size/);
+  assert.throws(() => torchSource(checkpoint(statePickle(0, 2, 1, -4))), /negative storage size/);
+  const past = torchSource(checkpoint(statePickle(3, 2, 1)));
+  assert.throws(() => past.read("w"), /reaches past its storage/);
+  past.close();
+});
+
+test("pickles that APPEND onto a dict, SETITEM onto a list or misuse the stack are corrupt files, not crashes", () => {
+  assert.throws(() => unpickle(P.op(0x80, 0x02, 0x7d, 0x4b, 1, 0x61, STOP), "x.pkl"), /corrupt pickle \(APPEND onto a dict\)/);
+  assert.throws(() => unpickle(P.op(0x80, 0x02, 0x5d, 0x4b, 1, 0x4b, 2, 0x73, STOP), "x.pkl"), /corrupt pickle \(SETITEM onto a list\)/);
+  assert.throws(() => unpickle(P.op(0x80, 0x02, 0x4b, 1, 0x65, STOP), "x.pkl"), /corrupt pickle \(no mark\)/);
+  assert.throws(() => unpickle(P.op(0x80, 0x02, 0x61, STOP), "x.pkl"), /stack underflow/);
+});
+
+test("zip bombs and archives that lie about sizes are refused before anything large is allocated", () => {
+  const pkl = statePickle(0, 4, 1);
+  // A deflated data.pkl that claims its true size loads.
+  const ok = torchSource(checkpoint(pkl, { deflate: true }));
+  assert.deepEqual([...ok.read("w")], [1, 2, 3, 4]);
+  ok.close();
+  // A bomb claiming a small size stops inflating at the claim.
+  const bomb = Buffer.concat([pkl, Buffer.alloc(8 << 20)]);
+  assert.throws(() => torchSource(checkpoint(bomb, { deflate: true, declared: { "archive/data.pkl": pkl.length } })), /does not inflate to its declared \d+ bytes/);
+  // One claiming 3 GiB is refused without inflating (the ratio is possible for deflate, the size is not for a pickle).
+  const big = 3 * 2 ** 30;
+  const t0 = Date.now();
+  const file = join(tempDir(), "bomb.bin");
+  writeFileSync(file, zip([["archive/data.pkl", Buffer.alloc(4 << 20)]], true, { "archive/data.pkl": 4 << 20 }));
+  const bytes = readFileSync(file);
+  // Patch the claimed size in both headers to 3 GiB (the compressed stream stays 4 MiB of zeros).
+  bytes.writeUInt32LE(big, 22);
+  bytes.writeUInt32LE(big, bytes.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])) + 24);
+  writeFileSync(file, bytes);
+  assert.throws(() => torchSource(file), /claims 3221225472 bytes .* corrupt or crafted zip|declares 3221225472 bytes, more than the 268435456 allowed/);
+  assert.ok(Date.now() - t0 < 5000);
+  // A stored entry claiming 4 GB in a small file.
+  const stored = join(tempDir(), "stored.bin");
+  const sb = zip([["archive/data.pkl", pkl]]);
+  sb.writeUInt32LE(0xfffffffe, sb.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])) + 20);
+  writeFileSync(stored, sb);
+  assert.throws(() => torchSource(stored), /claims .* corrupt or crafted zip/);
+  const r = spawnSync(process.execPath, [CLI, "predict", "--model", stored, "--model-config", TINY, "--text", "x"], { encoding: "utf8" });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /^error: .*corrupt or crafted zip$/m);
+});
