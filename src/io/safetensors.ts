@@ -61,8 +61,12 @@ export function parseHeader(readAt: (pos: number, len: number) => Buffer, fileSi
   let metadata: Record<string, string> = {};
   for (const [name, raw] of Object.entries(json)) {
     if (name === "__metadata__") {
+      if (raw !== null && (typeof raw !== "object" || Array.isArray(raw))) throw new WeitiaoError(`${file}: safetensors __metadata__ is not an object`);
       metadata = (raw ?? {}) as Record<string, string>;
       continue;
+    }
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+      throw new WeitiaoError(`${file}: safetensors header entry ${name} is ${raw === null ? "null" : typeof raw}, not a tensor description`);
     }
     const t = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     const dtype = t.dtype as SafeDType;

@@ -269,6 +269,9 @@ function stateDictSource(
     let maxIndex = t.offset;
     t.shape.forEach((d, i) => (maxIndex += d > 0 ? (d - 1) * t.stride[i]! : 0));
     if (numel > 0 && maxIndex >= t.storage.numel) throw new WeitiaoError(`${path}: tensor ${name} reaches past its storage`);
+    // Only broadcast views (stride 0) have more elements than their storage; a state dict never holds one, and a
+    // crafted one would allocate shape-many floats from a few bytes.
+    if (numel > t.storage.numel) throw new WeitiaoError(`${path}: tensor ${name} has more elements than its storage`);
     return { t, numel, contiguous: t.stride.every((st, i) => st === t.shape.slice(i + 1).reduce((a, b) => a * b, 1)) };
   };
   const read = (name: string): Float32Array => {

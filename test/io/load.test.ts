@@ -120,6 +120,13 @@ test("hostile safetensors fail cleanly before allocating: truncated file, header
   len.writeBigUInt64LE(BigInt(header.length), 0);
   writeFileSync(join(dir, "past.safetensors"), Buffer.concat([len, header, Buffer.alloc(8)]));
   assert.throws(() => SafetensorsFile.open(join(dir, "past.safetensors")), /data section has 8 bytes/);
+  for (const [entry, pattern] of [[null, /entry w is null, not a tensor description/], [7, /entry w is number/], [[1], /entry w is object/]] as const) {
+    const h = Buffer.from(JSON.stringify({ w: entry }));
+    const l = Buffer.alloc(8);
+    l.writeBigUInt64LE(BigInt(h.length), 0);
+    writeFileSync(join(dir, "null.safetensors"), Buffer.concat([l, h]));
+    assert.throws(() => SafetensorsFile.open(join(dir, "null.safetensors")), pattern);
+  }
 });
 
 test("other architectures are refused with a message naming model_type; BERT-shaped Chinese RoBERTa/MacBERT configs load", () => {
