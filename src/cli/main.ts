@@ -241,7 +241,8 @@ function readStdinInputs(): TextInput[] {
     if (!l.trimStart().startsWith("{")) return { text: l };
     try {
       const o = JSON.parse(l) as { text?: unknown; text_pair?: unknown };
-      if (typeof o.text !== "string") throw new Error("no text field");
+      if (typeof o.text !== "string") throw new Error(o.text === undefined ? "no text field" : 'field "text" is not text');
+      if (o.text_pair != null && typeof o.text_pair !== "string") throw new Error('field "text_pair" is not text');
       return { text: o.text, textPair: typeof o.text_pair === "string" ? o.text_pair : null };
     } catch (e) {
       throw new WeitiaoError(`stdin:${i + 1}: ${(e as Error).message}`);

@@ -41,9 +41,27 @@ function columnError(row: RawRow, column: string, flag: string): WeitiaoError {
   );
 }
 
-function asText(v: unknown): string | null {
+/** A text cell: a string, or null/absent (skipped as empty). JSONL numbers, objects or arrays are the file's error,
+ *  not text to train on as "[object Object]". */
+function asText(v: unknown, row: RawRow, column: string): string | null {
   if (v === null || v === undefined) return null;
-  return typeof v === "string" ? v : String(v);
+  if (typeof v === "string") return v;
+  throw new WeitiaoError(`${row.file}:${row.line}: field "${column}" is ${describeJson(v)}, not text`);
+}
+
+/** A label cell: a string, number or boolean as written; a JSONL array (multi-label) as its JSON. */
+function asLabel(v: unknown, row: RawRow, column: string): string | null {
+  if (v === null || v === undefined) return null;
+  if (typeof v === "string") return v;
+  if (typeof v === "number" || typeof v === "boolean") return String(v);
+  if (Array.isArray(v) && v.every((x) => typeof x === "string" || typeof x === "number")) return JSON.stringify(v);
+  throw new WeitiaoError(`${row.file}:${row.line}: field "${column}" is ${describeJson(v)}, not a label`);
+}
+
+function describeJson(v: unknown): string {
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "object") return "an object";
+  return `a ${typeof v} (${JSON.stringify(v)})`;
 }
 
 /**
@@ -57,9 +75,9 @@ export function extractExamples(rows: RawRow[], cols: ColumnOptions, requireLabe
     if (!(cols.textColumn in row.fields)) throw columnError(row, cols.textColumn, "--text-column");
     if (cols.textPairColumn && !(cols.textPairColumn in row.fields)) throw columnError(row, cols.textPairColumn, "--text-pair-column");
     if (requireLabel && !(cols.labelColumn in row.fields)) throw columnError(row, cols.labelColumn, "--label-column");
-    const text = asText(row.fields[cols.textColumn]);
-    const pair = cols.textPairColumn ? asText(row.fields[cols.textPairColumn]) ?? "" : null;
-    const rawLabel = cols.labelColumn in row.fields ? asText(row.fields[cols.labelColumn]) : null;
+    const text = asText(row.fields[cols.textColumn], row, cols.textColumn);
+    const pair = cols.textPairColumn ? asText(row.fields[cols.textPairColumn], row, cols.textPairColumn) ?? "" : null;
+    const rawLabel = cols.labelColumn in row.fields ? asLabel(row.fields[cols.labelColumn], row, cols.labelColumn) : null;
     if (text === null || text.trim() === "") {
       skipped.push({ file: row.file, line: row.line, reason: "empty text" });
       continue;

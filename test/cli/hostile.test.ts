@@ -156,3 +156,32 @@ test("a model file that is a symlink out of the folder is refused, never read or
   assert.equal(lstatSync(join(dir, "out", "vocab.txt")).isSymbolicLink(), false);
   assert.equal(readFileSync(join(dir, "out", "vocab.txt"), "utf8"), readFileSync(join(TINY, "vocab.txt"), "utf8"));
 });
+
+test("JSONL objects, arrays or numbers where text is expected are a file:line error (train, predict, stdin); label arrays are multi-label", () => {
+  const dir = tempDir();
+  const rows = (bad: Record<string, unknown>): string =>
+    [{ text: "好看", label: "pos" }, bad, { text: "难看", label: "neg" }].map((r) => JSON.stringify(r)).join("\n") + "\n";
+  for (const [bad, pattern] of [
+    [{ text: { a: 1 }, label: "pos" }, /train\.jsonl:2: field "text" is an object, not text/],
+    [{ text: ["好", "看"], label: "pos" }, /train\.jsonl:2: field "text" is an array, not text/],
+    [{ text: 42, label: "pos" }, /train\.jsonl:2: field "text" is a number \(42\), not text/],
+    [{ text: "好看", label: { x: 1 } }, /train\.jsonl:2: field "label" is an object, not a label/],
+  ] as const) {
+    writeFileSync(join(dir, "train.jsonl"), rows(bad));
+    const r = run(["train", "--model", TINY, "--train-file", join(dir, "train.jsonl"), "--output-dir", join(dir, "out")]);
+    assertOneLineError(r, pattern);
+    assert.equal(existsSync(join(dir, "out")), false);
+  }
+  writeFileSync(join(dir, "pairs.jsonl"), JSON.stringify({ text: "好看", text_pair: 3 }) + "\n");
+  assertOneLineError(run(["predict", "--model", TINY, "--input", join(dir, "pairs.jsonl")]), /pairs\.jsonl:1: field "text_pair" is a number \(3\), not text/);
+  assertOneLineError(run(["predict", "--model", TINY, "--input", "-"], { input: JSON.stringify({ text: "好看", text_pair: {} }) + "\n" }), /stdin:1: field "text_pair" is not text/);
+  // A label written as a JSON array trains as multi-label.
+  writeFileSync(join(dir, "multi.jsonl"), [
+    { text: "球赛精彩", label: ["体育"] }, { text: "明星球赛", label: ["体育", "娱乐"] }, { text: "新电影", label: ["娱乐"] },
+  ].map((r) => JSON.stringify(r)).join("\n") + "\n");
+  const m = run(["train", "--model", TINY, "--train-file", join(dir, "multi.jsonl"), "--output-dir", join(dir, "multi"), "--epochs", "1", "--max-length", "16"]);
+  assert.equal(m.code, 0, m.stderr);
+  const cfg = JSON.parse(readFileSync(join(dir, "multi", "config.json"), "utf8"));
+  assert.equal(cfg.problem_type, "multi_label_classification");
+  assert.deepEqual(Object.values(cfg.id2label).sort(), ["娱乐", "体育"].sort());
+});
