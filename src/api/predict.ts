@@ -29,7 +29,7 @@ export interface LoadModelOptions {
 export async function loadModel(model: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const { dir, weightsFile } = await locateModel(model, opts.modelConfig, { log: opts.log });
   const backend = getBackend({ ...opts });
-  const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile });
+  const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile, inference: true });
   const id2label = loaded.model.config.id2label;
   const labels = Object.keys(id2label).sort((a, b) => Number(a) - Number(b)).map((k) => id2label[k]!);
   const tokenizer = BertTokenizer.fromDir(dir);

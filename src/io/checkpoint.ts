@@ -140,6 +140,9 @@ export interface LoadOptions {
   seed?: number;
   /** A weights file to use instead of the folder's own (e.g. the tutorial's bert_finetuned.pth). */
   weightsFile?: string;
+  /** predict/evaluate: every weight must come from the checkpoint, a head of the config's size included; a random
+   *  re-initialisation there would give confident nonsense. */
+  inference?: boolean;
   log?: (line: string) => void;
 }
 
@@ -154,6 +157,16 @@ export function initParameter(model: BertForSequenceClassification, name: string
     if (name === "bert.embeddings.word_embeddings.weight") {
       const H = model.config.hidden_size;
       v.fill(0, model.config.pad_token_id * H, model.config.pad_token_id * H + H); // padding_idx row
+    }
+  }
+}
+
+/** Every parameter finite: NaN weights are never loaded, saved or trained on silently. */
+export function assertFinite(model: BertForSequenceClassification, what: string): void {
+  for (const spec of model.params.specs) {
+    const v = model.params.value(spec.name);
+    for (let i = 0; i < v.length; i++) {
+      if (!Number.isFinite(v[i]!)) throw new WeitiaoError(`${what}: ${spec.name} holds non-finite values (NaN or infinity)`);
     }
   }
 }
@@ -176,6 +189,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
     : openWeights(dir);
   const report: LoadReport = { missing: [], unexpected: [], reinitialized: [], weights: description };
   const loaded = new Set<string>();
+  let headShape: string | undefined;
   try {
     for (const raw of source.names()) {
       const name = canonicalName(raw);
@@ -189,6 +203,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
       if (shape.join(",") !== spec.shape.join(",")) {
         if (name.startsWith("classifier.")) {
           report.reinitialized.push(name);
+          headShape ??= `${raw} has shape [${shape}]`;
           continue;
         }
         throw new WeitiaoError(`${dir}: ${raw} has shape [${shape}] but config.json implies [${spec.shape}]`);
@@ -208,6 +223,14 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
   if (![...loaded].some((n) => n.startsWith("bert.encoder."))) {
     throw new WeitiaoError(`${dir}: ${description} holds none of the BERT encoder weights; is it a BERT checkpoint?`);
   }
+  if (opts.inference && (report.reinitialized.length || report.missing.length)) {
+    throw new WeitiaoError(
+      headShape
+        ? `${dir}: ${headShape} in ${description} but config.json's id2label has ${config.num_labels} labels: the head does not match the config`
+        : `${dir}: ${description} lacks ${report.missing.join(", ")}: predicting would use random weights (train or fine-tune this model first)`,
+    );
+  }
+  assertFinite(model, `${dir}: ${description} is broken`);
   if (report.missing.length) {
     log(`Some weights of BertForSequenceClassification were not initialized from the model checkpoint at ${dir} and are newly initialized: ${report.missing.join(", ")}`);
     log("You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
@@ -216,31 +239,44 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
   return { model, report };
 }
 
+/** The files of a saved model written into `dir` (which exists and is ours): config.json, model.safetensors (F32,
+ *  HF names, {"format":"pt"}), the tokenizer files copied from `tokenizerDir`, and `extraFiles`. */
+export function writeModelFiles(model: BertForSequenceClassification, dir: string, tokenizerDir: string | null, extraFiles: Record<string, string> = {}): string[] {
+  assertFinite(model, "refusing to save the model");
+  writeFileSync(join(dir, "config.json"), JSON.stringify(configToJson(model.config), null, 2) + "\n");
+  const tensors = new Map<string, TensorToWrite>();
+  for (const spec of model.params.specs) {
+    tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: asFloat32(model.params.value(spec.name)) });
+  }
+  writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
+  const written = ["config.json", "model.safetensors"];
+  if (tokenizerDir) {
+    for (const f of TOKENIZER_FILES) {
+      if (hasModelFile(tokenizerDir, f)) {
+        copyFileSync(join(tokenizerDir, f), join(dir, f));
+        written.push(f);
+      }
+    }
+  }
+  for (const [name, content] of Object.entries(extraFiles)) writeFileSync(join(dir, name), content);
+  return [...written, ...Object.keys(extraFiles)];
+}
+
 /**
- * Save a folder Python `transformers` loads: config.json, model.safetensors (F32, HF names, {"format":"pt"}),
- * tokenizer files copied from `tokenizerDir`. Written to a temporary folder first and renamed into place, so a
- * failure leaves no half-written output.
+ * Save a folder Python `transformers` loads (see writeModelFiles). Written to a temporary folder first and renamed
+ * into place, so a failure (a full disk, NaN weights) leaves no half-written output and no temporary folder.
  */
 export function saveModel(model: BertForSequenceClassification, outDir: string, tokenizerDir: string | null, extraFiles: Record<string, string> = {}): void {
   const target = resolve(outDir);
   const tmp = `${target}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  writeFileSync(join(tmp, "config.json"), JSON.stringify(configToJson(model.config), null, 2) + "\n");
-  const tensors = new Map<string, TensorToWrite>();
-  for (const spec of model.params.specs) {
-    tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: asFloat32(model.params.value(spec.name)) });
+  try {
+    const files = writeModelFiles(model, tmp, tokenizerDir, extraFiles);
+    // Replace only what we write, so an existing folder's other files (checkpoints, logs) survive.
+    mkdirSync(target, { recursive: true });
+    for (const f of files) renameSync(join(tmp, f), join(target, f));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
-  writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" });
-  if (tokenizerDir) {
-    for (const f of TOKENIZER_FILES) if (hasModelFile(tokenizerDir, f)) copyFileSync(join(tokenizerDir, f), join(tmp, f));
-  }
-  for (const [name, content] of Object.entries(extraFiles)) writeFileSync(join(tmp, name), content);
-  mkdirSync(dirname(target), { recursive: true });
-  // Replace only what we write, so an existing folder's other files (checkpoints, logs) survive.
-  mkdirSync(target, { recursive: true });
-  for (const f of ["config.json", "model.safetensors", ...TOKENIZER_FILES, ...Object.keys(extraFiles)]) {
-    if (existsSync(join(tmp, f))) renameSync(join(tmp, f), join(target, f));
-  }
-  rmSync(tmp, { recursive: true, force: true });
 }

@@ -4,14 +4,14 @@
  * with the same weights, bit for bit, as an uninterrupted one. Each checkpoint is written to a temporary folder
  * and renamed into place: an interruption never leaves a half-written checkpoint-N/.
  */
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { BertForSequenceClassification } from "../model/bert.js";
 import { asFloat32 } from "../model/params.js";
 import type { AdamW } from "../train/optimizer.js";
 import type { LoopState } from "../train/trainer.js";
 import { WeitiaoError } from "../util/errors.js";
-import { saveModel } from "./checkpoint.js";
+import { assertFinite, writeModelFiles } from "./checkpoint.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
 
 const STATE_FILE = "weitiao_state.json";
@@ -37,17 +37,24 @@ export interface SaveCheckpointOptions {
 export function saveCheckpoint(model: BertForSequenceClassification, optimizer: AdamW, state: LoopState, o: SaveCheckpointOptions): string {
   const final = join(o.outputDir, `checkpoint-${state.step}`);
   const tmp = `${final}.tmp-${process.pid}`;
+  assertFinite(model, `refusing to save checkpoint-${state.step} (the update of step ${state.step} overflowed: lower --learning-rate)`);
   rmSync(tmp, { recursive: true, force: true });
-  saveModel(model, tmp, o.tokenizerDir, { ...o.files, [STATE_FILE]: JSON.stringify(state) + "\n" });
-  const size = model.params.size;
-  const tensors = new Map<string, TensorToWrite>([
-    ["exp_avg", { dtype: "F32", shape: [size], data: asFloat32(optimizer.m) }],
-    ["exp_avg_sq", { dtype: "F32", shape: [size], data: asFloat32(optimizer.v) }],
-    ["step", { dtype: "I32", shape: [optimizer.steps.length], data: optimizer.steps }],
-  ]);
-  writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: model.params.specs.map((s) => s.name).join(",") });
-  rmSync(final, { recursive: true, force: true });
-  renameSync(tmp, final);
+  mkdirSync(tmp, { recursive: true });
+  try {
+    writeModelFiles(model, tmp, o.tokenizerDir, { ...o.files, [STATE_FILE]: JSON.stringify(state) + "\n" });
+    const size = model.params.size;
+    const tensors = new Map<string, TensorToWrite>([
+      ["exp_avg", { dtype: "F32", shape: [size], data: asFloat32(optimizer.m) }],
+      ["exp_avg_sq", { dtype: "F32", shape: [size], data: asFloat32(optimizer.v) }],
+      ["step", { dtype: "I32", shape: [optimizer.steps.length], data: optimizer.steps }],
+    ]);
+    writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: model.params.specs.map((s) => s.name).join(",") });
+    rmSync(final, { recursive: true, force: true });
+    renameSync(tmp, final);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
   if (o.totalLimit > 0) {
     const all = checkpointDirs(o.outputDir);
     for (const c of all.slice(0, Math.max(0, all.length - o.totalLimit))) rmSync(c.dir, { recursive: true, force: true });

@@ -365,6 +365,14 @@ export class Trainer {
         const loss = lossSum / nExamples;
         const { norm: gradNorm, coef } = clipCoefficient(model, args.maxGradNorm);
         const lr = linearWarmupDecay(args.learningRate, st.step, warmup, total);
+        // HF trains on through a NaN and saves a broken model with exit 0; we stop before the update, so the weights
+        // (and any checkpoint already written) are the last good ones.
+        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+          throw new WeitiaoError(
+            `step ${st.step + 1} of ${total}: the loss is ${loss} and the gradient norm ${gradNorm}: training stopped before this ` +
+              `step's update (lower --learning-rate, now ${args.learningRate}, or check the model's weights)`,
+          );
+        }
         this.optimizer.step(lr, (i) => lrScales[i]!, coef); // clipping fused into the update
         st.step++;
         st.stepInEpoch++;

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { loadModelFromDir, saveModel } from "../../src/io/checkpoint.js";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../src/io/safetensors.js";
 import { CLI, TINY, tempDir } from "../helpers.js";
 import { BACKENDS } from "../backends.js";
@@ -184,4 +185,52 @@ test("JSONL objects, arrays or numbers where text is expected are a file:line er
   const cfg = JSON.parse(readFileSync(join(dir, "multi", "config.json"), "utf8"));
   assert.equal(cfg.problem_type, "multi_label_classification");
   assert.deepEqual(Object.values(cfg.id2label).sort(), ["娱乐", "体育"].sort());
+});
+
+test("predict and evaluate refuse a head that does not match config.json or is missing, and weights holding NaN", () => {
+  const dir = tempDir();
+  const labelled = join(dir, "dev.csv");
+  writeFileSync(labelled, "text,label\n好看,正面\n难看,负面\n");
+  const three = craftModel({ id2label: { "0": "a", "1": "b", "2": "c" }, label2id: { a: 0, b: 1, c: 2 } });
+  for (const cmd of [["predict", "--text", "好看"], ["evaluate", "--input", labelled]]) {
+    assertOneLineError(run([cmd[0]!, "--model", three, ...cmd.slice(1)]), /classifier\.(weight|bias) has shape \[2(,32)?\] .* config\.json's id2label has 3 labels: the head does not match the config/);
+  }
+  const headless = craftModel({}, (n, t) => (n.startsWith("classifier.") ? null : t));
+  assertOneLineError(run(["predict", "--model", headless, "--text", "好看"]), /lacks classifier\.weight, classifier\.bias: predicting would use random weights/);
+  // Training from a headless model is what fine-tuning is: it still works.
+  const t = run(["train", "--model", headless, "--train-file", csv(dir, REVIEWS), "--output-dir", join(dir, "out"), "--epochs", "1", "--max-length", "16"]);
+  assert.equal(t.code, 0, t.stderr);
+  const nan = craftModel({}, (n, t) => {
+    if (n !== "bert.encoder.layer.1.output.dense.weight") return t;
+    const data = Float32Array.from(t.data);
+    data[5] = NaN;
+    return { shape: t.shape, data };
+  });
+  assertOneLineError(run(["predict", "--model", nan, "--text", "好看"]), /model\.safetensors is broken: bert\.encoder\.layer\.1\.output\.dense\.weight holds non-finite values/);
+  assertOneLineError(run(["train", "--model", nan, "--train-file", csv(dir, REVIEWS), "--output-dir", join(dir, "nan-out")]), /holds non-finite values/);
+  assert.equal(existsSync(join(dir, "nan-out")), false);
+});
+
+test("a non-finite loss or update stops training with the step named; the last good checkpoint stays, nothing NaN is saved", () => {
+  const dir = tempDir();
+  const file = csv(dir, REVIEWS);
+  const base = ["train", "--model", TINY, "--train-file", file, "--batch-size", "2", "--epochs", "3", "--max-length", "16", "--learning-rate", "1e38"];
+  // Without checkpoints the second step sees the first's overflow.
+  const r = run([...base, "--output-dir", join(dir, "a")]);
+  assertOneLineError(r, /step 2 of 6: the loss is NaN and the gradient norm NaN: training stopped before this step's update \(lower --learning-rate, now 1e\+38/);
+  assert.equal(existsSync(join(dir, "a")), false);
+  // With warmup the first updates are small: checkpoints 1 and 2 are written, step 3 meets the overflow and stops.
+  const out = join(dir, "b");
+  const c = run([...base, "--output-dir", out, "--save-steps", "1", "--warmup-steps", "4"]);
+  assertOneLineError(c, /step 3 of 6: the loss is NaN/);
+  assert.deepEqual(readdirSync(out).sort(), ["checkpoint-1", "checkpoint-2"]);
+  for (const [, t] of readSafetensors(join(out, "checkpoint-1", "model.safetensors"))) assert.ok(t.data.every(Number.isFinite));
+});
+
+test("saving refuses NaN weights and leaves neither the folder nor its temporary", () => {
+  const { model } = loadModelFromDir(TINY, { backend: BACKENDS[0]! });
+  model.params.value("classifier.bias")[1] = Infinity;
+  const dir = tempDir();
+  assert.throws(() => saveModel(model, join(dir, "out"), TINY), /refusing to save the model: classifier\.bias holds non-finite values/);
+  assert.deepEqual(readdirSync(dir), []);
 });
