@@ -23,6 +23,7 @@ import {
 } from "../train/trainer.js";
 import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
+import { lockOutputDir } from "../io/output.js";
 
 export interface TrainOptions {
   /** A HF model folder, a hub id (org/name[@revision]), "demo", or a weights file (.bin/.pth/.safetensors) with `modelConfig`. */
@@ -239,62 +240,68 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     textColumn: o.textColumn, textPairColumn: o.textPairColumn ?? null, labelColumn: o.labelColumn, maxLength,
     dropout: o.dropout ?? null, backend: backend.name, precision: o.precision ?? "fp32",
   };
-  let lastCheckpoint: string | undefined;
-  const trainer: Trainer = new Trainer(model, args, trainEnc, evalEnc ?? null, tokenizer.padId, {
-    ...o.hooks,
-    log,
-    onSave: (state, reason) => {
-      const partial = { globalStep: state.step, epochs: state.epochs, logHistory: state.history, totalSteps: trainer.totalSteps, trainSeconds: 0, interrupted: reason === "interrupt" };
-      lastCheckpoint = saveCheckpoint(model, trainer.optimizer, state, {
-        outputDir, tokenizerDir: modelDir, totalLimit: o.saveTotalLimit ?? 0,
-        files: {
-          "trainer_state.json": JSON.stringify(trainerState(partial, args), null, 2) + "\n",
-          "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
-        },
-      });
-      log(`saved checkpoint ${lastCheckpoint}`);
-    },
-  });
-  if (o.resumeFromCheckpoint) {
-    const dir = resolveCheckpoint(o.resumeFromCheckpoint, outputDir);
-    trainer.restore(loadCheckpoint(dir, model, trainer.optimizer));
-    log(`resuming from ${dir}`);
-  }
-  log(`training ${trainer.totalSteps} steps (${args.epochs} epoch(s) × ${trainer.stepsPerEpoch}), strategy ${args.strategy}, backend ${backend.name}`);
-  const onAbort = (): void => trainer.requestStop();
-  o.signal?.addEventListener("abort", onAbort);
-  let result: TrainResult;
+  // One run per output folder: a second one would mix its checkpoints into ours.
+  const lock = lockOutputDir(outputDir, log);
   try {
-    result = await trainer.train();
-  } finally {
-    o.signal?.removeEventListener("abort", onAbort);
-  }
-  if (result.interrupted) {
-    return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: null, test: null, reports, interruptedAt: lastCheckpoint };
-  }
-  // The evaluation after the last step, when there was one, saw these very weights: not run twice.
-  const finalEval = evalEnc ? (result.finalEval ?? evaluate(model, evalEnc, args.evalBatchSize, tokenizer.padId, args.threshold)) : null;
-  const test = testEnc ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
-  if (test) log(`test_loss: ${test.loss.toFixed(4)} | ${Object.entries(test.metrics).map(([k, v]) => `test_${k}: ${v.toFixed(4)}`).join(" | ")}`);
+    let lastCheckpoint: string | undefined;
+    const trainer: Trainer = new Trainer(model, args, trainEnc, evalEnc ?? null, tokenizer.padId, {
+      ...o.hooks,
+      log,
+      onSave: (state, reason) => {
+        const partial = { globalStep: state.step, epochs: state.epochs, logHistory: state.history, totalSteps: trainer.totalSteps, trainSeconds: 0, interrupted: reason === "interrupt" };
+        lastCheckpoint = saveCheckpoint(model, trainer.optimizer, state, {
+          outputDir, tokenizerDir: modelDir, totalLimit: o.saveTotalLimit ?? 0,
+          files: {
+            "trainer_state.json": JSON.stringify(trainerState(partial, args), null, 2) + "\n",
+            "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
+          },
+        });
+        log(`saved checkpoint ${lastCheckpoint}`);
+      },
+    });
+    if (o.resumeFromCheckpoint) {
+      const dir = resolveCheckpoint(o.resumeFromCheckpoint, outputDir);
+      trainer.restore(loadCheckpoint(dir, model, trainer.optimizer));
+      log(`resuming from ${dir}`);
+    }
+    log(`training ${trainer.totalSteps} steps (${args.epochs} epoch(s) × ${trainer.stepsPerEpoch}), strategy ${args.strategy}, backend ${backend.name}`);
+    const onAbort = (): void => trainer.requestStop();
+    o.signal?.addEventListener("abort", onAbort);
+    let result: TrainResult;
+    try {
+      result = await trainer.train();
+    } finally {
+      o.signal?.removeEventListener("abort", onAbort);
+    }
+    if (result.interrupted) {
+      return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: null, test: null, reports, interruptedAt: lastCheckpoint };
+    }
+    // The evaluation after the last step, when there was one, saw these very weights: not run twice.
+    const finalEval = evalEnc ? (result.finalEval ?? evaluate(model, evalEnc, args.evalBatchSize, tokenizer.padId, args.threshold)) : null;
+    const test = testEnc ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
+    if (test) log(`test_loss: ${test.loss.toFixed(4)} | ${Object.entries(test.metrics).map(([k, v]) => `test_${k}: ${v.toFixed(4)}`).join(" | ")}`);
 
-  saveModel(model, outputDir, modelDir, {
-    "trainer_state.json": JSON.stringify(trainerState(result, args), null, 2) + "\n",
-    "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
-    "data_report.json": JSON.stringify(reports, null, 2) + "\n",
-    "metrics.json": JSON.stringify({
-      train_runtime: result.trainSeconds, train_samples: trainEnc.length, global_step: result.globalStep,
-      train_loss: result.epochs.length ? result.epochs[result.epochs.length - 1]!.loss : null,
-      ...(finalEval ? { eval_loss: finalEval.loss, ...prefixed("eval_", finalEval.metrics) } : {}),
-      ...(test ? { test_loss: test.loss, ...prefixed("test_", test.metrics) } : {}),
-      best: result.best ?? null, early_stopped: result.earlyStopped ?? false,
-    }, null, 2) + "\n",
-    "report.html": renderReport({
-      title: `weitiao: ${o.model} on ${o.trainFile}`, result, eval: finalEval, test, labels: labelSet.names, reports,
-      args: resolved, samples: trainEnc.length * result.epochs.length,
-    }),
-  });
-  log(`saved model to ${outputDir}`);
-  return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: finalEval, test, reports };
+    saveModel(model, outputDir, modelDir, {
+      "trainer_state.json": JSON.stringify(trainerState(result, args), null, 2) + "\n",
+      "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
+      "data_report.json": JSON.stringify(reports, null, 2) + "\n",
+      "metrics.json": JSON.stringify({
+        train_runtime: result.trainSeconds, train_samples: trainEnc.length, global_step: result.globalStep,
+        train_loss: result.epochs.length ? result.epochs[result.epochs.length - 1]!.loss : null,
+        ...(finalEval ? { eval_loss: finalEval.loss, ...prefixed("eval_", finalEval.metrics) } : {}),
+        ...(test ? { test_loss: test.loss, ...prefixed("test_", test.metrics) } : {}),
+        best: result.best ?? null, early_stopped: result.earlyStopped ?? false,
+      }, null, 2) + "\n",
+      "report.html": renderReport({
+        title: `weitiao: ${o.model} on ${o.trainFile}`, result, eval: finalEval, test, labels: labelSet.names, reports,
+        args: resolved, samples: trainEnc.length * result.epochs.length,
+      }),
+    });
+    log(`saved model to ${outputDir}`);
+    return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: finalEval, test, reports };
+  } finally {
+    lock.release();
+  }
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

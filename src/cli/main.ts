@@ -2,16 +2,16 @@
  * The weitiao command line. Thin: every command parses flags into the typed options of the library API
  * (src/api) and prints. User errors (WeitiaoError) print one line and exit 1.
  */
-import { readFileSync, writeFileSync, renameSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import YAML from "yaml";
 import { evaluateFile, predict, loadModel, type TextInput } from "../api/predict.js";
 import { train, type TrainOptions } from "../api/train.js";
 import { extractExamples } from "../data/dataset.js";
 import { readRows } from "../data/read.js";
-import { DEMO_DATA_DIR } from "../io/resolve.js";
-import { resolveModel } from "../io/resolve.js";
+import { checkOutputFile, removeStaleTemps } from "../io/output.js";
+import { DEMO_DATA_DIR, resolveModel } from "../io/resolve.js";
 import { BertTokenizer } from "../tokenizer/index.js";
 import { STRATEGIES } from "../train/strategy.js";
 import { runBench } from "../bench/bench.js";
@@ -174,14 +174,19 @@ Example:
 HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_batch_size, --output_dir, …`);
   cmd.action(async (o: Record<string, unknown>) => {
     const progress = new ProgressReporter(process.stderr, Number(o.loggingSteps) || 50);
-    // Ctrl-C: finish the current step, write a checkpoint, say how to resume. A second Ctrl-C quits at once.
+    // Ctrl-C, or SIGTERM from a scheduler or `docker stop`: finish the current step, write a checkpoint, say how
+    // to resume, exit 130 / 143 as a shell reports those signals. A second signal quits at once.
     const stop = new AbortController();
-    const onSigint = (): void => {
-      if (stop.signal.aborted) process.exit(130);
-      progress.line("interrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)");
+    let exitCode = 130;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      const code = signal === "SIGTERM" ? 143 : 130;
+      if (stop.signal.aborted) process.exit(code);
+      exitCode = code;
+      progress.line(`interrupt (${signal}): finishing the current step and writing a checkpoint (send it again to quit now)`);
       stop.abort();
     };
-    process.on("SIGINT", onSigint);
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
     const opts: TrainOptions = {
       model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string,
       validationSplit: o.validationSplit as number | undefined, testFile: o.testFile as string | undefined,
@@ -206,12 +211,15 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
       hooks: progress.hooks(),
       onDownloadProgress: (file, received, total) => progress.download(file, received, total),
     };
-    const result = await train(opts).finally(() => process.off("SIGINT", onSigint));
+    const result = await train(opts).finally(() => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    });
     progress.done();
     if (result.interruptedAt) {
       log(`interrupted at step ${result.result.globalStep}: checkpoint written to ${result.interruptedAt}`);
       log(`resume with: weitiao train <same options> --resume-from-checkpoint ${result.interruptedAt}`);
-      process.exitCode = 130;
+      process.exitCode = exitCode;
       return;
     }
     if (result.eval) out(`eval_loss: ${result.eval.loss.toFixed(4)} | eval_accuracy: ${result.eval.accuracy.toFixed(4)}`);
@@ -276,6 +284,10 @@ Example:
     const texts = o.text as string[] | undefined;
     const inputFile = o.input as string | undefined;
     if (!texts && !inputFile) throw new WeitiaoError("predict needs --text T … or --input FILE");
+    if (o.output) {
+      checkOutputFile(o.output as string, "--output");
+      removeStaleTemps(dirname(resolve(o.output as string)), `${basename(o.output as string)}.tmp-`, log);
+    }
     const inputs: TextInput[] = texts
       ? texts.map((t) => ({ text: t }))
       : inputFile === "-"
@@ -296,8 +308,12 @@ Example:
       : preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
     if (o.output) {
       const tmp = `${o.output as string}.tmp-${process.pid}`;
-      writeFileSync(tmp, lines);
-      renameSync(tmp, o.output as string);
+      try {
+        writeFileSync(tmp, lines);
+        renameSync(tmp, o.output as string);
+      } finally {
+        rmSync(tmp, { force: true });
+      }
       log(`wrote ${preds.length} predictions to ${o.output as string}`);
     } else process.stdout.write(lines);
   });
@@ -449,6 +465,12 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof WeitiaoError) {
       process.stderr.write(`error: ${err.message}\n`);
+      return 1;
+    }
+    // The system refused (disk full, permission, a folder where a file goes): the user's to fix, in one line.
+    if (typeof err.code === "string" && /^E[A-Z]+$/.test(err.code) && "syscall" in err) {
+      const hint = err.code === "ENOSPC" ? " (the disk is full: free space, or write elsewhere)" : "";
+      process.stderr.write(`error: ${err.message}${hint}\n`);
       return 1;
     }
     throw e;

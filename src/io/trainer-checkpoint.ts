@@ -74,7 +74,36 @@ export function resolveCheckpoint(spec: string, outputDir: string): string {
 }
 
 /** Restore weights and optimizer state into `model`/`optimizer`; returns the loop state to continue from. */
+/** weitiao_state.json, checked field by field: a corrupt or hand-edited one is an error naming the field. */
+function readLoopState(dir: string): LoopState {
+  const path = join(dir, STATE_FILE);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new WeitiaoError(`${path}: not valid JSON (${(e as Error).message}): the checkpoint is corrupt`);
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new WeitiaoError(`${path}: not a JSON object: the checkpoint is corrupt`);
+  const st = raw as Record<string, unknown>;
+  const bad = (field: string, what: string): never => {
+    throw new WeitiaoError(`${path}: field ${field} ${st[field] === undefined ? "is missing" : "is not " + what}: the checkpoint is corrupt`);
+  };
+  for (const k of ["step", "stepInEpoch", "stepsSinceLog", "epochSteps", "correct", "seen"]) {
+    if (!Number.isSafeInteger(st[k]) || (st[k] as number) < 0) bad(k, "a non-negative integer");
+  }
+  if (!Number.isSafeInteger(st.epoch) || (st.epoch as number) < 1) bad("epoch", "a positive integer");
+  if (!Number.isSafeInteger(st.epochRngState)) bad("epochRngState", "an integer");
+  for (const k of ["lossSinceLog", "epochLoss", "epochSeconds"]) if (typeof st[k] !== "number" || !Number.isFinite(st[k])) bad(k, "a finite number");
+  for (const k of ["history", "epochs"]) if (!Array.isArray(st[k])) bad(k, "a list");
+  if (st.best !== undefined) {
+    const b = st.best as Record<string, unknown> | null;
+    if (!b || typeof b.metric !== "number" || !Number.isSafeInteger(b.step) || !Number.isSafeInteger(b.sinceImproved)) bad("best", "{metric, step, sinceImproved}");
+  }
+  return raw as LoopState;
+}
+
 export function loadCheckpoint(dir: string, model: BertForSequenceClassification, optimizer: AdamW): LoopState {
+  const state = readLoopState(dir);
   // Tensors are read straight into the model's and the optimizer's buffers (no intermediate copies).
   const weights = SafetensorsFile.open(join(dir, "model.safetensors"));
   try {
@@ -97,6 +126,6 @@ export function loadCheckpoint(dir: string, model: BertForSequenceClassification
   } finally {
     opt.close();
   }
-  return JSON.parse(readFileSync(join(dir, STATE_FILE), "utf8")) as LoopState;
+  return state;
 }
 

@@ -288,6 +288,15 @@ export class Trainer {
 
   /** Continue from a checkpoint's loop state (model weights and optimizer state restored by the caller). */
   restore(state: LoopState): void {
+    // A checkpoint of another run (more epochs, other data) cannot continue this one: its step is past our end or
+    // its place in the epoch past our epoch's length.
+    const total = this.totalSteps;
+    if (state.step > total || state.stepInEpoch > this.stepsPerEpoch || state.epoch > Math.ceil(total / this.stepsPerEpoch) + 1) {
+      throw new WeitiaoError(
+        `the checkpoint is at step ${state.step} (epoch ${state.epoch}, step ${state.stepInEpoch} of it) but this run has ${total} steps ` +
+          `of ${this.stepsPerEpoch} per epoch: resume with the options of the run that wrote it`,
+      );
+    }
     this.resumeFrom = structuredClone(state);
   }
 

@@ -1,0 +1,98 @@
+/**
+ * What a run may do to the folders it writes: one run per output folder at a time (a lock file naming its PID),
+ * temporaries left by a killed run (`*.tmp-PID` whose process is gone) removed on the next run, and output files
+ * checked before any work is done.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { WeitiaoError } from "../util/errors.js";
+
+export const LOCK_FILE = ".weitiao.lock";
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
+  }
+}
+
+/** Remove `<prefix>…​.tmp-PID` entries of `dir` whose PID is not a running process (a run killed mid-write). */
+export function removeStaleTemps(dir: string, prefix = "", log?: (line: string) => void): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /\.tmp-(\d+)$/.exec(name);
+    if (!m || !name.startsWith(prefix) || alive(Number(m[1]))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    log?.(`notice: removed ${join(dir, name)}, left by an earlier run that did not finish (pid ${m[1]})`);
+  }
+}
+
+export interface OutputLock {
+  release(): void;
+}
+
+/**
+ * Take `dir`/.weitiao.lock (creating `dir`), or fail naming the run that holds it. A lock whose PID is gone is
+ * stale: reported and taken over. Released at exit too; a folder this run created and left empty is removed.
+ */
+export function lockOutputDir(dir: string, log?: (line: string) => void): OutputLock {
+  const target = resolve(dir);
+  if (existsSync(target) && !statSync(target).isDirectory()) throw new WeitiaoError(`--output-dir ${dir}: exists and is not a folder`);
+  const created = !existsSync(target);
+  mkdirSync(target, { recursive: true });
+  const path = join(target, LOCK_FILE);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(path, "wx");
+      writeSync(fd, JSON.stringify({ pid: process.pid, started: new Date().toISOString() }) + "\n");
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw e;
+      let pid = NaN;
+      try {
+        pid = Number((JSON.parse(readFileSync(path, "utf8")) as { pid?: unknown }).pid);
+      } catch {
+        /* unreadable: treated as stale */
+      }
+      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+        throw new WeitiaoError(
+          `--output-dir ${dir}: another weitiao run (pid ${pid}) is writing there; wait for it, or use another folder (if pid ${pid} is not weitiao, remove ${path})`,
+        );
+      }
+      log?.(`notice: ${path} was left by pid ${Number.isNaN(pid) ? "?" : pid}, which is no longer running: taking it over`);
+      rmSync(path, { force: true });
+    }
+  }
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    rmSync(path, { force: true });
+    try {
+      if (created && readdirSync(target).length === 0) rmdirSync(target);
+    } catch {
+      /* already gone */
+    }
+    process.off("exit", release);
+  };
+  process.on("exit", release);
+  removeStaleTemps(target, "", log);
+  removeStaleTemps(dirname(target), `${basename(target)}.tmp-`, log);
+  return { release };
+}
+
+/** An output file (predict --output) must be creatable: its folder exists and it is not itself a folder. */
+export function checkOutputFile(file: string, flag: string): void {
+  const parent = dirname(resolve(file));
+  if (!existsSync(parent) || !statSync(parent).isDirectory()) throw new WeitiaoError(`${flag} ${file}: the folder ${parent} does not exist`);
+  if (existsSync(file) && statSync(file).isDirectory()) throw new WeitiaoError(`${flag} ${file}: is a folder; give a file name such as ${join(file, "predictions.jsonl")}`);
+}
