@@ -16,7 +16,8 @@ export interface NativeLoadOptions {
 
 type Addon = Record<string, (...args: any[]) => any>;
 
-const ADDON_PATH = fileURLToPath(new URL("../../../build/Release/weitiao.node", import.meta.url));
+// WEITIAO_NATIVE_ADDON: another build of the addon (scripts/asan.sh loads an AddressSanitizer one).
+const ADDON_PATH = process.env.WEITIAO_NATIVE_ADDON || fileURLToPath(new URL("../../../build/Release/weitiao.node", import.meta.url));
 let addon: Addon | null = null;
 let loadError = "";
 
