@@ -625,6 +625,41 @@ Napi::Value TanhBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// gelu_new (kind 0, ALBERT: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), in float as torch computes it) and relu
+// (kind 1). Arguments: kind, x, y, n / kind, x, dy, dx, n (dx = dy·act'(x)).
+Napi::Value ActivationForward(const Napi::CallbackInfo& info) {
+  const bool relu = N(info, 0) == 1;
+  const float* x = F(info, 1);
+  float* y = F(info, 2);
+  const int64_t n = N(info, 3);
+  const float c = 0.7978845608028654f;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i];
+    y[i] = relu ? (v > 0.f ? v : 0.f) : 0.5f * v * (1.f + std::tanh(c * (v + 0.044715f * v * v * v)));
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
+  const bool relu = N(info, 0) == 1;
+  const float *x = F(info, 1), *dy = F(info, 2);
+  float* dx = F(info, 3);
+  const int64_t n = N(info, 4);
+  const float c = 0.7978845608028654f;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i];
+    if (relu) {
+      dx[i] = v > 0.f ? dy[i] : 0.f;
+    } else {
+      const float t = std::tanh(c * (v + 0.044715f * v * v * v));
+      dx[i] = dy[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * c * (1.f + 3.f * 0.044715f * v * v));
+    }
+  }
+  return info.Env().Undefined();
+}
+
 // One LayerNorm row: statistics in double (`omp simd` lets the reductions vectorise: 8 partial sums, then combined);
 // y16, when given, receives y in bf16 as well.
 inline void layerNormRow(const float* xr, const float* g, const float* b, float* yr, uint16_t* y16, float& mean,
@@ -1463,6 +1498,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("geluForward", Napi::Function::New(env, GeluForward));
   exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
   exports.Set("tanhForward", Napi::Function::New(env, TanhForward));
+  exports.Set("activationForward", Napi::Function::New(env, ActivationForward));
+  exports.Set("activationBackward", Napi::Function::New(env, ActivationBackward));
   exports.Set("tanhBackward", Napi::Function::New(env, TanhBackward));
   exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
   exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));

@@ -97,6 +97,8 @@ export function loadNativeBackend(opts: NativeLoadOptions): { backend: Backend |
     geluBackward: (x, dy, dx, n) => a.geluBackward(f32(x), f32(dy), f32(dx), n),
     tanhForward: (x, y, n) => a.tanhForward(f32(x), f32(y), n),
     tanhBackward: (y, dy, dx, n) => a.tanhBackward(f32(y), f32(dy), f32(dx), n),
+    activationForward: (kind, x, y, n) => a.activationForward(kind === "relu" ? 1 : 0, f32(x), f32(y), n),
+    activationBackward: (kind, x, dy, dx, n) => a.activationBackward(kind === "relu" ? 1 : 0, f32(x), f32(dy), f32(dx), n),
     layerNormForward: (x, g, b, y, mean, rstd, rows, cols, eps) =>
       a.layerNormForward(f32(x), f32(g), f32(b), f32(y), f32(mean), f32(rstd), rows, cols, eps),
     layerNormBackward: (dy, x, mean, rstd, g, dx, dg, db, rows, cols) =>

@@ -98,6 +98,9 @@ function checkIds(ids: Int32Array, rows: number, limit: number, skip: number | n
   }
 }
 
+/** √(2/π), gelu_new's constant. */
+const GELU_NEW_C = Math.sqrt(2 / Math.PI);
+
 export const tsBackend: Backend = {
   name: "typescript",
   supportsFloat64: true,
@@ -151,6 +154,29 @@ export const tsBackend: Backend = {
 
   tanhBackward(y, dy, dx, n) {
     for (let i = 0; i < n; i++) dx[i] = dy[i]! * (1 - y[i]! * y[i]!);
+  },
+
+  activationForward(kind, x, y, n) {
+    if (kind === "relu") {
+      for (let i = 0; i < n; i++) y[i] = x[i]! > 0 ? x[i]! : 0;
+      return;
+    }
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!;
+      y[i] = 0.5 * v * (1 + Math.tanh(GELU_NEW_C * (v + 0.044715 * v * v * v)));
+    }
+  },
+
+  activationBackward(kind, x, dy, dx, n) {
+    if (kind === "relu") {
+      for (let i = 0; i < n; i++) dx[i] = x[i]! > 0 ? dy[i]! : 0;
+      return;
+    }
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!;
+      const t = Math.tanh(GELU_NEW_C * (v + 0.044715 * v * v * v));
+      dx[i] = dy[i]! * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * GELU_NEW_C * (1 + 3 * 0.044715 * v * v));
+    }
   },
 
   layerNormForward(x, gamma, beta, y, mean, rstd, rows, cols, eps) {

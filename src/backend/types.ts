@@ -99,6 +99,8 @@ export interface AttentionShape {
   starts?: Int32Array;
 }
 
+export type PointwiseActivation = "gelu_new" | "relu";
+
 export interface Backend {
   readonly name: string;
   /** True when this backend can run float64 tensors (gradient checks). */
@@ -138,6 +140,13 @@ export interface Backend {
   tanhForward(x: FArray, y: FArray, n: number): void;
   /** dx = dy · (1 − y²), from the forward output y. */
   tanhBackward(y: FArray, dy: FArray, dx: FArray, n: number): void;
+  /**
+   * The other activations families use: HF `gelu_new` (the tanh approximation, ALBERT) and `relu` (DistilBERT's
+   * head). fp32 in and out; the erf GELU keeps its own fused kernels above.
+   */
+  activationForward(kind: PointwiseActivation, x: FArray, y: FArray, n: number): void;
+  /** dx = dy · act'(x). */
+  activationBackward(kind: PointwiseActivation, x: FArray, dy: FArray, dx: FArray, n: number): void;
 
   /** Row-wise LayerNorm; saves mean and 1/σ per row for the backward pass. */
   layerNormForward(

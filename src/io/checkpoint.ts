@@ -9,6 +9,8 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { Backend, FArray } from "../backend/types.js";
 import { BertForSequenceClassification } from "../model/bert.js";
 import { type BertConfig, configToJson, parseBertConfig } from "../model/config.js";
+import { bert } from "../model/families/bert.js";
+import type { Family } from "../model/families/family.js";
 import { asFloat32, type DType } from "../model/params.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
@@ -116,11 +118,15 @@ export function readConfig(dir: string): BertConfig {
   return parseBertConfig(raw, path);
 }
 
-/** Map a checkpoint name to our HF BertForSequenceClassification name, or null to ignore it. */
-export function canonicalName(name: string): string | null {
+/**
+ * Map a checkpoint name to the task model's HF name, or null to ignore it: TF-era gamma/beta spellings, buffers
+ * (position_ids), other heads (BERT's cls.*, RoBERTa's lm_head.*, …); a bare encoder's names get the family prefix.
+ */
+export function canonicalName(name: string, family: Family = bert): string | null {
   let n = name.replace(/\.gamma$/, ".weight").replace(/\.beta$/, ".bias");
-  if (n.endsWith("position_ids") || n.startsWith("cls.")) return null;
-  if (!n.startsWith("bert.") && !n.startsWith("classifier.")) n = `bert.${n}`;
+  if (n.endsWith("position_ids") || n.endsWith("token_type_ids") || family.foreign.test(n)) return null;
+  const head = /^(classifier|pre_classifier)\./.test(n);
+  if (!head && !n.startsWith(`${family.prefix}.`)) n = `${family.prefix}.${n}`;
   return n;
 }
 
@@ -149,14 +155,15 @@ export interface LoadOptions {
 /** HF's _init_weights: Linear/Embedding weights ~ N(0, initializer_range), biases 0, LayerNorm 1/0. */
 export function initParameter(model: BertForSequenceClassification, name: string, rng: Rng): void {
   const v = model.params.value(name);
-  if (name.includes("LayerNorm")) v.fill(name.endsWith(".weight") ? 1 : 0);
+  const spec = model.params.spec(name);
+  if (spec.kind === "norm") v.fill(name.endsWith(".weight") ? 1 : 0);
   else if (name.endsWith(".bias")) v.fill(0);
   else {
     const std = model.config.initializer_range;
     for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
-    if (name === "bert.embeddings.word_embeddings.weight") {
-      const H = model.config.hidden_size;
-      v.fill(0, model.config.pad_token_id * H, model.config.pad_token_id * H + H); // padding_idx row
+    if (name === `${model.family.embeddings(model.config).word}.weight`) {
+      const E = model.config.embedding_size;
+      v.fill(0, model.config.pad_token_id * E, model.config.pad_token_id * E + E); // padding_idx row
     }
   }
 }
@@ -192,7 +199,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
   let headShape: string | undefined;
   try {
     for (const raw of source.names()) {
-      const name = canonicalName(raw);
+      const name = canonicalName(raw, model.family);
       if (name === null) continue;
       const spec = model.params.byName.get(name);
       if (!spec) {
@@ -220,8 +227,9 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
     if (!report.reinitialized.includes(spec.name)) report.missing.push(spec.name);
     initParameter(model, spec.name, rng);
   }
-  if (![...loaded].some((n) => n.startsWith("bert.encoder."))) {
-    throw new WeitiaoError(`${dir}: ${description} holds none of the BERT encoder weights; is it a BERT checkpoint?`);
+  const firstLayer = model.family.layer(0).query;
+  if (!loaded.has(`${firstLayer}.weight`)) {
+    throw new WeitiaoError(`${dir}: ${description} holds none of the encoder weights (no ${firstLayer}.weight); is it a ${config.model_type} checkpoint?`);
   }
   if (opts.inference && (report.reinitialized.length || report.missing.length)) {
     throw new WeitiaoError(

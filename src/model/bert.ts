@@ -23,10 +23,11 @@
  * (A few padding rows are kept, so that row counts come in steps of PACKED_ROWS_MULTIPLE.)
  */
 import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray, LinearBackwardOptions } from "../backend/types.js";
-import type { BertConfig } from "./config.js";
+import { type BertConfig, familyOfConfig, maxSequenceLength } from "./config.js";
+import type { EmbeddingNames, Family, LayerNames } from "./families/family.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Arena } from "./arena.js";
-import { allocFloat, bertParamLayout, type DType, type ParamSpec, ParamStore } from "./params.js";
+import { allocFloat, type DType, paramLayout, type ParamSpec, ParamStore } from "./params.js";
 
 export interface ModelInput {
   /** [batch·seqLen] token ids. */
@@ -91,6 +92,8 @@ interface EmbeddingCache {
   mean: FArray;
   rstd: FArray;
   drop: DropoutCache;
+  /** The projection's input (the embeddings' output), when the family projects to hidden_size. */
+  projected: FArray;
 }
 
 /**
@@ -153,10 +156,18 @@ export interface ForwardCache {
 }
 
 export interface HeadCache {
+  /** The features the head read (see encode). */
   pooled: FArray;
+  rows: number;
+  /** The hidden → hidden Linear of two-layer heads: its input and output (null for a single Linear). */
+  first: { input: FArray; output: FArray } | null;
+  /** That Linear's activation output (tanh's backward reads it). */
+  act: FArray | null;
+  /** The last Linear's input (after dropout) and that dropout. */
   dropped: FArray;
   drop: DropoutCache;
-  rows: number;
+  /** The dropout before the first Linear (RoBERTa, ELECTRA). */
+  drop0: DropoutCache | null;
 }
 
 export interface ForwardResult {
@@ -179,6 +190,14 @@ class DropoutStream {
 
 export class BertForSequenceClassification {
   readonly params: ParamStore;
+  /** The encoder family (config.json's model_type): parameter names and which optional modules run. */
+  readonly family: Family;
+  private readonly embeddingNames: EmbeddingNames;
+  private readonly projection: string | null;
+  /** Per layer application, its parameters' names (ALBERT's layers share one group's). */
+  private readonly layerNames: LayerNames[];
+  /** The token-type row of a family without token types (zeros, never trained). */
+  private readonly zeroRow: FArray;
   /** Per parameter (same order as params.specs): does it train? */
   readonly trainable: boolean[];
   /** Per parameter: does a linear layer's backward produce its gradient (weights and biases of Linear modules)? */
@@ -213,9 +232,16 @@ export class BertForSequenceClassification {
     this.scratch = [new Arena(dtype, advise), new Arena(dtype, advise)];
     this.current = this.temp = this.arena;
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
-    this.params = new ParamStore(bertParamLayout(config), dtype, advise);
+    this.params = new ParamStore(paramLayout(config), dtype, advise);
+    this.family = familyOfConfig(config);
+    this.embeddingNames = this.family.embeddings(config);
+    this.projection = this.family.projection(config);
+    const groups = config.num_hidden_groups || config.num_hidden_layers;
+    const perGroup = config.num_hidden_layers / groups;
+    this.layerNames = Array.from({ length: config.num_hidden_layers }, (_, l) => this.family.layer(Math.floor(l / perGroup)));
+    this.zeroRow = allocFloat(dtype, config.embedding_size);
     this.trainable = this.params.specs.map(() => true);
-    this.isLinearParam = this.params.specs.map((s) => /(query|key|value|dense|classifier)\.(weight|bias)$/.test(s.name));
+    this.isLinearParam = this.params.specs.map((s) => s.kind === "linear");
     this.gradStale = this.params.specs.map(() => false);
     this.hiddenDropout = config.hidden_dropout_prob;
     this.attentionDropout = config.attention_probs_dropout_prob;
@@ -328,65 +354,93 @@ export class BertForSequenceClassification {
 
   // ---------------------------------------------------------------- embeddings
 
+  /**
+   * Embeddings: LN(word[ids] + position[pos] + token_type[tt] (+ ERNIE's task type 0)) → dropout, embedding_size
+   * wide, then the family's projection to hidden_size where it has one (ELECTRA, ALBERT).
+   */
   private embeddingsForward(input: ModelInput, tokens: TokenRows, stream: DropoutStream | null, save: boolean): { out: FArray; cache: EmbeddingCache | null } {
     const T = input.seqLen;
-    const H = this.config.hidden_size;
+    const E = this.config.embedding_size;
     const { rows, starts, lengths } = tokens;
+    const names = this.embeddingNames;
     const packed = (a: Int32Array): Int32Array => (tokens.packed ? this.toPacked(a, new Int32Array(rows), 1, tokens, T) : a);
     const ids = packed(input.inputIds);
-    const typeIds = packed(input.tokenTypeIds);
+    // DistilBERT has no token types: its rows read a zero row instead of a table
+    const typeIds = names.tokenType ? packed(input.tokenTypeIds) : new Int32Array(rows);
     const posIds = new Int32Array(rows);
+    const pad = this.config.pad_token_id;
     starts.forEach((start, b) => {
-      for (let t = 0; t < lengths[b]!; t++) posIds[start + t] = t;
+      if (this.family.positions === "absolute") {
+        for (let t = 0; t < lengths[b]!; t++) posIds[start + t] = t;
+        return;
+      }
+      // RoBERTa's create_position_ids_from_input_ids: real tokens count up from padding_idx + 1, padding gets padding_idx
+      for (let t = 0, seen = 0; t < lengths[b]!; t++) {
+        const real = ids[start + t] !== pad;
+        if (real) seen++;
+        posIds[start + t] = real ? pad + seen : pad;
+      }
     });
     this.checkIds(ids, typeIds, rows, T);
-    const sum = this.alloc(rows * H);
-    const p = "bert.embeddings.";
+    const sum = this.alloc(rows * E);
     this.backend.embeddingForward(
       ids, posIds, typeIds,
-      this.w(`${p}word_embeddings.weight`), this.w(`${p}position_embeddings.weight`), this.w(`${p}token_type_embeddings.weight`),
-      sum, rows, H,
+      this.w(`${names.word}.weight`), this.w(`${names.position}.weight`), names.tokenType ? this.w(`${names.tokenType}.weight`) : this.zeroRow,
+      sum, rows, E,
     );
-    const normed = this.alloc(rows * H);
+    if (names.taskType) {
+      // task_type_ids default to zeros (the tokenizer makes none): row 0 of the table is added to every row
+      const task = this.w(`${names.taskType}.weight`);
+      for (let r = 0; r < rows; r++) for (let j = 0; j < E; j++) sum[r * E + j]! += task[j]!;
+    }
+    const normed = this.alloc(rows * E);
     const mean = this.alloc(rows);
     const rstd = this.alloc(rows);
-    this.backend.layerNormForward(sum, this.w(`${p}LayerNorm.weight`), this.w(`${p}LayerNorm.bias`), normed, mean, rstd, rows, H, this.config.layer_norm_eps);
-    const { y, cache: drop } = this.dropout(normed, this.hiddenDropout, rows * H, stream, save);
-    return { out: y, cache: save ? { ids, posIds, typeIds, sum, mean, rstd, drop } : null };
+    this.backend.layerNormForward(sum, this.w(`${names.norm}.weight`), this.w(`${names.norm}.bias`), normed, mean, rstd, rows, E, this.config.layer_norm_eps);
+    const { y, cache: drop } = this.dropout(normed, this.hiddenDropout, rows * E, stream, save);
+    const out = this.projection ? this.linear(this.projection, y, rows, E, this.config.hidden_size) : y;
+    return { out, cache: save ? { ids, posIds, typeIds, sum, mean, rstd, drop, projected: y } : null };
   }
 
   /** Every id must index its table: a tokenizer larger than config.json's vocab_size, or text pairs with a
    *  type_vocab_size of 1, are the user's error to fix, named here once per batch before any gather. */
   private checkIds(ids: Int32Array, typeIds: Int32Array, rows: number, seqLen: number): void {
     const c = this.config;
-    if (seqLen > c.max_position_embeddings) {
-      throw new WeitiaoError(`sequence length ${seqLen} is beyond max_position_embeddings ${c.max_position_embeddings} in config.json (lower --max-length)`);
+    const maxLength = maxSequenceLength(c);
+    if (seqLen > maxLength) {
+      throw new WeitiaoError(`sequence length ${seqLen} is beyond the ${maxLength} positions max_position_embeddings ${c.max_position_embeddings} in config.json allows (lower --max-length)`);
     }
+    const types = this.embeddingNames.tokenType ? c.type_vocab_size : 1;
     for (let r = 0; r < rows; r++) {
       const id = ids[r]!;
       if (!(id >= 0 && id < c.vocab_size)) {
         throw new WeitiaoError(`token id ${id} is beyond the word embedding table (vocab_size ${c.vocab_size} in config.json): the tokenizer does not match the model`);
       }
       const t = typeIds[r]!;
-      if (!(t >= 0 && t < c.type_vocab_size)) {
+      if (!(t >= 0 && t < types)) {
         throw new WeitiaoError(`token type id ${t} is beyond the token type table (type_vocab_size ${c.type_vocab_size} in config.json)${t === 1 ? ": this model cannot take text pairs" : ""}`);
       }
     }
   }
 
   private embeddingsBackward(dOut: FArray, c: EmbeddingCache): void {
-    const H = this.config.hidden_size;
+    const E = this.config.embedding_size;
     const rows = c.ids.length;
-    const p = "bert.embeddings.";
-    const dNormed = this.dropoutBack(dOut, c.drop, rows * H);
-    const dSum = this.alloc(rows * H);
-    this.backend.layerNormBackward(dNormed, c.sum, c.mean, c.rstd, this.w(`${p}LayerNorm.weight`), dSum, this.g(`${p}LayerNorm.weight`), this.g(`${p}LayerNorm.bias`), rows, H);
-    const gw = this.g(`${p}word_embeddings.weight`);
-    if (gw) this.backend.embeddingBackward(c.ids, dSum, gw, rows, H, this.config.pad_token_id);
-    const gp = this.g(`${p}position_embeddings.weight`);
-    if (gp) this.backend.embeddingBackward(c.posIds, dSum, gp, rows, H, -1);
-    const gt = this.g(`${p}token_type_embeddings.weight`);
-    if (gt) this.backend.embeddingBackward(c.typeIds, dSum, gt, rows, H, -1);
+    const names = this.embeddingNames;
+    const dy = this.projection ? this.linearBack(this.projection, dOut, c.projected, rows, E, this.config.hidden_size, true)! : dOut;
+    const dNormed = this.dropoutBack(dy, c.drop, rows * E);
+    const dSum = this.alloc(rows * E);
+    this.backend.layerNormBackward(dNormed, c.sum, c.mean, c.rstd, this.w(`${names.norm}.weight`), dSum, this.g(`${names.norm}.weight`), this.g(`${names.norm}.bias`), rows, E);
+    const pad = this.config.pad_token_id;
+    const gw = this.g(`${names.word}.weight`);
+    if (gw) this.backend.embeddingBackward(c.ids, dSum, gw, rows, E, pad);
+    // RoBERTa's position table has padding_idx too
+    const gp = this.g(`${names.position}.weight`);
+    if (gp) this.backend.embeddingBackward(c.posIds, dSum, gp, rows, E, this.family.positions === "after-padding" ? pad : -1);
+    const gt = names.tokenType ? this.g(`${names.tokenType}.weight`) : null;
+    if (gt) this.backend.embeddingBackward(c.typeIds, dSum, gt, rows, E, -1);
+    const gTask = names.taskType ? this.g(`${names.taskType}.weight`) : null;
+    if (gTask) this.backend.embeddingBackward(new Int32Array(rows), dSum, gTask, rows, E, -1);
   }
 
   // ---------------------------------------------------------------- encoder layer
@@ -509,7 +563,7 @@ export class BertForSequenceClassification {
     const clsOnly = shape.queryLen === 1;
     const kvRows = tokens.rows;
     const rows = clsOnly ? B : tokens.rows;
-    const p = `bert.encoder.layer.${l}.`;
+    const n = this.layerNames[l]!;
     // A packed batch's attention runs on the packed rows where the backend takes them (see attentionPlan); otherwise
     // on the padded layout: keys and values are moved there, and so are queries and the context unless they are the
     // [CLS] rows alone (the same in both layouts).
@@ -519,6 +573,7 @@ export class BertForSequenceClassification {
     const kvLayoutRows = moveKeys ? B * T : kvRows;
     const qLayoutRows = moveQuery ? B * T : rows;
     const nProbs = B * shape.heads * shape.queryLen! * shape.seqLen;
+    const erfGelu = this.config.hidden_act === "gelu";
 
     // bf16 copies of every GEMM input (when the backend uses them): each is converted once, at its first use
     const xCopy = this.copyFor(kvRows * H);
@@ -539,8 +594,9 @@ export class BertForSequenceClassification {
       attention,
       ctx: ctxCopy,
       h1: this.copyFor(rows * H),
-      inter: this.copyFor(rows * I),
-      act: this.copyFor(rows * I),
+      // the erf GELU's fused kernels take bf16 copies; gelu_new (ALBERT) runs on fp32 tensors kept for backward
+      inter: erfGelu ? this.copyFor(rows * I) : null,
+      act: erfGelu ? this.copyFor(rows * I) : null,
     };
 
     // self-attention; a projection whose output attention reads padded is computed packed into scratch, then moved
@@ -558,9 +614,9 @@ export class BertForSequenceClassification {
       return out;
     };
     const xq = clsOnly ? this.clsRows(x, tokens) : x;
-    const q = project(`${p}attention.self.query`, xq, rows, copies.xq, moveQuery, attention?.q);
-    const k = project(`${p}attention.self.key`, x, kvRows, copies.x, moveKeys, attention?.k);
-    const v = project(`${p}attention.self.value`, x, kvRows, copies.x, moveKeys, attention?.v);
+    const q = project(n.query, xq, rows, copies.xq, moveQuery, attention?.q);
+    const k = project(n.key, x, kvRows, copies.x, moveKeys, attention?.k);
+    const v = project(n.value, x, kvRows, copies.x, moveKeys, attention?.v);
     // probabilities and dropout mask are kept for backward only (without, the backend may hold them in scratch)
     const probs = save ? this.alloc(nProbs) : null;
     const paddedCtx = moveQuery ? this.allocTemp(B * T * H) : gemmInput(rows * H);
@@ -579,15 +635,17 @@ export class BertForSequenceClassification {
     }
 
     // attention output: dense → dropout → residual → LayerNorm
-    const attnOut = this.linear(`${p}attention.output.dense`, ctx, rows, H, H, copies.ctx, this.allocTemp(rows * H));
-    const ln1 = this.dropoutAddLayerNorm(`${p}attention.output.LayerNorm`, attnOut, xq, rows, H, stream, save, gemmInput(rows * H), copies.h1);
+    const attnOut = this.linear(n.attentionOutput, ctx, rows, H, H, copies.ctx, this.allocTemp(rows * H));
+    const ln1 = this.dropoutAddLayerNorm(n.attentionNorm, attnOut, xq, rows, H, stream, save, gemmInput(rows * H), copies.h1);
 
     // feed-forward: dense → GELU → dense → dropout → residual → LayerNorm
-    const inter = this.linear(`${p}intermediate.dense`, ln1.y, rows, H, I, copies.h1, gemmInput(rows * I), copies.inter);
-    const act = gemmInput(rows * I);
-    this.backend.geluForward(inter, act, rows * I, copies.act, copies.inter); // with copies, only bf16 copies are written
-    const ffnOut = this.linear(`${p}output.dense`, act, rows, I, H, copies.act, this.allocTemp(rows * H));
-    const ln2 = this.dropoutAddLayerNorm(`${p}output.LayerNorm`, ffnOut, ln1.y, rows, H, stream, save, gemmInput(rows * H), null); // the next layer's x
+    const ffnBuffer = (n: number): FArray => (erfGelu ? gemmInput(n) : this.alloc(n));
+    const inter = this.linear(n.intermediate, ln1.y, rows, H, I, copies.h1, ffnBuffer(rows * I), copies.inter);
+    const act = ffnBuffer(rows * I);
+    if (erfGelu) this.backend.geluForward(inter, act, rows * I, copies.act, copies.inter); // with copies, only bf16 copies are written
+    else this.backend.activationForward("gelu_new", inter, act, rows * I);
+    const ffnOut = this.linear(n.output, act, rows, I, H, copies.act, this.allocTemp(rows * H));
+    const ln2 = this.dropoutAddLayerNorm(n.outputNorm, ffnOut, ln1.y, rows, H, stream, save, gemmInput(rows * H), null); // the next layer's x
 
     const cache: LayerCache | null = save
       ? {
@@ -608,25 +666,32 @@ export class BertForSequenceClassification {
     const kvRows = tokens.rows;
     const moveKeys = tokens.packed && !c.attention.starts; // as in layerForward
     const moveQuery = moveKeys && fullQuery;
-    const p = `bert.encoder.layer.${l}.`;
+    const names = this.layerNames[l]!;
     const n = rows * H;
 
-    const dSum2 = this.layerNormBack(`${p}output.LayerNorm`, dOut, c.sum2, c.mean2, c.rstd2, rows, H);
+    const dSum2 = this.layerNormBack(names.outputNorm, dOut, c.sum2, c.mean2, c.rstd2, rows, H);
     const dFfnOut = this.dropoutBack(dSum2, c.drop2, n);
     // with copies, dAct (like inter) exists in bf16 only, as under torch.autocast
     const dActCopy = c.copies.inter ? this.copyFor(rows * I) : null;
-    const dAct = this.linearBack(`${p}output.dense`, dFfnOut, c.act, rows, I, H, true, { xCopy: c.copies.act, dxCopy: dActCopy })!;
+    const dAct = this.linearBack(names.output, dFfnOut, c.act, rows, I, H, true, { xCopy: c.copies.act, dxCopy: dActCopy })!;
     // GELU's backward runs inside the intermediate dense's (dInter = dAct·gelu'(inter) is never stored). Its input
     // gradient is added onto the residual branch's, dSum2, in place: nothing reads dSum2 (or dFfnOut, which may be
     // the same buffer) after the output dense's backward.
-    const dH1 = this.linearBack(`${p}intermediate.dense`, dAct, c.h1, rows, H, I, true,
-      { xCopy: c.copies.h1, geluInput: c.inter, addTo: dSum2, dyCopy: dActCopy, geluInputCopy: c.copies.inter })!;
+    let dH1: FArray;
+    if (this.config.hidden_act === "gelu") {
+      dH1 = this.linearBack(names.intermediate, dAct, c.h1, rows, H, I, true,
+        { xCopy: c.copies.h1, geluInput: c.inter, addTo: dSum2, dyCopy: dActCopy, geluInputCopy: c.copies.inter })!;
+    } else {
+      const dInter = this.alloc(rows * I);
+      this.backend.activationBackward("gelu_new", c.inter, dAct, dInter, rows * I);
+      dH1 = this.linearBack(names.intermediate, dInter, c.h1, rows, H, I, true, { xCopy: c.copies.h1, addTo: dSum2 })!;
+    }
 
-    const dSum1 = this.layerNormBack(`${p}attention.output.LayerNorm`, dH1, c.sum1, c.mean1, c.rstd1, rows, H);
+    const dSum1 = this.layerNormBack(names.attentionNorm, dH1, c.sum1, c.mean1, c.rstd1, rows, H);
     const dAttnOut = this.dropoutBack(dSum1, c.drop1, n);
     // dctx is read by attention's bf16 products only: with copies it is produced in bf16 alone
     const attention = c.copies.attention && { ...c.copies.attention, dctx: this.copyFor(n)! };
-    let dCtx = this.linearBack(`${p}attention.output.dense`, dAttnOut, c.ctx, rows, H, H, true, { xCopy: c.copies.ctx, dxCopy: attention?.dctx })!;
+    let dCtx = this.linearBack(names.attentionOutput, dAttnOut, c.ctx, rows, H, H, true, { xCopy: c.copies.ctx, dxCopy: attention?.dctx })!;
     if (moveQuery) {
       if (attention) {
         attention.dctx = { data: this.toPadded(attention.dctx.data, this.current.u16(B * T * H), H, tokens, T), ready: true };
@@ -643,9 +708,13 @@ export class BertForSequenceClassification {
     const packed = (d: FArray, moved: boolean, size: number): FArray => (moved ? this.toPacked(d, this.alloc(size), H, tokens, T) : d);
     // K, V (and Q, when it has every row) add their input gradients onto the residual branch's, dSum1, in place (as
     // for dSum2 above) as the products are stored
-    const dx = this.linearBack(`${p}attention.self.key`, packed(dk, moveKeys, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: fullQuery ? dSum1 : null });
-    this.linearBack(`${p}attention.self.value`, packed(dv, moveKeys, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: dx });
-    const dxq = this.linearBack(`${p}attention.self.query`, packed(dq, moveQuery, n), c.xq, rows, H, H, needDx, { xCopy: c.copies.xq, addTo: fullQuery ? dx : null });
+    const dx = this.linearBack(names.key, packed(dk, moveKeys, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: fullQuery ? dSum1 : null });
+    // The key bias's gradient is exactly zero (softmax ignores a per-query constant); what a float GEMM computes is
+    // rounding noise (~1e-10), which Adam's eps of 1e-8 turns into random steps of up to ~5% of the lr. PyTorch keeps
+    // that noise; we keep the exact value, so the key bias stays where the checkpoint put it.
+    this.g(`${names.key}.bias`)?.fill(0);
+    this.linearBack(names.value, packed(dv, moveKeys, kvRows * H), c.x, kvRows, H, H, needDx, { xCopy: c.copies.x, addTo: dx });
+    const dxq = this.linearBack(names.query, packed(dq, moveQuery, n), c.xq, rows, H, H, needDx, { xCopy: c.copies.xq, addTo: fullQuery ? dx : null });
     if (!dx || !dxq) return null;
     if (!fullQuery) {
       // [CLS]-only layer: the query rows' gradient and the residual go back to each sequence's first row
@@ -712,9 +781,10 @@ export class BertForSequenceClassification {
     } else {
       cls = this.clsRows(x, tokens);
     }
-    const pre = this.linear("bert.pooler.dense", cls, B, H, H);
+    // The head's features: the pooler's tanh(W · h[:, 0]), or h[:, 0] itself in families without a pooler
     const pooled = this.fresh(B * H);
-    this.backend.tanhForward(pre, pooled, B * H);
+    if (this.family.pooler) this.backend.tanhForward(this.linear(this.family.pooler, cls, B, H, H), pooled, B * H);
+    else pooled.set(cls);
     return {
       pooled,
       hiddenStates: hidden,
@@ -724,22 +794,53 @@ export class BertForSequenceClassification {
 
   // ---------------------------------------------------------------- classifier head
 
-  /** logits = Wc · dropout(pooled). */
+  /**
+   * logits from the features (see encode): the family's head (HeadKind). Its dropout stream is separate from the
+   * encoder's so cached-feature training draws the same masks.
+   */
   classify(pooled: FArray, rows: number, train: boolean, dropoutSeed = 0): { logits: FArray; cache: HeadCache } {
     const H = this.config.hidden_size;
-    // The head's dropout stream is separate from the encoder's so cached-feature training draws the same masks.
+    const C = this.config.num_labels;
     const stream = train ? new DropoutStream((dropoutSeed ^ 0x5bd1e995) >>> 0) : null;
-    const d = this.dropout(pooled, this.classifierDropout, rows * H, stream, train);
-    const logits = this.fresh(rows * this.config.num_labels);
-    this.backend.linearForward(d.y, this.w("classifier.weight"), this.w("classifier.bias"), logits, rows, H, this.config.num_labels);
-    return { logits, cache: { pooled, dropped: d.y, drop: d.cache, rows } };
+    const p = this.classifierDropout;
+    const logits = this.fresh(rows * C);
+    const kind = this.family.head;
+    if (kind === "linear") {
+      const d = this.dropout(pooled, p, rows * H, stream, train);
+      this.backend.linearForward(d.y, this.w("classifier.weight"), this.w("classifier.bias"), logits, rows, H, C);
+      return { logits, cache: { pooled, rows, first: null, act: null, dropped: d.y, drop: d.cache, drop0: null } };
+    }
+    // dense-tanh / dense-gelu: dropout → dense → act → dropout → out_proj; pre-relu: pre_classifier → ReLU → dropout → classifier
+    const [first, last] = kind === "pre-relu" ? ["pre_classifier", "classifier"] : ["classifier.dense", "classifier.out_proj"];
+    const d0 = kind === "pre-relu" ? null : this.dropout(pooled, p, rows * H, stream, train);
+    const dense = this.linear(first, d0 ? d0.y : pooled, rows, H, H);
+    const act = this.alloc(rows * H);
+    if (kind === "dense-tanh") this.backend.tanhForward(dense, act, rows * H);
+    else if (kind === "dense-gelu") this.backend.geluForward(dense, act, rows * H);
+    else this.backend.activationForward("relu", dense, act, rows * H);
+    const d = this.dropout(act, p, rows * H, stream, train);
+    this.backend.linearForward(d.y, this.w(`${last}.weight`), this.w(`${last}.bias`), logits, rows, H, C);
+    return { logits, cache: { pooled, rows, first: { input: d0 ? d0.y : pooled, output: dense }, act, dropped: d.y, drop: d.cache, drop0: d0?.cache ?? null } };
   }
 
-  /** Backward through the classifier; returns d(pooled) when needed below. */
+  /** Backward through the head; returns d(features) when needed below. */
   classifyBackward(dLogits: FArray, c: HeadCache, needDx: boolean): FArray | null {
     const H = this.config.hidden_size;
-    const dDropped = this.linearBack("classifier", dLogits, c.dropped, c.rows, H, this.config.num_labels, needDx);
-    return dDropped ? this.dropoutBack(dDropped, c.drop, c.rows * H) : null;
+    const C = this.config.num_labels;
+    const kind = this.family.head;
+    const last = kind === "linear" || kind === "pre-relu" ? "classifier" : "classifier.out_proj";
+    const needAct = kind !== "linear" && (needDx || this.isTrainable(kind === "pre-relu" ? "pre_classifier.weight" : "classifier.dense.weight"));
+    const dDropped = this.linearBack(last, dLogits, c.dropped, c.rows, H, C, kind === "linear" ? needDx : needAct);
+    if (!dDropped) return null;
+    if (kind === "linear") return this.dropoutBack(dDropped, c.drop, c.rows * H);
+    const dAct = this.dropoutBack(dDropped, c.drop, c.rows * H);
+    const dDense = this.alloc(c.rows * H);
+    if (kind === "dense-tanh") this.backend.tanhBackward(c.act!, dAct, dDense, c.rows * H);
+    else if (kind === "dense-gelu") this.backend.geluBackward(c.first!.output, dAct, dDense, c.rows * H);
+    else this.backend.activationBackward("relu", c.first!.output, dAct, dDense, c.rows * H);
+    const dIn = this.linearBack(kind === "pre-relu" ? "pre_classifier" : "classifier.dense", dDense, c.first!.input, c.rows, H, H, needDx);
+    if (!dIn) return null;
+    return c.drop0 ? this.dropoutBack(dIn, c.drop0, c.rows * H) : dIn;
   }
 
   // ---------------------------------------------------------------- whole model
@@ -763,9 +864,12 @@ export class BertForSequenceClassification {
     const L = this.numLayers;
     const dPooled = this.classifyBackward(dLogits, cache.head, minLevel <= L + 1);
     if (!dPooled) return;
-    const dPre = this.alloc(B * H);
-    this.backend.tanhBackward(cache.pooled, dPooled, dPre, B * H);
-    const dCls = this.linearBack("bert.pooler.dense", dPre, cache.cls, B, H, H, minLevel <= L);
+    let dCls: FArray | null = minLevel <= L ? dPooled : null;
+    if (this.family.pooler) {
+      const dPre = this.alloc(B * H);
+      this.backend.tanhBackward(cache.pooled, dPooled, dPre, B * H);
+      dCls = this.linearBack(this.family.pooler, dPre, cache.cls, B, H, H, minLevel <= L);
+    }
     if (!dCls) return;
     let dx: FArray;
     if (L > 0 && cache.layers[L - 1]!.attention.queryLen === 1) {

@@ -1,23 +1,38 @@
-/** BertConfig as HF writes it in config.json; unknown fields are kept verbatim so saving loses nothing. */
+/** config.json of every supported family, read into one shape. */
 import { WeitiaoError } from "../util/errors.js";
+import { familyOf, SUPPORTED_MODEL_TYPES, type Family } from "./families/index.js";
+import type { ConfigReader } from "./families/family.js";
 
 export type ProblemType = "single_label_classification" | "multi_label_classification" | "regression";
 
-export interface BertConfig {
+/** The sizes and settings every family's config gives, under BERT's names (a family maps its own onto these). */
+export interface FamilyFields {
   vocab_size: number;
   hidden_size: number;
+  /** Width of the embeddings (ELECTRA, ALBERT factorize them); hidden_size elsewhere. */
+  embedding_size: number;
   num_hidden_layers: number;
+  /** ALBERT's shared layer groups (layer i uses group ⌊i·G/L⌋); 0: every layer has its own parameters. */
+  num_hidden_groups: number;
   num_attention_heads: number;
   intermediate_size: number;
-  hidden_act: string;
+  hidden_act: "gelu" | "gelu_new";
   hidden_dropout_prob: number;
   attention_probs_dropout_prob: number;
+  /** The head's dropout (null: hidden_dropout_prob). */
   classifier_dropout: number | null;
   max_position_embeddings: number;
+  /** 0: no token types (DistilBERT). */
   type_vocab_size: number;
   initializer_range: number;
   layer_norm_eps: number;
   pad_token_id: number;
+  /** ERNIE's task types (0: none, or `use_task_id` false). */
+  task_type_vocab_size: number;
+}
+
+/** A model's config.json, read through its family; unknown fields are kept verbatim so saving loses nothing. */
+export interface BertConfig extends FamilyFields {
   num_labels: number;
   id2label: Record<string, string>;
   label2id: Record<string, number>;
@@ -28,50 +43,58 @@ export interface BertConfig {
   raw: Record<string, unknown>;
 }
 
-/** Model types whose checkpoints are BERT-shaped and load as BERT. */
-const BERT_SHAPED = new Set(["bert"]);
+/** The config of any family (BertConfig's name is kept: BERT's field names are the shared ones). */
+export type ModelConfig = BertConfig;
 
-const DEFAULTS = {
-  vocab_size: 30522, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072,
-  hidden_act: "gelu", hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1, classifier_dropout: null,
-  max_position_embeddings: 512, type_vocab_size: 2, initializer_range: 0.02, layer_norm_eps: 1e-12, pad_token_id: 0,
-};
+export function familyOfConfig(config: { model_type: string }): Family {
+  return familyOf(config.model_type)!;
+}
+
+/** The longest input the position table allows: RoBERTa's positions start at pad_token_id + 1. */
+export function maxSequenceLength(config: BertConfig): number {
+  return familyOfConfig(config).positions === "after-padding"
+    ? config.max_position_embeddings - config.pad_token_id - 1
+    : config.max_position_embeddings;
+}
 
 export function parseBertConfig(raw: Record<string, unknown>, source: string): BertConfig {
   const modelType = String(raw.model_type ?? "bert");
-  if (!BERT_SHAPED.has(modelType)) {
+  const family = familyOf(modelType);
+  if (!family) {
     throw new WeitiaoError(
-      `${source}: model_type "${modelType}" is not supported (weitiao trains BERT-architecture models: model_type "bert", ` +
-        `which includes bert-base-chinese, hfl/chinese-roberta-wwm-ext and MacBERT)`,
+      `${source}: model_type "${modelType}" is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(", ")}; ` +
+        "model_type \"bert\" includes bert-base-chinese, hfl/chinese-roberta-wwm-ext and MacBERT)",
     );
   }
-  const cfg = { ...DEFAULTS, ...raw } as Record<string, unknown>;
+  const cfg = { ...family.defaults, ...raw } as Record<string, unknown>;
+  const fail = (message: string): never => {
+    throw new WeitiaoError(`${source}: ${message}`);
+  };
   const num = (k: string): number => {
     const v = cfg[k];
-    if (typeof v !== "number" || !Number.isFinite(v)) throw new WeitiaoError(`${source}: field ${k} must be a number`);
-    return v;
+    if (typeof v !== "number" || !Number.isFinite(v)) fail(`field ${k} must be a number`);
+    return v as number;
   };
   // Sizes become array lengths and loop bounds: a fraction, zero or an absurd value must fail here, at load, not
   // mid-training or as an allocation of gigabytes. The caps are far above any published encoder.
-  const size = (k: string, max: number, min = 1): number => {
-    const v = num(k);
-    if (!Number.isInteger(v) || v < min || v > max) {
-      throw new WeitiaoError(`${source}: field ${k} must be an integer from ${min} to ${max} (got ${v})`);
-    }
-    return v;
+  const reader: ConfigReader = {
+    raw: cfg,
+    num,
+    has: (k) => raw[k] !== undefined,
+    str: (k) => String(cfg[k]),
+    fail,
+    size: (k, max, min = 1) => {
+      const v = num(k);
+      if (!Number.isInteger(v) || v < min || v > max) fail(`field ${k} must be an integer from ${min} to ${max} (got ${v})`);
+      return v;
+    },
+    prob: (k) => {
+      const v = num(k);
+      if (v < 0 || v >= 1) fail(`field ${k} must be a probability in [0, 1) (got ${v})`);
+      return v;
+    },
   };
-  const prob = (k: string): number => {
-    const v = num(k);
-    if (v < 0 || v >= 1) throw new WeitiaoError(`${source}: field ${k} must be a probability in [0, 1) (got ${v})`);
-    return v;
-  };
-  const hiddenAct = String(cfg.hidden_act);
-  if (hiddenAct !== "gelu") {
-    throw new WeitiaoError(`${source}: hidden_act "${hiddenAct}" is not supported (only "gelu", the exact erf GELU BERT uses)`);
-  }
-  if (cfg.position_embedding_type !== undefined && cfg.position_embedding_type !== "absolute") {
-    throw new WeitiaoError(`${source}: position_embedding_type "${String(cfg.position_embedding_type)}" is not supported (only "absolute")`);
-  }
+  const fields = family.parse(reader);
   let id2label = (raw.id2label ?? null) as Record<string, string> | null;
   if (id2label !== null && (typeof id2label !== "object" || Array.isArray(id2label))) {
     throw new WeitiaoError(`${source}: field id2label must be an object of index → name`);
@@ -85,20 +108,7 @@ export function parseBertConfig(raw: Record<string, unknown>, source: string): B
   const label2id = (raw.label2id as Record<string, number> | undefined) ??
     Object.fromEntries(Object.entries(id2label).map(([i, n]) => [n, Number(i)]));
   const config: BertConfig = {
-    vocab_size: size("vocab_size", 4_000_000),
-    hidden_size: size("hidden_size", 16_384),
-    num_hidden_layers: size("num_hidden_layers", 256),
-    num_attention_heads: size("num_attention_heads", 1024),
-    intermediate_size: size("intermediate_size", 65_536),
-    hidden_act: hiddenAct,
-    hidden_dropout_prob: prob("hidden_dropout_prob"),
-    attention_probs_dropout_prob: prob("attention_probs_dropout_prob"),
-    classifier_dropout: cfg.classifier_dropout == null ? null : prob("classifier_dropout"),
-    max_position_embeddings: size("max_position_embeddings", 1_048_576),
-    type_vocab_size: size("type_vocab_size", 65_536),
-    initializer_range: num("initializer_range"),
-    layer_norm_eps: num("layer_norm_eps"),
-    pad_token_id: cfg.pad_token_id == null ? 0 : size("pad_token_id", 4_000_000, 0),
+    ...fields,
     num_labels: numLabels,
     id2label,
     label2id,
@@ -114,6 +124,7 @@ export function parseBertConfig(raw: Record<string, unknown>, source: string): B
   if (config.hidden_size % config.num_attention_heads !== 0) {
     throw new WeitiaoError(`${source}: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ${config.num_attention_heads}`);
   }
+  if (maxSequenceLength(config) < 2) throw new WeitiaoError(`${source}: max_position_embeddings ${config.max_position_embeddings} leaves no room for a sequence`);
   return config;
 }
 
@@ -125,14 +136,17 @@ export function hasGenericLabels(config: BertConfig): boolean {
 /** The config.json HF would write for this model: the original fields plus what training changed. */
 export function configToJson(config: BertConfig): Record<string, unknown> {
   const out: Record<string, unknown> = { ...config.raw };
-  out.architectures = ["BertForSequenceClassification"];
+  out.architectures = [familyOfConfig(config).architecture(config.model_type)];
   out.model_type = config.model_type;
-  for (const k of [
-    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
-    "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "max_position_embeddings",
-    "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id",
-  ] as const) {
-    out[k] = config[k];
+  if (config.model_type === "bert") {
+    // BertConfig writes every field, defaults included
+    for (const k of [
+      "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+      "hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout", "max_position_embeddings",
+      "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id",
+    ] as const) {
+      out[k] = config[k];
+    }
   }
   out.id2label = config.id2label;
   out.label2id = config.label2id;

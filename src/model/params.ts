@@ -3,7 +3,8 @@
  * tensor. One buffer makes the optimizer, gradient clipping, checkpointing and the native backend simple.
  */
 import type { FArray } from "../backend/types.js";
-import type { BertConfig } from "./config.js";
+import { type BertConfig, familyOfConfig } from "./config.js";
+import type { HeadKind } from "./families/index.js";
 
 export type DType = "float32" | "float64";
 
@@ -20,6 +21,12 @@ export interface ParamSpec {
    * Backprop never needs to go below the lowest trainable depth.
    */
   level: number;
+  kind?: LayoutEntry["kind"];
+  /**
+   * HF Trainer's get_decay_parameter_names: no weight decay for biases and for every parameter of a LayerNorm module,
+   * whatever its name (DistilBERT's sa_layer_norm, ALBERT's full_layer_layer_norm).
+   */
+  noDecay?: boolean;
 }
 
 /** A hint for a large, untouched buffer (Backend.adviseHugePages). */
@@ -37,41 +44,75 @@ export function asFloat32(a: FArray): Float32Array {
   return a instanceof Float32Array ? a : Float32Array.from(a);
 }
 
-/** Parameter names and shapes of BertForSequenceClassification, in HF's registration order. */
-export function bertParamLayout(c: BertConfig): { name: string; shape: number[]; level: number }[] {
+export interface LayoutEntry {
+  name: string;
+  shape: number[];
+  level: number;
+  /** Linear weights and biases get their gradient from a linear layer's backward; norm parameters are never decayed. */
+  kind: "embedding" | "linear" | "norm";
+}
+
+/**
+ * Parameter names and shapes of a family's …ForSequenceClassification, in HF's registration order: embeddings (and
+ * the projection to hidden_size), the layers (ALBERT: its shared groups), pooler, head.
+ */
+export function paramLayout(c: BertConfig): LayoutEntry[] {
+  const f = familyOfConfig(c);
   const H = c.hidden_size;
+  const E = c.embedding_size;
   const I = c.intermediate_size;
   const L = c.num_hidden_layers;
-  const out: { name: string; shape: number[]; level: number }[] = [];
-  const add = (name: string, shape: number[], level: number): void => void out.push({ name, shape, level });
-  add("bert.embeddings.word_embeddings.weight", [c.vocab_size, H], 0);
-  add("bert.embeddings.position_embeddings.weight", [c.max_position_embeddings, H], 0);
-  add("bert.embeddings.token_type_embeddings.weight", [c.type_vocab_size, H], 0);
-  add("bert.embeddings.LayerNorm.weight", [H], 0);
-  add("bert.embeddings.LayerNorm.bias", [H], 0);
-  for (let l = 0; l < L; l++) {
-    const p = `bert.encoder.layer.${l}.`;
-    for (const m of ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"]) {
-      add(`${p}${m}.weight`, [H, H], l + 1);
-      add(`${p}${m}.bias`, [H], l + 1);
-    }
-    add(`${p}attention.output.LayerNorm.weight`, [H], l + 1);
-    add(`${p}attention.output.LayerNorm.bias`, [H], l + 1);
-    add(`${p}intermediate.dense.weight`, [I, H], l + 1);
-    add(`${p}intermediate.dense.bias`, [I], l + 1);
-    add(`${p}output.dense.weight`, [H, I], l + 1);
-    add(`${p}output.dense.bias`, [H], l + 1);
-    add(`${p}output.LayerNorm.weight`, [H], l + 1);
-    add(`${p}output.LayerNorm.bias`, [H], l + 1);
+  const C = c.num_labels;
+  const out: LayoutEntry[] = [];
+  const add = (name: string, shape: number[], level: number, kind: LayoutEntry["kind"]): void => void out.push({ name, shape, level, kind });
+  const linear = (prefix: string, outF: number, inF: number, level: number): void => {
+    add(`${prefix}.weight`, [outF, inF], level, "linear");
+    add(`${prefix}.bias`, [outF], level, "linear");
+  };
+  const norm = (prefix: string, n: number, level: number): void => {
+    add(`${prefix}.weight`, [n], level, "norm");
+    add(`${prefix}.bias`, [n], level, "norm");
+  };
+  const emb = f.embeddings(c);
+  add(`${emb.word}.weight`, [c.vocab_size, E], 0, "embedding");
+  add(`${emb.position}.weight`, [c.max_position_embeddings, E], 0, "embedding");
+  if (emb.tokenType) add(`${emb.tokenType}.weight`, [c.type_vocab_size, E], 0, "embedding");
+  if (emb.taskType) add(`${emb.taskType}.weight`, [c.task_type_vocab_size, E], 0, "embedding");
+  norm(emb.norm, E, 0);
+  const projection = f.projection(c);
+  if (projection) linear(projection, H, E, 0);
+  const groups = c.num_hidden_groups || L;
+  for (let g = 0; g < groups; g++) {
+    const n = f.layer(g);
+    const level = g * (L / groups) + 1; // a shared group's level is its first use
+    for (const m of [n.query, n.key, n.value, n.attentionOutput]) linear(m, H, H, level);
+    norm(n.attentionNorm, H, level);
+    linear(n.intermediate, I, H, level);
+    linear(n.output, H, I, level);
+    norm(n.outputNorm, H, level);
   }
-  add("bert.pooler.dense.weight", [H, H], L + 1);
-  add("bert.pooler.dense.bias", [H], L + 1);
-  add("classifier.weight", [c.num_labels, H], L + 2);
-  add("classifier.bias", [c.num_labels], L + 2);
+  if (f.pooler) linear(f.pooler, H, H, L + 1);
+  for (const [name, outF] of headLayout(f.head, C)) linear(name, outF === "hidden" ? H : outF, H, L + 2);
   return out;
 }
 
-/** HF Trainer's rule: no weight decay for biases and LayerNorm weights. */
+/** The head's Linear modules, input to output (their output width: the hidden size, or the labels). */
+export function headLayout(kind: HeadKind, labels: number): [string, number | "hidden"][] {
+  switch (kind) {
+    case "linear":
+      return [["classifier", labels]];
+    case "dense-tanh":
+    case "dense-gelu":
+      return [["classifier.dense", "hidden"], ["classifier.out_proj", labels]];
+    case "pre-relu":
+      return [["pre_classifier", "hidden"], ["classifier", labels]];
+  }
+}
+
+/** BERT's layout (kept for the BERT-specific callers). */
+export const bertParamLayout = paramLayout;
+
+/** HF Trainer's rule by name alone: no weight decay for biases and LayerNorm weights (see ParamSpec.noDecay). */
 export function isNoDecay(name: string): boolean {
   return name.endsWith(".bias") || name.includes("LayerNorm");
 }
@@ -84,14 +125,14 @@ export class ParamStore {
   readonly size: number;
 
   constructor(
-    layout: { name: string; shape: number[]; level: number }[],
+    layout: LayoutEntry[],
     readonly dtype: DType,
     private readonly advise?: AdviseMemory,
   ) {
     let offset = 0;
     this.specs = layout.map((l, index) => {
       const size = l.shape.reduce((a, b) => a * b, 1);
-      const spec = { ...l, index, offset, size };
+      const spec = { ...l, index, offset, size, noDecay: l.kind === "norm" || l.name.endsWith(".bias") };
       offset += size;
       return spec;
     });

@@ -44,7 +44,7 @@ export class AdamW {
         params.data.subarray(s.offset, end), params.grad.subarray(s.offset, end),
         this.m.subarray(s.offset, end), this.v.subarray(s.offset, end), s.size,
         lr * lrScale(i), this.opts.beta1, this.opts.beta2, this.opts.eps,
-        (this.opts.noDecay ?? isNoDecay)(s.name) ? 0 : this.opts.weightDecay, this.steps[i]!, gradScale,
+        (this.opts.noDecay ? this.opts.noDecay(s.name) : s.noDecay ?? isNoDecay(s.name)) ? 0 : this.opts.weightDecay, this.steps[i]!, gradScale,
       );
     });
   }

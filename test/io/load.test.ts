@@ -132,10 +132,13 @@ test("hostile safetensors fail cleanly before allocating: truncated file, header
 test("other architectures are refused with a message naming model_type; BERT-shaped Chinese RoBERTa/MacBERT configs load", () => {
   const dir = tempDir();
   const cfg = JSON.parse(readFileSync(join(TINY, "config.json"), "utf8"));
-  writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, model_type: "roberta", architectures: ["RobertaForSequenceClassification"] }));
-  assert.throws(() => loadModelFromDir(dir, { backend: tsBackend }), /model_type "roberta" is not supported/);
-  // hfl/chinese-roberta-wwm-ext and MacBERT ship BertConfig (model_type "bert") and BERT weights: they load as BERT.
+  writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, model_type: "gpt2", architectures: ["GPT2ForSequenceClassification"] }));
+  assert.throws(() => loadModelFromDir(dir, { backend: tsBackend }), /model_type "gpt2" is not supported \(supported: bert, roberta, xlm-roberta, electra, distilbert, ernie, albert;/);
+  // A family's config over another family's weights: none of the encoder's names are found.
   copyFileSync(join(TINY, "model.safetensors"), join(dir, "model.safetensors"));
+  writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, model_type: "roberta", architectures: ["RobertaForSequenceClassification"] }));
+  assert.throws(() => loadModelFromDir(dir, { backend: tsBackend }), /holds none of the encoder weights \(no roberta\.encoder\.layer\.0\.attention\.self\.query\.weight\); is it a roberta checkpoint/);
+  // hfl/chinese-roberta-wwm-ext and MacBERT ship BertConfig (model_type "bert") and BERT weights: they load as BERT.
   writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, architectures: ["BertForMaskedLM"], directionality: "bidi" }));
   assert.doesNotThrow(() => loadModelFromDir(dir, { backend: tsBackend }));
 });

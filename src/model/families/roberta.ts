@@ -1,0 +1,22 @@
+/**
+ * RoBERTa and XLM-RoBERTa (modular_roberta.py, modular_xlm_roberta.py): BERT's layers under `roberta.`, position
+ * ids that start after padding_idx, no pooler, and RobertaClassificationHead on `<s>`.
+ */
+import type { Family } from "./family.js";
+import { BERT_DEFAULTS, bertEmbeddings, bertFields, bertLayer } from "./bert.js";
+
+export const roberta: Family = {
+  modelTypes: ["roberta", "xlm-roberta"],
+  prefix: "roberta",
+  architecture: (t) => (t === "xlm-roberta" ? "XLMRobertaForSequenceClassification" : "RobertaForSequenceClassification"),
+  defaults: { ...BERT_DEFAULTS, vocab_size: 50265, pad_token_id: 1, bos_token_id: 0, eos_token_id: 2 },
+  parse: (c) => bertFields(c),
+  embeddings: bertEmbeddings("roberta"),
+  projection: () => null,
+  layer: bertLayer("roberta"),
+  pooler: null,
+  head: "dense-tanh",
+  positions: "after-padding",
+  // RobertaForMaskedLM's lm_head; a pooler that some base checkpoints carry
+  foreign: /^(lm_head\.|roberta\.pooler\.)/,
+};
