@@ -8,6 +8,7 @@ import { WeitiaoError } from "../util/errors.js";
 import { loadModelFromDir } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
+import { maxSequenceLength } from "../model/config.js";
 import { BertTokenizer, checkTokenizerFits, type TruncationStrategy } from "../tokenizer/index.js";
 
 export interface LoadedModel {
@@ -74,7 +75,7 @@ function softmax(x: ArrayLike<number>): number[] {
 
 export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictOptions = {}): Prediction[] {
   const { model, tokenizer, labels } = loaded;
-  const maxLength = Math.min(opts.maxLength ?? 512, model.config.max_position_embeddings);
+  const maxLength = Math.min(opts.maxLength ?? 512, maxSequenceLength(model.config));
   const batchSize = opts.batchSize ?? 32;
   const C = model.config.num_labels;
   const encoded: EncodedExample[] = inputs.map((t) => {
@@ -128,7 +129,7 @@ export function evaluateFile(loaded: LoadedModel, file: string, opts: EvaluateFi
   if (examples.length === 0) throw new WeitiaoError(`${file}: no usable rows`);
   const problemType = model.config.problem_type ?? "single_label_classification";
   const set = labelSetForFile(examples, labels, problemType);
-  const maxLength = Math.min(opts.maxLength ?? 512, model.config.max_position_embeddings);
+  const maxLength = Math.min(opts.maxLength ?? 512, maxSequenceLength(model.config));
   const { encoded } = encodeExamples(tokenizer, examples, labelTargets(examples, set), maxLength);
   const ev = evaluate(model, encoded, opts.batchSize ?? 64, tokenizer.padId, opts.threshold ?? 0.5);
   return {

@@ -23,6 +23,7 @@ import {
 } from "../train/trainer.js";
 import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
+import { familyOfConfig, maxSequenceLength } from "../model/config.js";
 import { lockOutputDir } from "../io/output.js";
 
 export interface TrainOptions {
@@ -186,13 +187,16 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader }), cols, true) : null;
   const testLabels = testRead ? labelTargets(testRead.examples, labelSet) : null;
   const firstPair = [trainRead, evalRead, testRead].flatMap((r) => r?.examples ?? []).find((e) => e.pair !== null);
-  if (firstPair && config.type_vocab_size < 2) {
+  // BERT types a pair's second text 1; RoBERTa's tokenizers type everything 0, DistilBERT reads no types at all.
+  const typeTable = familyOfConfig(config).embeddings(config).tokenType ? config.type_vocab_size : Infinity;
+  if (firstPair && tokenizer.pairTypeId >= typeTable) {
     throw new WeitiaoError(`${firstPair.file}:${firstPair.line}: this row has a text pair but the model's type_vocab_size is ${config.type_vocab_size} (config.json): it cannot take pairs`);
   }
   let maxLength = o.maxLength;
-  if (maxLength > config.max_position_embeddings) {
-    log(`notice: --max-length ${maxLength} capped at the model's max_position_embeddings ${config.max_position_embeddings}`);
-    maxLength = config.max_position_embeddings;
+  const positions = maxSequenceLength(config);
+  if (maxLength > positions) {
+    log(`notice: --max-length ${maxLength} capped at ${positions}, the longest input the model's max_position_embeddings ${config.max_position_embeddings} allows`);
+    maxLength = positions;
   }
   // Tokenise a split and describe it in the hygiene report.
   const reports: Record<string, DataReport> = {};

@@ -107,6 +107,29 @@ export function bertTokenizerJson(vocab: Map<string, number>, cfg: TokenizerConf
   };
 }
 
+/**
+ * The tokenizer.json HF builds for a byte-level BPE folder that has only vocab.json and merges.txt (older RoBERTa
+ * uploads): ByteLevel pre-tokenizer (the GPT-2 split), BPE without unk, RobertaProcessing.
+ */
+export function byteLevelBpeJson(vocabPath: string, mergesPath: string, cfg: TokenizerConfig & { add_prefix_space?: boolean; bos_token?: string; eos_token?: string }): Record<string, unknown> {
+  const vocab = readJson(vocabPath) as Record<string, number>;
+  const merges = readFileSync(mergesPath, "utf8").split("\n").filter((l, i) => l.trim() !== "" && !(i === 0 && l.startsWith("#version")));
+  const cls = cfg.cls_token ?? cfg.bos_token ?? "<s>";
+  const sep = cfg.sep_token ?? cfg.eos_token ?? "</s>";
+  const mask = cfg.mask_token ?? "<mask>";
+  const specials = [cls, cfg.pad_token ?? "<pad>", sep, cfg.unk_token ?? "<unk>", mask].filter((t, i, all) => t in vocab && all.indexOf(t) === i);
+  const prefixSpace = cfg.add_prefix_space ?? false;
+  return {
+    version: "1.0", truncation: null, padding: null,
+    added_tokens: specials.map((t) => ({ id: vocab[t], content: t, single_word: false, lstrip: t === mask, rstrip: false, normalized: false, special: true })),
+    normalizer: null,
+    pre_tokenizer: { type: "ByteLevel", add_prefix_space: prefixSpace, trim_offsets: true, use_regex: true },
+    post_processor: { type: "RobertaProcessing", sep: [sep, vocab[sep]], cls: [cls, vocab[cls]], trim_offsets: true, add_prefix_space: prefixSpace },
+    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "", fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges },
+  };
+}
+
 /** Lengths each sequence keeps under `budget` tokens (specials excluded), as the Rust crate computes them. */
 export function truncatedLengths(n1: number, n2: number | null, budget: number, strategy: TruncationStrategy): [number, number] {
   if (n2 === null) {
@@ -144,20 +167,67 @@ export function checkTokenizerFits(tokenizer: BertTokenizer, vocabSize: number, 
   }
 }
 
+/** One piece of a post-processor template: a special token, or the (truncated) first or second text. */
+type TemplatePiece = { special: string; typeId: number } | { sequence: "A" | "B"; typeId: number };
+
+interface Template {
+  single: TemplatePiece[];
+  pair: TemplatePiece[];
+}
+
+/**
+ * Where the special tokens go and which type ids the pieces get, from tokenizer.json's post_processor as the Rust
+ * crate reads it: BertProcessing ([CLS] A [SEP] B [SEP], B typed 1), RobertaProcessing (<s> A </s></s> B </s>, all
+ * typed 0), TemplateProcessing (as written), or the first of those inside a Sequence.
+ */
+function templateOf(post: unknown, cfg: TokenizerConfig): Template {
+  const p = (post ?? null) as Record<string, unknown> | null;
+  const pair = (x: unknown): string => (Array.isArray(x) ? String(x[0]) : String(x));
+  if (p?.type === "Sequence") {
+    const inner = (p.processors as unknown[] | undefined)?.find((q) => ["BertProcessing", "RobertaProcessing", "TemplateProcessing"].includes(String((q as { type?: unknown }).type)));
+    return templateOf(inner ?? null, cfg);
+  }
+  if (p?.type === "RobertaProcessing") {
+    const [cls, sep] = [pair(p.cls), pair(p.sep)];
+    const s = (t: string): TemplatePiece => ({ special: t, typeId: 0 });
+    return { single: [s(cls), { sequence: "A", typeId: 0 }, s(sep)], pair: [s(cls), { sequence: "A", typeId: 0 }, s(sep), s(sep), { sequence: "B", typeId: 0 }, s(sep)] };
+  }
+  if (p?.type === "TemplateProcessing") {
+    const pieces = (list: unknown): TemplatePiece[] => (list as Record<string, { id: string; type_id: number }>[]).map((x) =>
+      x.SpecialToken ? { special: x.SpecialToken.id, typeId: x.SpecialToken.type_id } : { sequence: x.Sequence!.id as "A" | "B", typeId: x.Sequence!.type_id });
+    return { single: pieces(p.single), pair: pieces(p.pair) };
+  }
+  // BertProcessing, or no post-processor (older folders): BERT's layout
+  const cls = p?.type === "BertProcessing" ? pair(p.cls) : cfg.cls_token ?? "[CLS]";
+  const sep = p?.type === "BertProcessing" ? pair(p.sep) : cfg.sep_token ?? "[SEP]";
+  return {
+    single: [{ special: cls, typeId: 0 }, { sequence: "A", typeId: 0 }, { special: sep, typeId: 0 }],
+    pair: [{ special: cls, typeId: 0 }, { sequence: "A", typeId: 0 }, { special: sep, typeId: 0 }, { sequence: "B", typeId: 1 }, { special: sep, typeId: 1 }],
+  };
+}
+
 export class BertTokenizer {
   private readonly tk: Tokenizer;
+  private readonly template: Template;
+  /** The first special token of a single text's template ([CLS], <s>) and the last ([SEP], </s>). */
   readonly clsId: number;
   readonly sepId: number;
   readonly padId: number;
   readonly cls: string;
   readonly sep: string;
   readonly pad: string;
+  /** The largest type id a text pair gets (1 for BERT, 0 for RoBERTa and XLM-R). */
+  readonly pairTypeId: number;
+  /** Added tokens that strip the whitespace beside them (see pieces). */
+  private readonly stripped = new Map<string, { lstrip: boolean; rstrip: boolean }>();
 
   constructor(tokenizerJson: Record<string, unknown>, config: Record<string, unknown>) {
     this.tk = new Tokenizer(tokenizerJson, config);
     const cfg = config as TokenizerConfig;
-    this.cls = cfg.cls_token ?? "[CLS]";
-    this.sep = cfg.sep_token ?? "[SEP]";
+    this.template = templateOf(tokenizerJson.post_processor, cfg);
+    const specials = this.template.single.filter((x): x is { special: string; typeId: number } => "special" in x);
+    this.cls = specials[0]?.special ?? cfg.cls_token ?? "[CLS]";
+    this.sep = specials.at(-1)?.special ?? cfg.sep_token ?? "[SEP]";
     this.pad = cfg.pad_token ?? "[PAD]";
     const id = (t: string): number => {
       const v = this.tk.token_to_id(t);
@@ -167,6 +237,11 @@ export class BertTokenizer {
     this.clsId = id(this.cls);
     this.sepId = id(this.sep);
     this.padId = id(this.pad);
+    for (const piece of [...this.template.single, ...this.template.pair]) if ("special" in piece) id(piece.special);
+    this.pairTypeId = Math.max(...this.template.pair.map((x) => x.typeId));
+    for (const t of (tokenizerJson.added_tokens ?? []) as { content: string; lstrip?: boolean; rstrip?: boolean }[]) {
+      if (t.lstrip || t.rstrip) this.stripped.set(t.content, { lstrip: !!t.lstrip, rstrip: !!t.rstrip });
+    }
   }
 
   /** Load from a model folder: tokenizer.json if present, else vocab.txt (+ tokenizer_config.json). */
@@ -175,9 +250,21 @@ export class BertTokenizer {
     const config = existsSync(configPath) ? readJson(configPath) : {};
     const jsonPath = modelFile(dir, "tokenizer.json");
     if (existsSync(jsonPath)) return new BertTokenizer(readJson(jsonPath), config);
+    const bpeVocab = modelFile(dir, "vocab.json");
+    const merges = modelFile(dir, "merges.txt");
+    if (existsSync(bpeVocab) && existsSync(merges)) {
+      return new BertTokenizer(byteLevelBpeJson(bpeVocab, merges, config as TokenizerConfig), config);
+    }
     const vocabPath = modelFile(dir, "vocab.txt");
     if (existsSync(vocabPath)) return new BertTokenizer(bertTokenizerJson(readVocab(vocabPath), config as TokenizerConfig), config);
-    throw new WeitiaoError(`${dir}: no tokenizer.json or vocab.txt`);
+    const sentencePiece = ["sentencepiece.bpe.model", "spiece.model", "tokenizer.model"].find((f) => existsSync(modelFile(dir, f)));
+    if (sentencePiece) {
+      throw new WeitiaoError(
+        `${dir}: the tokenizer is only a SentencePiece model (${sentencePiece}) and weitiao reads tokenizer.json: write one with ` +
+          "Python transformers (AutoTokenizer.from_pretrained(dir).save_pretrained(dir)) or use a hub copy that has it",
+      );
+    }
+    throw new WeitiaoError(`${dir}: no tokenizer.json, vocab.txt or vocab.json + merges.txt`);
   }
 
   get vocabSize(): number {
@@ -194,13 +281,30 @@ export class BertTokenizer {
   /** Word-piece tokens and ids of one text, without special tokens. */
   private pieces(text: string): { tokens: string[]; ids: number[] } {
     const e = this.tk.encode(text, { add_special_tokens: false });
-    return { tokens: e.tokens, ids: e.ids };
+    if (this.stripped.size === 0) return { tokens: e.tokens, ids: e.ids };
+    // An added token with lstrip/rstrip (RoBERTa's <mask>) swallows the whitespace beside it, and the Rust crate
+    // reports that text as the token (" <mask>"); the JS library reports the bare content. Its occurrences are found
+    // in order in the text (added tokens always match where they are written).
+    let cursor = 0;
+    const tokens = e.tokens.map((t: string) => {
+      const strip = this.stripped.get(t);
+      const at = strip ? text.indexOf(t, cursor) : -1;
+      if (!strip || at < 0) return t;
+      let start = at;
+      let end = at + t.length;
+      if (strip.lstrip) while (start > cursor && /\s/.test(text[start - 1]!)) start--;
+      if (strip.rstrip) while (end < text.length && /\s/.test(text[end]!)) end++;
+      cursor = end;
+      return text.slice(start, end);
+    });
+    return { tokens, ids: e.ids };
   }
 
   encode(text: string, pair: string | null = null, opts: EncodeOptions = {}): Encoding {
     const a = this.pieces(text);
     const b = pair === null ? null : this.pieces(pair);
-    const specials = b ? 3 : 2;
+    const template = b ? this.template.pair : this.template.single;
+    const specials = template.filter((x) => "special" in x).length;
     let [na, nb] = [a.ids.length, b ? b.ids.length : 0];
     let truncated = false;
     if (opts.maxLength !== undefined) {
@@ -208,14 +312,20 @@ export class BertTokenizer {
       [na, nb] = truncatedLengths(a.ids.length, b ? b.ids.length : null, budget, opts.truncation ?? "longest_first");
       truncated = na < a.ids.length || (b !== null && nb < b.ids.length);
     }
-    const tokens = [this.cls, ...a.tokens.slice(0, na), this.sep];
-    const inputIds = [this.clsId, ...a.ids.slice(0, na), this.sepId];
-    const tokenTypeIds = new Array<number>(inputIds.length).fill(0);
-    if (b) {
-      tokens.push(...b.tokens.slice(0, nb), this.sep);
-      const bIds = [...b.ids.slice(0, nb), this.sepId];
-      inputIds.push(...bIds);
-      tokenTypeIds.push(...bIds.map(() => 1));
+    const tokens: string[] = [];
+    const inputIds: number[] = [];
+    const tokenTypeIds: number[] = [];
+    for (const piece of template) {
+      if ("special" in piece) {
+        tokens.push(piece.special);
+        inputIds.push(this.tk.token_to_id(piece.special)!);
+        tokenTypeIds.push(piece.typeId);
+        continue;
+      }
+      const [src, n] = piece.sequence === "A" ? [a, na] : [b!, nb];
+      tokens.push(...src.tokens.slice(0, n));
+      inputIds.push(...src.ids.slice(0, n));
+      for (let i = 0; i < n; i++) tokenTypeIds.push(piece.typeId);
     }
     return { tokens, inputIds, tokenTypeIds, attentionMask: inputIds.map(() => 1), truncated };
   }
