@@ -25,6 +25,7 @@ import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
 import { familyOfConfig, maxSequenceLength } from "../model/config.js";
 import { lockOutputDir } from "../io/output.js";
+import { resolveTask, type Task } from "./task.js";
 
 export interface TrainOptions {
   /** A HF model folder, a hub id (org/name[@revision]), "demo", or a weights file (.bin/.pth/.safetensors) with `modelConfig`. */
@@ -39,6 +40,8 @@ export interface TrainOptions {
   testFile?: string;
   /** Batch rows of similar length together. */
   groupByLength?: boolean;
+  /** The task (default: what config.json's architectures imply, else text-classification). */
+  task?: Task;
   /** Force the task instead of detecting it from the labels (ints/names: single-label; "a|b" or JSON lists: multi-label; floats: regression). */
   problemType?: ProblemType;
   /** Multi-label decision threshold on each label's probability (default 0.5). */
@@ -159,6 +162,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const location = await locateModel(o.model, o.modelConfig, { log, onProgress: o.onDownloadProgress });
   const modelDir = location.dir;
   const config = readConfig(modelDir);
+  const task = resolveTask(o.task, config);
   const tokenizer = BertTokenizer.fromDir(modelDir);
   checkTokenizerFits(tokenizer, config.vocab_size, modelDir);
 
@@ -240,7 +244,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     }),
   };
   const resolved = {
-    ...args, model: o.model, trainFile: o.trainFile, validationFile: o.validationFile ?? null, outputDir,
+    ...args, task, model: o.model, trainFile: o.trainFile, validationFile: o.validationFile ?? null, outputDir,
     textColumn: o.textColumn, textPairColumn: o.textPairColumn ?? null, labelColumn: o.labelColumn, maxLength,
     dropout: o.dropout ?? null, backend: backend.name, precision: o.precision ?? "fp32",
   };

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import YAML from "yaml";
 import { evaluateFile, predict, loadModel, type TextInput } from "../api/predict.js";
 import { train, type TrainOptions } from "../api/train.js";
+import { TASKS, type Task } from "../api/task.js";
 import { extractExamples } from "../data/dataset.js";
 import { readRows } from "../data/read.js";
 import { checkOutputFile, removeStaleTemps } from "../io/output.js";
@@ -112,7 +113,7 @@ function addComputeOptions(cmd: Command): Command {
 
 function trainCommand(): Command {
   const cmd = new Command("train")
-    .description("fine-tune a BERT model for text classification on a CSV/TSV/JSONL file")
+    .description("fine-tune a BERT-family encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ERNIE, ALBERT) for text classification on a CSV/TSV/JSONL file")
     .option("--config <file>", "YAML or JSON file with any of these options (keys like learning-rate or learning_rate); command-line flags win")
     .requiredOption("--model <dir>", "HF model folder, hub id (org/name[@rev], into the HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), \"demo\", or a weights file with --model-config")
     .option("--model-config <dir>", "with a bare weights file (.pth/.bin/.safetensors): folder with config.json and the tokenizer")
@@ -121,6 +122,7 @@ function trainCommand(): Command {
     .option("--validation-split <r>", "hold out this fraction of the training rows for validation (stratified, seeded); nothing is split off unless asked", float("--validation-split"))
     .option("--test-file <file>", "evaluated once after training (test_ metrics)")
     .requiredOption("--output-dir <dir>", "where the fine-tuned model is saved")
+    .addOption(new Option("--task <task>", "what to train (default: what the folder's architectures imply, else text-classification; the others are not supported yet)").choices([...TASKS]))
     .option("--text-column <name>", "column holding the text", "text")
     .option("--text-pair-column <name>", "column holding the second text of a pair")
     .option("--label-column <name>", "column holding the label", "label")
@@ -188,7 +190,7 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
     const opts: TrainOptions = {
-      model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string,
+      model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string, task: o.task as Task | undefined,
       validationSplit: o.validationSplit as number | undefined, testFile: o.testFile as string | undefined,
       evalStrategy: o.evalStrategy as TrainOptions["evalStrategy"], evalSteps: o.evalSteps as number | undefined,
       metricForBestModel: o.metricForBestModel as string | undefined, loadBestModelAtEnd: Boolean(o.loadBestModelAtEnd),

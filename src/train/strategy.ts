@@ -46,3 +46,17 @@ export function layerLrScale(level: number, numLayers: number, decay: number | u
   const exponent = Math.max(0, numLayers + 1 - level);
   return Math.pow(decay, exponent);
 }
+
+/**
+ * Strategies that freeze by depth need one parameter set per depth: ALBERT's layers share their groups' parameters,
+ * so top-k, gradual unfreezing and layer-wise lr decay mean nothing there (full and head do).
+ */
+export function checkStrategyApplies(strategy: Strategy, layers: number, sharedGroups: number, layerLrDecay?: number): void {
+  if (!sharedGroups || sharedGroups >= layers) return;
+  const what = strategy === "top-k" || strategy === "gradual" ? `--strategy ${strategy}` : layerLrDecay !== undefined && layerLrDecay !== 1 ? "--layer-lr-decay" : null;
+  if (what) {
+    throw new WeitiaoError(
+      `${what} freezes or scales layers by depth, but this model's ${layers} layers share ${sharedGroups} parameter group(s) (ALBERT): use --strategy full or head`,
+    );
+  }
+}

@@ -12,7 +12,7 @@ import { taskLoss } from "./loss.js";
 import { argmax, type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics } from "./metrics.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
 import { linearWarmupDecay, warmupSteps } from "./schedule.js";
-import { layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
+import { checkStrategyApplies, layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
 
 export interface TrainingArgs {
   epochs: number;
@@ -222,6 +222,7 @@ export class Trainer {
     readonly hooks: TrainerHooks = {},
     optimizerOptions: Partial<AdamWOptions> = {},
   ) {
+    checkStrategyApplies(args.strategy, model.numLayers, model.config.num_hidden_groups, args.layerLrDecay);
     this.optimizer = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: args.weightDecay, ...optimizerOptions });
     this.rng = new Rng(args.seed);
   }

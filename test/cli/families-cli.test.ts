@@ -9,10 +9,10 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors } from "../../src/io/safetensors.js";
-import { tempDir } from "../helpers.js";
+import { TINY, tempDir } from "../helpers.js";
 import { NATIVE } from "../backends.js";
 import { checkFamilyTrajectory, familyDir, familyReference, FAMILY_FIXTURES } from "../model/family-reference.js";
-import { run } from "./cli-helpers.js";
+import { assertOneLineError, craftModel, run } from "./cli-helpers.js";
 
 const csvCell = (s: string): string => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 
@@ -46,3 +46,33 @@ for (const name of FAMILY_FIXTURES) for (const strategy of ["full", "head_only"]
     assert.ok(Object.values(original.id2label).includes(JSON.parse(p.stdout).label), p.stdout);
   });
 }
+
+test("strategies that freeze by depth are refused on ALBERT's shared layer; full and head run", () => {
+  const dir = tempDir();
+  const file = join(dir, "train.csv");
+  writeFileSync(file, "text,label\n很好,1\n很差,0\n不错,1\n难吃,0\n");
+  for (const flags of [["--strategy", "top-k", "--top-k", "1"], ["--strategy", "gradual"], ["--layer-lr-decay", "0.9"]]) {
+    const r = run(["train", "--model", familyDir("albert-tiny"), "--train-file", file, "--output-dir", join(dir, "out"), ...flags]);
+    assertOneLineError(r, /freezes or scales layers by depth, but this model's 3 layers share 1 parameter group\(s\) \(ALBERT\): use --strategy full or head/);
+  }
+  const ok = run(["train", "--model", familyDir("albert-tiny"), "--train-file", file, "--output-dir", join(dir, "out"), "--strategy", "head", "--epochs", "1"]);
+  assert.equal(ok.code, 0, ok.stderr);
+});
+
+test("--task: a folder fine-tuned for another task is recognised and refused; --task text-classification puts a new head on it", () => {
+  const dir = tempDir();
+  const file = join(dir, "train.csv");
+  writeFileSync(file, "text,label\n很好,1\n很差,0\n不错,1\n难吃,0\n");
+  const ner = craftModel({ architectures: ["BertForTokenClassification"] });
+  assertOneLineError(run(["train", "--model", ner, "--train-file", file, "--output-dir", join(dir, "a")]),
+    /architectures \(BertForTokenClassification\) imply token-classification, which is not supported yet: .*pass --task text-classification/);
+  assertOneLineError(run(["predict", "--model", ner, "--text", "很好"]), /imply token-classification, which is not supported yet/);
+  assertOneLineError(run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "b"), "--task", "fill-mask"]), /--task fill-mask is not supported yet/);
+  const ok = run(["train", "--model", ner, "--train-file", file, "--output-dir", join(dir, "c"), "--task", "text-classification", "--epochs", "1"]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual(JSON.parse(readFileSync(join(dir, "c", "config.json"), "utf8")).architectures, ["BertForSequenceClassification"]);
+  assert.equal(JSON.parse(readFileSync(join(dir, "c", "training_args.json"), "utf8")).task, "text-classification");
+  // A pretraining checkpoint (bert-base-chinese ships BertForMaskedLM) never implies fill-mask.
+  const mlm = craftModel({ architectures: ["BertForMaskedLM"] });
+  assert.equal(run(["train", "--model", mlm, "--train-file", file, "--output-dir", join(dir, "d"), "--epochs", "1"]).code, 0);
+});

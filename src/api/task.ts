@@ -1,0 +1,30 @@
+/**
+ * The task a run trains (HF pipeline names). Only text-classification has a head so far; the others are named so
+ * that a folder fine-tuned for them is recognised and refused clearly instead of getting a classification head.
+ */
+import type { BertConfig } from "../model/config.js";
+import { WeitiaoError } from "../util/errors.js";
+
+export const TASKS = ["text-classification", "token-classification", "question-answering", "fill-mask"] as const;
+export type Task = (typeof TASKS)[number];
+
+/** The task a config.json's architectures implies: fine-tuned token-classification and QA models say so; pretraining ones (…ForMaskedLM, …ForPreTraining) never imply fill-mask. */
+export function impliedTask(config: BertConfig): Task {
+  const arch = config.architectures?.[0] ?? "";
+  if (arch.endsWith("ForTokenClassification")) return "token-classification";
+  if (arch.endsWith("ForQuestionAnswering")) return "question-answering";
+  return "text-classification";
+}
+
+/** --task, or the task the folder implies; a task without a head yet is one clear error. */
+export function resolveTask(asked: Task | undefined, config: BertConfig): Task {
+  const task = asked ?? impliedTask(config);
+  if (task !== "text-classification") {
+    const why = asked ? `--task ${task}` : `config.json's architectures (${config.architectures![0]}) imply ${task}, which`;
+    throw new WeitiaoError(
+      `${why} is not supported yet: weitiao trains and predicts text-classification so far` +
+        (asked ? "" : " (to fine-tune this encoder for classification, pass --task text-classification)"),
+    );
+  }
+  return task;
+}
