@@ -9,7 +9,7 @@ import { loadModelFromDir, readConfig } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
 import { maxSequenceLength } from "../model/config.js";
-import { resolveTask } from "./task.js";
+import { resolveTask } from "../model/task.js";
 import { BertTokenizer, checkTokenizerFits, type TruncationStrategy } from "../tokenizer/index.js";
 
 export interface LoadedModel {

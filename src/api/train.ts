@@ -3,11 +3,10 @@
  * evaluate, save. Every input problem is found before the output folder is touched.
  */
 import { resolve } from "node:path";
-import { type BackendName, getBackend, type Precision } from "../backend/index.js";
+import { getBackend } from "../backend/index.js";
 import {
   type EncodedExample, encodeExamples, extractExamples, type LabelTargets, labelTargets, resolveLabels, type SkippedRow, type TextExample,
 } from "../data/dataset.js";
-import type { ProblemType } from "../model/config.js";
 import { type DataReport, dataReport, reportLines } from "../data/report.js";
 import { stratifiedSplit } from "../data/split.js";
 import { readRowsMany } from "../data/read.js";
@@ -15,8 +14,7 @@ import { loadModelFromDir, readConfig, saveModel } from "../io/checkpoint.js";
 import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from "../io/trainer-checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
-import { BertTokenizer, checkTokenizerFits, type TruncationStrategy } from "../tokenizer/index.js";
-import { STRATEGIES, type Strategy } from "../train/strategy.js";
+import { BertTokenizer, checkTokenizerFits } from "../tokenizer/index.js";
 import {
   DEFAULT_TRAINING_ARGS, type EvalResult, Trainer, type TrainerHooks, type TrainResult, trainerState,
   type TrainingArgs, evaluate, prefixed,
@@ -25,82 +23,25 @@ import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
 import { familyOfConfig, maxSequenceLength } from "../model/config.js";
 import { lockOutputDir } from "../io/output.js";
-import { resolveTask, type Task } from "./task.js";
+import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
+import { resolveTask } from "../model/task.js";
 
-export interface TrainOptions {
-  /** A HF model folder, a hub id (org/name[@revision]), "demo", or a weights file (.bin/.pth/.safetensors) with `modelConfig`. */
+/**
+ * train()'s options: every flag of `weitiao train` (declared once, with its help, default and check, in
+ * options.ts: TRAIN_OPTIONS and COMPUTE_OPTIONS) under its camelCase name, plus what only a program can pass.
+ */
+export type TrainOptions = TableOptions & {
   model: string;
-  /** With a bare weights file: the folder (or its config.json) holding config.json and the tokenizer. */
-  modelConfig?: string;
   trainFile: string;
-  validationFile?: string;
-  /** Hold out this fraction of the training rows for validation (stratified by label, seeded). */
-  validationSplit?: number;
-  /** Evaluated once after training; metrics reported with the test_ prefix. */
-  testFile?: string;
-  /** Batch rows of similar length together. */
-  groupByLength?: boolean;
-  /** The task (default: what config.json's architectures imply, else text-classification). */
-  task?: Task;
-  /** Force the task instead of detecting it from the labels (ints/names: single-label; "a|b" or JSON lists: multi-label; floats: regression). */
-  problemType?: ProblemType;
-  /** Multi-label decision threshold on each label's probability (default 0.5). */
-  threshold?: number;
-  /** How pairs are truncated to maxLength (HF's default longest_first). */
-  truncation?: TruncationStrategy;
-  /** Evaluate after every epoch (default), every evalSteps, or never. */
-  evalStrategy?: "no" | "steps" | "epoch";
-  evalSteps?: number;
-  /** Metric choosing the best model (default: accuracy; micro_f1 for multi-label; mse for regression). */
-  metricForBestModel?: string;
-  loadBestModelAtEnd?: boolean;
-  /** Stop after N evaluations without improvement of the best-model metric. */
-  earlyStoppingPatience?: number;
   outputDir: string;
-  textColumn?: string;
-  textPairColumn?: string;
-  labelColumn?: string;
-  noHeader?: boolean;
-  maxLength?: number;
-  batchSize?: number;
-  evalBatchSize?: number;
-  learningRate?: number;
-  epochs?: number;
-  maxSteps?: number;
-  warmupSteps?: number;
-  warmupRatio?: number;
-  weightDecay?: number;
-  maxGradNorm?: number;
-  gradientAccumulationSteps?: number;
-  seed?: number;
-  shuffle?: boolean;
-  /** Overrides every dropout probability of the config. */
-  dropout?: number;
-  strategy?: Strategy;
-  topK?: number;
-  layerLrDecay?: number;
-  loggingSteps?: number;
-  /** With strategy head: cache the frozen encoder's features (default true). */
-  cacheFeatures?: boolean;
-  /** Checkpoint into outputDir/checkpoint-N every N steps (0: never). */
-  saveSteps?: number;
-  /** "epoch": checkpoint after every epoch; "steps": every saveSteps; "no" (default unless saveSteps is set). */
-  saveStrategy?: "no" | "steps" | "epoch";
-  /** Keep at most this many checkpoints (0: all). */
-  saveTotalLimit?: number;
-  /** Continue from a checkpoint folder, or "latest" in outputDir. */
-  resumeFromCheckpoint?: string;
   /** Aborting it (e.g. on SIGINT) finishes the current step, writes a checkpoint and returns. */
   signal?: AbortSignal;
-  backend?: BackendName;
-  precision?: Precision;
-  threads?: number;
   /** Download progress of hub files. */
   onDownloadProgress?: (file: string, received: number, total: number) => void;
   /** Lines for the user; silent when absent. */
   log?: (line: string) => void;
   hooks?: Omit<TrainerHooks, "log">;
-}
+};
 
 export interface TrainOutput {
   outputDir: string;
@@ -119,46 +60,22 @@ function check(cond: boolean, message: string): void {
   if (!cond) throw new WeitiaoError(message);
 }
 
-function positiveInt(v: number | undefined, flag: string): void {
-  if (v !== undefined) check(Number.isInteger(v) && v > 0, `${flag} must be a positive integer, got ${v}`);
-}
-
+/** Each option against its declaration (options.ts), then the rules that tie options together. */
 export function validateTrainOptions(o: TrainOptions): void {
-  positiveInt(o.batchSize, "--batch-size");
-  positiveInt(o.evalBatchSize, "--eval-batch-size");
-  positiveInt(o.maxLength, "--max-length");
-  positiveInt(o.gradientAccumulationSteps, "--gradient-accumulation-steps");
-  if (o.epochs !== undefined) check(Number.isInteger(o.epochs) && o.epochs >= 1, `--epochs must be a positive integer, got ${o.epochs}`);
-  if (o.maxSteps !== undefined) check(Number.isInteger(o.maxSteps) && o.maxSteps >= 0, `--max-steps must be a non-negative integer, got ${o.maxSteps}`);
-  if (o.warmupSteps !== undefined) check(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0, `--warmup-steps must be a non-negative integer`);
-  if (o.warmupRatio !== undefined) check(o.warmupRatio >= 0 && o.warmupRatio < 1, `--warmup-ratio must be in [0, 1)`);
-  if (o.learningRate !== undefined) check(Number.isFinite(o.learningRate) && o.learningRate >= 0, `--learning-rate must be a non-negative number`);
-  if (o.weightDecay !== undefined) check(Number.isFinite(o.weightDecay) && o.weightDecay >= 0, `--weight-decay must be a non-negative number`);
-  if (o.maxGradNorm !== undefined) check(Number.isFinite(o.maxGradNorm) && o.maxGradNorm >= 0, `--max-grad-norm must be a non-negative number (0 disables clipping)`);
-  if (o.dropout !== undefined) check(o.dropout >= 0 && o.dropout < 1, `--dropout must be in [0, 1), got ${o.dropout}`);
-  if (o.layerLrDecay !== undefined) check(o.layerLrDecay > 0 && o.layerLrDecay <= 1, `--layer-lr-decay must be in (0, 1], got ${o.layerLrDecay}`);
-  if (o.loggingSteps !== undefined) check(Number.isInteger(o.loggingSteps) && o.loggingSteps >= 0, `--logging-steps must be a non-negative integer`);
-  if (o.strategy !== undefined) check(STRATEGIES.includes(o.strategy), `--strategy must be one of ${STRATEGIES.join(", ")}, got ${o.strategy}`);
+  checkTableOptions(o);
   if (o.strategy === "top-k") check(o.topK !== undefined, "--strategy top-k needs --top-k K");
   if (o.topK !== undefined && o.strategy !== "top-k") check(false, "--top-k only applies with --strategy top-k");
-  if (o.validationSplit !== undefined) check(o.validationSplit > 0 && o.validationSplit < 1, `--validation-split must be in (0, 1), got ${o.validationSplit}`);
   if (o.validationSplit !== undefined && o.validationFile) check(false, "use --validation-file or --validation-split, not both");
-  if (o.threshold !== undefined) check(o.threshold > 0 && o.threshold < 1, `--threshold must be in (0, 1), got ${o.threshold}`);
-  if (o.evalStrategy !== undefined) check(["no", "steps", "epoch"].includes(o.evalStrategy), "--eval-strategy must be no, steps or epoch");
   if (o.evalStrategy === "steps") check(Number.isInteger(o.evalSteps) && o.evalSteps! > 0, "--eval-strategy steps needs --eval-steps N");
-  if (o.earlyStoppingPatience !== undefined) check(Number.isInteger(o.earlyStoppingPatience) && o.earlyStoppingPatience >= 0, "--early-stopping-patience must be a non-negative integer");
   if ((o.loadBestModelAtEnd || o.earlyStoppingPatience) && !o.validationFile && !o.validationSplit) {
     check(false, "--load-best-model-at-end and --early-stopping-patience need validation data (--validation-file or --validation-split)");
   }
-  if (o.saveSteps !== undefined) check(Number.isInteger(o.saveSteps) && o.saveSteps >= 0, "--save-steps must be a non-negative integer");
-  if (o.saveTotalLimit !== undefined) check(Number.isInteger(o.saveTotalLimit) && o.saveTotalLimit >= 0, "--save-total-limit must be a non-negative integer");
-  if (o.saveStrategy !== undefined) check(["no", "steps", "epoch"].includes(o.saveStrategy), "--save-strategy must be no, steps or epoch");
 }
 
 export async function train(options: TrainOptions): Promise<TrainOutput> {
   const log = options.log ?? (() => {});
   validateTrainOptions(options);
-  const o = { textColumn: "text", labelColumn: "label", maxLength: 128, ...options };
+  const o = withDefaults(options) as TrainOptions & { textColumn: string; labelColumn: string; maxLength: number };
   const location = await locateModel(o.model, o.modelConfig, { log, onProgress: o.onDownloadProgress });
   const modelDir = location.dir;
   const config = readConfig(modelDir);
@@ -230,23 +147,19 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   if (labelSet.problemType !== "single_label_classification") log(`task: ${labelSet.problemType} (${labelSet.names.length} output(s))`);
   if (o.dropout !== undefined) model.setDropout(o.dropout);
 
+  // The trainer's arguments are the table's training options; saving every N steps implies the steps strategy.
+  const saveStrategy = o.saveStrategy ?? ((o.saveSteps ?? 0) > 0 ? "steps" : "no");
+  const given = o as Record<string, unknown>;
   const args: TrainingArgs = {
     ...DEFAULT_TRAINING_ARGS,
-    ...definedOnly({
-      epochs: o.epochs, maxSteps: o.maxSteps, batchSize: o.batchSize, evalBatchSize: o.evalBatchSize,
-      learningRate: o.learningRate, warmupSteps: o.warmupSteps, warmupRatio: o.warmupRatio, weightDecay: o.weightDecay,
-      maxGradNorm: o.maxGradNorm, gradientAccumulationSteps: o.gradientAccumulationSteps, seed: o.seed,
-      shuffle: o.shuffle, strategy: o.strategy, topK: o.topK, layerLrDecay: o.layerLrDecay, loggingSteps: o.loggingSteps,
-      cacheFeatures: o.cacheFeatures, groupByLength: o.groupByLength, threshold: o.threshold,
-      evalStrategy: o.evalStrategy, evalSteps: o.evalSteps, metricForBestModel: o.metricForBestModel,
-      loadBestModelAtEnd: o.loadBestModelAtEnd, earlyStoppingPatience: o.earlyStoppingPatience,
-      saveSteps: o.saveStrategy === "no" ? 0 : o.saveSteps, saveStrategy: o.saveStrategy,
-    }),
+    ...definedOnly(Object.fromEntries(TRAINING_KEYS.map((k) => [k, given[k]]))),
+    saveStrategy,
+    saveSteps: saveStrategy === "no" ? 0 : o.saveSteps ?? 0,
   };
-  const resolved = {
-    ...args, task, model: o.model, trainFile: o.trainFile, validationFile: o.validationFile ?? null, outputDir,
-    textColumn: o.textColumn, textPairColumn: o.textPairColumn ?? null, labelColumn: o.labelColumn, maxLength,
-    dropout: o.dropout ?? null, backend: backend.name, precision: o.precision ?? "fp32",
+  // training_args.json: every option as this run resolved it (what --config needs to repeat the run), HF-style.
+  const resolved: Record<string, unknown> = {
+    ...Object.fromEntries(TRAIN_OPTIONS.filter((s) => s.key !== "resumeFromCheckpoint").map((s) => [s.key, given[s.key] ?? null])),
+    ...args, task, outputDir, maxLength, problemType: labelSet.problemType, backend: backend.name, precision: o.precision ?? "fp32",
   };
   // One run per output folder: a second one would mix its checkpoints into ours.
   const lock = lockOutputDir(outputDir, log);

@@ -8,26 +8,41 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import YAML from "yaml";
 import { evaluateFile, predict, loadModel, type TextInput } from "../api/predict.js";
 import { train, type TrainOptions } from "../api/train.js";
-import { TASKS, type Task } from "../api/task.js";
+import { COMPUTE_OPTIONS, FLAG_ALIASES, type OptionSpec, TRAIN_OPTIONS } from "../train/options.js";
 import { extractExamples } from "../data/dataset.js";
 import { readRows } from "../data/read.js";
 import { checkOutputFile, removeStaleTemps } from "../io/output.js";
 import { DEMO_DATA_DIR, resolveModel } from "../io/resolve.js";
 import { BertTokenizer } from "../tokenizer/index.js";
-import { STRATEGIES } from "../train/strategy.js";
 import { runBench } from "../bench/bench.js";
 import { WeitiaoError } from "../util/errors.js";
 import { ProgressReporter } from "./progress.js";
 
-/** HF TrainingArguments spellings accepted as aliases of our flags. */
-const ALIASES: Record<string, string> = {
-  "--num-train-epochs": "--epochs",
-  "--per-device-train-batch-size": "--batch-size",
-  "--per-device-eval-batch-size": "--eval-batch-size",
-  "--model-name-or-path": "--model",
-  "--max-seq-length": "--max-length",
-  "--lr": "--learning-rate",
-};
+/** HF TrainingArguments spellings accepted as aliases of our flags (declared with each option in api/options.ts). */
+const ALIASES = FLAG_ALIASES;
+
+/** Commander options from table specs (api/options.ts): the flag, its parser, choices, default and help. */
+function addTableOptions(cmd: Command, specs: readonly OptionSpec[]): void {
+  for (const s of specs) {
+    const opt = new Option(s.arg ? `${s.flag} ${s.arg}` : s.flag, s.help);
+    if (s.choices) opt.choices(s.choices);
+    if (s.type === "int") opt.argParser(int(s.flag));
+    if (s.type === "float") opt.argParser(float(s.flag));
+    if (s.default !== undefined && s.type !== "bool") opt.default(s.default);
+    if (s.required) opt.makeOptionMandatory();
+    cmd.addOption(opt);
+  }
+}
+
+/** The parsed values under the table's keys (`--no-header` arrives as header: false, the API's noHeader: true). */
+function tableValues(cmd: Command, parsed: Record<string, unknown>, specs: readonly OptionSpec[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const s of specs) {
+    const attr = cmd.options.find((opt) => opt.long === s.flag)!.attributeName();
+    out[s.key] = attr === s.key ? parsed[attr] : parsed[attr] === false;
+  }
+  return out;
+}
 
 /**
  * `--config FILE` (YAML or JSON, keys spelled like the flags: learning-rate, learning_rate or learningRate):
@@ -101,64 +116,22 @@ function float(flag: string) {
 const log = (line: string): void => void process.stderr.write(line + "\n");
 const out = (line: string): void => void process.stdout.write(line + "\n");
 
-const truncationOption = (): Option =>
-  new Option("--truncation <s>", "how text pairs are cut to --max-length").choices(["longest_first", "only_first", "only_second"]).default("longest_first");
-
+/** Options predict and evaluate share with train, from the same declarations. */
 function addComputeOptions(cmd: Command): Command {
-  return cmd
-    .addOption(new Option("--backend <name>", "compute backend").choices(["auto", "native", "typescript"]).default("auto"))
-    .addOption(new Option("--precision <p>", "fp32, or bf16 mixed precision (native backend)").choices(["fp32", "bf16"]).default("fp32"))
-    .option("--threads <n>", "compute threads (default: all cores)", int("--threads"));
+  addTableOptions(cmd, COMPUTE_OPTIONS);
+  return cmd;
 }
+
+const addTruncationOption = (cmd: Command): Command => {
+  addTableOptions(cmd, TRAIN_OPTIONS.filter((s) => s.key === "truncation"));
+  return cmd;
+};
 
 function trainCommand(): Command {
   const cmd = new Command("train")
     .description("fine-tune a BERT-family encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ERNIE, ALBERT) for text classification on a CSV/TSV/JSONL file")
-    .option("--config <file>", "YAML or JSON file with any of these options (keys like learning-rate or learning_rate); command-line flags win")
-    .requiredOption("--model <dir>", "HF model folder, hub id (org/name[@rev], into the HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), \"demo\", or a weights file with --model-config")
-    .option("--model-config <dir>", "with a bare weights file (.pth/.bin/.safetensors): folder with config.json and the tokenizer")
-    .requiredOption("--train-file <file>", "training data: .csv, .tsv or .jsonl; a folder of them, or a comma-separated list")
-    .option("--validation-file <file>", "validation data, evaluated after every epoch")
-    .option("--validation-split <r>", "hold out this fraction of the training rows for validation (stratified, seeded); nothing is split off unless asked", float("--validation-split"))
-    .option("--test-file <file>", "evaluated once after training (test_ metrics)")
-    .requiredOption("--output-dir <dir>", "where the fine-tuned model is saved")
-    .addOption(new Option("--task <task>", "what to train (default: what the folder's architectures imply, else text-classification; the others are not supported yet)").choices([...TASKS]))
-    .option("--text-column <name>", "column holding the text", "text")
-    .option("--text-pair-column <name>", "column holding the second text of a pair")
-    .option("--label-column <name>", "column holding the label", "label")
-    .option("--no-header", "CSV/TSV has no header line: name columns by index (0, 1, …)")
-    .option("--max-length <n>", "truncate to N tokens (capped at the model's max_position_embeddings)", int("--max-length"), 128)
-    .addOption(truncationOption())
-    .option("--batch-size <n>", "training batch size", int("--batch-size"), 16)
-    .option("--eval-batch-size <n>", "evaluation batch size", int("--eval-batch-size"), 64)
-    .option("--learning-rate <lr>", "peak learning rate", float("--learning-rate"), 5e-5)
-    .option("--epochs <n>", "training epochs", int("--epochs"), 3)
-    .option("--max-steps <n>", "stop after N optimizer steps (overrides --epochs)", int("--max-steps"), 0)
-    .option("--warmup-steps <n>", "linear warmup steps", int("--warmup-steps"))
-    .option("--warmup-ratio <r>", "warmup as a fraction of all steps", float("--warmup-ratio"))
-    .option("--weight-decay <wd>", "AdamW weight decay (not applied to biases and LayerNorm)", float("--weight-decay"), 0)
-    .option("--max-grad-norm <n>", "gradient clipping norm (0 disables)", float("--max-grad-norm"), 1)
-    .option("--gradient-accumulation-steps <n>", "micro-batches per optimizer step", int("--gradient-accumulation-steps"), 1)
-    .option("--seed <n>", "random seed (shuffling, dropout, new weights)", int("--seed"), 42)
-    .option("--no-shuffle", "keep file order: batch i is rows i·B … i·B+B−1")
-    .option("--group-by-length", "batch rows of similar length together (less padding)")
-    .addOption(new Option("--problem-type <t>", "force the task (default: detected from the labels: ints/names → single-label, \"a|b\" or JSON lists → multi-label, decimals → regression)").choices(["single_label_classification", "multi_label_classification", "regression"]))
-    .option("--threshold <p>", "multi-label: predict a label when its probability ≥ p", float("--threshold"), 0.5)
-    .addOption(new Option("--eval-strategy <s>", "evaluate the validation data after each epoch, every --eval-steps, or never").choices(["no", "steps", "epoch"]).default("epoch"))
-    .option("--eval-steps <n>", "with --eval-strategy steps: evaluate every N steps", int("--eval-steps"))
-    .option("--metric-for-best-model <m>", "metric that picks the best model: accuracy (default), macro_f1, loss, …; micro_f1 (multi-label), mse (regression)")
-    .option("--load-best-model-at-end", "save the best evaluation's weights instead of the last ones")
-    .option("--early-stopping-patience <n>", "stop after N evaluations without improvement", int("--early-stopping-patience"))
-    .option("--dropout <p>", "override every dropout probability of the config (0: deterministic)", float("--dropout"))
-    .addOption(new Option("--strategy <s>", "what trains").choices(STRATEGIES).default("full"))
-    .option("--top-k <k>", "with --strategy top-k: how many top encoder layers train", int("--top-k"))
-    .option("--layer-lr-decay <d>", "layer-wise lr decay: layer L−1−j gets lr·d^(j+1), embeddings lr·d^(L+1)", float("--layer-lr-decay"))
-    .option("--logging-steps <n>", "log loss/lr/grad_norm every N steps into trainer_state.json", int("--logging-steps"), 50)
-    .option("--save-steps <n>", "write checkpoint-N/ (model, optimizer, data position, RNG) every N steps", int("--save-steps"), 0)
-    .addOption(new Option("--save-strategy <s>", "checkpoint every --save-steps, or after each epoch").choices(["no", "steps", "epoch"]))
-    .option("--save-total-limit <n>", "keep at most N checkpoints (oldest removed)", int("--save-total-limit"), 0)
-    .option("--resume-from-checkpoint <dir>", "continue a run from checkpoint-N/ (or \"latest\" in --output-dir); ends with the same weights as an uninterrupted run")
-    .option("--no-cache-features", "with --strategy head: run the frozen encoder in train mode every step (PyTorch tutorial semantics) instead of caching its features");
+    .option("--config <file>", "YAML or JSON file with any of these options (keys like learning-rate or learning_rate); command-line flags win");
+  addTableOptions(cmd, TRAIN_OPTIONS);
   addComputeOptions(cmd);
   cmd.addHelpText("after", `
 Strategies:
@@ -190,25 +163,8 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
     const opts: TrainOptions = {
-      model: o.model as string, modelConfig: o.modelConfig as string | undefined, trainFile: o.trainFile as string, task: o.task as Task | undefined,
-      validationSplit: o.validationSplit as number | undefined, testFile: o.testFile as string | undefined,
-      evalStrategy: o.evalStrategy as TrainOptions["evalStrategy"], evalSteps: o.evalSteps as number | undefined,
-      metricForBestModel: o.metricForBestModel as string | undefined, loadBestModelAtEnd: Boolean(o.loadBestModelAtEnd),
-      earlyStoppingPatience: o.earlyStoppingPatience as number | undefined,
-      groupByLength: Boolean(o.groupByLength), truncation: o.truncation as TrainOptions["truncation"], problemType: o.problemType as TrainOptions["problemType"], threshold: o.threshold as number, validationFile: o.validationFile as string | undefined,
-      outputDir: o.outputDir as string, textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined,
-      labelColumn: o.labelColumn as string, noHeader: o.header === false, maxLength: o.maxLength as number,
-      batchSize: o.batchSize as number, evalBatchSize: o.evalBatchSize as number, learningRate: o.learningRate as number,
-      epochs: o.epochs as number, maxSteps: o.maxSteps as number, warmupSteps: o.warmupSteps as number | undefined,
-      warmupRatio: o.warmupRatio as number | undefined, weightDecay: o.weightDecay as number, maxGradNorm: o.maxGradNorm as number,
-      gradientAccumulationSteps: o.gradientAccumulationSteps as number, seed: o.seed as number, shuffle: o.shuffle as boolean,
-      dropout: o.dropout as number | undefined, strategy: o.strategy as TrainOptions["strategy"], topK: o.topK as number | undefined,
-      layerLrDecay: o.layerLrDecay as number | undefined, loggingSteps: o.loggingSteps as number,
-      cacheFeatures: o.cacheFeatures as boolean,
-      saveSteps: o.saveSteps as number, saveStrategy: (o.saveStrategy as TrainOptions["saveStrategy"]) ?? ((o.saveSteps as number) > 0 ? "steps" : "no"),
-      saveTotalLimit: o.saveTotalLimit as number, resumeFromCheckpoint: o.resumeFromCheckpoint as string | undefined,
+      ...(tableValues(cmd, o, [...TRAIN_OPTIONS, ...COMPUTE_OPTIONS]) as TrainOptions),
       signal: stop.signal,
-      backend: o.backend as TrainOptions["backend"], precision: o.precision as TrainOptions["precision"], threads: o.threads as number | undefined,
       log: (l) => progress.line(l),
       hooks: progress.hooks(),
       onDownloadProgress: (file, received, total) => progress.download(file, received, total),
@@ -272,9 +228,9 @@ function predictCommand(): Command {
     .option("--output <file>", "write predictions here (.jsonl, or .csv: text, label, score) instead of stdout")
     .option("--top-labels <n>", "keep only the N most probable labels in probabilities", int("--top-labels"))
     .option("--max-length <n>", "truncate to N tokens", int("--max-length"), 512)
-    .addOption(truncationOption())
     .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32)
     .option("--threshold <p>", "multi-label models: report labels whose probability ≥ p", float("--threshold"), 0.5);
+  addTruncationOption(cmd);
   addComputeOptions(cmd);
   cmd.addHelpText("after", `
 Each output line: {"label", "score", "probabilities", "logits"}; multi-label models add "labels" (all
@@ -349,7 +305,7 @@ Example:
 }
 
 function tokenizeCommand(): Command {
-  return new Command("tokenize")
+  const cmd = new Command("tokenize")
     .description("show how a model's tokenizer encodes text (JSONL: tokens, input_ids, token_type_ids, attention_mask)")
     .requiredOption("--model <dir>", "model folder with tokenizer.json or vocab.txt")
     .option("--text <text>", "text to encode")
@@ -357,8 +313,9 @@ function tokenizeCommand(): Command {
     .option("--input <file>", "encode every row of a .csv/.tsv/.jsonl file")
     .option("--text-column <name>", "text column of --input", "text")
     .option("--text-pair-column <name>", "pair column of --input")
-    .option("--max-length <n>", "truncate to N tokens", int("--max-length"))
-    .addOption(truncationOption())
+    .option("--max-length <n>", "truncate to N tokens", int("--max-length"));
+  addTruncationOption(cmd);
+  cmd
     .addHelpText("after", `
 Example:
   weitiao tokenize --model demo --text "这部电影太好看了！"`)
@@ -373,6 +330,7 @@ Example:
         out(JSON.stringify({ tokens: e.tokens, input_ids: e.inputIds, token_type_ids: e.tokenTypeIds, attention_mask: e.attentionMask }));
       }
     });
+  return cmd;
 }
 
 function demoCommand(): Command {

@@ -12,6 +12,7 @@ import { taskLoss } from "./loss.js";
 import { argmax, type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics } from "./metrics.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
 import { linearWarmupDecay, warmupSteps } from "./schedule.js";
+import { type OptionSpec, TRAIN_OPTIONS } from "./options.js";
 import { checkStrategyApplies, layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
 
 export interface TrainingArgs {
@@ -58,11 +59,10 @@ export interface TrainingArgs {
   earlyStoppingPatience: number;
 }
 
+/** The declared defaults of the training options (options.ts), which the CLI and the API share. */
 export const DEFAULT_TRAINING_ARGS: TrainingArgs = {
-  epochs: 3, maxSteps: 0, batchSize: 16, evalBatchSize: 64, learningRate: 5e-5, weightDecay: 0, maxGradNorm: 1,
-  gradientAccumulationSteps: 1, seed: 42, shuffle: true, strategy: "full", loggingSteps: 50, cacheFeatures: true,
-  saveSteps: 0, saveStrategy: "no", groupByLength: false, threshold: 0.5, evalStrategy: "epoch", evalSteps: 0,
-  loadBestModelAtEnd: false, earlyStoppingPatience: 0,
+  ...(Object.fromEntries((TRAIN_OPTIONS as readonly OptionSpec[]).filter((s) => s.training && s.default !== undefined).map((s) => [s.key, s.default])) as unknown as TrainingArgs),
+  saveStrategy: "no", evalSteps: 0, earlyStoppingPatience: 0,
 };
 
 /** The metric that selects the best model, and whether larger is better (losses and MSE: smaller). */

@@ -2,7 +2,7 @@
  * The task a run trains (HF pipeline names). Only text-classification has a head so far; the others are named so
  * that a folder fine-tuned for them is recognised and refused clearly instead of getting a classification head.
  */
-import type { BertConfig } from "../model/config.js";
+import type { BertConfig } from "./config.js";
 import { WeitiaoError } from "../util/errors.js";
 
 export const TASKS = ["text-classification", "token-classification", "question-answering", "fill-mask"] as const;

@@ -1,0 +1,152 @@
+/**
+ * Every option of `weitiao train`, declared once: its API name, flag, type, default, help, HF TrainingArguments
+ * spellings and validation. The CLI's flags and aliases, the API's TrainOptions type, config-file keys, the checks
+ * and training_args.json are all derived from this table.
+ */
+import type { BackendName, Precision } from "../backend/index.js";
+import type { ProblemType } from "../model/config.js";
+import type { TruncationStrategy } from "../tokenizer/index.js";
+import { STRATEGIES, type Strategy } from "./strategy.js";
+import { WeitiaoError } from "../util/errors.js";
+import { TASKS, type Task } from "../model/task.js";
+
+export interface OptionSpec {
+  /** The API's name (TrainOptions, training_args.json). */
+  readonly key: string;
+  /** The CLI flag; `--no-x` for a boolean that is on by default. */
+  readonly flag: string;
+  /** The CLI's placeholder for the value (none for booleans). */
+  readonly arg?: string;
+  readonly type: "int" | "float" | "string" | "bool";
+  readonly choices?: readonly string[];
+  readonly default?: string | number | boolean;
+  readonly help: string;
+  /** Other spellings users paste (HF TrainingArguments' names), without the leading `--`. */
+  readonly aliases?: readonly string[];
+  readonly required?: boolean;
+  /** A valid value satisfies `ok`; the error reads "<flag> must be <rule>, got <value>". */
+  readonly check?: { readonly ok: (v: number) => boolean; readonly rule: string };
+  /** The trainer's own argument (TrainingArgs) rather than the run's data and model settings. */
+  readonly training?: boolean;
+}
+
+const positive = { ok: (v: number) => Number.isInteger(v) && v > 0, rule: "a positive integer" };
+const nonNegativeInt = { ok: (v: number) => Number.isInteger(v) && v >= 0, rule: "a non-negative integer" };
+const nonNegative = { ok: (v: number) => Number.isFinite(v) && v >= 0, rule: "a non-negative number" };
+const openUnit = { ok: (v: number) => v > 0 && v < 1, rule: "in (0, 1)" };
+const halfOpenUnit = { ok: (v: number) => v >= 0 && v < 1, rule: "in [0, 1)" };
+
+const PROBLEM_TYPES = ["single_label_classification", "multi_label_classification", "regression"] as const;
+const TRUNCATIONS = ["longest_first", "only_first", "only_second"] as const;
+const EVAL_STRATEGIES = ["no", "steps", "epoch"] as const;
+
+export const TRAIN_OPTIONS = [
+  { key: "model", flag: "--model", arg: "<dir>", type: "string", required: true, aliases: ["model-name-or-path"], help: "HF model folder, hub id (org/name[@rev], into the HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), \"demo\", or a weights file with --model-config" },
+  { key: "modelConfig", flag: "--model-config", arg: "<dir>", type: "string", help: "with a bare weights file (.pth/.bin/.safetensors): folder with config.json and the tokenizer" },
+  { key: "task", flag: "--task", arg: "<task>", type: "string", choices: TASKS, help: "what to train (default: what the folder's architectures imply, else text-classification; the others are not supported yet)" },
+  { key: "trainFile", flag: "--train-file", arg: "<file>", type: "string", required: true, help: "training data: .csv, .tsv or .jsonl; a folder of them, or a comma-separated list" },
+  { key: "validationFile", flag: "--validation-file", arg: "<file>", type: "string", help: "validation data, evaluated after every epoch" },
+  { key: "validationSplit", flag: "--validation-split", arg: "<r>", type: "float", check: openUnit, help: "hold out this fraction of the training rows for validation (stratified, seeded); nothing is split off unless asked" },
+  { key: "testFile", flag: "--test-file", arg: "<file>", type: "string", help: "evaluated once after training (test_ metrics)" },
+  { key: "outputDir", flag: "--output-dir", arg: "<dir>", type: "string", required: true, help: "where the fine-tuned model is saved" },
+  { key: "textColumn", flag: "--text-column", arg: "<name>", type: "string", default: "text", help: "column holding the text" },
+  { key: "textPairColumn", flag: "--text-pair-column", arg: "<name>", type: "string", help: "column holding the second text of a pair" },
+  { key: "labelColumn", flag: "--label-column", arg: "<name>", type: "string", default: "label", help: "column holding the label" },
+  { key: "noHeader", flag: "--no-header", type: "bool", help: "CSV/TSV has no header line: name columns by index (0, 1, …)" },
+  { key: "maxLength", flag: "--max-length", arg: "<n>", type: "int", default: 128, check: positive, aliases: ["max-seq-length"], help: "truncate to N tokens (capped at what the model's max_position_embeddings allows)" },
+  { key: "truncation", flag: "--truncation", arg: "<s>", type: "string", choices: TRUNCATIONS, default: "longest_first", help: "how text pairs are cut to --max-length" },
+  { key: "batchSize", flag: "--batch-size", arg: "<n>", type: "int", default: 16, check: positive, training: true, aliases: ["per-device-train-batch-size"], help: "training batch size" },
+  { key: "evalBatchSize", flag: "--eval-batch-size", arg: "<n>", type: "int", default: 64, check: positive, training: true, aliases: ["per-device-eval-batch-size"], help: "evaluation batch size" },
+  { key: "learningRate", flag: "--learning-rate", arg: "<lr>", type: "float", default: 5e-5, check: nonNegative, training: true, aliases: ["lr"], help: "peak learning rate" },
+  { key: "epochs", flag: "--epochs", arg: "<n>", type: "int", default: 3, check: positive, training: true, aliases: ["num-train-epochs"], help: "training epochs" },
+  { key: "maxSteps", flag: "--max-steps", arg: "<n>", type: "int", default: 0, check: nonNegativeInt, training: true, help: "stop after N optimizer steps (overrides --epochs)" },
+  { key: "warmupSteps", flag: "--warmup-steps", arg: "<n>", type: "int", check: nonNegativeInt, training: true, help: "linear warmup steps" },
+  { key: "warmupRatio", flag: "--warmup-ratio", arg: "<r>", type: "float", check: halfOpenUnit, training: true, help: "warmup as a fraction of all steps" },
+  { key: "weightDecay", flag: "--weight-decay", arg: "<wd>", type: "float", default: 0, check: nonNegative, training: true, help: "AdamW weight decay (not applied to biases and LayerNorm)" },
+  { key: "maxGradNorm", flag: "--max-grad-norm", arg: "<n>", type: "float", default: 1, check: { ...nonNegative, rule: "a non-negative number (0 disables clipping)" }, training: true, help: "gradient clipping norm (0 disables)" },
+  { key: "gradientAccumulationSteps", flag: "--gradient-accumulation-steps", arg: "<n>", type: "int", default: 1, check: positive, training: true, help: "micro-batches per optimizer step" },
+  { key: "seed", flag: "--seed", arg: "<n>", type: "int", default: 42, training: true, help: "random seed (shuffling, dropout, new weights)" },
+  { key: "shuffle", flag: "--no-shuffle", type: "bool", default: true, training: true, help: "keep file order: batch i is rows i·B … i·B+B−1" },
+  { key: "groupByLength", flag: "--group-by-length", type: "bool", default: false, training: true, help: "batch rows of similar length together (less padding)" },
+  { key: "problemType", flag: "--problem-type", arg: "<t>", type: "string", choices: PROBLEM_TYPES, help: "force the task (default: detected from the labels: ints/names → single-label, \"a|b\" or JSON lists → multi-label, decimals → regression)" },
+  { key: "threshold", flag: "--threshold", arg: "<p>", type: "float", default: 0.5, check: openUnit, training: true, help: "multi-label: predict a label when its probability ≥ p" },
+  { key: "evalStrategy", flag: "--eval-strategy", arg: "<s>", type: "string", choices: EVAL_STRATEGIES, default: "epoch", training: true, aliases: ["evaluation-strategy"], help: "evaluate the validation data after each epoch, every --eval-steps, or never" },
+  { key: "evalSteps", flag: "--eval-steps", arg: "<n>", type: "int", check: nonNegativeInt, training: true, help: "with --eval-strategy steps: evaluate every N steps" },
+  { key: "metricForBestModel", flag: "--metric-for-best-model", arg: "<m>", type: "string", training: true, help: "metric that picks the best model: accuracy (default), macro_f1, loss, …; micro_f1 (multi-label), mse (regression)" },
+  { key: "loadBestModelAtEnd", flag: "--load-best-model-at-end", type: "bool", default: false, training: true, help: "save the best evaluation's weights instead of the last ones" },
+  { key: "earlyStoppingPatience", flag: "--early-stopping-patience", arg: "<n>", type: "int", check: nonNegativeInt, training: true, help: "stop after N evaluations without improvement" },
+  { key: "dropout", flag: "--dropout", arg: "<p>", type: "float", check: halfOpenUnit, help: "override every dropout probability of the config (0: deterministic)" },
+  { key: "strategy", flag: "--strategy", arg: "<s>", type: "string", choices: STRATEGIES, default: "full", training: true, help: "what trains" },
+  { key: "topK", flag: "--top-k", arg: "<k>", type: "int", training: true, help: "with --strategy top-k: how many top encoder layers train" },
+  { key: "layerLrDecay", flag: "--layer-lr-decay", arg: "<d>", type: "float", check: { ok: (v: number) => v > 0 && v <= 1, rule: "in (0, 1]" }, training: true, help: "layer-wise lr decay: layer L−1−j gets lr·d^(j+1), embeddings lr·d^(L+1)" },
+  { key: "loggingSteps", flag: "--logging-steps", arg: "<n>", type: "int", default: 50, check: nonNegativeInt, training: true, help: "log loss/lr/grad_norm every N steps into trainer_state.json" },
+  { key: "saveSteps", flag: "--save-steps", arg: "<n>", type: "int", default: 0, check: nonNegativeInt, training: true, help: "write checkpoint-N/ (model, optimizer, data position, RNG) every N steps" },
+  { key: "saveStrategy", flag: "--save-strategy", arg: "<s>", type: "string", choices: EVAL_STRATEGIES, training: true, help: "checkpoint every --save-steps, or after each epoch (default: steps when --save-steps is set, else no)" },
+  { key: "saveTotalLimit", flag: "--save-total-limit", arg: "<n>", type: "int", default: 0, check: nonNegativeInt, help: "keep at most N checkpoints (oldest removed)" },
+  { key: "resumeFromCheckpoint", flag: "--resume-from-checkpoint", arg: "<dir>", type: "string", help: "continue a run from checkpoint-N/ (or \"latest\" in --output-dir); ends with the same weights as an uninterrupted run" },
+  { key: "cacheFeatures", flag: "--no-cache-features", type: "bool", default: true, training: true, help: "with --strategy head: run the frozen encoder in train mode every step (PyTorch tutorial semantics) instead of caching its features" },
+] as const satisfies readonly OptionSpec[];
+
+/** Options every compute command shares (train, predict, evaluate, tokenize's model loading). */
+export const COMPUTE_OPTIONS = [
+  { key: "backend", flag: "--backend", arg: "<name>", type: "string", choices: ["auto", "native", "typescript"], default: "auto", help: "compute backend" },
+  { key: "precision", flag: "--precision", arg: "<p>", type: "string", choices: ["fp32", "bf16"], default: "fp32", help: "fp32, or bf16 mixed precision (native backend)" },
+  { key: "threads", flag: "--threads", arg: "<n>", type: "int", check: positive, help: "compute threads (default: all cores)" },
+] as const satisfies readonly OptionSpec[];
+
+type Spec = (typeof TRAIN_OPTIONS)[number] | (typeof COMPUTE_OPTIONS)[number];
+
+/** The value type an option's spec implies (its choices, else its type). */
+type ValueOf<S> = S extends { readonly choices: readonly (infer C)[] }
+  ? C
+  : S extends { readonly type: "int" | "float" }
+    ? number
+    : S extends { readonly type: "bool" }
+      ? boolean
+      : string;
+
+/** The typed values the table declares (the CLI's flags as the API sees them). */
+export type TableOptions = { -readonly [S in Spec as S["key"]]?: ValueOf<S> };
+
+// The table's choices are spelled as the types the rest of the code uses: a mismatch fails here at compile time.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const typesAgree: [
+  Same<TableOptions["strategy"], Strategy | undefined>, Same<TableOptions["task"], Task | undefined>,
+  Same<TableOptions["problemType"], ProblemType | undefined>, Same<TableOptions["truncation"], TruncationStrategy | undefined>,
+  Same<TableOptions["backend"], BackendName | undefined>, Same<TableOptions["precision"], Precision | undefined>,
+] = [true, true, true, true, true, true];
+void typesAgree;
+
+/** Flag aliases: HF's spellings → our flags (`--num-train-epochs` → `--epochs`). Underscores are normalized first. */
+export const FLAG_ALIASES: Record<string, string> = Object.fromEntries(
+  [...TRAIN_OPTIONS, ...COMPUTE_OPTIONS].flatMap((s: OptionSpec) => (s.aliases ?? []).map((a) => [`--${a}`, s.flag])),
+);
+
+/** Each given value against its spec: the type, the choices, the range. */
+export function checkTableOptions(o: Record<string, unknown>, specs: readonly OptionSpec[] = [...TRAIN_OPTIONS, ...COMPUTE_OPTIONS]): void {
+  for (const s of specs) {
+    const v = o[s.key];
+    if (v === undefined) continue;
+    const name = s.flag.replace(/^--no-/, "--");
+    if (s.type === "int" || s.type === "float") {
+      if (typeof v !== "number" || !Number.isFinite(v) || (s.type === "int" && !Number.isInteger(v))) {
+        throw new WeitiaoError(`${name} must be ${s.type === "int" ? "an integer" : "a number"}, got ${String(v)}`);
+      }
+      if (s.check && !s.check.ok(v)) throw new WeitiaoError(`${name} must be ${s.check.rule}, got ${v}`);
+    } else if (s.type === "bool") {
+      if (typeof v !== "boolean") throw new WeitiaoError(`${name} must be true or false, got ${String(v)}`);
+    } else if (typeof v !== "string" || (s.choices && !s.choices.includes(v))) {
+      throw new WeitiaoError(`${name} must be ${s.choices ? `one of ${s.choices.join(", ")}` : "a string"}, got ${String(v)}`);
+    }
+  }
+}
+
+/** The table's defaults for the options `o` leaves out. */
+export function withDefaults<T extends Record<string, unknown>>(o: T, specs: readonly OptionSpec[] = TRAIN_OPTIONS): T {
+  const out: Record<string, unknown> = { ...o };
+  for (const s of specs) if (out[s.key] === undefined && s.default !== undefined) out[s.key] = s.default;
+  return out as T;
+}
+
+/** The keys of the trainer's own arguments (TrainingArgs). */
+export const TRAINING_KEYS: readonly string[] = TRAIN_OPTIONS.filter((s: OptionSpec) => s.training).map((s) => s.key);
