@@ -185,13 +185,18 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
   return cmd;
 }
 
+/**
+ * Inputs of predict and tokenize from a file. In JSONL, `text_pair` (or --text-pair-column) is optional row by
+ * row: a row without it is a single text. In CSV/TSV a named pair column must be there.
+ */
 function readPredictInputs(file: string, textColumn: string, pairColumn?: string): TextInput[] {
   const rows = readRows(file);
-  const { examples, skipped } = extractExamples(rows, { textColumn, textPairColumn: pairColumn, labelColumn: "\u0000" }, false);
-  if (skipped.length) {
-    const s = skipped[0]!;
-    throw new WeitiaoError(`${s.file}:${s.line}: ${s.reason}; every input row needs text`);
-  }
+  const jsonl = /\.jsonl$/i.test(file);
+  const { examples, skipped } = extractExamples(rows, {
+    textColumn, textPairColumn: pairColumn ?? (jsonl ? "text_pair" : undefined), pairOptional: jsonl, keepEmptyText: true, labelColumn: "\u0000",
+  }, false);
+  // Every row gets its output line, an empty text included ([CLS] [SEP] is a valid input, as in HF's pipeline).
+  if (skipped.length) throw new WeitiaoError(`${skipped[0]!.file}:${skipped[0]!.line}: ${skipped[0]!.reason}`);
   return examples.map((e) => ({ text: e.text, textPair: e.pair }));
 }
 
@@ -250,7 +255,7 @@ Example:
       ? texts.map((t) => ({ text: t }))
       : inputFile === "-"
         ? readStdinInputs()
-        : readPredictInputs(inputFile!, o.textColumn as string, (o.textPairColumn as string | undefined) ?? (inputFile!.endsWith(".jsonl") ? "text_pair" : undefined));
+        : readPredictInputs(inputFile!, o.textColumn as string, o.textPairColumn as string | undefined);
     const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const progress = new ProgressReporter(process.stderr, 1);
     const big = inputs.length > 1000;

@@ -12,6 +12,10 @@ import { lengthSortedBatches } from "./split.js";
 export interface ColumnOptions {
   textColumn: string;
   textPairColumn?: string;
+  /** A row without the pair column (or with null there) is a single text, not an error (JSONL's optional text_pair). */
+  pairOptional?: boolean;
+  /** Keep rows whose text is empty (prediction: one output per input row) instead of skipping them. */
+  keepEmptyText?: boolean;
   labelColumn: string;
 }
 
@@ -73,12 +77,13 @@ export function extractExamples(rows: RawRow[], cols: ColumnOptions, requireLabe
   const skipped: SkippedRow[] = [];
   for (const row of rows) {
     if (!(cols.textColumn in row.fields)) throw columnError(row, cols.textColumn, "--text-column");
-    if (cols.textPairColumn && !(cols.textPairColumn in row.fields)) throw columnError(row, cols.textPairColumn, "--text-pair-column");
+    if (cols.textPairColumn && !cols.pairOptional && !(cols.textPairColumn in row.fields)) throw columnError(row, cols.textPairColumn, "--text-pair-column");
     if (requireLabel && !(cols.labelColumn in row.fields)) throw columnError(row, cols.labelColumn, "--label-column");
     const text = asText(row.fields[cols.textColumn], row, cols.textColumn);
-    const pair = cols.textPairColumn ? asText(row.fields[cols.textPairColumn], row, cols.textPairColumn) ?? "" : null;
+    const pairCell = cols.textPairColumn ? asText(row.fields[cols.textPairColumn], row, cols.textPairColumn) : null;
+    const pair = cols.textPairColumn ? pairCell ?? (cols.pairOptional ? null : "") : null;
     const rawLabel = cols.labelColumn in row.fields ? asLabel(row.fields[cols.labelColumn], row, cols.labelColumn) : null;
-    if (text === null || text.trim() === "") {
+    if ((text === null || text.trim() === "") && !cols.keepEmptyText) {
       skipped.push({ file: row.file, line: row.line, reason: "empty text" });
       continue;
     }
@@ -86,7 +91,7 @@ export function extractExamples(rows: RawRow[], cols: ColumnOptions, requireLabe
       skipped.push({ file: row.file, line: row.line, reason: "missing label" });
       continue;
     }
-    examples.push({ text, pair, rawLabel: rawLabel === null ? null : rawLabel.trim(), file: row.file, line: row.line });
+    examples.push({ text: text ?? "", pair, rawLabel: rawLabel === null ? null : rawLabel.trim(), file: row.file, line: row.line });
   }
   return { examples, skipped };
 }

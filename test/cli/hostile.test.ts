@@ -202,3 +202,25 @@ test("saving refuses NaN weights and leaves neither the folder nor its temporary
   assert.throws(() => saveModel(model, join(dir, "out"), TINY), /refusing to save the model: classifier\.bias holds non-finite values/);
   assert.deepEqual(readdirSync(dir), []);
 });
+
+test("predict and tokenize read JSONL with text_pair on some rows and not others; an empty row still gets its output line", () => {
+  const dir = tempDir();
+  const input = join(dir, "mixed.jsonl");
+  writeFileSync(input, [{ text: "好看" }, { text: "难看", text_pair: "无聊" }, { text: "" }, { text: "精彩", text_pair: null }].map((r) => JSON.stringify(r)).join("\n") + "\n");
+  const t = run(["tokenize", "--model", TINY, "--input", input]);
+  assert.equal(t.code, 0, t.stderr);
+  const enc = t.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(enc.length, 4);
+  assert.deepEqual(enc[0].token_type_ids, [0, 0, 0, 0]);
+  assert.deepEqual(enc[1].tokens, ["[CLS]", "难", "看", "[SEP]", "无", "聊", "[SEP]"], "the pair of row 2 is encoded");
+  assert.deepEqual(enc[1].token_type_ids, [0, 0, 0, 0, 1, 1, 1]);
+  assert.deepEqual(enc[2].tokens, ["[CLS]", "[SEP]"]);
+  assert.deepEqual(enc[3].token_type_ids, [0, 0, 0, 0], "text_pair null is a single text");
+  const out = join(dir, "preds.jsonl");
+  const p = run(["predict", "--model", TINY, "--input", input, "--output", out]);
+  assert.equal(p.code, 0, p.stderr);
+  assert.equal(readFileSync(out, "utf8").trim().split("\n").length, 4, "one line per input row");
+  // In CSV a named pair column must be there.
+  writeFileSync(join(dir, "x.csv"), "text\n好看\n");
+  assertOneLineError(run(["predict", "--model", TINY, "--input", join(dir, "x.csv"), "--text-pair-column", "pair"]), /x\.csv:2: no column "pair"/);
+});

@@ -1,0 +1,50 @@
+/**
+ * What `weitiao train` saves loads unchanged in Python transformers, for every family: the same class, the same
+ * token ids from the folder's tokenizer, the same logits (relative < 1e-5). Optional: runs where a Python with
+ * torch and transformers is named by WEITIAO_HF_PYTHON (e.g. a venv from the machine image's wheel cache); skipped
+ * elsewhere, CI included.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, TINY, relErr, tempDir } from "../helpers.js";
+import { familyDir, FAMILY_FIXTURES } from "../model/family-reference.js";
+import { run } from "./cli-helpers.js";
+
+const python = process.env.WEITIAO_HF_PYTHON;
+const skip = python ? false : "set WEITIAO_HF_PYTHON to a python with torch and transformers";
+
+const TEXTS = ["这家餐厅的菜非常好吃，服务也很周到", "the plot is thin but the actors are great .", "物流很快 <mask> 包装完好", "  spaces  and\ttabs "];
+
+test("saved folders of every family load in transformers with the same ids and logits", { skip, timeout: 600_000 }, () => {
+  const dir = tempDir();
+  const train = join(dir, "train.csv");
+  writeFileSync(train, "text,label\n很好吃,1\n太难吃了,0\ngreat movie,1\nboring plot,0\n");
+  const folders: string[] = [];
+  for (const [i, model] of [TINY, ...FAMILY_FIXTURES.map(familyDir)].entries()) {
+    const out = join(dir, `out-${i}`);
+    const r = run(["train", "--model", model, "--train-file", train, "--output-dir", out, "--epochs", "2", "--batch-size", "2", "--max-length", "32", "--learning-rate", "1e-3"]);
+    assert.equal(r.code, 0, r.stderr);
+    folders.push(out);
+  }
+  const textsFile = join(dir, "texts.json");
+  writeFileSync(textsFile, JSON.stringify(TEXTS));
+  const py = spawnSync(python!, [join(ROOT, "scripts", "check-transformers.py"), textsFile, ...folders], { encoding: "utf8", maxBuffer: 1 << 26 });
+  assert.equal(py.status, 0, py.stderr);
+  const theirs = JSON.parse(py.stdout) as Record<string, { input_ids: number[][]; logits: number[][]; architecture: string }>;
+  const input = join(dir, "texts.jsonl");
+  writeFileSync(input, TEXTS.map((text) => JSON.stringify({ text })).join("\n") + "\n");
+  for (const out of folders) {
+    const t = theirs[out]!;
+    const tokens = run(["tokenize", "--model", out, "--input", input, "--max-length", "32"]);
+    assert.equal(tokens.code, 0, tokens.stderr);
+    assert.deepEqual(tokens.stdout.trim().split("\n").map((l) => JSON.parse(l).input_ids), t.input_ids, `${out}: token ids`);
+    const p = run(["predict", "--model", out, "--input", input, "--max-length", "32"]);
+    assert.equal(p.code, 0, p.stderr);
+    const ours = p.stdout.trim().split("\n").map((l) => JSON.parse(l).logits as number[]);
+    const e = relErr(ours.flat(), t.logits.flat());
+    assert.ok(e < 1e-5, `${out} (${t.architecture}): logits rel ${e}`);
+  }
+});
