@@ -197,6 +197,8 @@ function readPredictInputs(file: string, textColumn: string, pairColumn?: string
   }, false);
   // Every row gets its output line, an empty text included ([CLS] [SEP] is a valid input, as in HF's pipeline).
   if (skipped.length) throw new WeitiaoError(`${skipped[0]!.file}:${skipped[0]!.line}: ${skipped[0]!.reason}`);
+  const empty = examples.filter((e) => e.text.trim() === "");
+  if (empty.length) log(`notice: ${empty.length} row(s) of ${file} have empty text (first: line ${empty[0]!.line}); each is encoded as the special tokens alone`);
   return examples.map((e) => ({ text: e.text, textPair: e.pair }));
 }
 

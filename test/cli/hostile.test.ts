@@ -220,6 +220,7 @@ test("predict and tokenize read JSONL with text_pair on some rows and not others
   const p = run(["predict", "--model", TINY, "--input", input, "--output", out]);
   assert.equal(p.code, 0, p.stderr);
   assert.equal(readFileSync(out, "utf8").trim().split("\n").length, 4, "one line per input row");
+  assert.match(p.stderr, /notice: 1 row\(s\) of .*mixed\.jsonl have empty text \(first: line 3\)/);
   // In CSV a named pair column must be there.
   writeFileSync(join(dir, "x.csv"), "text\n好看\n");
   assertOneLineError(run(["predict", "--model", TINY, "--input", join(dir, "x.csv"), "--text-pair-column", "pair"]), /x\.csv:2: no column "pair"/);
