@@ -5,11 +5,10 @@ import { readRowsMany } from "../data/read.js";
 import { evaluate, prefixed } from "../train/trainer.js";
 import { argmax } from "../train/metrics.js";
 import { WeitiaoError } from "../util/errors.js";
-import { loadModelFromDir, readConfig } from "../io/checkpoint.js";
+import { loadModelFromDir } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { BertForSequenceClassification } from "../model/bert.js";
 import { maxSequenceLength } from "../model/config.js";
-import { resolveTask } from "../model/task.js";
 import { BertTokenizer, checkTokenizerFits, type TruncationStrategy } from "../tokenizer/index.js";
 
 export interface LoadedModel {
@@ -30,7 +29,6 @@ export interface LoadModelOptions {
 
 export async function loadModel(model: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const { dir, weightsFile } = await locateModel(model, opts.modelConfig, { log: opts.log });
-  resolveTask(undefined, readConfig(dir));
   const backend = getBackend({ ...opts });
   const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile, inference: true });
   const id2label = loaded.model.config.id2label;

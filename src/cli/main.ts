@@ -18,10 +18,7 @@ import { runBench } from "../bench/bench.js";
 import { WeitiaoError } from "../util/errors.js";
 import { ProgressReporter } from "./progress.js";
 
-/** HF TrainingArguments spellings accepted as aliases of our flags (declared with each option in api/options.ts). */
-const ALIASES = FLAG_ALIASES;
-
-/** Commander options from table specs (api/options.ts): the flag, its parser, choices, default and help. */
+/** Commander options from table specs (train/options.ts): the flag, its parser, choices, default and help. */
 function addTableOptions(cmd: Command, specs: readonly OptionSpec[]): void {
   for (const s of specs) {
     const opt = new Option(s.arg ? `${s.flag} ${s.arg}` : s.flag, s.help);
@@ -72,7 +69,7 @@ export function expandConfig(argv: string[], program?: Command): string[] {
   const known = new Set(program?.commands.find((c) => c.name() === rest[0])?.options.map((opt) => opt.long) ?? []);
   for (const [key, value] of Object.entries(cfg as Record<string, unknown>)) {
     const spelled = "--" + key.replace(/([a-z0-9])([A-Z])/g, "$1-$2").replace(/_/g, "-").toLowerCase();
-    const flag = ALIASES[spelled] ?? spelled;
+    const flag = FLAG_ALIASES[spelled] ?? spelled;
     const negated = flag.replace(/^--/, "--no-");
     if (value === true) {
       if (known.has(flag) || !known.has(negated)) flags.push(flag);
@@ -93,7 +90,7 @@ export function normalizeArgv(argv: string[]): string[] {
     let name = eq >= 0 ? arg.slice(0, eq) : arg;
     const rest = eq >= 0 ? arg.slice(eq) : "";
     name = name.replace(/_/g, "-");
-    return (ALIASES[name] ?? name) + rest;
+    return (FLAG_ALIASES[name] ?? name) + rest;
   });
 }
 

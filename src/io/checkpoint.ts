@@ -10,8 +10,9 @@ import type { Backend, FArray } from "../backend/types.js";
 import { BertForSequenceClassification } from "../model/bert.js";
 import { type BertConfig, configToJson, parseBertConfig } from "../model/config.js";
 import { bert } from "../model/families/bert.js";
+import { resolveTask } from "../model/task.js";
 import type { Family } from "../model/families/family.js";
-import { asFloat32, type DType } from "../model/params.js";
+import { asFloat32, type DType, headLayout } from "../model/params.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
@@ -125,7 +126,7 @@ export function readConfig(dir: string): BertConfig {
 export function canonicalName(name: string, family: Family = bert): string | null {
   let n = name.replace(/\.gamma$/, ".weight").replace(/\.beta$/, ".bias");
   if (n.endsWith("position_ids") || n.endsWith("token_type_ids") || family.foreign.test(n)) return null;
-  const head = /^(classifier|pre_classifier)\./.test(n);
+  const head = headLayout(family.head, 0).some(([module]) => n.startsWith(`${module}.`));
   if (!head && !n.startsWith(`${family.prefix}.`)) n = `${family.prefix}.${n}`;
   return n;
 }
@@ -182,6 +183,8 @@ export function assertFinite(model: BertForSequenceClassification, what: string)
 export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertForSequenceClassification; report: LoadReport } {
   const log = opts.log ?? (() => {});
   const config = readConfig(dir);
+  // A folder fine-tuned for another task must not get a classification head to predict with.
+  if (opts.inference) resolveTask(undefined, config);
   if (opts.labels && opts.labels.length !== config.num_labels) {
     log(`notice: the checkpoint's classifier has ${config.num_labels} labels, the data ${opts.labels.length}: the classifier is re-initialised`);
   }

@@ -27,7 +27,7 @@ import { type BertConfig, familyOfConfig, maxSequenceLength } from "./config.js"
 import type { EmbeddingNames, Family, LayerNames } from "./families/family.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Arena } from "./arena.js";
-import { allocFloat, type DType, paramLayout, type ParamSpec, ParamStore } from "./params.js";
+import { allocFloat, type DType, headLayout, paramLayout, type ParamSpec, ParamStore } from "./params.js";
 
 export interface ModelInput {
   /** [batch·seqLen] token ids. */
@@ -196,6 +196,8 @@ export class BertForSequenceClassification {
   private readonly projection: string | null;
   /** Per layer application, its parameters' names (ALBERT's layers share one group's). */
   private readonly layerNames: LayerNames[];
+  /** The head's Linear modules, input to output (params.ts headLayout: what paramLayout declared). */
+  private readonly headNames: string[];
   /** The token-type row of a family without token types (zeros, never trained). */
   private readonly zeroRow: FArray;
   /** Per parameter (same order as params.specs): does it train? */
@@ -240,6 +242,7 @@ export class BertForSequenceClassification {
     const perGroup = config.num_hidden_layers / groups;
     this.layerNames = Array.from({ length: config.num_hidden_layers }, (_, l) => this.family.layer(Math.floor(l / perGroup)));
     this.zeroRow = allocFloat(dtype, config.embedding_size);
+    this.headNames = headLayout(this.family.head, config.num_labels).map(([name]) => name);
     this.trainable = this.params.specs.map(() => true);
     this.isLinearParam = this.params.specs.map((s) => s.kind === "linear");
     this.gradStale = this.params.specs.map(() => false);
@@ -807,11 +810,12 @@ export class BertForSequenceClassification {
     const kind = this.family.head;
     if (kind === "linear") {
       const d = this.dropout(pooled, p, rows * H, stream, train);
-      this.backend.linearForward(d.y, this.w("classifier.weight"), this.w("classifier.bias"), logits, rows, H, C);
+      const [only] = this.headNames as [string];
+      this.backend.linearForward(d.y, this.w(`${only}.weight`), this.w(`${only}.bias`), logits, rows, H, C);
       return { logits, cache: { pooled, rows, first: null, act: null, dropped: d.y, drop: d.cache, drop0: null } };
     }
     // dense-tanh / dense-gelu: dropout → dense → act → dropout → out_proj; pre-relu: pre_classifier → ReLU → dropout → classifier
-    const [first, last] = kind === "pre-relu" ? ["pre_classifier", "classifier"] : ["classifier.dense", "classifier.out_proj"];
+    const [first, last] = this.headNames as [string, string];
     const d0 = kind === "pre-relu" ? null : this.dropout(pooled, p, rows * H, stream, train);
     const dense = this.linear(first, d0 ? d0.y : pooled, rows, H, H);
     const act = this.alloc(rows * H);
@@ -828,8 +832,9 @@ export class BertForSequenceClassification {
     const H = this.config.hidden_size;
     const C = this.config.num_labels;
     const kind = this.family.head;
-    const last = kind === "linear" || kind === "pre-relu" ? "classifier" : "classifier.out_proj";
-    const needAct = kind !== "linear" && (needDx || this.isTrainable(kind === "pre-relu" ? "pre_classifier.weight" : "classifier.dense.weight"));
+    const last = this.headNames.at(-1)!;
+    const first = this.headNames.length > 1 ? this.headNames[0]! : null;
+    const needAct = first !== null && (needDx || this.isTrainable(`${first}.weight`));
     const dDropped = this.linearBack(last, dLogits, c.dropped, c.rows, H, C, kind === "linear" ? needDx : needAct);
     if (!dDropped) return null;
     if (kind === "linear") return this.dropoutBack(dDropped, c.drop, c.rows * H);
@@ -838,7 +843,7 @@ export class BertForSequenceClassification {
     if (kind === "dense-tanh") this.backend.tanhBackward(c.act!, dAct, dDense, c.rows * H);
     else if (kind === "dense-gelu") this.backend.geluBackward(c.first!.output, dAct, dDense, c.rows * H);
     else this.backend.activationBackward("relu", c.first!.output, dAct, dDense, c.rows * H);
-    const dIn = this.linearBack(kind === "pre-relu" ? "pre_classifier" : "classifier.dense", dDense, c.first!.input, c.rows, H, H, needDx);
+    const dIn = this.linearBack(first!, dDense, c.first!.input, c.rows, H, H, needDx);
     if (!dIn) return null;
     return c.drop0 ? this.dropoutBack(dIn, c.drop0, c.rows * H) : dIn;
   }

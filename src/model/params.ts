@@ -109,9 +109,6 @@ export function headLayout(kind: HeadKind, labels: number): [string, number | "h
   }
 }
 
-/** BERT's layout (kept for the BERT-specific callers). */
-export const bertParamLayout = paramLayout;
-
 /** HF Trainer's rule by name alone: no weight decay for biases and LayerNorm weights (see ParamSpec.noDecay). */
 export function isNoDecay(name: string): boolean {
   return name.endsWith(".bias") || name.includes("LayerNorm");

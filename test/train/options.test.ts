@@ -1,5 +1,5 @@
 /**
- * The option table (src/api/options.ts) is the one source: every declared option is a `train` flag with its help
+ * The option table (src/train/options.ts) is the one source: every declared option is a `train` flag with its help
  * and default, its HF spellings work, the API refuses what the table refuses with the same message, and
  * training_args.json holds every option.
  */
