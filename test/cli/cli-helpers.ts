@@ -1,6 +1,6 @@
 /** Running the built CLI as a user does, and crafting model folders, for the CLI test files. */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../src/io/safetensors.js";
@@ -38,3 +38,16 @@ export function craftModel(
   return dir;
 }
 
+
+/** Start the CLI, send `signal` once stderr matches `when`, and resolve with its exit code and stderr. */
+export function runUntil(args: string[], when: RegExp, signal: NodeJS.Signals): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  return new Promise((resolve) => {
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      if (when.test(stderr) && !child.killed) child.kill(signal);
+    });
+    child.on("exit", (code) => resolve({ code, stderr }));
+  });
+}

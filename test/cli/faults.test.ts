@@ -5,12 +5,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEMO_DATA_DIR } from "../../src/io/resolve.js";
 import { CLI, TINY, tempDir } from "../helpers.js";
-import { assertOneLineError, run } from "./cli-helpers.js";
+import { assertOneLineError, run, runUntil } from "./cli-helpers.js";
 
 const TRAIN = ["--model", TINY, "--batch-size", "2", "--max-length", "16", "--learning-rate", "1e-3"];
 
@@ -113,16 +113,8 @@ test("a full disk during a checkpoint or the final save: one line naming ENOSPC,
 
 test("SIGTERM during weitiao train: finishes the step, writes a checkpoint, exits 143", async () => {
   const out = join(tempDir(), "out");
-  const child = spawn(process.execPath, [CLI, "train", "--model", TINY, "--train-file", join(DEMO_DATA_DIR, "train.csv"), "--output-dir", out,
-    "--epochs", "3", "--batch-size", "8", "--max-length", "32", "--logging-steps", "1", "--backend", "typescript"], { stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  const code = await new Promise<number | null>((resolve) => {
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      if (/step 3\/150/.test(stderr) && !child.killed) child.kill("SIGTERM");
-    });
-    child.on("exit", (c) => resolve(c));
-  });
+  const { code, stderr } = await runUntil(["train", "--model", TINY, "--train-file", join(DEMO_DATA_DIR, "train.csv"), "--output-dir", out,
+    "--epochs", "3", "--batch-size", "8", "--max-length", "32", "--logging-steps", "1", "--backend", "typescript"], /step 3\/150/, "SIGTERM");
   assert.equal(code, 143, stderr);
   assert.match(stderr, /interrupt \(SIGTERM\): finishing the current step/);
   assert.match(stderr, /resume with: weitiao train <same options> --resume-from-checkpoint .*checkpoint-\d+/);

@@ -37,9 +37,12 @@ function mutate(src: Buffer, rng: Rng, tokens: Buffer[]): Buffer {
   return b;
 }
 
+/** A weight file opened for the fuzz: its tensor names, a reader, each tensor's declared element count. */
+type Opened = { names: string[]; read: (n: string) => Float32Array; numel: (n: string) => number; close: () => void };
+
 /** Run one case: a WeitiaoError is a clean refusal; success must give every tensor at its declared size. */
-function attempt(open: () => { names: string[]; read: (n: string) => Float32Array; numel: (n: string) => number; close: () => void }): "ok" | "refused" {
-  let src: ReturnType<typeof open> | undefined;
+function attempt(open: () => Opened): "ok" | "refused" {
+  let src: Opened | undefined;
   try {
     src = open();
     for (const name of src.names) assert.equal(src.read(name).length, src.numel(name), name);
@@ -52,6 +55,26 @@ function attempt(open: () => { names: string[]; read: (n: string) => Float32Arra
   }
 }
 
+/**
+ * CASES mutations of `region` (the bytes at `offset` of `file`), each written in place and opened with `open`;
+ * returns how many loaded and how many were refused.
+ */
+function fuzz(file: string, region: Buffer, offset: number, seed: number, tokens: Buffer[], open: () => Opened): { ok: number; refused: number } {
+  const rng = new Rng(seed);
+  const fd = openSync(file, "r+");
+  const outcomes = { ok: 0, refused: 0 };
+  try {
+    for (let c = 0; c < CASES; c++) {
+      const m = mutate(region, rng, tokens);
+      writeSync(fd, m, 0, m.length, offset);
+      outcomes[attempt(open)]++;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return outcomes;
+}
+
 test(`${CASES} mutations of a safetensors header: each a clean error or a valid load`, () => {
   const file = join(tempDir(), "model.safetensors");
   copyFileSync(join(TINY, "model.safetensors"), file);
@@ -59,21 +82,10 @@ test(`${CASES} mutations of a safetensors header: each a clean error or a valid 
   const headerLen = Number(bytes.readBigUInt64LE(0));
   const header = bytes.subarray(0, 8 + headerLen);
   const tokens = ["null", "-1", "1e300", "[]", "{}", '"F16"', '"I64"', "4294967296", "9007199254740993", '"__metadata__"', "0.5", "true"].map((t) => Buffer.from(t));
-  const rng = new Rng(7);
-  const fd = openSync(file, "r+");
-  const outcomes = { ok: 0, refused: 0 };
-  try {
-    for (let c = 0; c < CASES; c++) {
-      const m = mutate(header, rng, tokens);
-      writeSync(fd, m, 0, m.length, 0);
-      outcomes[attempt(() => {
-        const f = SafetensorsFile.open(file);
-        return { names: f.names(), read: (n) => f.float(n), numel: (n) => f.info(n).shape.reduce((a, b) => a * b, 1), close: () => f.close() };
-      })]++;
-    }
-  } finally {
-    closeSync(fd);
-  }
+  const outcomes = fuzz(file, header, 0, 7, tokens, () => {
+    const f = SafetensorsFile.open(file);
+    return { names: f.names(), read: (n) => f.float(n), numel: (n) => f.info(n).shape.reduce((a, b) => a * b, 1), close: () => f.close() };
+  });
   // Both outcomes occur: the mutations reach past the first checks and the parser accepts what is still valid.
   assert.ok(outcomes.ok > 20 && outcomes.refused > 100, JSON.stringify(outcomes));
 });
@@ -92,20 +104,9 @@ test(`${CASES} mutations of a torch checkpoint's pickle: each a clean error or a
   // Opcodes and arguments a pickle mutation should try: marks, tuples, APPEND/SETITEM, negative and huge ints.
   const tokens = [[0x28], [0x74], [0x61], [0x73], [0x75], [0x65], [0x30], [0x52], [0x51], [0x4a, 0xff, 0xff, 0xff, 0xff], [0x4a, 0xff, 0xff, 0xff, 0x7f], [0x8a, 8, 0, 0, 0, 0, 0, 0, 0, 0x80], [0x68, 0xff], [0x4e]]
     .map((t) => Buffer.from(t));
-  const rng = new Rng(11);
-  const fd = openSync(file, "r+");
-  const outcomes = { ok: 0, refused: 0 };
-  try {
-    for (let c = 0; c < CASES; c++) {
-      const m = mutate(pkl, rng, tokens);
-      writeSync(fd, m, 0, m.length, offset);
-      outcomes[attempt(() => {
-        const s = torchSource(file);
-        return { names: s.names(), read: (n) => s.read(n) as Float32Array, numel: (n) => s.shape(n).reduce((a, b) => a * b, 1), close: () => s.close() };
-      })]++;
-    }
-  } finally {
-    closeSync(fd);
-  }
+  const outcomes = fuzz(file, pkl, offset, 11, tokens, () => {
+    const src = torchSource(file);
+    return { names: src.names(), read: (n) => src.read(n) as Float32Array, numel: (n) => src.shape(n).reduce((x, y) => x * y, 1), close: () => src.close() };
+  });
   assert.ok(outcomes.ok > 20 && outcomes.refused > 100, JSON.stringify(outcomes));
 });

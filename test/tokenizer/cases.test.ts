@@ -4,11 +4,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BertTokenizer, readVocab, truncatedLengths } from "../../src/tokenizer/index.js";
 import { FIXTURES, TINY } from "../helpers.js";
+import { type Case, checkCase } from "./check-case.js";
 
-interface Case {
-  text?: string; text_pair?: string; batch?: string[]; truncation?: boolean; max_length?: number; padding?: string;
-  tokens?: string[] | string[][]; input_ids: number[] | number[][]; token_type_ids: number[] | number[][]; attention_mask: number[] | number[][];
-}
 const cases: Case[] = JSON.parse(readFileSync(join(FIXTURES, "reference", "tokenizer", "cases.json"), "utf8"));
 
 const sources = {
@@ -21,22 +18,7 @@ for (const [source, make] of Object.entries(sources)) {
     const tk = make();
     let checked = 0;
     for (const c of cases) {
-      const opts = c.truncation ? { maxLength: c.max_length } : {};
-      const label = JSON.stringify(c.text ?? c.batch);
-      if (c.batch) {
-        let encs = c.batch.map((t) => tk.encode(t, null, opts));
-        encs = tk.padBatch(encs, c.padding === "max_length" ? c.max_length : undefined);
-        if (c.tokens) assert.deepEqual(encs.map((e) => e.tokens), c.tokens, label);
-        assert.deepEqual(encs.map((e) => e.inputIds), c.input_ids, label);
-        assert.deepEqual(encs.map((e) => e.tokenTypeIds), c.token_type_ids, label);
-        assert.deepEqual(encs.map((e) => e.attentionMask), c.attention_mask, label);
-      } else {
-        const e = tk.encode(c.text!, c.text_pair ?? null, opts);
-        assert.deepEqual(e.tokens, c.tokens, label);
-        assert.deepEqual(e.inputIds, c.input_ids, label);
-        assert.deepEqual(e.tokenTypeIds, c.token_type_ids, label);
-        assert.deepEqual(e.attentionMask, c.attention_mask, label);
-      }
+      checkCase(tk, c);
       checked++;
     }
     assert.equal(checked, 50);

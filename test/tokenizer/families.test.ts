@@ -9,30 +9,10 @@ import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BertTokenizer } from "../../src/tokenizer/index.js";
 import { FIXTURES, tempDir } from "../helpers.js";
-
-interface Case {
-  text?: string; text_pair?: string; batch?: string[]; truncation?: boolean; max_length?: number; padding?: string;
-  tokens?: string[] | string[][]; input_ids: number[] | number[][]; token_type_ids: number[] | number[][]; attention_mask: number[] | number[][];
-}
+import { type Case, checkCase } from "./check-case.js";
 
 function checkCases(tk: BertTokenizer, cases: Case[]): void {
-  for (const c of cases) {
-    const opts = c.truncation ? { maxLength: c.max_length } : {};
-    const label = JSON.stringify(c.text ?? c.batch) + (c.text_pair ? ` / ${JSON.stringify(c.text_pair)}` : "") + (c.truncation ? ` ≤ ${c.max_length}` : "");
-    if (c.batch) {
-      const encs = tk.padBatch(c.batch.map((t) => tk.encode(t, null, opts)), c.padding === "max_length" ? c.max_length : undefined);
-      if (c.tokens) assert.deepEqual(encs.map((e) => e.tokens), c.tokens, label);
-      assert.deepEqual(encs.map((e) => e.inputIds), c.input_ids, label);
-      assert.deepEqual(encs.map((e) => e.tokenTypeIds), c.token_type_ids, label);
-      assert.deepEqual(encs.map((e) => e.attentionMask), c.attention_mask, label);
-    } else {
-      const e = tk.encode(c.text!, c.text_pair ?? null, opts);
-      if (c.tokens) assert.deepEqual(e.tokens, c.tokens, label);
-      assert.deepEqual(e.inputIds, c.input_ids, label);
-      assert.deepEqual(e.tokenTypeIds, c.token_type_ids, label);
-      assert.deepEqual(e.attentionMask, c.attention_mask, label);
-    }
-  }
+  for (const c of cases) checkCase(tk, c);
 }
 
 const dir = (name: string): string => join(FIXTURES, "families", name);

@@ -1,12 +1,13 @@
 /** Checkpoints and exact resume: an interrupted-then-resumed run ends bit for bit where an uninterrupted one does. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { train, type TrainOptions } from "../../src/api/train.js";
 import { DEMO_DATA_DIR } from "../../src/io/resolve.js";
 import { CLI, TINY, tempDir } from "../helpers.js";
+import { runUntil } from "../cli/cli-helpers.js";
 
 const base = (outputDir: string): TrainOptions => ({
   model: TINY, trainFile: join(DEMO_DATA_DIR, "train.csv"), outputDir, epochs: 2, batchSize: 16, maxLength: 32,
@@ -53,15 +54,7 @@ test("SIGINT during weitiao train: finishes the step, writes a checkpoint, exits
   const ref = join(dir, "ref");
   assert.equal(spawnSync(process.execPath, [CLI, ...args(ref)], { encoding: "utf8" }).status, 0);
   const out = join(dir, "out");
-  const child = spawn(process.execPath, [CLI, ...args(out)], { stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  const code = await new Promise<number | null>((resolve) => {
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      if (/step 5\/150/.test(stderr) && !child.killed) child.kill("SIGINT");
-    });
-    child.on("exit", (c) => resolve(c));
-  });
+  const { code, stderr } = await runUntil(args(out), /step 5\/150/, "SIGINT");
   assert.equal(code, 130, stderr);
   assert.match(stderr, /resume with: weitiao train <same options> --resume-from-checkpoint .*checkpoint-\d+/);
   const resumed = spawnSync(process.execPath, [CLI, ...args(out), "--resume-from-checkpoint", "latest"], { encoding: "utf8" });
