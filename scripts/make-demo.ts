@@ -1,6 +1,6 @@
 /**
  * Writes the bundled demo: demo/data/{train,validation}.csv — Chinese reviews composed from phrases this
- * project wrote (balanced 正面/负面) — and demo/model/, a tiny BertForSequenceClassification with random
+ * project wrote (balanced 正面/负面) — and demo/model/, a tiny TaskModel with random
  * weights and the bert-base-chinese vocabulary (copied from the test fixtures).
  *
  *   node dist/scripts/make-demo.js
@@ -11,7 +11,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tsBackend } from "../src/backend/ts.js";
 import { initParameter, saveModel } from "../src/io/checkpoint.js";
-import { BertForSequenceClassification } from "../src/model/bert.js";
+import { TaskModel } from "../src/model/task-model.js";
 import { parseBertConfig } from "../src/model/config.js";
 import { Rng } from "../src/util/rng.js";
 import { ROOT_DIR } from "./paths.js";
@@ -64,13 +64,13 @@ function writeData(dir: string): void {
 function writeModel(dir: string): void {
   const fixture = join(ROOT_DIR, "test", "fixtures", "bert-tiny-chinese");
   const config = parseBertConfig({
-    architectures: ["BertForSequenceClassification"], model_type: "bert", vocab_size: 21128, hidden_size: 64,
+    architectures: ["TaskModel"], model_type: "bert", vocab_size: 21128, hidden_size: 64,
     num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 128, hidden_act: "gelu", hidden_dropout_prob: 0.1,
     attention_probs_dropout_prob: 0.1, max_position_embeddings: 128, type_vocab_size: 2, initializer_range: 0.02,
     layer_norm_eps: 1e-12, pad_token_id: 0, classifier_dropout: null,
     id2label: { 0: "负面", 1: "正面" }, label2id: { 负面: 0, 正面: 1 },
   }, "demo config");
-  const model = new BertForSequenceClassification(config, tsBackend);
+  const model = new TaskModel(config, tsBackend);
   const rng = new Rng(7);
   for (const spec of model.params.specs) initParameter(model, spec.name, rng);
   mkdirSync(dir, { recursive: true });

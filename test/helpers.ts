@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import type { FArray } from "../src/backend/types.js";
 import type { EncodedExample } from "../src/data/dataset.js";
 import { SafetensorsFile } from "../src/io/safetensors.js";
-import type { ModelInput } from "../src/model/bert.js";
+import type { ModelInput } from "../src/model/task-model.js";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const FIXTURES = join(ROOT, "test", "fixtures");

@@ -3,16 +3,16 @@ import { type BackendName, getBackend, type Precision } from "../backend/index.j
 import { encodeExamples, extractExamples, labelSetForFile, labelTargets, lengthSortedCollated, type EncodedExample } from "../data/dataset.js";
 import { readRowsMany } from "../data/read.js";
 import { evaluate, prefixed } from "../train/trainer.js";
-import { argmax } from "../train/metrics.js";
 import { WeitiaoError } from "../util/errors.js";
 import { loadModelFromDir } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
-import type { BertForSequenceClassification } from "../model/bert.js";
+import type { TaskModel } from "../model/task-model.js";
+import type { ClassPrediction } from "../model/heads/classification.js";
 import { maxSequenceLength } from "../model/config.js";
 import { BertTokenizer, checkTokenizerFits, type TruncationStrategy } from "../tokenizer/index.js";
 
 export interface LoadedModel {
-  model: BertForSequenceClassification;
+  model: TaskModel;
   tokenizer: BertTokenizer;
   labels: string[];
   dir: string;
@@ -43,16 +43,8 @@ export interface TextInput {
   textPair?: string | null;
 }
 
-export interface Prediction {
-  /** The top class (null for regression). */
-  label: string | null;
-  /** Its probability, or the regression value. */
-  score: number;
-  probabilities: Record<string, number>;
-  logits: number[];
-  /** Multi-label models: every label whose probability reaches the threshold. */
-  labels?: string[];
-}
+/** What predict returns per input: the task head's prediction (heads/classification.ts). */
+export type Prediction = ClassPrediction;
 
 export interface PredictOptions {
   maxLength?: number;
@@ -64,13 +56,6 @@ export interface PredictOptions {
   topLabels?: number;
   /** Called after each batch with the number of rows done. */
   onProgress?: (done: number, total: number) => void;
-}
-
-function softmax(x: ArrayLike<number>): number[] {
-  const max = Math.max(...Array.from(x));
-  const e = Array.from(x, (v) => Math.exp(v - max));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / s);
 }
 
 export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictOptions = {}): Prediction[] {
@@ -86,26 +71,8 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
   let done = 0;
   for (const { rows, batch } of lengthSortedCollated(encoded, batchSize, tokenizer.padId)) {
     const { logits } = model.forward(batch.input, { train: false });
-    const problemType = model.config.problem_type;
-    for (const [b, i] of rows.entries()) {
-      const row = Array.from(logits.subarray(b * C, b * C + C));
-      if (problemType === "regression") {
-        out[i] = { label: null, score: row[0]!, probabilities: {}, logits: row };
-        continue;
-      }
-      const multi = problemType === "multi_label_classification";
-      const probs = multi ? row.map((v) => 1 / (1 + Math.exp(-v))) : softmax(row);
-      const best = argmax(probs, 0, C);
-      out[i] = {
-        label: labels[best]!,
-        score: probs[best]!,
-        probabilities: Object.fromEntries(
-          labels.map((l, c) => [l, probs[c]!] as const).sort((a, b) => b[1] - a[1]).slice(0, opts.topLabels ?? labels.length),
-        ),
-        logits: row,
-        ...(multi ? { labels: labels.filter((_, c) => probs[c]! >= (opts.threshold ?? 0.5)) } : {}),
-      };
-    }
+    const headOpts = { threshold: opts.threshold ?? 0.5, topLabels: opts.topLabels };
+    for (const [b, i] of rows.entries()) out[i] = model.head.prediction(Array.from(logits.subarray(b * C, b * C + C)), labels, headOpts);
     done += rows.length;
     opts.onProgress?.(done, inputs.length);
   }

@@ -13,7 +13,7 @@ import { readRowsMany } from "../data/read.js";
 import { loadModelFromDir, readConfig, saveModel } from "../io/checkpoint.js";
 import { loadCheckpoint, resolveCheckpoint, saveCheckpoint } from "../io/trainer-checkpoint.js";
 import { locateModel } from "../io/resolve.js";
-import type { BertForSequenceClassification } from "../model/bert.js";
+import type { TaskModel } from "../model/task-model.js";
 import { BertTokenizer, checkTokenizerFits } from "../tokenizer/index.js";
 import {
   DEFAULT_TRAINING_ARGS, type EvalResult, Trainer, type TrainerHooks, type TrainResult, trainerState,
@@ -47,7 +47,7 @@ export interface TrainOutput {
   outputDir: string;
   /** Set when `signal` stopped the run: the checkpoint to resume from. */
   interruptedAt?: string;
-  model: BertForSequenceClassification;
+  model: TaskModel;
   tokenizer: BertTokenizer;
   labels: string[];
   result: TrainResult;

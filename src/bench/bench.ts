@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { getBackend, type Precision } from "../backend/index.js";
 import { nativeInfo } from "../backend/native.js";
-import { BertForSequenceClassification, type ModelInput } from "../model/bert.js";
+import { TaskModel, type ModelInput } from "../model/task-model.js";
 import { parseBertConfig } from "../model/config.js";
 import { crossEntropy, crossEntropyGrad } from "../train/loss.js";
 import { AdamW, clipCoefficient } from "../train/optimizer.js";
@@ -91,12 +91,12 @@ function padRows(input: ModelInput, lengths: number[]): ModelInput {
   return { ...input, inputIds, attentionMask };
 }
 
-export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads">, precision: Precision): BertForSequenceClassification {
+export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads">, precision: Precision): TaskModel {
   const config = parseBertConfig({
     vocab_size: 21128, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
     intermediate_size: opts.hidden * 4, max_position_embeddings: 512, num_labels: 2,
   }, "bench");
-  const model = new BertForSequenceClassification(config, getBackend({ precision, threads: opts.threads, backend: "native" }));
+  const model = new TaskModel(config, getBackend({ precision, threads: opts.threads, backend: "native" }));
   // Timing needs random weights of the right scale, not HF's exact normal init: a uniform hash fill with the same
   // variance (std 0.02) takes a fraction of a second where 110M Box–Muller draws take many.
   let state = 0x9e3779b9;
@@ -128,11 +128,11 @@ function timeSteps(steps: number, fn: () => void): number[] {
 }
 
 /** The optimizer every bench workload trains with (AdamW, weight decay 0.01). */
-export function makeOptimizer(model: BertForSequenceClassification): AdamW {
+export function makeOptimizer(model: TaskModel): AdamW {
   return new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
 }
 
-export function trainStep(model: BertForSequenceClassification, opt: AdamW, input: ModelInput, labels: Int32Array, step: number): void {
+export function trainStep(model: TaskModel, opt: AdamW, input: ModelInput, labels: Int32Array, step: number): void {
   model.zeroGrad();
   const out = model.forward(input, { train: true, dropoutSeed: step });
   const C = model.config.num_labels;

@@ -2,7 +2,7 @@
  * From raw rows to labelled, tokenised examples and padded batches.
  */
 import type { BertTokenizer, TruncationStrategy } from "../tokenizer/index.js";
-import type { ModelInput } from "../model/bert.js";
+import type { ModelInput } from "../model/task-model.js";
 import type { BertConfig } from "../model/config.js";
 import { hasGenericLabels, type ProblemType } from "../model/config.js";
 import { WeitiaoError } from "../util/errors.js";

@@ -1,5 +1,5 @@
 /**
- * Loading a HF model folder into BertForSequenceClassification and saving one that Python `transformers`
+ * Loading a HF model folder into TaskModel and saving one that Python `transformers`
  * loads unchanged. Name handling follows HF's loader: legacy LayerNorm gamma/beta, checkpoints of a plain
  * BertModel without the `bert.` prefix, pretraining heads (`cls.*`) and `position_ids` buffers ignored; missing
  * weights initialised as HF's _init_weights does and reported like HF's "newly initialized" warning.
@@ -7,12 +7,13 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Backend, FArray } from "../backend/types.js";
-import { BertForSequenceClassification } from "../model/bert.js";
+import { TaskModel } from "../model/task-model.js";
 import { type BertConfig, configToJson, parseBertConfig } from "../model/config.js";
 import { bert } from "../model/families/bert.js";
 import { resolveTask } from "../model/task.js";
 import type { Family } from "../model/families/family.js";
-import { asFloat32, type DType, headLayout } from "../model/params.js";
+import { asFloat32, type DType } from "../model/params.js";
+import { classifierLinears } from "../model/heads/classification.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
@@ -123,10 +124,10 @@ export function readConfig(dir: string): BertConfig {
  * Map a checkpoint name to the task model's HF name, or null to ignore it: TF-era gamma/beta spellings, buffers
  * (position_ids), other heads (BERT's cls.*, RoBERTa's lm_head.*, …); a bare encoder's names get the family prefix.
  */
-export function canonicalName(name: string, family: Family = bert): string | null {
+export function canonicalName(name: string, family: Family = bert, headModules = classifierLinears(family.classifier, 0, 0).map((m) => m.name)): string | null {
   let n = name.replace(/\.gamma$/, ".weight").replace(/\.beta$/, ".bias");
   if (n.endsWith("position_ids") || n.endsWith("token_type_ids") || family.foreign.test(n)) return null;
-  const head = headLayout(family.head, 0).some(([module]) => n.startsWith(`${module}.`));
+  const head = headModules.some((module) => n.startsWith(`${module}.`));
   if (!head && !n.startsWith(`${family.prefix}.`)) n = `${family.prefix}.${n}`;
   return n;
 }
@@ -154,7 +155,7 @@ export interface LoadOptions {
 }
 
 /** HF's _init_weights: Linear/Embedding weights ~ N(0, initializer_range), biases 0, LayerNorm 1/0. */
-export function initParameter(model: BertForSequenceClassification, name: string, rng: Rng): void {
+export function initParameter(model: TaskModel, name: string, rng: Rng): void {
   const v = model.params.value(name);
   const spec = model.params.spec(name);
   if (spec.kind === "norm") v.fill(name.endsWith(".weight") ? 1 : 0);
@@ -170,7 +171,7 @@ export function initParameter(model: BertForSequenceClassification, name: string
 }
 
 /** Every parameter finite: NaN weights are never loaded, saved or trained on silently. */
-export function assertFinite(model: BertForSequenceClassification, what: string): void {
+export function assertFinite(model: TaskModel, what: string): void {
   for (const spec of model.params.specs) {
     const v = model.params.value(spec.name);
     for (let i = 0; i < v.length; i++) {
@@ -180,7 +181,7 @@ export function assertFinite(model: BertForSequenceClassification, what: string)
 }
 
 /** Load config + weights from a HF folder. */
-export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertForSequenceClassification; report: LoadReport } {
+export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskModel; report: LoadReport } {
   const log = opts.log ?? (() => {});
   const config = readConfig(dir);
   // A folder fine-tuned for another task must not get a classification head to predict with.
@@ -193,7 +194,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
     config.id2label = Object.fromEntries(opts.labels.map((n, i) => [String(i), n]));
     config.label2id = Object.fromEntries(opts.labels.map((n, i) => [n, i]));
   }
-  const model = new BertForSequenceClassification(config, opts.backend, opts.dtype ?? "float32");
+  const model = new TaskModel(config, opts.backend, opts.dtype ?? "float32");
   const { source, description } = opts.weightsFile
     ? { source: openWeightsFile(opts.weightsFile), description: opts.weightsFile }
     : openWeights(dir);
@@ -202,7 +203,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
   let headShape: string | undefined;
   try {
     for (const raw of source.names()) {
-      const name = canonicalName(raw, model.family);
+      const name = canonicalName(raw, model.family, model.head.linears.map((m) => m.name));
       if (name === null) continue;
       const spec = model.params.byName.get(name);
       if (!spec) {
@@ -243,7 +244,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
   }
   assertFinite(model, `${dir}: ${description} is broken`);
   if (report.missing.length) {
-    log(`Some weights of BertForSequenceClassification were not initialized from the model checkpoint at ${dir} and are newly initialized: ${report.missing.join(", ")}`);
+    log(`Some weights of ${model.family.architecture(model.config.model_type)} were not initialized from the model checkpoint at ${dir} and are newly initialized: ${report.missing.join(", ")}`);
     log("You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
   }
   if (report.unexpected.length) log(`Some weights of the model checkpoint at ${dir} were not used: ${report.unexpected.join(", ")}`);
@@ -252,7 +253,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: BertF
 
 /** The files of a saved model written into `dir` (which exists and is ours): config.json, model.safetensors (F32,
  *  HF names, {"format":"pt"}), the tokenizer files copied from `tokenizerDir`, and `extraFiles`. */
-export function writeModelFiles(model: BertForSequenceClassification, dir: string, tokenizerDir: string | null, extraFiles: Record<string, string> = {}): string[] {
+export function writeModelFiles(model: TaskModel, dir: string, tokenizerDir: string | null, extraFiles: Record<string, string> = {}): string[] {
   assertFinite(model, "refusing to save the model");
   writeFileSync(join(dir, "config.json"), JSON.stringify(configToJson(model.config), null, 2) + "\n");
   const tensors = new Map<string, TensorToWrite>();
@@ -277,7 +278,7 @@ export function writeModelFiles(model: BertForSequenceClassification, dir: strin
  * Save a folder Python `transformers` loads (see writeModelFiles). Written to a temporary folder first and renamed
  * into place, so a failure (a full disk, NaN weights) leaves no half-written output and no temporary folder.
  */
-export function saveModel(model: BertForSequenceClassification, outDir: string, tokenizerDir: string | null, extraFiles: Record<string, string> = {}): void {
+export function saveModel(model: TaskModel, outDir: string, tokenizerDir: string | null, extraFiles: Record<string, string> = {}): void {
   const target = resolve(outDir);
   const tmp = `${target}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });

@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { BertForSequenceClassification } from "../model/bert.js";
+import type { TaskModel } from "../model/task-model.js";
 import { asFloat32 } from "../model/params.js";
 import type { AdamW } from "../train/optimizer.js";
 import type { LoopState } from "../train/trainer.js";
@@ -34,7 +34,7 @@ export interface SaveCheckpointOptions {
   totalLimit: number;
 }
 
-export function saveCheckpoint(model: BertForSequenceClassification, optimizer: AdamW, state: LoopState, o: SaveCheckpointOptions): string {
+export function saveCheckpoint(model: TaskModel, optimizer: AdamW, state: LoopState, o: SaveCheckpointOptions): string {
   const final = join(o.outputDir, `checkpoint-${state.step}`);
   const tmp = `${final}.tmp-${process.pid}`;
   assertFinite(model, `refusing to save checkpoint-${state.step} (the update of step ${state.step} overflowed: lower --learning-rate)`);
@@ -102,7 +102,7 @@ function readLoopState(dir: string): LoopState {
   return raw as LoopState;
 }
 
-export function loadCheckpoint(dir: string, model: BertForSequenceClassification, optimizer: AdamW): LoopState {
+export function loadCheckpoint(dir: string, model: TaskModel, optimizer: AdamW): LoopState {
   const state = readLoopState(dir);
   // Tensors are read straight into the model's and the optimizer's buffers (no intermediate copies).
   const weights = SafetensorsFile.open(join(dir, "model.safetensors"));

@@ -4,7 +4,8 @@
  */
 import type { FArray } from "../backend/types.js";
 import { type BertConfig, familyOfConfig } from "./config.js";
-import type { HeadKind } from "./families/index.js";
+import type { HeadLinear } from "./heads/head.js";
+import { classifierLinears } from "./heads/classification.js";
 
 export type DType = "float32" | "float64";
 
@@ -53,16 +54,16 @@ export interface LayoutEntry {
 }
 
 /**
- * Parameter names and shapes of a family's …ForSequenceClassification, in HF's registration order: embeddings (and
- * the projection to hidden_size), the layers (ALBERT: its shared groups), pooler, head.
+ * Parameter names and shapes of a family's encoder with a head (by default its …ForSequenceClassification's), in
+ * HF's registration order: embeddings (and the projection to hidden_size), the layers (ALBERT: its shared groups),
+ * pooler, head.
  */
-export function paramLayout(c: BertConfig): LayoutEntry[] {
+export function paramLayout(c: BertConfig, head?: readonly HeadLinear[]): LayoutEntry[] {
   const f = familyOfConfig(c);
   const H = c.hidden_size;
   const E = c.embedding_size;
   const I = c.intermediate_size;
   const L = c.num_hidden_layers;
-  const C = c.num_labels;
   const out: LayoutEntry[] = [];
   const add = (name: string, shape: number[], level: number, kind: LayoutEntry["kind"]): void => void out.push({ name, shape, level, kind });
   const linear = (prefix: string, outF: number, inF: number, level: number): void => {
@@ -92,21 +93,8 @@ export function paramLayout(c: BertConfig): LayoutEntry[] {
     norm(n.outputNorm, H, level);
   }
   if (f.pooler) linear(f.pooler, H, H, L + 1);
-  for (const [name, outF] of headLayout(f.head, C)) linear(name, outF === "hidden" ? H : outF, H, L + 2);
+  for (const m of head ?? classifierLinears(f.classifier, H, c.num_labels)) linear(m.name, m.outF, m.inF, L + 2);
   return out;
-}
-
-/** The head's Linear modules, input to output (their output width: the hidden size, or the labels). */
-export function headLayout(kind: HeadKind, labels: number): [string, number | "hidden"][] {
-  switch (kind) {
-    case "linear":
-      return [["classifier", labels]];
-    case "dense-tanh":
-    case "dense-gelu":
-      return [["classifier.dense", "hidden"], ["classifier.out_proj", labels]];
-    case "pre-relu":
-      return [["pre_classifier", "hidden"], ["classifier", labels]];
-  }
 }
 
 /** HF Trainer's rule by name alone: no weight decay for biases and LayerNorm weights (see ParamSpec.noDecay). */

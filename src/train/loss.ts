@@ -1,8 +1,6 @@
 /** Loss functions on the classifier's logits. */
 import type { Backend, FArray } from "../backend/types.js";
 import { allocFloat, type DType } from "../model/params.js";
-import type { ProblemType } from "../model/config.js";
-import { argmax } from "./metrics.js";
 
 export interface LossResult {
   /** Sum of per-example losses. */
@@ -61,41 +59,4 @@ export function squaredErrorGrad(dtype: DType, logits: FArray, targets: Float32A
   const d = allocFloat(dtype, rows);
   for (let r = 0; r < rows; r++) d[r] = 2 * (logits[r]! - targets[r]!) * scale;
   return d;
-}
-
-/** The loss of the model's task (config.problem_type), with what the trainer reports alongside it. */
-export interface TaskLoss {
-  /** Sum over rows of each row's loss. */
-  sum: number;
-  /** Rows predicted right (single-label: argmax; multi-label: every label right at the threshold; regression: 0). */
-  correct: number;
-  /** Softmax (single-label) or sigmoid (multi-label) probabilities; the logits themselves for regression. */
-  probs: FArray;
-  /** d(scale · sum)/d logits. */
-  grad(scale: number): FArray;
-}
-
-export function taskLoss(
-  backend: Backend, dtype: DType, problemType: ProblemType | null | undefined, logits: FArray,
-  labels: Int32Array, targets: Float32Array | null, rows: number, classes: number, threshold = 0.5,
-): TaskLoss {
-  if (problemType === "regression") {
-    if (!targets) throw new Error("regression needs targets");
-    return { sum: squaredError(logits, targets, rows), correct: 0, probs: logits, grad: (s) => squaredErrorGrad(dtype, logits, targets, rows, s) };
-  }
-  if (problemType === "multi_label_classification") {
-    if (!targets) throw new Error("multi-label classification needs targets");
-    const r = bceWithLogits(dtype, logits, targets, rows, classes);
-    let correct = 0;
-    for (let b = 0; b < rows; b++) {
-      let all = true;
-      for (let c = 0; c < classes; c++) if ((r.probs[b * classes + c]! >= threshold) !== (targets[b * classes + c]! >= 0.5)) all = false;
-      if (all) correct++;
-    }
-    return { sum: r.sum, correct, probs: r.probs, grad: (s) => bceWithLogitsGrad(dtype, r.probs, targets, rows, classes, s) };
-  }
-  const r = crossEntropy(backend, dtype, logits, labels, rows, classes);
-  let correct = 0;
-  for (let b = 0; b < rows; b++) if (argmax(logits, b * classes, classes) === labels[b]) correct++;
-  return { sum: r.sum, correct, probs: r.probs, grad: (s) => crossEntropyGrad(backend, dtype, r.probs, labels, rows, classes, s) };
 }

@@ -4,7 +4,7 @@
  * unfreezing) start with fresh moments and bias correction, as a new torch param group would.
  */
 import type { FArray } from "../backend/types.js";
-import type { BertForSequenceClassification } from "../model/bert.js";
+import type { TaskModel } from "../model/task-model.js";
 import { isNoDecay } from "../model/params.js";
 
 export interface AdamWOptions {
@@ -24,7 +24,7 @@ export class AdamW {
   /** Updates applied so far, per parameter (same order as model.params.specs). */
   readonly steps: Int32Array;
 
-  constructor(private readonly model: BertForSequenceClassification, readonly opts: AdamWOptions) {
+  constructor(private readonly model: TaskModel, readonly opts: AdamWOptions) {
     this.m = model.params.newBuffer();
     this.v = model.params.newBuffer();
     this.steps = new Int32Array(model.params.specs.length);
@@ -55,7 +55,7 @@ export class AdamW {
  * and the factor max_norm/(norm + 1e-6) (1 when that is not below 1, or when maxNorm ≤ 0) that the gradients
  * are to be multiplied by. Pass `coef` to AdamW.step to apply it inside the update.
  */
-export function clipCoefficient(model: BertForSequenceClassification, maxNorm: number): { norm: number; coef: number } {
+export function clipCoefficient(model: TaskModel, maxNorm: number): { norm: number; coef: number } {
   const { params, backend, trainable } = model;
   let sq = 0;
   params.specs.forEach((s, i) => {

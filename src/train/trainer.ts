@@ -3,13 +3,12 @@
  * gradient accumulation, logging every N steps with HF's log_history format) plus freezing strategies.
  */
 import type { FArray } from "../backend/types.js";
-import type { BertForSequenceClassification } from "../model/bert.js";
+import type { TaskModel } from "../model/task-model.js";
 import { collate, type EncodedExample, lengthSortedCollated } from "../data/dataset.js";
 import { lengthGroupedOrder } from "../data/split.js";
 import { Rng, stepSeed } from "../util/rng.js";
 import { WeitiaoError } from "../util/errors.js";
-import { taskLoss } from "./loss.js";
-import { argmax, type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics } from "./metrics.js";
+import type { ClassificationMetrics } from "./metrics.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
 import { linearWarmupDecay, warmupSteps } from "./schedule.js";
 import { type OptionSpec, TRAIN_OPTIONS } from "./options.js";
@@ -164,9 +163,8 @@ export interface TrainerHooks {
 }
 
 /** Run the model in eval mode over examples: mean loss and the task's metrics. */
-export function evaluate(model: BertForSequenceClassification, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5): EvalResult {
-  const C = model.config.num_labels;
-  const pt = model.config.problem_type ?? "single_label_classification";
+export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5): EvalResult {
+  const C = model.head.outputs;
   const n = examples.length;
   const logits = new Float32Array(n * C);
   const probabilities = new Float32Array(n * C);
@@ -176,28 +174,18 @@ export function evaluate(model: BertForSequenceClassification, examples: Encoded
   let lossSum = 0;
   for (const { rows, batch } of lengthSortedCollated(examples, batchSize, padId)) {
     const out = model.forward(batch.input, { train: false });
-    const t = taskLoss(model.backend, model.dtype, pt, out.logits, batch.labels, batch.targets, rows.length, C, threshold);
+    const t = model.head.loss(model.backend, model.dtype, out.logits, batch, rows.length, threshold);
     lossSum += t.sum;
     rows.forEach((i, b) => {
       logits.set(out.logits.subarray(b * C, b * C + C), i * C);
       probabilities.set(t.probs.subarray(b * C, b * C + C), i * C);
       labels[i] = batch.labels[b]!;
       if (batch.targets) targets.set(batch.targets.subarray(b * C, b * C + C), i * C);
-      predictions[i] = argmax(out.logits, b * C, C);
+      predictions[i] = model.head.predictRow(out.logits, b * C);
     });
   }
-  const metrics: Record<string, number> = {};
-  let classification: ClassificationMetrics | null = null;
-  if (pt === "regression") {
-    Object.assign(metrics, regressionMetrics(targets, logits));
-  } else if (pt === "multi_label_classification") {
-    Object.assign(metrics, multiLabelMetrics(targets, probabilities, n, C, threshold));
-  } else {
-    const names = Object.keys(model.config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => model.config.id2label[k]!);
-    classification = classificationMetrics(labels, predictions, names);
-    const { per_class: _p, confusion: _c, ...scalars } = classification;
-    Object.assign(metrics, scalars);
-  }
+  const names = Object.keys(model.config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => model.config.id2label[k]!);
+  const { metrics, detail: classification } = model.head.metrics({ rows: n, logits, probabilities, predictions, labels, targets }, names, threshold);
   const accuracy = metrics.accuracy ?? metrics.subset_accuracy ?? NaN;
   return { loss: n ? lossSum / n : NaN, accuracy, metrics, classification, logits, probabilities, predictions };
 }
@@ -214,7 +202,7 @@ export class Trainer {
   private resumeFrom: LoopState | null = null;
 
   constructor(
-    readonly model: BertForSequenceClassification,
+    readonly model: TaskModel,
     readonly args: TrainingArgs,
     readonly trainSet: EncodedExample[],
     readonly evalSet: EncodedExample[] | null,
@@ -272,7 +260,7 @@ export class Trainer {
       logits = out.logits;
       backward = (d) => model.backward(out.cache!, d);
     }
-    const t = taskLoss(model.backend, model.dtype, model.config.problem_type, logits, labels, targets, idx.length, model.config.num_labels, this.args.threshold);
+    const t = model.head.loss(model.backend, model.dtype, logits, { labels, targets }, idx.length, this.args.threshold);
     // The step's loss is the mean over all its examples, so each micro-batch contributes sum/n.
     backward(t.grad(scale));
     return { loss: t.sum, correct: t.correct };

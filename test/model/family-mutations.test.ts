@@ -10,18 +10,18 @@ import type { Backend } from "../../src/backend/types.js";
 import { tsBackend } from "../../src/backend/ts.js";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
-import type { BertForSequenceClassification } from "../../src/model/bert.js";
+import type { TaskModel } from "../../src/model/task-model.js";
 import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
 import { relErr } from "../helpers.js";
 import { familyDir, familyReference } from "./family-reference.js";
 
-function model(name: string, backend: Backend = tsBackend): BertForSequenceClassification {
+function model(name: string, backend: Backend = tsBackend): TaskModel {
   const m = loadModelFromDir(familyDir(name), { backend }).model;
   m.setDropout(0);
   return m;
 }
 
-function logitsError(name: string, m: BertForSequenceClassification): number {
+function logitsError(name: string, m: TaskModel): number {
   const ref = familyReference(name);
   const f = SafetensorsFile.open(join(ref.dir, "reference", "forward.safetensors"));
   try {
@@ -32,7 +32,7 @@ function logitsError(name: string, m: BertForSequenceClassification): number {
 }
 
 /** The largest relative gradient error over the parameters (key biases, analytically zero, left out). */
-function worstGradientError(name: string, m: BertForSequenceClassification): number {
+function worstGradientError(name: string, m: TaskModel): number {
   const ref = familyReference(name);
   const grads = SafetensorsFile.open(join(ref.dir, "reference", "grads.safetensors"));
   try {

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { EncodedExample } from "../../src/data/dataset.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
-import type { ModelInput } from "../../src/model/bert.js";
+import type { ModelInput } from "../../src/model/task-model.js";
 import { DEFAULT_TRAINING_ARGS, type StepLog, type TrainingArgs } from "../../src/train/trainer.js";
 import { FIXTURES, maxAbsDiff, relErr } from "../helpers.js";
 

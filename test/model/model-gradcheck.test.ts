@@ -2,18 +2,18 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { tsBackend } from "../../src/backend/ts.js";
-import { BertForSequenceClassification } from "../../src/model/bert.js";
+import { TaskModel } from "../../src/model/task-model.js";
 import { parseBertConfig } from "../../src/model/config.js";
 import { initParameter } from "../../src/io/checkpoint.js";
 import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
 import { Rng } from "../../src/util/rng.js";
 
-test("BertForSequenceClassification backward matches finite differences (float64, dropout on)", () => {
+test("TaskModel backward matches finite differences (float64, dropout on)", () => {
   const config = parseBertConfig({
     vocab_size: 20, hidden_size: 8, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 12,
     max_position_embeddings: 8, type_vocab_size: 2, initializer_range: 0.5, num_labels: 3,
   }, "test");
-  const model = new BertForSequenceClassification(config, tsBackend, "float64");
+  const model = new TaskModel(config, tsBackend, "float64");
   const rng = new Rng(5);
   for (const s of model.params.specs) initParameter(model, s.name, rng);
   // Non-trivial LayerNorm parameters and biases so that bugs ignoring them show.

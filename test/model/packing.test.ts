@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { EVERY_BACKEND } from "../backends.js";
 import { initParameter, loadModelFromDir } from "../../src/io/checkpoint.js";
 import type { Backend } from "../../src/backend/types.js";
-import { BertForSequenceClassification, PACKED_ROWS_MULTIPLE, type ModelInput } from "../../src/model/bert.js";
+import { TaskModel, PACKED_ROWS_MULTIPLE, type ModelInput } from "../../src/model/task-model.js";
 import { parseBertConfig } from "../../src/model/config.js";
 import { Rng } from "../../src/util/rng.js";
 import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
@@ -120,7 +120,7 @@ for (const backend of EVERY_BACKEND) for (const { T, lengths, kept } of PACKED_C
     const spy = spyOn(backend, "attentionForward", (args) => args[4]);
     const shapes = spy.seen;
     const pass = (packTokens: boolean): { logits: Float32Array; grad: Float32Array } => {
-      const model = new BertForSequenceClassification(config, spy.backend);
+      const model = new TaskModel(config, spy.backend);
       const init = new Rng(5);
       for (const s of model.params.specs) initParameter(model, s.name, init);
       model.setDropout(0);

@@ -3,13 +3,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
-import type { BertForSequenceClassification } from "../../src/model/bert.js";
+import type { TaskModel } from "../../src/model/task-model.js";
 import { AdamW, clipCoefficient } from "../../src/train/optimizer.js";
 import { BACKENDS } from "../backends.js";
 import { REAL, TINY, referenceData } from "../helpers.js";
 
 /** torch.nn.utils.clip_grad_norm_ as a separate pass: gradients scaled in place; the norm before clipping. */
-function clipGradNorm(model: BertForSequenceClassification, maxNorm: number): number {
+function clipGradNorm(model: TaskModel, maxNorm: number): number {
   const { params, backend, trainable } = model;
   const { norm, coef } = clipCoefficient(model, maxNorm);
   if (coef < 1) {

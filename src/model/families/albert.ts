@@ -49,7 +49,7 @@ export const albert: Family = {
     };
   },
   pooler: "albert.pooler",
-  head: "linear",
+  classifier: "linear",
   positions: "absolute",
   // AlbertForPreTraining / AlbertForMaskedLM heads
   foreign: /^(predictions\.|sop_classifier\.)/,

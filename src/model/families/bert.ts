@@ -66,7 +66,7 @@ export const bert: Family = {
   projection: () => null,
   layer: bertLayer("bert"),
   pooler: "bert.pooler.dense",
-  head: "linear",
+  classifier: "linear",
   positions: "absolute",
   // BertForPreTraining / BertForMaskedLM heads (bert-base-chinese ships them)
   foreign: /^cls\./,

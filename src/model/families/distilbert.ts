@@ -42,7 +42,7 @@ export const distilbert: Family = {
     };
   },
   pooler: null,
-  head: "pre-relu",
+  classifier: "pre-relu",
   positions: "absolute",
   // DistilBertForMaskedLM's vocab_transform / vocab_layer_norm / vocab_projector
   foreign: /^vocab_/,

@@ -15,7 +15,7 @@ export const electra: Family = {
   projection: (c) => (c.embedding_size !== c.hidden_size ? "electra.embeddings_project" : null),
   layer: bertLayer("electra"),
   pooler: null,
-  head: "dense-gelu",
+  classifier: "dense-gelu",
   positions: "absolute",
   // the pretraining discriminator/generator heads
   foreign: /^(discriminator_predictions\.|generator|electra\.pooler\.)/,

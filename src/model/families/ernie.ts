@@ -15,7 +15,7 @@ export const ernie: Family = {
   projection: () => null,
   layer: bertLayer("ernie"),
   pooler: "ernie.pooler.dense",
-  head: "linear",
+  classifier: "linear",
   positions: "absolute",
   foreign: /^cls\./,
 };

@@ -4,6 +4,7 @@
  * family with the same modules; a family file says which ones and under which names.
  */
 import type { FamilyFields } from "../config.js";
+import type { ClassifierKind } from "../heads/classification.js";
 
 /** Module prefixes (a Linear or LayerNorm's name without `.weight`/`.bias`) of one encoder layer. */
 export interface LayerNames {
@@ -29,14 +30,6 @@ export interface EmbeddingNames {
   norm: string;
 }
 
-/**
- * The classification heads of the families, on the encoder's features (the pooler's output, or the first token's
- * hidden state where there is no pooler):
- * - linear: dropout → classifier (BERT, ERNIE, ALBERT on their pooler)
- * - dense-tanh / dense-gelu: dropout → classifier.dense → tanh|GELU → dropout → classifier.out_proj (RoBERTa, ELECTRA)
- * - pre-relu: pre_classifier → ReLU → dropout → classifier (DistilBERT)
- */
-export type HeadKind = "linear" | "dense-tanh" | "dense-gelu" | "pre-relu";
 
 /** ReadConfig: field readers that validate and name the family's own field on error. */
 export interface ConfigReader {
@@ -69,7 +62,8 @@ export interface Family {
   layer(g: number): LayerNames;
   /** The pooler's Linear (tanh(W·h[CLS])), or null when the head reads the first token directly. */
   pooler: string | null;
-  head: HeadKind;
+  /** Its …ForSequenceClassification head (heads/classification.ts). */
+  classifier: ClassifierKind;
   /** RoBERTa's position ids start after padding_idx (create_position_ids_from_input_ids). */
   positions: "absolute" | "after-padding";
   /** Checkpoint names of other heads and pretraining modules that this task model does not use. */

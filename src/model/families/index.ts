@@ -15,4 +15,4 @@ export function familyOf(modelType: string): Family | undefined {
   return FAMILIES.find((f) => f.modelTypes.includes(modelType));
 }
 
-export type { Family, HeadKind, LayerNames } from "./family.js";
+export type { Family, LayerNames } from "./family.js";

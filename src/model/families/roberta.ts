@@ -15,7 +15,7 @@ export const roberta: Family = {
   projection: () => null,
   layer: bertLayer("roberta"),
   pooler: null,
-  head: "dense-tanh",
+  classifier: "dense-tanh",
   positions: "after-padding",
   // RobertaForMaskedLM's lm_head; a pooler that some base checkpoints carry
   foreign: /^(lm_head\.|roberta\.pooler\.)/,

@@ -1,6 +1,8 @@
 /**
- * BertForSequenceClassification, forward and backward side by side per module (in the spirit of llm.c and
- * candle's bert.rs). Parameters carry HF's state-dict names. Mirrors transformers' modeling_bert.py:
+ * A task model: an encoder of any family (families/, chosen by config.json's model_type) and a task head (heads/,
+ * chosen by the task), forward and backward side by side per module (in the spirit of llm.c and candle's bert.rs).
+ * Parameters carry HF's state-dict names. For BERT with the classification head it mirrors transformers'
+ * modeling_bert.py (other families change names and wire optional modules in, see families/family.ts):
  *
  *   embeddings:  LN(word[ids] + position[t] + token_type[tt]) → dropout
  *   layer:       h1 = LN(dropout(Wo·attention(Wq x, Wk x, Wv x)) + x)
@@ -11,8 +13,8 @@
  * Freezing: frozen parameters get no gradient, and backprop stops below the lowest trainable module; only
  * modules that backprop runs through keep their activations.
  *
- * Classification reads only the [CLS] row of the last layer, so unless every hidden state is asked for, the
- * last layer computes keys and values for all tokens but its query, attention output, feed-forward and
+ * A head that reads only each sequence's first row (Head.reads "first", as classification) lets the last layer, unless
+ * every hidden state is asked for, compute keys and values for all tokens but its query, attention output, feed-forward and
  * LayerNorms for the [CLS] rows alone (exactly the same logits and gradients; ≈7% of a BERT-base step).
  *
  * Padding costs next to nothing: a right-padded batch (every attention mask ones, then zeros) is
@@ -22,12 +24,15 @@
  * logits and gradients are the same.
  * (A few padding rows are kept, so that row counts come in steps of PACKED_ROWS_MULTIPLE.)
  */
-import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, DropoutSpec, FArray, LinearBackwardOptions } from "../backend/types.js";
+import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, FArray, LinearBackwardOptions } from "../backend/types.js";
 import { type BertConfig, familyOfConfig, maxSequenceLength } from "./config.js";
 import type { EmbeddingNames, Family, LayerNames } from "./families/family.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Arena } from "./arena.js";
-import { allocFloat, type DType, headLayout, paramLayout, type ParamSpec, ParamStore } from "./params.js";
+import { type DropoutCache, DropoutStream } from "./dropout.js";
+import type { HeadContext } from "./heads/head.js";
+import { sequenceClassificationHead, type SequenceClassificationHead } from "./heads/classification.js";
+import { allocFloat, type DType, paramLayout, type ParamSpec, ParamStore } from "./params.js";
 
 export interface ModelInput {
   /** [batch·seqLen] token ids. */
@@ -52,11 +57,6 @@ export interface ForwardOptions {
   outputHiddenStates?: boolean;
 }
 
-interface DropoutCache {
-  keep: Uint8Array | null;
-  p: number;
-}
-
 /**
  * Where each sequence's tokens are in the rows that every module but attention runs on: packed (the padding rows
  * left out, see the header) or the padded layout itself.
@@ -77,7 +77,7 @@ interface AttentionPlan {
   keyMask: Float32Array;
 }
 
-/** A packed batch's row count is a multiple of this (see BertForSequenceClassification.tokenRows). */
+/** A packed batch's row count is a multiple of this (see TaskModel.tokenRows). */
 export const PACKED_ROWS_MULTIPLE = 32;
 
 /** The typed arrays that move between the packed and padded layouts (activations, their bf16 copies, token ids). */
@@ -152,22 +152,8 @@ export interface ForwardCache {
   layers: (LayerCache | null)[];
   cls: FArray;
   pooled: FArray;
-  head: HeadCache;
-}
-
-export interface HeadCache {
-  /** The features the head read (see encode). */
-  pooled: FArray;
-  rows: number;
-  /** The hidden → hidden Linear of two-layer heads: its input and output (null for a single Linear). */
-  first: { input: FArray; output: FArray } | null;
-  /** That Linear's activation output (tanh's backward reads it). */
-  act: FArray | null;
-  /** The last Linear's input (after dropout) and that dropout. */
-  dropped: FArray;
-  drop: DropoutCache;
-  /** The dropout before the first Linear (RoBERTa, ELECTRA). */
-  drop0: DropoutCache | null;
+  /** The head's own cache (Head.forward). */
+  head: unknown;
 }
 
 export interface ForwardResult {
@@ -177,18 +163,7 @@ export interface ForwardResult {
   cache: ForwardCache | null;
 }
 
-/** Counter-based dropout streams: every call site gets its own slice of the step's stream. */
-class DropoutStream {
-  private offset = 0;
-  constructor(private readonly seed: number) {}
-  next(p: number, n: number): DropoutSpec {
-    const spec = { p, seed: this.seed, offset: this.offset };
-    this.offset = (this.offset + n) >>> 0;
-    return spec;
-  }
-}
-
-export class BertForSequenceClassification {
+export class TaskModel {
   readonly params: ParamStore;
   /** The encoder family (config.json's model_type): parameter names and which optional modules run. */
   readonly family: Family;
@@ -196,8 +171,9 @@ export class BertForSequenceClassification {
   private readonly projection: string | null;
   /** Per layer application, its parameters' names (ALBERT's layers share one group's). */
   private readonly layerNames: LayerNames[];
-  /** The head's Linear modules, input to output (params.ts headLayout: what paramLayout declared). */
-  private readonly headNames: string[];
+  /** The task head (heads/head.ts) and what the model lends it. */
+  readonly head: SequenceClassificationHead;
+  private readonly headContext: HeadContext;
   /** The token-type row of a family without token types (zeros, never trained). */
   private readonly zeroRow: FArray;
   /** Per parameter (same order as params.specs): does it train? */
@@ -234,15 +210,25 @@ export class BertForSequenceClassification {
     this.scratch = [new Arena(dtype, advise), new Arena(dtype, advise)];
     this.current = this.temp = this.arena;
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
-    this.params = new ParamStore(paramLayout(config), dtype, advise);
     this.family = familyOfConfig(config);
+    this.head = sequenceClassificationHead(this.family.classifier, config);
+    this.params = new ParamStore(paramLayout(config, this.head.linears), dtype, advise);
     this.embeddingNames = this.family.embeddings(config);
     this.projection = this.family.projection(config);
     const groups = config.num_hidden_groups || config.num_hidden_layers;
     const perGroup = config.num_hidden_layers / groups;
     this.layerNames = Array.from({ length: config.num_hidden_layers }, (_, l) => this.family.layer(Math.floor(l / perGroup)));
     this.zeroRow = allocFloat(dtype, config.embedding_size);
-    this.headNames = headLayout(this.family.head, config.num_labels).map(([name]) => name);
+    this.headContext = {
+      backend, config,
+      alloc: (n) => this.alloc(n),
+      fresh: (n) => this.fresh(n),
+      linear: (prefix, x, rows, inF, outF, y) => this.linear(prefix, x, rows, inF, outF, null, y ?? this.alloc(rows * outF)),
+      linearBack: (prefix, dy, x, rows, inF, outF, needDx) => this.linearBack(prefix, dy, x, rows, inF, outF, needDx),
+      dropout: (x, p, n, stream, save) => this.dropout(x, p, n, stream, save),
+      dropoutBack: (dy, c, n) => this.dropoutBack(dy, c, n),
+      isTrainable: (name) => this.isTrainable(name),
+    };
     this.trainable = this.params.specs.map(() => true);
     this.isLinearParam = this.params.specs.map((s) => s.kind === "linear");
     this.gradStale = this.params.specs.map(() => false);
@@ -768,7 +754,7 @@ export class BertForSequenceClassification {
     const layers: (LayerCache | null)[] = [];
     for (let l = 0; l < L; l++) {
       this.useArenaFor(l, save && minLevel <= l + 1);
-      const clsOnly = l === L - 1 && !hidden; // the pooler reads only the last layer's [CLS] rows
+      const clsOnly = l === L - 1 && !hidden && this.head.reads === "first"; // the head reads only the last layer's [CLS] rows
       const plan = clsOnly ? this.attentionPlan(input, tokens, keyMask, true) : fullAttention;
       const r = this.layerForward(l, x, input, tokens, plan, stream, save && minLevel <= l + 1);
       layers.push(r.cache);
@@ -795,57 +781,20 @@ export class BertForSequenceClassification {
     };
   }
 
-  // ---------------------------------------------------------------- classifier head
+  // ---------------------------------------------------------------- head
 
   /**
-   * logits from the features (see encode): the family's head (HeadKind). Its dropout stream is separate from the
-   * encoder's so cached-feature training draws the same masks.
+   * logits from the features (see encode) through the task head. Its dropout stream is separate from the encoder's
+   * so cached-feature training draws the same masks.
    */
-  classify(pooled: FArray, rows: number, train: boolean, dropoutSeed = 0): { logits: FArray; cache: HeadCache } {
-    const H = this.config.hidden_size;
-    const C = this.config.num_labels;
+  classify(pooled: FArray, rows: number, train: boolean, dropoutSeed = 0): { logits: FArray; cache: unknown } {
     const stream = train ? new DropoutStream((dropoutSeed ^ 0x5bd1e995) >>> 0) : null;
-    const p = this.classifierDropout;
-    const logits = this.fresh(rows * C);
-    const kind = this.family.head;
-    if (kind === "linear") {
-      const d = this.dropout(pooled, p, rows * H, stream, train);
-      const [only] = this.headNames as [string];
-      this.backend.linearForward(d.y, this.w(`${only}.weight`), this.w(`${only}.bias`), logits, rows, H, C);
-      return { logits, cache: { pooled, rows, first: null, act: null, dropped: d.y, drop: d.cache, drop0: null } };
-    }
-    // dense-tanh / dense-gelu: dropout → dense → act → dropout → out_proj; pre-relu: pre_classifier → ReLU → dropout → classifier
-    const [first, last] = this.headNames as [string, string];
-    const d0 = kind === "pre-relu" ? null : this.dropout(pooled, p, rows * H, stream, train);
-    const dense = this.linear(first, d0 ? d0.y : pooled, rows, H, H);
-    const act = this.alloc(rows * H);
-    if (kind === "dense-tanh") this.backend.tanhForward(dense, act, rows * H);
-    else if (kind === "dense-gelu") this.backend.geluForward(dense, act, rows * H);
-    else this.backend.activationForward("relu", dense, act, rows * H);
-    const d = this.dropout(act, p, rows * H, stream, train);
-    this.backend.linearForward(d.y, this.w(`${last}.weight`), this.w(`${last}.bias`), logits, rows, H, C);
-    return { logits, cache: { pooled, rows, first: { input: d0 ? d0.y : pooled, output: dense }, act, dropped: d.y, drop: d.cache, drop0: d0?.cache ?? null } };
+    return this.head.forward(this.headContext, pooled, rows, stream, this.classifierDropout);
   }
 
   /** Backward through the head; returns d(features) when needed below. */
-  classifyBackward(dLogits: FArray, c: HeadCache, needDx: boolean): FArray | null {
-    const H = this.config.hidden_size;
-    const C = this.config.num_labels;
-    const kind = this.family.head;
-    const last = this.headNames.at(-1)!;
-    const first = this.headNames.length > 1 ? this.headNames[0]! : null;
-    const needAct = first !== null && (needDx || this.isTrainable(`${first}.weight`));
-    const dDropped = this.linearBack(last, dLogits, c.dropped, c.rows, H, C, kind === "linear" ? needDx : needAct);
-    if (!dDropped) return null;
-    if (kind === "linear") return this.dropoutBack(dDropped, c.drop, c.rows * H);
-    const dAct = this.dropoutBack(dDropped, c.drop, c.rows * H);
-    const dDense = this.alloc(c.rows * H);
-    if (kind === "dense-tanh") this.backend.tanhBackward(c.act!, dAct, dDense, c.rows * H);
-    else if (kind === "dense-gelu") this.backend.geluBackward(c.first!.output, dAct, dDense, c.rows * H);
-    else this.backend.activationBackward("relu", c.first!.output, dAct, dDense, c.rows * H);
-    const dIn = this.linearBack(first!, dDense, c.first!.input, c.rows, H, H, needDx);
-    if (!dIn) return null;
-    return c.drop0 ? this.dropoutBack(dIn, c.drop0, c.rows * H) : dIn;
+  classifyBackward(dLogits: FArray, cache: unknown, needDx: boolean): FArray | null {
+    return this.head.backward(this.headContext, dLogits, cache as Parameters<SequenceClassificationHead["backward"]>[2], needDx);
   }
 
   // ---------------------------------------------------------------- whole model
