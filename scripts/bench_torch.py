@@ -1,6 +1,6 @@
-"""PyTorch twin of `weitiao bench`: the same random BERT-base workload, timed the same way (median of N steps after
-one warm-up). A plain-torch BertForSequenceClassification (transformers is not installable here), structurally the
-same module graph as HF's eager implementation. Prints JSON lines. Run by `weitiao bench --compare-torch` with
+"""PyTorch twin of `weitiao bench`: the same random BERT-base (or roberta-base, --family) workload, timed the same way
+(median of N steps after one warm-up). A plain-torch BertForSequenceClassification or RobertaForSequenceClassification
+(transformers is not installed beside the apt torch), structurally the same module graph as HF's eager implementation. Prints JSON lines. Run by `weitiao bench --compare-torch` with
 OPENBLAS_CORETYPE=SkylakeX set for this process only.
 """
 import argparse
@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 
 class Layer(nn.Module):
-    def __init__(self, h, heads, inter, p):
+    def __init__(self, h, heads, inter, p, eps):
         super().__init__()
         self.heads, self.p = heads, p
         self.q, self.k, self.v, self.o = (nn.Linear(h, h) for _ in range(4))
-        self.ln1, self.ln2 = nn.LayerNorm(h, eps=1e-12), nn.LayerNorm(h, eps=1e-12)
+        self.ln1, self.ln2 = nn.LayerNorm(h, eps=eps), nn.LayerNorm(h, eps=eps)
         self.i, self.out = nn.Linear(h, inter), nn.Linear(inter, h)
 
     def forward(self, x, mask):
@@ -36,24 +36,47 @@ class Layer(nn.Module):
         return self.ln2(F.dropout(self.out(F.gelu(self.i(x))), self.p, self.training) + x)
 
 
+# The two shapes `weitiao bench --family` times: vocabulary, position table, token types, padding id, LayerNorm eps.
+FAMILIES = {"bert": dict(vocab=21128, positions=512, types=2, pad=0, eps=1e-12),
+            "roberta": dict(vocab=50265, positions=514, types=1, pad=1, eps=1e-5)}
+
+
 class Bert(nn.Module):
-    def __init__(self, vocab=21128, h=768, layers=12, inter=3072, labels=2, p=0.1):
+    """BertForSequenceClassification (pooler → dropout → classifier), or with family "roberta"
+    RobertaForSequenceClassification: positions counted from padding_idx + 1 over the real tokens
+    (create_position_ids_from_input_ids), no pooler, dropout → dense → tanh → dropout → out_proj on <s>."""
+
+    def __init__(self, family="bert", h=768, layers=12, inter=3072, labels=2, p=0.1):
         super().__init__()
+        f = FAMILIES[family]
+        self.roberta, self.pad = family == "roberta", f["pad"]
         self.bert = nn.Module()
-        self.bert.word, self.bert.pos, self.bert.tok = nn.Embedding(vocab, h, padding_idx=0), nn.Embedding(512, h), nn.Embedding(2, h)
-        self.bert.ln = nn.LayerNorm(h, eps=1e-12)
-        self.bert.layers = nn.ModuleList(Layer(h, h // 64, inter, p) for _ in range(layers))
-        self.bert.pool = nn.Linear(h, h)
-        self.classifier = nn.Linear(h, labels)
+        self.bert.word = nn.Embedding(f["vocab"], h, padding_idx=f["pad"])
+        self.bert.pos, self.bert.tok = nn.Embedding(f["positions"], h), nn.Embedding(f["types"], h)
+        self.bert.ln = nn.LayerNorm(h, eps=f["eps"])
+        self.bert.layers = nn.ModuleList(Layer(h, h // 64, inter, p, f["eps"]) for _ in range(layers))
+        if self.roberta:
+            self.dense, self.out_proj = nn.Linear(h, h), nn.Linear(h, labels)
+        else:
+            self.bert.pool = nn.Linear(h, h)
+            self.classifier = nn.Linear(h, labels)
         self.p = p
 
     def forward(self, ids, mask):
         b, t = ids.shape
-        e = self.bert.word(ids) + self.bert.pos(torch.arange(t)) + self.bert.tok(torch.zeros_like(ids))
+        if self.roberta:
+            real = ids.ne(self.pad).int()
+            pos = (torch.cumsum(real, dim=1) * real).long() + self.pad
+        else:
+            pos = torch.arange(t)
+        e = self.bert.word(ids) + self.bert.pos(pos) + self.bert.tok(torch.zeros_like(ids))
         x = F.dropout(self.bert.ln(e), self.p, self.training)
         m = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
         for layer in self.bert.layers:
             x = layer(x, m)
+        if self.roberta:
+            d = torch.tanh(self.dense(F.dropout(x[:, 0], self.p, self.training)))
+            return self.out_proj(F.dropout(d, self.p, self.training))
         pooled = torch.tanh(self.bert.pool(x[:, 0]))
         return self.classifier(F.dropout(pooled, self.p, self.training))
 
@@ -90,12 +113,14 @@ def main():
     ap.add_argument("--hidden", type=int, default=768)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--only", default="")
+    ap.add_argument("--family", default="bert", choices=sorted(FAMILIES))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)  # its default here is 1
     torch.manual_seed(0)
     only = set(a.only.split(",")) if a.only else None
     want = lambda n: only is None or n in only
-    ids = torch.randint(1000, 21128, (a.batch, a.seq))
+    vocab, pad = FAMILIES[a.family]["vocab"], FAMILIES[a.family]["pad"]
+    ids = torch.randint(1000, vocab, (a.batch, a.seq))
     mask = torch.ones_like(ids)
     labels = torch.arange(a.batch) % 2
 
@@ -104,21 +129,23 @@ def main():
                           "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
 
     # train_bf16_varlen: dynamic padding, a different sequence length every step
-    batches = [torch.randint(1000, 21128, (a.batch, t)) for t in varlen_lengths(a.seq, a.steps + 1)]
+    batches = [torch.randint(1000, vocab, (a.batch, t)) for t in varlen_lengths(a.seq, a.steps + 1)]
     # train_bf16_padded: one batch padded to its longest row, as HF's DataCollatorWithPadding makes it
     padded_mask = torch.zeros_like(ids)
+    padded_ids = ids.clone()
     for b, n in enumerate(padded_lengths(a.seq, a.batch)):
         padded_mask[b, :n] = 1
+        padded_ids[b, n:] = pad
     for name, autocast, varlen in (("train_fp32", False, False), ("train_bf16_autocast", True, False),
                                    ("train_bf16_autocast_varlen", True, True), ("train_bf16_autocast_padded", True, False)):
         if not want(name.replace("_autocast", "")):
             continue
-        model = Bert(h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
+        model = Bert(a.family, h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
         opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
         calls = iter(range(a.steps + 1))
 
         def step():
-            x = batches[next(calls)] if varlen else ids
+            x = batches[next(calls)] if varlen else padded_ids if name.endswith("_padded") else ids
             m = padded_mask if name.endswith("_padded") else torch.ones_like(x)
             opt.zero_grad()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -132,7 +159,7 @@ def main():
 
     if want("head_only_cached"):
         # The tutorial's frozen encoder: requires_grad False, model.train(), the encoder still runs every step.
-        model = Bert(h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
+        model = Bert(a.family, h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
         for p in model.bert.parameters():
             p.requires_grad = False
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, weight_decay=0.01)
@@ -148,8 +175,8 @@ def main():
     for name, autocast in (("infer_fp32", False), ("infer_bf16_autocast", True)):
         if not want(name.replace("_autocast", "")):
             continue
-        model = Bert(h=a.hidden, layers=a.layers, inter=4 * a.hidden).eval()
-        big = torch.randint(1000, 21128, (a.infer_batch, a.seq))
+        model = Bert(a.family, h=a.hidden, layers=a.layers, inter=4 * a.hidden).eval()
+        big = torch.randint(1000, vocab, (a.infer_batch, a.seq))
         bmask = torch.ones_like(big)
 
         def infer():

@@ -1,5 +1,5 @@
 /**
- * `weitiao bench`: a random BERT-base (vocab 21128, 12 layers, hidden 768) at batch 16 / seq 128, timed per
+ * `weitiao bench`: a random BERT-base (vocab 21128, 12 layers, hidden 768; or roberta-base's shape with `family`) at batch 16 / seq 128, timed per
  * step: full fine-tuning in fp32 and bf16, head-only epochs after the first (cached encoder features), and
  * inference at batch 64. Prints JSON lines; with `compareTorch` it also runs scripts/bench_torch.py (PyTorch on
  * the same machine, same workload) and prints our/torch speed ratios from the same run.
@@ -23,6 +23,8 @@ export interface BenchOptions {
   inferBatch: number;
   layers: number;
   hidden: number;
+  /** The encoder's shape: bert (BERT-base, the default) or roberta (roberta-base: vocab 50265, positions after padding, no pooler, dense-tanh head). */
+  family?: BenchFamily;
   threads?: number;
   compareTorch: boolean;
   /** With compareTorch: repeat ours-then-torch this many times and also print each ratio's median over rounds. */
@@ -38,6 +40,17 @@ export interface BenchResult {
   steps: number;
   [k: string]: unknown;
 }
+
+export type BenchFamily = "bert" | "roberta";
+
+/** Vocabulary size and padding id of each bench family (the random ids are drawn from 1000 up). */
+const FAMILY_SHAPES: Record<BenchFamily, { vocab: number; padId: number; config: Record<string, unknown> }> = {
+  bert: { vocab: 21128, padId: 0, config: { model_type: "bert", max_position_embeddings: 512 } },
+  roberta: {
+    vocab: 50265, padId: 1,
+    config: { model_type: "roberta", architectures: ["RobertaForSequenceClassification"], max_position_embeddings: 514, type_vocab_size: 1, pad_token_id: 1, layer_norm_eps: 1e-5 },
+  },
+};
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -79,22 +92,23 @@ export function paddedLengths(seqLen: number, batch: number): number[] {
 }
 
 /** Pads row b of input after lengths[b] tokens (id 0, mask 0; [SEP] moved to the last real token). */
-function padRows(input: ModelInput, lengths: number[]): ModelInput {
+function padRows(input: ModelInput, lengths: number[], padId: number): ModelInput {
   const T = input.seqLen;
   const inputIds = Int32Array.from(input.inputIds);
   const attentionMask = Int32Array.from(input.attentionMask);
   lengths.forEach((n, b) => {
     inputIds[b * T + n - 1] = 102;
-    inputIds.fill(0, b * T + n, b * T + T);
+    inputIds.fill(padId, b * T + n, b * T + T);
     attentionMask.fill(0, b * T + n, b * T + T);
   });
   return { ...input, inputIds, attentionMask };
 }
 
-export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads">, precision: Precision): TaskModel {
+export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads" | "family">, precision: Precision): TaskModel {
+  const shape = FAMILY_SHAPES[opts.family ?? "bert"];
   const config = parseBertConfig({
-    vocab_size: 21128, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
-    intermediate_size: opts.hidden * 4, max_position_embeddings: 512, num_labels: 2,
+    vocab_size: shape.vocab, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
+    intermediate_size: opts.hidden * 4, num_labels: 2, ...shape.config,
   }, "bench");
   const model = new TaskModel(config, getBackend({ precision, threads: opts.threads, backend: "native" }));
   // Timing needs random weights of the right scale, not HF's exact normal init: a uniform hash fill with the same
@@ -180,7 +194,8 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
     out(JSON.stringify(r));
   };
   const rng = new Rng(1);
-  const { input, labels } = randomInput(rng, opts.batch, opts.seqLen, 21128);
+  const { vocab, padId } = FAMILY_SHAPES[opts.family ?? "bert"];
+  const { input, labels } = randomInput(rng, opts.batch, opts.seqLen, vocab);
   /** Median seconds of a full fine-tuning step of a fresh model; step s (0: the warm-up) trains on batchOf(s). */
   const timeTraining = (precision: Precision, batchOf: (step: number) => { input: ModelInput; labels: Int32Array }): number => {
     const model = makeModel(opts, precision);
@@ -201,15 +216,15 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
   if (want("train_bf16_varlen")) {
     // Dynamic padding: each batch is padded to its own longest row, so consecutive steps see different lengths.
     const lengths = varlenLengths(opts.seqLen, opts.steps + 1);
-    const batches = lengths.map((T) => randomInput(rng, opts.batch, T, 21128));
+    const batches = lengths.map((T) => randomInput(rng, opts.batch, T, vocab));
     const m = timeTraining("bf16", (step) => batches[step]!);
     emit({ name: "train_bf16_varlen", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: lengths.join(",") });
   }
 
   if (want("train_bf16_padded")) {
-    // One batch padded to its longest row (PyTorch computes the padding rows; we leave them out, see bert.ts)
+    // One batch padded to its longest row (PyTorch computes the padding rows; we leave them out, see task-model.ts)
     const lengths = paddedLengths(opts.seqLen, opts.batch);
-    const padded = padRows(input, lengths);
+    const padded = padRows(input, lengths, padId);
     const m = timeTraining("bf16", () => ({ input: padded, labels }));
     const realTokens = lengths.reduce((sum, n) => sum + n, 0) / (opts.batch * opts.seqLen);
     emit({ name: "train_bf16_padded", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen, real_tokens: Number(realTokens.toFixed(3)) });
@@ -237,7 +252,7 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
   for (const precision of ["fp32", "bf16"] as const) {
     if (!want(`infer_${precision}`)) continue;
     const model = makeModel(opts, precision);
-    const inf = randomInput(rng, opts.inferBatch, opts.seqLen, 21128);
+    const inf = randomInput(rng, opts.inferBatch, opts.seqLen, vocab);
     const times = timeSteps(opts.steps, () => void model.forward(inf.input, { train: false }));
     const m = median(times);
     emit({ name: `infer_${precision}`, median_s: m, samples_per_s: opts.inferBatch / m, steps: opts.steps, batch: opts.inferBatch, seq: opts.seqLen });
@@ -253,7 +268,7 @@ function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: stri
   const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
   const env = { ...process.env, OPENBLAS_CORETYPE: "SkylakeX" }; // the best torch can do here, for its process only
   const args = [TORCH_SCRIPT, "--steps", String(opts.steps), "--batch", String(opts.batch), "--seq", String(opts.seqLen),
-    "--infer-batch", String(opts.inferBatch), "--layers", String(opts.layers), "--hidden", String(opts.hidden)];
+    "--infer-batch", String(opts.inferBatch), "--layers", String(opts.layers), "--hidden", String(opts.hidden), "--family", opts.family ?? "bert"];
   if (opts.threads) args.push("--threads", String(opts.threads));
   if (opts.only) args.push("--only", opts.only.join(","));
   const r = spawnSync(python, args, { env, encoding: "utf8", maxBuffer: 1 << 24 });
