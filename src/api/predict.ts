@@ -1,7 +1,9 @@
 /** Loading a fine-tuned model and predicting labels for new text. */
 import { type BackendName, getBackend, type Precision } from "../backend/index.js";
 import { encodeExamples, extractExamples, labelSetForFile, labelTargets, lengthSortedCollated, type EncodedExample } from "../data/dataset.js";
-import { readRowsMany } from "../data/read.js";
+import { readRowsMany, type ReadOptions } from "../data/read.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { evaluate, prefixed } from "../train/trainer.js";
 import { WeitiaoError } from "../util/errors.js";
 import { loadModelFromDir } from "../io/checkpoint.js";
@@ -16,6 +18,23 @@ export interface LoadedModel {
   tokenizer: BertTokenizer;
   labels: string[];
   dir: string;
+  /** The --max-length the model was trained with (its folder's training_args.json), the default for predict/evaluate. */
+  trainedMaxLength: number | null;
+}
+
+/** training_args.json's maxLength, where the folder has one (a weitiao output); anything unreadable counts as none. */
+function trainedMaxLength(dir: string): number | null {
+  try {
+    const v = (JSON.parse(readFileSync(join(dir, "training_args.json"), "utf8")) as { maxLength?: unknown }).maxLength;
+    return typeof v === "number" && Number.isInteger(v) && v > 0 ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The length inputs are cut to: the asked one, else the trained one, else 512; never past the model's positions. */
+function inputLength(loaded: LoadedModel, asked: number | undefined): number {
+  return Math.min(asked ?? loaded.trainedMaxLength ?? 512, maxSequenceLength(loaded.model.config));
 }
 
 export interface LoadModelOptions {
@@ -35,7 +54,7 @@ export async function loadModel(model: string, opts: LoadModelOptions = {}): Pro
   const labels = Object.keys(id2label).sort((a, b) => Number(a) - Number(b)).map((k) => id2label[k]!);
   const tokenizer = BertTokenizer.fromDir(dir);
   checkTokenizerFits(tokenizer, loaded.model.config.vocab_size, dir);
-  return { model: loaded.model, tokenizer, labels, dir };
+  return { model: loaded.model, tokenizer, labels, dir, trainedMaxLength: trainedMaxLength(dir) };
 }
 
 export interface TextInput {
@@ -47,6 +66,7 @@ export interface TextInput {
 export type Prediction = ClassPrediction;
 
 export interface PredictOptions {
+  /** Default: the length the model was trained with, else 512. */
   maxLength?: number;
   batchSize?: number;
   /** Multi-label decision threshold (default 0.5). */
@@ -60,7 +80,7 @@ export interface PredictOptions {
 
 export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictOptions = {}): Prediction[] {
   const { model, tokenizer, labels } = loaded;
-  const maxLength = Math.min(opts.maxLength ?? 512, maxSequenceLength(model.config));
+  const maxLength = inputLength(loaded, opts.maxLength);
   const batchSize = opts.batchSize ?? 32;
   const C = model.config.num_labels;
   const encoded: EncodedExample[] = inputs.map((t) => {
@@ -83,20 +103,22 @@ export interface EvaluateFileOptions {
   textColumn?: string;
   textPairColumn?: string;
   labelColumn?: string;
+  /** Default: the length the model was trained with, else 512. */
   maxLength?: number;
   batchSize?: number;
   threshold?: number;
+  read?: ReadOptions;
 }
 
 /** Evaluate a saved model on a labelled file: the same metrics training reports, with HF's eval_ prefix. */
 export function evaluateFile(loaded: LoadedModel, file: string, opts: EvaluateFileOptions = {}): Record<string, unknown> {
   const { model, tokenizer, labels } = loaded;
   const cols = { textColumn: opts.textColumn ?? "text", textPairColumn: opts.textPairColumn, labelColumn: opts.labelColumn ?? "label" };
-  const { examples, skipped } = extractExamples(readRowsMany(file), cols, true);
+  const { examples, skipped } = extractExamples(readRowsMany(file, opts.read), cols, true);
   if (examples.length === 0) throw new WeitiaoError(`${file}: no usable rows`);
   const problemType = model.config.problem_type ?? "single_label_classification";
   const set = labelSetForFile(examples, labels, problemType);
-  const maxLength = Math.min(opts.maxLength ?? 512, maxSequenceLength(model.config));
+  const maxLength = inputLength(loaded, opts.maxLength);
   const { encoded } = encodeExamples(tokenizer, examples, labelTargets(examples, set), maxLength);
   const ev = evaluate(model, encoded, opts.batchSize ?? 64, tokenizer.padId, opts.threshold ?? 0.5);
   return {

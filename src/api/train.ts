@@ -22,7 +22,7 @@ import {
 import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
 import { familyOfConfig, maxSequenceLength } from "../model/config.js";
-import { lockOutputDir } from "../io/output.js";
+import { checkOutputDir, clearOutputDir, lockOutputDir } from "../io/output.js";
 import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
 import { resolveTask } from "../model/task.js";
 
@@ -76,6 +76,11 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const log = options.log ?? (() => {});
   validateTrainOptions(options);
   const o = withDefaults(options) as TrainOptions & { textColumn: string; labelColumn: string; maxLength: number };
+  if (o.learningRate !== undefined && o.learningRate > 1) {
+    const m = /^(\d+(?:\.\d+)?)e\+?(\d+)$/.exec(o.learningRate.toExponential().replace(/\.?0+e/, "e"));
+    log(`warning: --learning-rate ${o.learningRate} is above 1 (fine-tuning uses 1e-5 … 1e-3)${m ? `; did you mean ${m[1]}e-${m[2]}?` : ""}`);
+  }
+  const outputUse = checkOutputDir(o.outputDir, { overwrite: o.overwriteOutputDir, resume: o.resumeFromCheckpoint !== undefined });
   const location = await locateModel(o.model, o.modelConfig, { log, onProgress: o.onDownloadProgress });
   const modelDir = location.dir;
   const config = readConfig(modelDir);
@@ -85,13 +90,13 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
 
   // Data: everything is read and checked before any output is written.
   const cols = { textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn };
-  const trainRead = extractExamples(readRowsMany(o.trainFile, { noHeader: o.noHeader }), cols, true);
+  const trainRead = extractExamples(readRowsMany(o.trainFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true);
   if (trainRead.examples.length === 0) throw new WeitiaoError(`${o.trainFile}: no usable rows (every row was skipped)`);
   const labelSet = resolveLabels(trainRead.examples, config, o.problemType);
   let trainExamples = trainRead.examples;
   let trainLabels = labelTargets(trainExamples, labelSet);
   let evalRead: { examples: TextExample[]; skipped: SkippedRow[] } | null = null;
-  if (o.validationFile) evalRead = extractExamples(readRowsMany(o.validationFile, { noHeader: o.noHeader }), cols, true);
+  if (o.validationFile) evalRead = extractExamples(readRowsMany(o.validationFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true);
   if (o.validationSplit) {
     // Stratified by class for single-label data, by the raw label string for multi-label, not at all for regression.
     const rawIndex = new Map([...new Set(trainExamples.map((e) => e.rawLabel))].map((l, i) => [l, i]));
@@ -105,7 +110,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     log(`validation: ${evalRead.examples.length} rows held out of ${o.trainFile} (--validation-split ${o.validationSplit}, stratified)`);
   }
   const evalLabels = evalRead ? labelTargets(evalRead.examples, labelSet) : null;
-  const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader }), cols, true) : null;
+  const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true) : null;
   const testLabels = testRead ? labelTargets(testRead.examples, labelSet) : null;
   const firstPair = [trainRead, evalRead, testRead].flatMap((r) => r?.examples ?? []).find((e) => e.pair !== null);
   // BERT types a pair's second text 1; RoBERTa's tokenizers type everything 0, DistilBERT reads no types at all.
@@ -164,6 +169,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   // One run per output folder: a second one would mix its checkpoints into ours.
   const lock = lockOutputDir(outputDir, log);
   try {
+    clearOutputDir(outputDir, outputUse, log);
     let lastCheckpoint: string | undefined;
     const trainer: Trainer = new Trainer(model, args, trainEnc, evalEnc ?? null, tokenizer.padId, {
       ...o.hooks,

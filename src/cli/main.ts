@@ -8,13 +8,13 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import YAML from "yaml";
 import { evaluateFile, predict, loadModel, type TextInput } from "../api/predict.js";
 import { train, type TrainOptions } from "../api/train.js";
-import { COMPUTE_OPTIONS, FLAG_ALIASES, type OptionSpec, TRAIN_OPTIONS } from "../train/options.js";
+import { COMPUTE_OPTIONS, FLAG_ALIASES, type OptionSpec, READ_OPTIONS, TRAIN_OPTIONS } from "../train/options.js";
 import { extractExamples } from "../data/dataset.js";
-import { readRows } from "../data/read.js";
+import { readRows, type ReadOptions } from "../data/read.js";
 import { checkOutputFile, removeStaleTemps } from "../io/output.js";
 import { DEMO_DATA_DIR, resolveModel } from "../io/resolve.js";
 import { BertTokenizer } from "../tokenizer/index.js";
-import { runBench } from "../bench/bench.js";
+import { type BenchFamily, runBench } from "../bench/bench.js";
 import { WeitiaoError } from "../util/errors.js";
 import { ProgressReporter } from "./progress.js";
 
@@ -186,12 +186,9 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
  * Inputs of predict and tokenize from a file. In JSONL, `text_pair` (or --text-pair-column) is optional row by
  * row: a row without it is a single text. In CSV/TSV a named pair column must be there.
  */
-function readPredictInputs(file: string, textColumn: string, pairColumn?: string): TextInput[] {
-  const rows = readRows(file);
-  const jsonl = /\.jsonl$/i.test(file);
-  const { examples, skipped } = extractExamples(rows, {
-    textColumn, textPairColumn: pairColumn ?? (jsonl ? "text_pair" : undefined), pairOptional: jsonl, keepEmptyText: true, labelColumn: "\u0000",
-  }, false);
+function readPredictInputs(file: string, textColumn: string, pairColumn: string | undefined, read: ReadOptions): TextInput[] {
+  const rows = readRows(file, read);
+  const { examples, skipped } = extractExamples(rows, { textColumn, textPairColumn: pairColumn, keepEmptyText: true, labelColumn: "\u0000" }, false);
   // Every row gets its output line, an empty text included ([CLS] [SEP] is a valid input, as in HF's pipeline).
   if (skipped.length) throw new WeitiaoError(`${skipped[0]!.file}:${skipped[0]!.line}: ${skipped[0]!.reason}`);
   const empty = examples.filter((e) => e.text.trim() === "");
@@ -231,9 +228,10 @@ function predictCommand(): Command {
     .option("--text-pair-column <name>", "pair column of --input (JSONL: text_pair)")
     .option("--output <file>", "write predictions here (.jsonl, or .csv: text, label, score) instead of stdout")
     .option("--top-labels <n>", "keep only the N most probable labels in probabilities", int("--top-labels"))
-    .option("--max-length <n>", "truncate to N tokens", int("--max-length"), 512)
+    .option("--max-length <n>", "truncate to N tokens (default: the length the model was trained with, else 512)", int("--max-length"))
     .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32)
     .option("--threshold <p>", "multi-label models: report labels whose probability ≥ p", float("--threshold"), 0.5);
+  addTableOptions(cmd, READ_OPTIONS);
   addTruncationOption(cmd);
   addComputeOptions(cmd);
   cmd.addHelpText("after", `
@@ -254,12 +252,12 @@ Example:
       ? texts.map((t) => ({ text: t }))
       : inputFile === "-"
         ? readStdinInputs()
-        : readPredictInputs(inputFile!, o.textColumn as string, o.textPairColumn as string | undefined);
+        : readPredictInputs(inputFile!, o.textColumn as string, o.textPairColumn as string | undefined, tableValues(cmd, o, READ_OPTIONS));
     const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const progress = new ProgressReporter(process.stderr, 1);
     const big = inputs.length > 1000;
     const preds = predict(loaded, inputs, {
-      maxLength: o.maxLength as number, batchSize: o.batchSize as number, threshold: o.threshold as number,
+      maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, threshold: o.threshold as number,
       truncation: o.truncation as "longest_first", topLabels: o.topLabels as number | undefined,
       onProgress: big ? (done, total) => progress.count("predict", done, total) : undefined,
     });
@@ -290,9 +288,10 @@ function evaluateCommand(): Command {
     .option("--text-column <name>", "column holding the text", "text")
     .option("--text-pair-column <name>", "column holding the second text of a pair")
     .option("--label-column <name>", "column holding the label", "label")
-    .option("--max-length <n>", "truncate to N tokens", int("--max-length"), 512)
+    .option("--max-length <n>", "truncate to N tokens (default: the length the model was trained with, else 512)", int("--max-length"))
     .option("--batch-size <n>", "batch size", int("--batch-size"), 64)
     .option("--threshold <p>", "multi-label decision threshold", float("--threshold"), 0.5);
+  addTableOptions(cmd, READ_OPTIONS);
   addComputeOptions(cmd);
   cmd.addHelpText("after", `
 Example:
@@ -301,7 +300,8 @@ Example:
     const loaded = await loadModel(o.model as string, { backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const result = evaluateFile(loaded, o.input as string, {
       textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined, labelColumn: o.labelColumn as string,
-      maxLength: o.maxLength as number, batchSize: o.batchSize as number, threshold: o.threshold as number,
+      maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, threshold: o.threshold as number,
+      read: tableValues(cmd, o, READ_OPTIONS),
     });
     out(JSON.stringify(result, null, 2));
   });
@@ -318,6 +318,7 @@ function tokenizeCommand(): Command {
     .option("--text-column <name>", "text column of --input", "text")
     .option("--text-pair-column <name>", "pair column of --input")
     .option("--max-length <n>", "truncate to N tokens", int("--max-length"));
+  addTableOptions(cmd, READ_OPTIONS);
   addTruncationOption(cmd);
   cmd
     .addHelpText("after", `
@@ -327,7 +328,7 @@ Example:
       const tk = BertTokenizer.fromDir(await resolveModel(o.model as string, undefined, { log }));
       let inputs: TextInput[];
       if (o.text !== undefined) inputs = [{ text: o.text as string, textPair: (o.textPair as string | undefined) ?? null }];
-      else if (o.input) inputs = readPredictInputs(o.input as string, o.textColumn as string, o.textPairColumn as string | undefined);
+      else if (o.input) inputs = readPredictInputs(o.input as string, o.textColumn as string, o.textPairColumn as string | undefined, tableValues(cmd, o, READ_OPTIONS));
       else throw new WeitiaoError("tokenize needs --text T or --input FILE");
       for (const t of inputs) {
         const e = tk.encode(t.text, t.textPair ?? null, { maxLength: o.maxLength as number | undefined, truncation: o.truncation as "longest_first" });
@@ -379,6 +380,7 @@ function benchCommand(): Command {
     .option("--infer-batch <n>", "inference batch size", int("--infer-batch"), 64)
     .option("--layers <n>", "encoder layers", int("--layers"), 12)
     .option("--hidden <n>", "hidden size (heads = hidden/64)", int("--hidden"), 768)
+    .addOption(new Option("--family <f>", "encoder shape: bert (BERT-base) or roberta (roberta-base: vocab 50265, no pooler, dense-tanh head)").choices(["bert", "roberta"]).default("bert"))
     .option("--threads <n>", "compute threads (default: all cores)", int("--threads"))
     .option("--only <names>", "comma-separated subset: train_fp32,train_bf16,train_bf16_varlen,train_bf16_padded,head_only,infer_fp32,infer_bf16")
     .option("--compare-torch", "also run scripts/bench_torch.py (PyTorch, same workload) and print our/torch ratios")
@@ -390,7 +392,7 @@ Examples:
     .action((o: Record<string, unknown>) => {
       runBench({
         steps: o.steps as number, batch: o.batch as number, seqLen: o.seq as number, inferBatch: o.inferBatch as number,
-        layers: o.layers as number, hidden: o.hidden as number, threads: o.threads as number | undefined,
+        layers: o.layers as number, hidden: o.hidden as number, threads: o.threads as number | undefined, family: o.family as BenchFamily,
         compareTorch: Boolean(o.compareTorch), rounds: o.rounds as number, only: o.only ? String(o.only).split(",") : undefined, out,
       });
     });

@@ -11,8 +11,9 @@ import { lengthSortedBatches } from "./split.js";
 
 export interface ColumnOptions {
   textColumn: string;
+  /** The pair column; JSONL rows default to "text_pair" (see extractExamples). */
   textPairColumn?: string;
-  /** A row without the pair column (or with null there) is a single text, not an error (JSONL's optional text_pair). */
+  /** A row without the pair column (or with null there) is a single text, not an error (as every JSONL row is). */
   pairOptional?: boolean;
   /** Keep rows whose text is empty (prediction: one output per input row) instead of skipping them. */
   keepEmptyText?: boolean;
@@ -62,6 +63,10 @@ function asLabel(v: unknown, row: RawRow, column: string): string | null {
   throw new WeitiaoError(`${row.file}:${row.line}: field "${column}" is ${describeJson(v)}, not a label`);
 }
 
+function isJsonl(file: string): boolean {
+  return /\.(jsonl|json|ndjson)$/i.test(file);
+}
+
 function describeJson(v: unknown): string {
   if (Array.isArray(v)) return "an array";
   if (typeof v === "object") return "an object";
@@ -70,18 +75,22 @@ function describeJson(v: unknown): string {
 
 /**
  * Pull text, pair and label out of each row. Rows with empty text or an empty label are skipped and reported
- * (never silently dropped). `requireLabel` false for prediction input.
+ * (never silently dropped). `requireLabel` false for prediction input. In JSONL the pair is optional row by row: a
+ * row's "text_pair" (or the --text-pair-column field) makes it a pair, a row without one is a single text.
  */
 export function extractExamples(rows: RawRow[], cols: ColumnOptions, requireLabel: boolean): ExtractResult {
   const examples: TextExample[] = [];
   const skipped: SkippedRow[] = [];
   for (const row of rows) {
+    const jsonl = isJsonl(row.file);
+    const pairColumn = cols.textPairColumn ?? (jsonl ? "text_pair" : undefined);
+    const pairOptional = cols.pairOptional || jsonl;
     if (!(cols.textColumn in row.fields)) throw columnError(row, cols.textColumn, "--text-column");
-    if (cols.textPairColumn && !cols.pairOptional && !(cols.textPairColumn in row.fields)) throw columnError(row, cols.textPairColumn, "--text-pair-column");
+    if (pairColumn && !pairOptional && !(pairColumn in row.fields)) throw columnError(row, pairColumn, "--text-pair-column");
     if (requireLabel && !(cols.labelColumn in row.fields)) throw columnError(row, cols.labelColumn, "--label-column");
     const text = asText(row.fields[cols.textColumn], row, cols.textColumn);
-    const pairCell = cols.textPairColumn ? asText(row.fields[cols.textPairColumn], row, cols.textPairColumn) : null;
-    const pair = cols.textPairColumn ? pairCell ?? (cols.pairOptional ? null : "") : null;
+    const pairCell = pairColumn ? asText(row.fields[pairColumn], row, pairColumn) : null;
+    const pair = pairColumn ? pairCell ?? (pairOptional ? null : "") : null;
     const rawLabel = cols.labelColumn in row.fields ? asLabel(row.fields[cols.labelColumn], row, cols.labelColumn) : null;
     if ((text === null || text.trim() === "") && !cols.keepEmptyText) {
       skipped.push({ file: row.file, line: row.line, reason: "empty text" });

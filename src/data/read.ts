@@ -18,7 +18,15 @@ export interface RawRow {
 export interface ReadOptions {
   /** Treat the first CSV/TSV line as data; columns are then named by index ("0", "1", …). */
   noHeader?: boolean;
+  /**
+   * "csv": RFC 4180 quotes (a field in "…" may hold the delimiter, newlines and "" for a quote); "none": every " is
+   * text. Default: csv for .csv, none for .tsv/.tab, which are not RFC 4180 (CLUE's TNEWS has bare quotes in fields).
+   */
+  quoting?: Quoting;
 }
+
+export const QUOTINGS = ["csv", "none"] as const;
+export type Quoting = (typeof QUOTINGS)[number];
 
 /** Reject what is clearly not UTF-8 text before parsing, with a hint. */
 function readText(file: string): string {
@@ -49,10 +57,12 @@ function readText(file: string): string {
 
 function readDelimited(file: string, delimiter: string, opts: ReadOptions): RawRow[] {
   const text = readText(file);
+  const quoting = opts.quoting ?? (delimiter === "\t" ? "none" : "csv");
   let records: { record: string[]; info: { lines: number } }[];
   try {
     records = parse(text, {
       delimiter,
+      quote: quoting === "csv" ? '"' : false,
       relax_column_count: true,
       skip_empty_lines: true,
       info: true,
@@ -60,7 +70,8 @@ function readDelimited(file: string, delimiter: string, opts: ReadOptions): RawR
   } catch (e) {
     const err = e as Error & { lines?: number };
     const where = err.lines ? `${file}:${err.lines}` : file;
-    throw new WeitiaoError(`${where}: malformed ${delimiter === "\t" ? "TSV" : "CSV"} (${err.message.replace(/^Invalid \w+: /, "")})`);
+    const hint = quoting === "csv" ? "; if quotes in this file are plain text, read it with --quoting none" : "";
+    throw new WeitiaoError(`${where}: malformed ${delimiter === "\t" ? "TSV" : "CSV"} (${err.message.replace(/^Invalid \w+: /, "")})${hint}`);
   }
   if (records.length === 0) throw new WeitiaoError(`${file}: file has no rows`);
   // csv-parse reports the line where a record ends; track where each one starts.

@@ -96,3 +96,49 @@ export function checkOutputFile(file: string, flag: string): void {
   if (!existsSync(parent) || !statSync(parent).isDirectory()) throw new WeitiaoError(`${flag} ${file}: the folder ${parent} does not exist`);
   if (existsSync(file) && statSync(file).isDirectory()) throw new WeitiaoError(`${flag} ${file}: is a folder; give a file name such as ${join(file, "predictions.jsonl")}`);
 }
+
+/** What a run may do with an --output-dir that already holds files (see checkOutputDir). */
+export type OutputDirUse = "fresh" | "replace" | "overwrite" | "resume";
+
+/** An earlier weitiao run's output: its training_args.json names its outputDir (HF's Trainer writes output_dir). */
+function isWeitiaoOutput(dir: string): boolean {
+  try {
+    return "outputDir" in (JSON.parse(readFileSync(join(dir, "training_args.json"), "utf8")) as object);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Before any work: may this run write into `dir`? Empty or absent: yes. An earlier weitiao output is replaced
+ * whole (no stale checkpoints left behind); anything else needs --overwrite-output-dir (HF's flag), and resuming
+ * keeps what is there.
+ */
+export function checkOutputDir(dir: string, o: { overwrite?: boolean; resume?: boolean }): OutputDirUse {
+  const target = resolve(dir);
+  if (!existsSync(target)) return "fresh";
+  if (!statSync(target).isDirectory()) throw new WeitiaoError(`--output-dir ${dir}: exists and is not a folder`);
+  const entries = readdirSync(target).filter((n) => n !== LOCK_FILE && !/\.tmp-\d+$/.test(n));
+  if (entries.length === 0) return "fresh";
+  if (o.resume) return "resume";
+  if (isWeitiaoOutput(target)) return "replace";
+  if (o.overwrite) return "overwrite";
+  const shown = entries.slice(0, 3).join(", ") + (entries.length > 3 ? `, … (${entries.length} entries)` : "");
+  throw new WeitiaoError(
+    `--output-dir ${dir}: is not empty (${shown}) and is not an earlier weitiao output; pass --overwrite-output-dir to write into it, or choose another folder`,
+  );
+}
+
+/**
+ * With the folder locked: clear what checkOutputDir allowed replacing. An earlier weitiao output goes whole; with
+ * --overwrite-output-dir only checkpoint-N folders go (they would mix with this run's), other files stay until
+ * written over.
+ */
+export function clearOutputDir(dir: string, use: OutputDirUse, log?: (line: string) => void): void {
+  if (use === "fresh" || use === "resume") return;
+  const target = resolve(dir);
+  const doomed = readdirSync(target).filter((n) => n !== LOCK_FILE && (use === "replace" || /^checkpoint-\d+$/.test(n)));
+  for (const name of doomed) rmSync(join(target, name), { recursive: true, force: true });
+  if (use === "replace") log?.(`notice: --output-dir ${dir} held an earlier weitiao run's output: replaced`);
+  else if (doomed.length) log?.(`notice: --overwrite-output-dir: removed ${doomed.length} checkpoint folder(s) of an earlier run from ${dir}`);
+}

@@ -4,7 +4,7 @@
  * tutorial's bert_finetuned.pth whose config.json and tokenizer come from --model-config.
  */
 import { existsSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WeitiaoError } from "../util/errors.js";
 import { downloadModel, type HubOptions, isHubId } from "./hub.js";
@@ -23,8 +23,15 @@ export interface ModelLocation {
 export async function locateModel(model: string, modelConfig?: string, hub: HubOptions = {}): Promise<ModelLocation> {
   if (model === "demo") return { dir: DEMO_MODEL_DIR };
   if (!existsSync(model)) {
-    if (isHubId(model)) return { dir: await downloadModel(model, hub) };
-    throw new WeitiaoError(`${model}: no such model folder or file`);
+    if (!isHubId(model)) throw new WeitiaoError(`${model}: no such model folder or file`);
+    try {
+      return { dir: await downloadModel(model, hub) };
+    } catch (e) {
+      // A mistyped local path reads as a hub id too: say first that no such folder exists here.
+      if (!(e instanceof WeitiaoError)) throw e;
+      const why = e.message.startsWith(`${model}: `) ? e.message.slice(model.length + 2) : e.message;
+      throw new WeitiaoError(`${model}: no such model folder or file (${resolve(model)}), and as a hub model id: ${why}`);
+    }
   }
   if (statSync(model).isDirectory()) {
     if (modelConfig) throw new WeitiaoError(`--model-config only applies when --model is a weights file, not a folder`);

@@ -9,6 +9,7 @@ import type { TruncationStrategy } from "../tokenizer/index.js";
 import { STRATEGIES, type Strategy } from "./strategy.js";
 import { WeitiaoError } from "../util/errors.js";
 import { TASKS, type Task } from "../model/task.js";
+import { QUOTINGS } from "../data/read.js";
 
 export interface OptionSpec {
   /** The API's name (TrainOptions, training_args.json). */
@@ -48,11 +49,13 @@ export const TRAIN_OPTIONS = [
   { key: "validationFile", flag: "--validation-file", arg: "<file>", type: "string", help: "validation data, evaluated after every epoch" },
   { key: "validationSplit", flag: "--validation-split", arg: "<r>", type: "float", check: openUnit, help: "hold out this fraction of the training rows for validation (stratified, seeded); nothing is split off unless asked" },
   { key: "testFile", flag: "--test-file", arg: "<file>", type: "string", help: "evaluated once after training (test_ metrics)" },
-  { key: "outputDir", flag: "--output-dir", arg: "<dir>", type: "string", required: true, help: "where the fine-tuned model is saved" },
+  { key: "outputDir", flag: "--output-dir", arg: "<dir>", type: "string", required: true, help: "where the fine-tuned model is saved (an earlier weitiao output there is replaced whole)" },
+  { key: "overwriteOutputDir", flag: "--overwrite-output-dir", type: "bool", default: false, help: "write into a non-empty --output-dir that is not an earlier weitiao output (its checkpoint-N folders are removed)" },
   { key: "textColumn", flag: "--text-column", arg: "<name>", type: "string", default: "text", help: "column holding the text" },
   { key: "textPairColumn", flag: "--text-pair-column", arg: "<name>", type: "string", help: "column holding the second text of a pair" },
   { key: "labelColumn", flag: "--label-column", arg: "<name>", type: "string", default: "label", help: "column holding the label" },
   { key: "noHeader", flag: "--no-header", type: "bool", help: "CSV/TSV has no header line: name columns by index (0, 1, …)" },
+  { key: "quoting", flag: "--quoting", arg: "<q>", type: "string", choices: QUOTINGS, help: "csv: \"…\" fields as RFC 4180 (default for .csv); none: quotes are text (default for .tsv, which is not RFC 4180)" },
   { key: "maxLength", flag: "--max-length", arg: "<n>", type: "int", default: 128, check: positive, aliases: ["max-seq-length"], help: "truncate to N tokens (capped at what the model's max_position_embeddings allows)" },
   { key: "truncation", flag: "--truncation", arg: "<s>", type: "string", choices: TRUNCATIONS, default: "longest_first", help: "how text pairs are cut to --max-length" },
   { key: "batchSize", flag: "--batch-size", arg: "<n>", type: "int", default: 16, check: positive, training: true, aliases: ["per-device-train-batch-size"], help: "training batch size" },
@@ -86,6 +89,9 @@ export const TRAIN_OPTIONS = [
   { key: "resumeFromCheckpoint", flag: "--resume-from-checkpoint", arg: "<dir>", type: "string", help: "continue a run from checkpoint-N/ (or \"latest\" in --output-dir); ends with the same weights as an uninterrupted run" },
   { key: "cacheFeatures", flag: "--no-cache-features", type: "bool", default: true, training: true, help: "with --strategy head: run the frozen encoder in train mode every step (PyTorch tutorial semantics) instead of caching its features" },
 ] as const satisfies readonly OptionSpec[];
+
+/** How data files are read: predict, evaluate and tokenize take them as train does. */
+export const READ_OPTIONS: readonly OptionSpec[] = TRAIN_OPTIONS.filter((s) => s.key === "noHeader" || s.key === "quoting");
 
 /** Options every compute command shares (train, predict, evaluate, tokenize's model loading). */
 export const COMPUTE_OPTIONS = [

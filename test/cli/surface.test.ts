@@ -1,0 +1,142 @@
+/**
+ * The surface an HF Trainer user meets first (issue 18), run through the built CLI from fresh temp folders on real
+ * files: TSV quoting, header-less files and JSONL's optional text_pair in every command, the trained --max-length
+ * as predict/evaluate's default, what happens to a non-empty --output-dir, a mistyped model path, an lr typo.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { TINY, tempDir } from "../helpers.js";
+import { assertOneLineError, run } from "./cli-helpers.js";
+
+const ROWS: [string, number][] = [
+  ["这部电影太好看了", 1], ["烂片，浪费时间。", 0], ["演员很棒", 1], ["剧情无聊", 0], ["非常精彩，强烈推荐", 1], ["太差了，不推荐", 0],
+];
+
+/** A quick tiny-model run into `out` (fp32, no dropout, two steps). */
+function train(file: string, out: string, extra: string[] = []): ReturnType<typeof run> {
+  return run(["train", "--model", TINY, "--train-file", file, "--output-dir", out, "--max-steps", "2", "--batch-size", "4",
+    "--dropout", "0", "--learning-rate", "1e-3", "--precision", "fp32", ...extra]);
+}
+
+test("a .tsv with bare quotes in its fields trains as written (TSV is not RFC 4180); --quoting csv refuses it naming --quoting none", () => {
+  const dir = tempDir();
+  const file = join(dir, "tnews.tsv");
+  // TNEWS-like rows: a quote opens a field and never closes it, another sits inside a field.
+  writeFileSync(file, ["text\tlabel", '"震惊"！这部电影\t1', '烂片"浪费时间\t0', ...ROWS.slice(2).map(([t, l]) => `${t}\t${l}`)].join("\n") + "\n");
+  const ok = train(file, join(dir, "out"));
+  assert.equal(ok.code, 0, ok.stderr);
+  const report = JSON.parse(readFileSync(join(dir, "out", "data_report.json"), "utf8")) as { train: { rows: number } };
+  assert.equal(report.train.rows, ROWS.length, "every row read, the quotes kept as text");
+  const strict = train(file, join(dir, "out2"), ["--quoting", "csv"]);
+  assertOneLineError(strict, /tnews\.tsv:\d+: malformed TSV .*read it with --quoting none/);
+  assert.equal(existsSync(join(dir, "out2")), false);
+  // predict and tokenize read .tsv the same way
+  const p = run(["predict", "--model", join(dir, "out"), "--input", file]);
+  assert.equal(p.code, 0, p.stderr);
+  assert.equal(p.stdout.trim().split("\n").length, ROWS.length);
+  const t = run(["tokenize", "--model", TINY, "--input", file]);
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stdout.split("\n")[0]!, /"\\""/, "the quote is a token of the first row");
+});
+
+test("predict, evaluate and tokenize take --no-header like train; JSONL text_pair is optional row by row in train and evaluate", () => {
+  const dir = tempDir();
+  const headerless = join(dir, "plain.csv");
+  writeFileSync(headerless, ROWS.map(([t, l]) => `${t},${l}`).join("\n") + "\n");
+  const out = join(dir, "out");
+  const tr = train(headerless, out, ["--no-header", "--text-column", "0", "--label-column", "1"]);
+  assert.equal(tr.code, 0, tr.stderr);
+  const ev = run(["evaluate", "--model", out, "--input", headerless, "--no-header", "--text-column", "0", "--label-column", "1"]);
+  assert.equal(ev.code, 0, ev.stderr);
+  assert.equal((JSON.parse(ev.stdout) as { rows: number }).rows, ROWS.length, "the first line is data, not a header");
+  const pr = run(["predict", "--model", out, "--input", headerless, "--no-header", "--text-column", "0"]);
+  assert.equal(pr.code, 0, pr.stderr);
+  assert.equal(pr.stdout.trim().split("\n").length, ROWS.length);
+  const tk = run(["tokenize", "--model", out, "--input", headerless, "--no-header", "--text-column", "0"]);
+  assert.equal(tk.code, 0, tk.stderr);
+  assert.equal(tk.stdout.trim().split("\n").length, ROWS.length);
+
+  // JSONL: some rows are pairs, some are not; train and evaluate take both (a pair row gets token type 1 tokens).
+  const jsonl = join(dir, "mixed.jsonl");
+  writeFileSync(jsonl, ROWS.map(([t, l], i) => JSON.stringify(i % 2 ? { text: t, text_pair: "评论", label: l } : { text: t, label: l })).join("\n") + "\n");
+  const tj = train(jsonl, join(dir, "out-jsonl"));
+  assert.equal(tj.code, 0, tj.stderr);
+  const ej = run(["evaluate", "--model", join(dir, "out-jsonl"), "--input", jsonl]);
+  assert.equal(ej.code, 0, ej.stderr);
+  assert.equal((JSON.parse(ej.stdout) as { rows: number }).rows, ROWS.length);
+  const single = join(dir, "single.jsonl");
+  writeFileSync(single, ROWS.map(([t, l]) => JSON.stringify({ text: t, label: l })).join("\n") + "\n");
+  const es = run(["evaluate", "--model", join(dir, "out-jsonl"), "--input", single]);
+  assert.equal(es.code, 0, es.stderr);
+  // the pair really is read: evaluating with and without it gives different losses
+  assert.notEqual((JSON.parse(es.stdout) as { eval_loss: number }).eval_loss, (JSON.parse(ej.stdout) as { eval_loss: number }).eval_loss);
+});
+
+test("predict and evaluate cut inputs to the --max-length the model was trained with unless told otherwise", () => {
+  const dir = tempDir();
+  const file = join(dir, "train.csv");
+  writeFileSync(file, ["text,label", ...ROWS.map(([t, l]) => `${t},${l}`)].join("\n") + "\n");
+  const out = join(dir, "out");
+  assert.equal(train(file, out, ["--max-length", "6"]).code, 0);
+  const long = "这部电影的剧情非常精彩，演员的表演也很到位，强烈推荐大家去看";
+  const logits = (extra: string[]): number[] => {
+    const r = run(["predict", "--model", out, "--text", long, ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { logits: number[] }).logits;
+  };
+  assert.deepEqual(logits([]), logits(["--max-length", "6"]), "the default is the trained length");
+  assert.notDeepEqual(logits([]), logits(["--max-length", "512"]), "the check can fail: a longer cut changes the logits");
+  const evalFile = join(dir, "long.csv");
+  writeFileSync(evalFile, `text,label\n${long},1\n${long}。,0\n`);
+  const ev = (extra: string[]): number => (JSON.parse(run(["evaluate", "--model", out, "--input", evalFile, ...extra]).stdout) as { eval_loss: number }).eval_loss;
+  assert.equal(ev([]), ev(["--max-length", "6"]));
+});
+
+test("a non-empty --output-dir: refused unless it is an earlier weitiao output (replaced whole) or --overwrite-output-dir is given", () => {
+  const dir = tempDir();
+  const file = join(dir, "train.csv");
+  writeFileSync(file, ["text,label", ...ROWS.map(([t, l]) => `${t},${l}`)].join("\n") + "\n");
+  const foreign = join(dir, "mine");
+  mkdirSync(join(foreign, "checkpoint-500"), { recursive: true });
+  writeFileSync(join(foreign, "notes.txt"), "keep me");
+  const refused = train(file, foreign);
+  assertOneLineError(refused, /--output-dir .*mine: is not empty \(checkpoint-500, notes\.txt\) and is not an earlier weitiao output; pass --overwrite-output-dir/);
+  assert.equal(readFileSync(join(foreign, "notes.txt"), "utf8"), "keep me");
+  assert.equal(existsSync(join(foreign, "config.json")), false, "nothing written");
+  // HF's spelling works as it is pasted
+  const forced = train(file, foreign, ["--overwrite_output_dir"]);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.equal(existsSync(join(foreign, "checkpoint-500")), false, "the stale checkpoint is gone");
+  assert.equal(existsSync(join(foreign, "config.json")), true);
+
+  // A weitiao output is replaced whole: a second run leaves none of the first run's checkpoints behind.
+  const out = join(dir, "out");
+  assert.equal(train(file, out, ["--save-steps", "1"]).code, 0);
+  assert.equal(existsSync(join(out, "checkpoint-1")), true);
+  const again = train(file, out, ["--max-steps", "1"]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /held an earlier weitiao run's output: replaced/);
+  assert.equal(existsSync(join(out, "checkpoint-1")), false);
+  assert.equal(existsSync(join(out, "checkpoint-2")), false);
+  assert.equal(JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")).global_step, 1);
+});
+
+test("a mistyped model path says no such folder first, offline or not; an lr typo such as 2e5 gets a warning naming 2e-5", () => {
+  const dir = tempDir();
+  const env = { ...process.env, HF_HUB_OFFLINE: "1", HF_HOME: join(dir, "hf") };
+  const p = run(["predict", "--model", "my-modle", "--text", "好"], { cwd: dir, env });
+  assertOneLineError(p, /^error: my-modle: no such model folder or file \(.*my-modle\), and as a hub model id: not in the cache/);
+  const unreachable = { ...process.env, HF_ENDPOINT: "http://127.0.0.1:9", HF_HOME: join(dir, "hf"), HF_HUB_OFFLINE: "" };
+  const q = run(["predict", "--model", "outputs/model", "--text", "好"], { cwd: dir, env: unreachable });
+  assertOneLineError(q, /^error: outputs\/model: no such model folder or file .*, and as a hub model id: cannot reach/);
+
+  const file = join(dir, "train.csv");
+  writeFileSync(file, ["text,label", ...ROWS.map(([t, l]) => `${t},${l}`)].join("\n") + "\n");
+  const r = run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "out"), "--max-steps", "1", "--learning-rate", "2e5", "--precision", "fp32"]);
+  assert.match(r.stderr, /warning: --learning-rate 200000 is above 1 .*did you mean 2e-5\?/);
+  const fine = run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "out2"), "--max-steps", "1", "--learning-rate", "2e-5", "--precision", "fp32"]);
+  assert.equal(fine.code, 0, fine.stderr);
+  assert.doesNotMatch(fine.stderr, /warning: --learning-rate/);
+});
