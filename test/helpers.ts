@@ -73,3 +73,8 @@ export function referenceData(dir: string): { input: ModelInput; rows: EncodedEx
     f.close();
   }
 }
+
+/** trainer_state.json's per-step entries (HF's log_history also holds evaluations and a closing run summary). */
+export function stepLogs<T extends object>(history: T[]): (T & { step: number; loss: number; learning_rate: number; grad_norm: number })[] {
+  return history.filter((e) => "loss" in e) as (T & { step: number; loss: number; learning_rate: number; grad_norm: number })[];
+}

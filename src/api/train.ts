@@ -175,7 +175,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
       ...o.hooks,
       log,
       onSave: (state, reason) => {
-        const partial = { globalStep: state.step, epochs: state.epochs, logHistory: state.history, totalSteps: trainer.totalSteps, trainSeconds: 0, interrupted: reason === "interrupt" };
+        const partial = { globalStep: state.step, epochs: state.epochs, logHistory: state.history, totalSteps: trainer.totalSteps, trainSeconds: 0, trainLoss: NaN, samplesSeen: 0, stepsRun: 0, interrupted: reason === "interrupt" };
         lastCheckpoint = saveCheckpoint(model, trainer.optimizer, state, {
           outputDir, tokenizerDir: modelDir, totalLimit: o.saveTotalLimit ?? 0,
           files: {
@@ -191,7 +191,10 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
       trainer.restore(loadCheckpoint(dir, model, trainer.optimizer));
       log(`resuming from ${dir}`);
     }
-    log(`training ${trainer.totalSteps} steps (${args.epochs} epoch(s) × ${trainer.stepsPerEpoch}), strategy ${args.strategy}, backend ${backend.name}`);
+    const plan = args.maxSteps > 0
+      ? `--max-steps ${args.maxSteps}; an epoch is ${trainer.stepsPerEpoch} step(s)`
+      : `${args.epochs} epoch(s) × ${trainer.stepsPerEpoch}`;
+    log(`training ${trainer.totalSteps} steps (${plan}), strategy ${args.strategy}, backend ${backend.name}`);
     const onAbort = (): void => trainer.requestStop();
     o.signal?.addEventListener("abort", onAbort);
     let result: TrainResult;
@@ -208,13 +211,15 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     const test = testEnc ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
     if (test) log(`test_loss: ${test.loss.toFixed(4)} | ${Object.entries(test.metrics).map(([k, v]) => `test_${k}: ${v.toFixed(4)}`).join(" | ")}`);
 
+    const summary = runSummary(result);
+    log(`train_runtime: ${summary.train_runtime.toFixed(1)} s | train_samples_per_second: ${summary.train_samples_per_second.toFixed(2)} | ` +
+      `train_steps_per_second: ${summary.train_steps_per_second.toFixed(3)} | train_loss: ${summary.train_loss.toFixed(4)}`);
     saveModel(model, outputDir, modelDir, {
-      "trainer_state.json": JSON.stringify(trainerState(result, args), null, 2) + "\n",
+      "trainer_state.json": JSON.stringify(trainerState(result, args, summary), null, 2) + "\n",
       "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
       "data_report.json": JSON.stringify(reports, null, 2) + "\n",
       "metrics.json": JSON.stringify({
-        train_runtime: result.trainSeconds, train_samples: trainEnc.length, global_step: result.globalStep,
-        train_loss: result.epochs.length ? result.epochs[result.epochs.length - 1]!.loss : null,
+        ...runSummary(result), train_samples: trainEnc.length, global_step: result.globalStep,
         ...(finalEval ? { eval_loss: finalEval.loss, ...prefixed("eval_", finalEval.metrics) } : {}),
         ...(test ? { test_loss: test.loss, ...prefixed("test_", test.metrics) } : {}),
         best: result.best ?? null, early_stopped: result.earlyStopped ?? false,
@@ -229,6 +234,15 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   } finally {
     lock.release();
   }
+}
+
+/** HF's end-of-train metrics (Trainer.train's TrainOutput.metrics): throughput over this process's steps, the run's mean loss. */
+export function runSummary(r: TrainResult): { train_runtime: number; train_samples_per_second: number; train_steps_per_second: number; train_loss: number; epoch: number } {
+  const secs = Math.max(r.trainSeconds, 1e-3);
+  return {
+    train_runtime: r.trainSeconds, train_samples_per_second: r.samplesSeen / secs, train_steps_per_second: r.stepsRun / secs,
+    train_loss: r.trainLoss, epoch: r.epochs.length ? r.epochs[r.epochs.length - 1]!.epoch : 0,
+  };
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

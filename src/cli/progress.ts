@@ -12,6 +12,9 @@ export class ProgressReporter {
   private samples = 0;
   private runningLoss = 0;
   private stepsInEpoch = 0;
+  /** When this process's first epoch began, and the step it began after (a resumed run starts past 0). */
+  private runStartedAt: number | null = null;
+  private firstStep: number | null = null;
 
   constructor(private readonly stream: NodeJS.WriteStream, private readonly every: number) {
     this.tty = Boolean(stream.isTTY);
@@ -32,17 +35,18 @@ export class ProgressReporter {
     return {
       onEpochStart: (epoch, steps) => {
         this.epochStarted = Date.now();
+        this.runStartedAt ??= this.epochStarted;
         this.samples = 0;
         this.runningLoss = 0;
         this.stepsInEpoch = 0;
         if (this.tty) {
           this.bar?.stop();
           this.bar = new cliProgress.SingleBar({
-            format: `epoch ${epoch} |{bar}| {value}/{total} steps | ETA {eta_formatted} | {sps} samples/s | loss {loss} | lr {lr}`,
+            format: `epoch ${epoch} |{bar}| {value}/{total} steps | ETA {eta_formatted} (run {runEta}) | {sps} samples/s | loss {loss} | lr {lr}`,
             stream: this.stream,
             hideCursor: true,
           }, cliProgress.Presets.shades_classic);
-          this.bar.start(steps, 0, { sps: "-", loss: "-", lr: "-" });
+          this.bar.start(steps, 0, { sps: "-", loss: "-", lr: "-", runEta: "-" });
         }
       },
       onEpochEnd: (_summary, line) => {
@@ -50,15 +54,19 @@ export class ProgressReporter {
         process.stdout.write(line + "\n");
       },
       onStep: ({ step, totalSteps, loss, lr, samples }) => {
+        // The run's ETA from this process's pace so far (a resumed run's earlier steps took no time here).
+        this.firstStep ??= step - 1;
+        const perStep = (Date.now() - (this.runStartedAt ?? Date.now())) / 1000 / Math.max(1, step - this.firstStep);
+        const runEta = formatSeconds(perStep * (totalSteps - step));
         this.samples += samples;
         this.stepsInEpoch++;
         this.runningLoss += loss;
         const secs = (Date.now() - this.epochStarted) / 1000;
         const sps = secs > 0 ? (this.samples / secs).toFixed(1) : "-";
         const mean = (this.runningLoss / this.stepsInEpoch).toFixed(4);
-        if (this.bar) this.bar.increment(1, { sps, loss: mean, lr: lr.toExponential(2) });
+        if (this.bar) this.bar.increment(1, { sps, loss: mean, lr: lr.toExponential(2), runEta });
         else if (step % this.every === 0 || step === totalSteps) {
-          this.stream.write(`step ${step}/${totalSteps} | loss ${mean} | lr ${lr.toExponential(2)} | ${sps} samples/s\n`);
+          this.stream.write(`step ${step}/${totalSteps} | loss ${mean} | lr ${lr.toExponential(2)} | ${sps} samples/s | ETA ${runEta}\n`);
         }
       },
     };
@@ -95,4 +103,12 @@ export class ProgressReporter {
     this.bar?.stop();
     this.bar = null;
   }
+}
+
+/** 75 → "1m15s", 3700 → "1h01m". */
+function formatSeconds(s: number): string {
+  const t = Math.round(s);
+  if (t < 60) return `${t}s`;
+  if (t < 3600) return `${Math.floor(t / 60)}m${String(t % 60).padStart(2, "0")}s`;
+  return `${Math.floor(t / 3600)}h${String(Math.floor((t % 3600) / 60)).padStart(2, "0")}m`;
 }

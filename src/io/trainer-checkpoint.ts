@@ -94,6 +94,7 @@ function readLoopState(dir: string): LoopState {
   if (!Number.isSafeInteger(st.epoch) || (st.epoch as number) < 1) bad("epoch", "a positive integer");
   if (!Number.isSafeInteger(st.epochRngState)) bad("epochRngState", "an integer");
   for (const k of ["lossSinceLog", "epochLoss", "epochSeconds"]) if (typeof st[k] !== "number" || !Number.isFinite(st[k])) bad(k, "a finite number");
+  if (st.runLoss !== undefined && (typeof st.runLoss !== "number" || !Number.isFinite(st.runLoss))) bad("runLoss", "a finite number");
   for (const k of ["history", "epochs"]) if (!Array.isArray(st[k])) bad(k, "a list");
   if (st.best !== undefined) {
     const b = st.best as Record<string, unknown> | null;

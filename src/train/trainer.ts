@@ -113,6 +113,12 @@ export interface TrainResult {
   logHistory: (StepLog | EvalLog)[];
   totalSteps: number;
   trainSeconds: number;
+  /** HF's train_loss: the mean of every optimizer step's loss over the whole run (resumed steps included). */
+  trainLoss: number;
+  /** Examples trained on by this process (a resumed run's earlier steps not counted): train_samples_per_second's numerator. */
+  samplesSeen: number;
+  /** Optimizer steps run by this process. */
+  stepsRun: number;
   /** True when requestStop() ended the run early (a checkpoint was saved). */
   interrupted: boolean;
   /** True when early stopping ended the run. */
@@ -139,6 +145,8 @@ export interface LoopState {
   stepsSinceLog: number;
   epochLoss: number;
   epochSteps: number;
+  /** Σ of every step's loss since the run began (absent in checkpoints written before it existed). */
+  runLoss?: number;
   correct: number;
   seen: number;
   epochSeconds: number;
@@ -309,6 +317,8 @@ export class Trainer {
     }
     let interrupted = false;
     let earlyStopped = false;
+    let samplesSeen = 0;
+    let stepsRun = 0;
     const hasEval = this.evalSet !== null && this.evalSet.length > 0 && args.evalStrategy !== "no";
     const { key: bestKey, greaterIsBetter } = bestMetricOf(args, model.config.problem_type);
     let bestWeights: FArray | null = null;
@@ -375,6 +385,9 @@ export class Trainer {
         st.step++;
         st.stepInEpoch++;
         st.epochLoss += loss;
+        st.runLoss = (st.runLoss ?? 0) + loss;
+        samplesSeen += nExamples;
+        stepsRun++;
         st.epochSteps++;
         st.lossSinceLog += loss;
         st.stepsSinceLog++;
@@ -431,7 +444,8 @@ export class Trainer {
     }
     return {
       globalStep: st.step, epochs: st.epochs, logHistory: st.history, totalSteps: total,
-      trainSeconds: (Date.now() - started) / 1000, interrupted, earlyStopped,
+      trainSeconds: (Date.now() - started) / 1000, interrupted, earlyStopped, samplesSeen, stepsRun,
+      trainLoss: st.step > 0 ? (st.runLoss ?? 0) / st.step : NaN,
       best: st.best ? { metric: bestKey, value: st.best.metric, step: st.best.step, restored } : undefined,
       finalEval: !interrupted && !restored && lastEval?.step === st.step ? lastEval.result : undefined,
     };
@@ -439,7 +453,9 @@ export class Trainer {
 }
 
 /** HF's trainer_state.json for a finished run. */
-export function trainerState(result: TrainResult, args: TrainingArgs): Record<string, unknown> {
+/** HF's trainer_state.json; `summary` (the end of a finished run) closes log_history as HF's does. */
+export function trainerState(result: TrainResult, args: TrainingArgs, summary?: Record<string, number>): Record<string, unknown> {
+  const end = summary ? [{ ...summary, step: result.globalStep, total_flos: 0 }] : [];
   return {
     best_metric: result.best?.value ?? null,
     best_model_checkpoint: result.best ? `step ${result.best.step}${result.best.restored ? " (loaded at the end)" : ""}` : null,
@@ -450,7 +466,7 @@ export function trainerState(result: TrainResult, args: TrainingArgs): Record<st
     is_hyper_param_search: false,
     is_local_process_zero: true,
     is_world_process_zero: true,
-    log_history: result.logHistory,
+    log_history: [...result.logHistory, ...end],
     logging_steps: args.loggingSteps,
     max_steps: result.totalSteps,
     num_train_epochs: args.epochs,

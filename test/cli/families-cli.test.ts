@@ -12,6 +12,7 @@ import { readSafetensors } from "../../src/io/safetensors.js";
 import { TINY, tempDir } from "../helpers.js";
 import { NATIVE } from "../backends.js";
 import { checkFamilyTrajectory, familyDir, familyReference, FAMILY_FIXTURES } from "../model/family-reference.js";
+import { stepLogs } from "../helpers.js";
 import { assertOneLineError, craftModel, run } from "./cli-helpers.js";
 
 const csvCell = (s: string): string => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
@@ -36,7 +37,7 @@ for (const name of FAMILY_FIXTURES) for (const strategy of ["full", "head_only"]
     assert.equal(r.code, 0, r.stderr);
     const state = JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8"));
     const saved = readSafetensors(join(out, "model.safetensors"));
-    checkFamilyTrajectory(ref, strategy, state.log_history, new Map([...saved].map(([k, v]) => [k, v.data])));
+    checkFamilyTrajectory(ref, strategy, stepLogs(state.log_history), new Map([...saved].map(([k, v]) => [k, v.data])));
     const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8"));
     const original = JSON.parse(readFileSync(join(ref.dir, "config.json"), "utf8"));
     assert.deepEqual(config.architectures, original.architectures);

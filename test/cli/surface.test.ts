@@ -140,3 +140,30 @@ test("a mistyped model path says no such folder first, offline or not; an lr typ
   assert.equal(fine.code, 0, fine.stderr);
   assert.doesNotMatch(fine.stderr, /warning: --learning-rate/);
 });
+
+test("metrics.json's train_loss is the whole run's mean step loss (HF), an end-of-run line gives runtime and samples/s, --max-steps is stated as such", () => {
+  const dir = tempDir();
+  const file = join(dir, "train.csv");
+  writeFileSync(file, ["text,label", ...ROWS.map(([t, l]) => `${t},${l}`)].join("\n") + "\n");
+  const out = join(dir, "out");
+  const r = run(["train", "--model", TINY, "--train-file", file, "--output-dir", out, "--epochs", "2", "--batch-size", "2",
+    "--logging-steps", "1", "--learning-rate", "1e-3", "--precision", "fp32"]);
+  assert.equal(r.code, 0, r.stderr);
+  const state = JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")) as { log_history: Record<string, number>[] };
+  const steps = state.log_history.filter((e) => "loss" in e);
+  assert.equal(steps.length, 6);
+  const mean = steps.reduce((a, e) => a + e.loss!, 0) / steps.length;
+  const metrics = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8")) as Record<string, number>;
+  assert.ok(Math.abs(metrics.train_loss! - mean) < 1e-6 * Math.abs(mean), `${metrics.train_loss} vs ${mean}`);
+  const lastEpoch = steps.slice(3).reduce((a, e) => a + e.loss!, 0) / 3;
+  assert.ok(Math.abs(metrics.train_loss! - lastEpoch) > 1e-6, "not the last epoch's mean");
+  assert.ok(metrics.train_samples_per_second! > 0 && metrics.train_steps_per_second! > 0);
+  const end = state.log_history.at(-1)!;
+  assert.equal(end.train_loss, metrics.train_loss, "trainer_state.json closes with HF's summary entry");
+  assert.equal(end.step, 6);
+  assert.match(r.stderr, /train_runtime: [\d.]+ s \| train_samples_per_second: [\d.]+ \| train_steps_per_second: [\d.]+ \| train_loss: [\d.]+/);
+  assert.match(r.stderr, /step 6\/6 \| .* \| ETA 0s/);
+  const capped = run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "capped"), "--max-steps", "2", "--batch-size", "2", "--precision", "fp32"]);
+  assert.equal(capped.code, 0, capped.stderr);
+  assert.match(capped.stderr, /training 2 steps \(--max-steps 2; an epoch is 3 step\(s\)\)/);
+});
