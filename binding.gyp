@@ -2,7 +2,16 @@
   "targets": [
     {
       "target_name": "weitiao",
-      "sources": ["native/weitiao.cc"],
+      "sources": [
+        "native/binding.cc",
+        "native/gemm.cc",
+        "native/activations.cc",
+        "native/layernorm.cc",
+        "native/attention.cc",
+        "native/embedding.cc",
+        "native/loss.cc",
+        "native/optimizer.cc"
+      ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

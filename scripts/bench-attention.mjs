@@ -36,7 +36,7 @@ function setup(B) {
   const copy = (x) => ({ data: new Uint16Array(n), ready: false, x });
   const copies = { q: copy(q), k: copy(k), v: copy(v) };
   const mask = new Float32Array(B * T);
-  backend.attentionForward(q, k, v, mask, { batch: B, seqLen: T, heads: H, headDim: D }, new Float32Array(P), new Float32Array(n), null, null, copies);
+  backend.attentionForward({ q, k, v, keyMask: mask, shape: { batch: B, seqLen: T, heads: H, headDim: D }, probs: new Float32Array(P), ctx: new Float32Array(n), dropout: null, keep: null, copies });
   return { B, n, P, q, k, v, dctx, mask, copies };
 }
 
@@ -50,8 +50,8 @@ function setup(B) {
   const drop = { p: 0.1, seed: 1, offset: 0 };
   for (const withLengths of [false, true]) {
     const shape = { batch: s.B, seqLen: T, heads: H, headDim: D, lengths: withLengths ? lengths : undefined };
-    const forward = median(() => backend.attentionForward(s.q, s.k, s.v, s.mask, shape, probs, ctx, drop, keep, s.copies));
-    const backward = median(() => backend.attentionBackward(s.q, s.k, s.v, probs, keep, drop.p, s.dctx, shape, dq, dk, dv, s.copies));
+    const forward = median(() => backend.attentionForward({ q: s.q, k: s.k, v: s.v, keyMask: s.mask, shape, probs, ctx, dropout: drop, keep, copies: s.copies }));
+    const backward = median(() => backend.attentionBackward({ q: s.q, k: s.k, v: s.v, probs, keep, dropoutP: drop.p, dctx: s.dctx, shape, dq, dk, dv, copies: s.copies }));
     console.log(JSON.stringify({ case: "train_padded", batch: s.B, lengths: withLengths, forward_ms: forward, backward_ms: backward }));
   }
 }
@@ -62,7 +62,7 @@ function setup(B) {
   const probs = new Float32Array(s.P), ctx = new Float32Array(s.n);
   const shape = { batch: s.B, seqLen: T, heads: H, headDim: D };
   for (const kept of [true, false]) {
-    const forward = median(() => backend.attentionForward(s.q, s.k, s.v, s.mask, shape, kept ? probs : null, ctx, null, null, s.copies));
+    const forward = median(() => backend.attentionForward({ q: s.q, k: s.k, v: s.v, keyMask: s.mask, shape, probs: kept ? probs : null, ctx, dropout: null, keep: null, copies: s.copies }));
     console.log(JSON.stringify({ case: "infer", batch: s.B, probabilities_kept: kept, forward_ms: forward }));
   }
 }

@@ -104,6 +104,11 @@ const GELU_NEW_C = Math.sqrt(2 / Math.PI);
 export const tsBackend: Backend = {
   name: "typescript",
   supportsFloat64: true,
+  // packedAttention takes packed rows at any length: nothing to round up to.
+  packedLengthMultiple: 1,
+  // No kernels per row count here, but packed batches keep the native backend's rows, so that both backends compute
+  // the same rows (the parity tests compare them).
+  rowCountMultiple: 32,
 
   linearForward(x, w, b, y, rows, inF, outF) {
     gemm(false, true, rows, outF, inF, x, inF, w, inF, y, outF, false);
@@ -222,7 +227,7 @@ export const tsBackend: Backend = {
     }
   },
 
-  attentionForward(q, k, v, keyMask, shape, probs, ctx, dropout, keep) {
+  attentionForward({ q, k, v, keyMask, shape, probs, ctx, dropout, keep }) {
     const { batch: B, seqLen: T, heads: H, headDim: D } = shape;
     const Tq = shape.queryLen ?? T;
     const W = H * D;
@@ -273,7 +278,7 @@ export const tsBackend: Backend = {
 
   packedAttention: (shape) => (shape.queryLen ?? shape.seqLen) === shape.seqLen,
 
-  attentionBackward(q, k, v, probs, keep, dropoutP, dctx, shape, dq, dk, dv) {
+  attentionBackward({ q, k, v, probs, keep, dropoutP, dctx, shape, dq, dk, dv }) {
     const { batch: B, seqLen: T, heads: H, headDim: D } = shape;
     const Tq = shape.queryLen ?? T;
     const W = H * D;
@@ -345,7 +350,7 @@ export const tsBackend: Backend = {
     }
   },
 
-  dropoutAddLayerNorm(x, residual, gamma, beta, sum, y, mean, rstd, rows, cols, eps, dropout, keep) {
+  dropoutAddLayerNorm({ x, residual, gamma, beta, sum, y, mean, rstd, rows, cols, eps, dropout, keep }) {
     const n = rows * cols;
     if (dropout) tsBackend.dropoutForward(x, sum, keep!, n, dropout);
     tsBackend.add(dropout ? sum : x, residual, sum, n);
@@ -406,7 +411,7 @@ export const tsBackend: Backend = {
     }
   },
 
-  adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale = 1) {
+  adamw({ p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale = 1 }) {
     const bc1 = 1 - Math.pow(beta1, step);
     const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, step));
     const stepSize = lr / bc1;

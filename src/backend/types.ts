@@ -101,6 +101,95 @@ export interface AttentionShape {
 
 export type PointwiseActivation = "gelu_new" | "relu";
 
+/**
+ * attentionForward's arguments: scaled dot-product attention over q [B·Tq, H·D] and k, v [B·T, H·D]
+ * (Tq = shape.queryLen ?? T).
+ */
+export interface AttentionForwardArgs {
+  q: FArray;
+  k: FArray;
+  v: FArray;
+  /** Additive key mask [B·T]: 0 or −∞ per key. */
+  keyMask: Float32Array;
+  shape: AttentionShape;
+  /**
+   * The softmax probabilities [B,H,Tq,T] (before dropout), saved for backward; null when no backward will run: then
+   * neither they nor the dropout mask are kept, so a backend may hold each head's probabilities in scratch.
+   */
+  probs: FArray | null;
+  /** The output [B·Tq, H·D]. */
+  ctx: FArray;
+  /** Dropout on the probabilities, or null for none. */
+  dropout: DropoutSpec | null;
+  /** The dropout keep-mask [B,H,Tq,T], saved for backward; with it null dropout still applies, its mask unkept. */
+  keep: Uint8Array | null;
+  copies?: AttentionCopies | null;
+}
+
+/** attentionBackward's arguments: the forward's inputs and saved tensors, dctx, and dq, dk, dv (overwritten). */
+export interface AttentionBackwardArgs {
+  q: FArray;
+  k: FArray;
+  v: FArray;
+  /** The probabilities the forward saved. */
+  probs: FArray;
+  /** The forward's keep-mask, or null when it ran without dropout. */
+  keep: Uint8Array | null;
+  /** The forward's dropout probability (read with keep). */
+  dropoutP: number;
+  dctx: FArray;
+  shape: AttentionShape;
+  dq: FArray;
+  dk: FArray;
+  dv: FArray;
+  copies?: AttentionCopies | null;
+}
+
+/**
+ * dropoutAddLayerNorm's arguments: sum = dropout(x) + residual and y = LayerNorm(sum) over rows × cols, with mean and
+ * 1/σ per row saved.
+ */
+export interface DropoutAddLayerNormArgs {
+  x: FArray;
+  residual: FArray;
+  gamma: FArray;
+  beta: FArray;
+  sum: FArray;
+  y: FArray;
+  mean: FArray;
+  rstd: FArray;
+  rows: number;
+  cols: number;
+  eps: number;
+  /** Dropout on x, or null for none. */
+  dropout: DropoutSpec | null;
+  /** The dropout mask (with dropout). */
+  keep: Uint8Array | null;
+  /** y's bf16 copy, written too when given (see Bf16Copy). */
+  yCopy?: Bf16Copy | null;
+}
+
+/** adamw's arguments: one parameter's flat slice of n values, its gradient and moments, and the hyperparameters. */
+export interface AdamWArgs {
+  p: FArray;
+  g: FArray;
+  m: FArray;
+  v: FArray;
+  n: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** This parameter's update count, from 1 (bias correction). */
+  step: number;
+  /**
+   * Gradient clipping's coefficient (default 1): multiplies each gradient as it is read, exactly as scale() would have
+   * beforehand, without a separate pass; g itself is left as it is.
+   */
+  gradScale?: number;
+}
+
 export interface Backend {
   readonly name: string;
   /** True when this backend can run float64 tensors (gradient checks). */
@@ -112,6 +201,19 @@ export interface Backend {
    * back it with huge pages if the system allows. Contents and results are unaffected.
    */
   adviseHugePages?(buffer: ArrayBuffer): void;
+  /**
+   * Where packedAttention refuses a packed batch at its padded length, it may take one at a padded length rounded up
+   * to a multiple of this (the extra keys masked): the model then rounds up rather than moving the rows to the padded
+   * layout and back (see TaskModel.attentionPlan). The native bf16 backend's per-head kernels work in tiles of 16 rows
+   * along the sequence; 1 where any length that can be taken is taken as it is.
+   */
+  readonly packedLengthMultiple: number;
+  /**
+   * A packed batch's row count (real tokens, then a few padding rows kept) is rounded up to a multiple of this: the
+   * native backend builds its GEMM kernels (oneDNN primitives) per row count, and real token counts would make nearly
+   * every batch a new one (see TaskModel.tokenRows).
+   */
+  readonly rowCountMultiple: number;
 
   /**
    * y[rows,out] = x[rows,in] · Wᵀ + b, with W stored [out,in] as torch.nn.Linear does. `xCopy`: see Bf16Copy. With
@@ -165,17 +267,11 @@ export interface Backend {
    * dropout keep-mask for backward; with `probs` null (no backward will run) neither is kept, so a backend may hold
    * each head's probabilities in scratch (with `keep` null dropout still applies, its mask unkept).
    */
-  attentionForward(
-    q: FArray, k: FArray, v: FArray, keyMask: Float32Array, shape: AttentionShape,
-    probs: FArray | null, ctx: FArray, dropout: DropoutSpec | null, keep: Uint8Array | null, copies?: AttentionCopies | null,
-  ): void;
+  attentionForward(args: AttentionForwardArgs): void;
   /** Whether attention takes this shape's rows packed (AttentionShape.starts); when absent, it does not. */
   packedAttention?(shape: AttentionShape): boolean;
   /** dq, dk, dv overwritten. */
-  attentionBackward(
-    q: FArray, k: FArray, v: FArray, probs: FArray, keep: Uint8Array | null, dropoutP: number,
-    dctx: FArray, shape: AttentionShape, dq: FArray, dk: FArray, dv: FArray, copies?: AttentionCopies | null,
-  ): void;
+  attentionBackward(args: AttentionBackwardArgs): void;
 
   /** y = x · keep / (1 − p), drawing keep from the counter-based RNG. */
   dropoutForward(x: FArray, y: FArray, keep: Uint8Array, n: number, spec: DropoutSpec): void;
@@ -184,10 +280,7 @@ export interface Backend {
    * as dropoutForward (same stream, same mask in `keep`), add and layerNormForward one after the other. No dropout
    * when `dropout` is null. With `yCopy`, y's bf16 copy is written too (see Bf16Copy).
    */
-  dropoutAddLayerNorm(
-    x: FArray, residual: FArray, gamma: FArray, beta: FArray, sum: FArray, y: FArray, mean: FArray, rstd: FArray,
-    rows: number, cols: number, eps: number, dropout: DropoutSpec | null, keep: Uint8Array | null, yCopy?: Bf16Copy | null,
-  ): void;
+  dropoutAddLayerNorm(args: DropoutAddLayerNormArgs): void;
   dropoutBackward(dy: FArray, dx: FArray, keep: Uint8Array, n: number, p: number): void;
 
   /** out[r,:] = word[ids[r]] + pos[posIds[r]] + type[typeIds[r]]. */
@@ -213,10 +306,7 @@ export interface Backend {
    * `gradScale` (gradient clipping's coefficient, default 1) multiplies each gradient as it is read, exactly as
    * scale() would have beforehand, without a separate pass; g itself is left as it is.
    */
-  adamw(
-    p: FArray, g: FArray, m: FArray, v: FArray, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale?: number,
-  ): void;
+  adamw(args: AdamWArgs): void;
   /** Σ x², accumulated in float64. */
   sumSquares(x: FArray, n: number): number;
   /** x ← x · s: clipping as a separate pass, the reference that adamw's gradScale is tested against. */

@@ -22,7 +22,7 @@
  * backend that cannot take packed rows at that shape, it runs on the padded layout, its inputs and outputs moved
  * there and back). HF computes the padding rows and discards them; nothing a real token computes depends on them, so
  * logits and gradients are the same.
- * (A few padding rows are kept, so that row counts come in steps of PACKED_ROWS_MULTIPLE.)
+ * (A few padding rows are kept, so that row counts come in steps of the backend's rowCountMultiple.)
  */
 import type { AttentionCopies, AttentionShape, Backend, Bf16Copy, FArray, LinearBackwardOptions } from "../backend/types.js";
 import { type BertConfig, familyOfConfig, maxSequenceLength } from "./config.js";
@@ -76,9 +76,6 @@ interface AttentionPlan {
   shape: AttentionShape;
   keyMask: Float32Array;
 }
-
-/** A packed batch's row count is a multiple of this (see TaskModel.tokenRows). */
-export const PACKED_ROWS_MULTIPLE = 32;
 
 /** The typed arrays that move between the packed and padded layouts (activations, their bf16 copies, token ids). */
 type RowArray = Float32Array | Float64Array | Uint16Array | Int32Array;
@@ -330,7 +327,10 @@ export class TaskModel {
     const sum = this.alloc(n);
     const mean = this.alloc(rows);
     const rstd = this.alloc(rows);
-    this.backend.dropoutAddLayerNorm(x, residual, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), sum, y, mean, rstd, rows, cols, this.config.layer_norm_eps, spec, keep, yCopy);
+    this.backend.dropoutAddLayerNorm({
+      x, residual, gamma: this.w(`${prefix}.weight`), beta: this.w(`${prefix}.bias`), sum, y, mean, rstd, rows, cols,
+      eps: this.config.layer_norm_eps, dropout: spec, keep, yCopy,
+    });
     return { y, sum, mean, rstd, drop: { keep: save ? keep : null, p: spec ? p : 0 } };
   }
 
@@ -462,9 +462,9 @@ export class TaskModel {
   /**
    * Attention's shape and key mask for a pass's layers: every row a query, or [CLS] only (`clsOnly`). A packed batch
    * whose every row is a query tells attention each sequence's length (it may skip the padding) and, where the
-   * backend takes them, the packed rows' starts (no move to the padded layout). The native bf16 kernels take packed
-   * rows at lengths that are multiples of 16 (their tile); as packed rows do not depend on the padded length, such a
-   * backend gets one rounded up (its extra keys masked) rather than the moves.
+   * backend takes them, the packed rows' starts (no move to the padded layout). A backend may take packed rows only at
+   * lengths that are multiples of its packedLengthMultiple (the native bf16 kernels' tile of 16); as packed rows do not
+   * depend on the padded length, such a backend gets one rounded up (its extra keys masked) rather than the moves.
    */
   private attentionPlan(input: ModelInput, tokens: TokenRows, keyMask: Float32Array, clsOnly: boolean): AttentionPlan {
     const { batch: B, seqLen: T } = input;
@@ -473,11 +473,12 @@ export class TaskModel {
     if (!tokens.packed || clsOnly) return { shape, keyMask };
     const packed = { lengths: tokens.lengths, starts: tokens.starts };
     if (this.backend.packedAttention?.({ ...shape, ...packed })) return { shape: { ...shape, ...packed }, keyMask };
-    const T16 = Math.ceil(T / 16) * 16;
-    const rounded: AttentionShape = { ...shape, seqLen: T16, queryLen: T16, ...packed };
-    if (T16 !== T && this.backend.packedAttention?.(rounded)) {
-      const mask = new Float32Array(B * T16).fill(-Infinity);
-      for (let b = 0; b < B; b++) mask.set(keyMask.subarray(b * T, b * T + T), b * T16);
+    const multiple = this.backend.packedLengthMultiple;
+    const Tr = Math.ceil(T / multiple) * multiple;
+    const rounded: AttentionShape = { ...shape, seqLen: Tr, queryLen: Tr, ...packed };
+    if (Tr !== T && this.backend.packedAttention?.(rounded)) {
+      const mask = new Float32Array(B * Tr).fill(-Infinity);
+      for (let b = 0; b < B; b++) mask.set(keyMask.subarray(b * T, b * T + T), b * Tr);
       return { shape: rounded, keyMask: mask };
     }
     return { shape: { ...shape, lengths: tokens.lengths }, keyMask };
@@ -493,9 +494,9 @@ export class TaskModel {
 
   /**
    * Which rows the modules run on: packed when `packTokens` is on and the batch is right-padded (every mask a run of
-   * at least one 1, then 0s) with padding to leave out, else the padded layout. A packed batch keeps a multiple of
-   * PACKED_ROWS_MULTIPLE rows, the last sequences keeping some of their padding rows: the native backend builds GEMM
-   * kernels per row count, and real token counts would make nearly every batch a new one.
+   * at least one 1, then 0s) with padding to leave out, else the padded layout. A packed batch keeps a multiple of the
+   * backend's rowCountMultiple rows, the last sequences keeping some of their padding rows: the native backend builds
+   * GEMM kernels per row count, and real token counts would make nearly every batch a new one.
    */
   private tokenRows(input: ModelInput): TokenRows {
     const { batch: B, seqLen: T, attentionMask: mask } = input;
@@ -509,7 +510,8 @@ export class TaskModel {
       lengths[b] = n;
     }
     const real = lengths.reduce((sum, n) => sum + n, 0);
-    const rows = Math.ceil(real / PACKED_ROWS_MULTIPLE) * PACKED_ROWS_MULTIPLE;
+    const multiple = this.backend.rowCountMultiple;
+    const rows = Math.ceil(real / multiple) * multiple;
     const packed = this.packTokens && rightPadded && rows < B * T;
     if (!packed) lengths.fill(T);
     for (let b = B - 1, extra = rows - real; packed && extra > 0; b--) {
@@ -611,7 +613,7 @@ export class TaskModel {
     const paddedCtx = moveQuery ? this.allocTemp(B * T * H) : gemmInput(rows * H);
     const attnDrop = stream && this.attentionDropout > 0 ? stream.next(this.attentionDropout, nProbs) : null;
     const attnKeep = attnDrop && save ? this.current.byte(nProbs) : null;
-    this.backend.attentionForward(q, k, v, plan.keyMask, shape, probs, paddedCtx, attnDrop, attnKeep, copies.attention);
+    this.backend.attentionForward({ q, k, v, keyMask: plan.keyMask, shape, probs, ctx: paddedCtx, dropout: attnDrop, keep: attnKeep, copies: copies.attention });
     let ctx = paddedCtx;
     if (moveQuery) {
       ctx = gemmInput(rows * H);
@@ -693,7 +695,10 @@ export class TaskModel {
     const dq = this.alloc((moveQuery ? B * T : rows) * H);
     const dk = this.alloc(kvLayoutRows * H);
     const dv = this.alloc(kvLayoutRows * H);
-    this.backend.attentionBackward(c.q, c.k, c.v, c.probs, c.attnKeep, this.attentionDropout, dCtx, c.attention, dq, dk, dv, attention);
+    this.backend.attentionBackward({
+      q: c.q, k: c.k, v: c.v, probs: c.probs, keep: c.attnKeep, dropoutP: this.attentionDropout, dctx: dCtx, shape: c.attention, dq, dk, dv,
+      copies: attention,
+    });
     const packed = (d: FArray, moved: boolean, size: number): FArray => (moved ? this.toPacked(d, this.alloc(size), H, tokens, T) : d);
     // K, V (and Q, when it has every row) add their input gradients onto the residual branch's, dSum1, in place (as
     // for dSum2 above) as the products are stored

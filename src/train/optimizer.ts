@@ -40,12 +40,13 @@ export class AdamW {
       if (!trainable[i]) return;
       const end = s.offset + s.size;
       this.steps[i]! += 1;
-      backend.adamw(
-        params.data.subarray(s.offset, end), params.grad.subarray(s.offset, end),
-        this.m.subarray(s.offset, end), this.v.subarray(s.offset, end), s.size,
-        lr * lrScale(i), this.opts.beta1, this.opts.beta2, this.opts.eps,
-        (this.opts.noDecay ? this.opts.noDecay(s.name) : s.noDecay ?? isNoDecay(s.name)) ? 0 : this.opts.weightDecay, this.steps[i]!, gradScale,
-      );
+      backend.adamw({
+        p: params.data.subarray(s.offset, end), g: params.grad.subarray(s.offset, end),
+        m: this.m.subarray(s.offset, end), v: this.v.subarray(s.offset, end), n: s.size,
+        lr: lr * lrScale(i), beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps,
+        weightDecay: (this.opts.noDecay ? this.opts.noDecay(s.name) : s.noDecay ?? isNoDecay(s.name)) ? 0 : this.opts.weightDecay,
+        step: this.steps[i]!, gradScale,
+      });
     });
   }
 }

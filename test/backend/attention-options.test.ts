@@ -50,8 +50,8 @@ for (const backend of EVERY_BACKEND) {
     const drop = { p: 0.2, seed: 9, offset: 5 };
     const run = (be: Backend, shape: AttentionShape): Run => {
       const r: Run = { probs: new Float32Array(P).fill(NaN), keep: new Uint8Array(P).fill(7), ctx: new Float32Array(n), dq: new Float32Array(n), dk: new Float32Array(n), dv: new Float32Array(n) };
-      be.attentionForward(q, k, v, mask, shape, r.probs, r.ctx, drop, r.keep);
-      be.attentionBackward(q, k, v, r.probs, r.keep, drop.p, dctx, shape, r.dq, r.dk, r.dv);
+      be.attentionForward({ q, k, v, keyMask: mask, shape, probs: r.probs, ctx: r.ctx, dropout: drop, keep: r.keep });
+      be.attentionBackward({ q, k, v, probs: r.probs, keep: r.keep, dropoutP: drop.p, dctx, shape, dq: r.dq, dk: r.dk, dv: r.dv });
       return r;
     };
     const shape = { batch: B, seqLen: T, heads: H, headDim: D };
@@ -111,8 +111,8 @@ for (const backend of EVERY_BACKEND) {
     };
     const drop = { p: 0.2, seed: 3, offset: 1 };
     const padded = { probs: new Float32Array(P), keep: new Uint8Array(P), ctx: new Float32Array(n), dq: new Float32Array(n), dk: new Float32Array(n), dv: new Float32Array(n) };
-    backend.attentionForward(q, k, v, mask, shape, padded.probs, padded.ctx, drop, padded.keep);
-    backend.attentionBackward(q, k, v, padded.probs, padded.keep, drop.p, dctx, shape, padded.dq, padded.dk, padded.dv);
+    backend.attentionForward({ q, k, v, keyMask: mask, shape, probs: padded.probs, ctx: padded.ctx, dropout: drop, keep: padded.keep });
+    backend.attentionBackward({ q, k, v, probs: padded.probs, keep: padded.keep, dropoutP: drop.p, dctx, shape, dq: padded.dq, dk: padded.dk, dv: padded.dv });
     const [pq, pk, pv, pdctx] = [q, k, v, dctx].map(pack) as [Float32Array, Float32Array, Float32Array, Float32Array];
     const realEntry = (p: number): boolean => {
       const b = Math.floor(p / (H * T * T)), i = Math.floor(p / T) % T, j = p % T;
@@ -123,8 +123,8 @@ for (const backend of EVERY_BACKEND) {
     const copy = (): Bf16Copy => ({ data: new Uint16Array((rows + 16) * W).fill(0x7fc0).subarray(0, rows * W), ready: false });
     for (const copies of backend.usesBf16Copies ? [null, { q: copy(), k: copy(), v: copy(), dctx: { data: bf16Bits(pdctx), ready: true } }] : [null]) {
       const packed = { probs: new Float32Array(P), keep: new Uint8Array(P), ctx: new Float32Array(rows * W), dq: new Float32Array(rows * W), dk: new Float32Array(rows * W), dv: new Float32Array(rows * W) };
-      backend.attentionForward(pq, pk, pv, mask, packedShape, packed.probs, packed.ctx, drop, packed.keep, copies);
-      backend.attentionBackward(pq, pk, pv, packed.probs, packed.keep, drop.p, pdctx, packedShape, packed.dq, packed.dk, packed.dv, copies);
+      backend.attentionForward({ q: pq, k: pk, v: pv, keyMask: mask, shape: packedShape, probs: packed.probs, ctx: packed.ctx, dropout: drop, keep: packed.keep, copies });
+      backend.attentionBackward({ q: pq, k: pk, v: pv, probs: packed.probs, keep: packed.keep, dropoutP: drop.p, dctx: pdctx, shape: packedShape, dq: packed.dq, dk: packed.dk, dv: packed.dv, copies });
       const label = copies ? "with copies: " : "";
       for (let p = 0; p < P; p++) if (realEntry(p)) assert.equal(packed.keep[p], padded.keep[p], `${label}dropout mask at ${p}`);
       assert.ok(relErr(packed.probs, padded.probs, realEntry) < 1e-6, `${label}probs rel ${relErr(packed.probs, padded.probs, realEntry)}`);
@@ -146,8 +146,8 @@ for (const backend of EVERY_BACKEND) {
       const mask = Float32Array.from({ length: b * t }, (_, i) => (i % t >= t - 3 ? -Infinity : 0));
       for (const drop of [null, { p: 0.25, seed: 4, offset: 9 }]) {
         const kept = new Float32Array(qn), unkept = new Float32Array(qn);
-        backend.attentionForward(q, k, v, mask, shape, new Float32Array(p), kept, drop, drop && new Uint8Array(p));
-        backend.attentionForward(q, k, v, mask, shape, null, unkept, drop, null);
+        backend.attentionForward({ q, k, v, keyMask: mask, shape, probs: new Float32Array(p), ctx: kept, dropout: drop, keep: drop && new Uint8Array(p) });
+        backend.attentionForward({ q, k, v, keyMask: mask, shape, probs: null, ctx: unkept, dropout: drop, keep: null });
         const e = relErr(unkept, kept);
         assert.ok(e < 1e-6, `T=${t} D=${d} Tq=${tq} dropout ${drop?.p ?? 0}: ctx rel ${e}`);
       }

@@ -80,15 +80,15 @@ for (const withDropout of [false, true]) {
     const drop = withDropout ? { p: 0.3, seed: 99, offset: 5 } : null;
     const fwd = (qq: Float64Array, kk: Float64Array, vv: Float64Array): Float64Array => {
       const ctx = new Float64Array(n);
-      be.attentionForward(qq, kk, vv, mask, shape, new Float64Array(P), ctx, drop, drop ? new Uint8Array(P) : null);
+      be.attentionForward({ q: qq, k: kk, v: vv, keyMask: mask, shape, probs: new Float64Array(P), ctx, dropout: drop, keep: drop ? new Uint8Array(P) : null });
       return ctx;
     };
     const probs = new Float64Array(P);
     const keep = drop ? new Uint8Array(P) : null;
-    be.attentionForward(q, k, v, mask, shape, probs, new Float64Array(n), drop, keep);
+    be.attentionForward({ q, k, v, keyMask: mask, shape, probs, ctx: new Float64Array(n), dropout: drop, keep });
     if (keep) assert.ok(keep.includes(0) && keep.includes(1));
     const dq = new Float64Array(n), dk = new Float64Array(n), dv = new Float64Array(n);
-    be.attentionBackward(q, k, v, probs, keep, drop?.p ?? 0, proj, shape, dq, dk, dv);
+    be.attentionBackward({ q, k, v, probs, keep, dropoutP: drop?.p ?? 0, dctx: proj, shape, dq, dk, dv });
     check("dq", q, (x) => fwd(x, k, v), dq, proj);
     check("dk", k, (x) => fwd(q, x, v), dk, proj);
     check("dv", v, (x) => fwd(q, k, x), dv, proj);
@@ -104,9 +104,9 @@ test("attention with queryLen 1 ([CLS] rows only) equals the first query row of 
   const qCls = new Float64Array(B * W);
   for (let b = 0; b < B; b++) qCls.set(q.subarray(b * T * W, b * T * W + W), b * W);
   const ctxFull = new Float64Array(B * T * W), pFull = new Float64Array(B * 2 * T * T);
-  be.attentionForward(q, k, v, mask, full, pFull, ctxFull, null, null);
+  be.attentionForward({ q, k, v, keyMask: mask, shape: full, probs: pFull, ctx: ctxFull, dropout: null, keep: null });
   const ctx = new Float64Array(B * W), probs = new Float64Array(B * 2 * T);
-  be.attentionForward(qCls, k, v, mask, cls, probs, ctx, null, null);
+  be.attentionForward({ q: qCls, k, v, keyMask: mask, shape: cls, probs, ctx, dropout: null, keep: null });
   for (let b = 0; b < B; b++) {
     for (let d = 0; d < W; d++) assert.ok(Math.abs(ctx[b * W + d]! - ctxFull[b * T * W + d]!) < 1e-14);
     for (let h = 0; h < 2; h++) for (let j = 0; j < T; j++) {
@@ -116,14 +116,14 @@ test("attention with queryLen 1 ([CLS] rows only) equals the first query row of 
   const drop = { p: 0.3, seed: 5, offset: 2 };
   const fwd = (qq: Float64Array, kk: Float64Array, vv: Float64Array): Float64Array => {
     const c = new Float64Array(B * W);
-    be.attentionForward(qq, kk, vv, mask, cls, new Float64Array(B * 2 * T), c, drop, new Uint8Array(B * 2 * T));
+    be.attentionForward({ q: qq, k: kk, v: vv, keyMask: mask, shape: cls, probs: new Float64Array(B * 2 * T), ctx: c, dropout: drop, keep: new Uint8Array(B * 2 * T) });
     return c;
   };
   const keep = new Uint8Array(B * 2 * T);
-  be.attentionForward(qCls, k, v, mask, cls, probs, new Float64Array(B * W), drop, keep);
+  be.attentionForward({ q: qCls, k, v, keyMask: mask, shape: cls, probs, ctx: new Float64Array(B * W), dropout: drop, keep });
   const proj = rand(B * W);
   const dq = new Float64Array(B * W), dk = new Float64Array(B * T * W), dv = new Float64Array(B * T * W);
-  be.attentionBackward(qCls, k, v, probs, keep, drop.p, proj, cls, dq, dk, dv);
+  be.attentionBackward({ q: qCls, k, v, probs, keep, dropoutP: drop.p, dctx: proj, shape: cls, dq, dk, dv });
   check("dq", qCls, (x) => fwd(x, k, v), dq, proj);
   check("dk", k, (x) => fwd(qCls, x, v), dk, proj);
   check("dv", v, (x) => fwd(qCls, k, x), dv, proj);

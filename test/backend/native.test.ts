@@ -51,8 +51,8 @@ function compareAttention(nb: Backend, shape: AttentionShape, drop: DropoutSpec,
   const run = (be: Backend) => {
     const probs = new Float32Array(P), ctx = new Float32Array(qn), keep = new Uint8Array(P);
     const dq = new Float32Array(qn), dk = new Float32Array(kn), dv = new Float32Array(kn);
-    be.attentionForward(q, k, v, mask, shape, probs, ctx, drop, keep);
-    be.attentionBackward(q, k, v, probs, keep, drop.p, dctx, shape, dq, dk, dv);
+    be.attentionForward({ q, k, v, keyMask: mask, shape, probs, ctx, dropout: drop, keep });
+    be.attentionBackward({ q, k, v, probs, keep, dropoutP: drop.p, dctx, shape, dq, dk, dv });
     return { probs, ctx, keep, dq, dk, dv };
   };
   const r = run(ref), n = run(nb);
@@ -113,7 +113,7 @@ test("native kernels equal the reference kernels", { skip }, async () => {
   for (const spec of [{ p: 0.1, seed: 9, offset: 5 }, null]) {
     const run = (be: Backend) => {
       const o = { sum: new Float32Array(LR * LC), y: new Float32Array(LR * LC), mean: new Float32Array(LR), rstd: new Float32Array(LR), keep: new Uint8Array(LR * LC) };
-      be.dropoutAddLayerNorm(lx, lres, lg, lb, o.sum, o.y, o.mean, o.rstd, LR, LC, 1e-12, spec, spec ? o.keep : null);
+      be.dropoutAddLayerNorm({ x: lx, residual: lres, gamma: lg, beta: lb, sum: o.sum, y: o.y, mean: o.mean, rstd: o.rstd, rows: LR, cols: LC, eps: 1e-12, dropout: spec, keep: spec ? o.keep : null });
       return o;
     };
     const fr = run(ref), fn = run(nb);
@@ -124,7 +124,8 @@ test("native kernels equal the reference kernels", { skip }, async () => {
 
   const p = rand(n), gg = rand(n), mm = rand(n, 0.1), vv = Float32Array.from(rand(n), (t) => t * t);
   const [pa, ma, va] = [Float32Array.from(p), Float32Array.from(mm), Float32Array.from(vv)];
-  ref.adamw(p, gg, mm, vv, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3); nb.adamw(pa, gg, ma, va, n, 1e-3, 0.9, 0.999, 1e-8, 0.01, 3);
+  const hyper = { n, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 3 };
+  ref.adamw({ p, g: gg, m: mm, v: vv, ...hyper }); nb.adamw({ p: pa, g: gg, m: ma, v: va, ...hyper });
   same("adamw params", pa, p, 1e-7); same("adamw m", ma, mm, 1e-7); same("adamw v", va, vv, 1e-7);
   assert.ok(Math.abs(nb.sumSquares(gg, n) - ref.sumSquares(gg, n)) / ref.sumSquares(gg, n) < 1e-12);
 });
@@ -273,28 +274,28 @@ test("bf16 copies: a GEMM input converted once and reused gives bit-identical re
     // with copies of q, k, v and of the dropped probabilities P' (kept by forward, read by backward), and without
     const copies = newCopies();
     const a1 = out(), a2 = out();
-    nb.attentionForward(q, k, v, mask, shape, a1.probs, a1.ctx, drop, drop && a1.keep, copies);
+    nb.attentionForward({ q, k, v, keyMask: mask, shape, probs: a1.probs, ctx: a1.ctx, dropout: drop, keep: drop && a1.keep, copies });
     assert.ok(copies.q.ready && copies.k.ready && copies.v.ready && copies.p.ready);
-    nb.attentionForward(q, k, v, mask, shape, a2.probs, a2.ctx, drop, drop && a2.keep, null);
+    nb.attentionForward({ q, k, v, keyMask: mask, shape, probs: a2.probs, ctx: a2.ctx, dropout: drop, keep: drop && a2.keep, copies: null });
     assert.deepEqual(a1.ctx, a2.ctx);
     // attention writing only ctx's copy: ctx in bf16
     const ctxCopy = newCopy(an), ctxOnly = new Float32Array(an).fill(7);
-    nb.attentionForward(q, k, v, mask, shape, new Float32Array(P), ctxOnly, drop, drop && new Uint8Array(P), { ...newCopies(), ctx: ctxCopy });
+    nb.attentionForward({ q, k, v, keyMask: mask, shape, probs: new Float32Array(P), ctx: ctxOnly, dropout: drop, keep: drop && new Uint8Array(P), copies: { ...newCopies(), ctx: ctxCopy } });
     assert.ok(ctxCopy.ready && ctxOnly.every((t) => t === 7));
     assert.deepEqual(ctxCopy.data, bf16Bits(a2.ctx));
-    nb.attentionBackward(q, k, v, a1.probs, drop && a1.keep, drop?.p ?? 0, dctx, shape, a1.dq, a1.dk, a1.dv, copies);
-    nb.attentionBackward(q, k, v, a2.probs, drop && a2.keep, drop?.p ?? 0, dctx, shape, a2.dq, a2.dk, a2.dv, null);
+    nb.attentionBackward({ q, k, v, probs: a1.probs, keep: drop && a1.keep, dropoutP: drop?.p ?? 0, dctx, shape, dq: a1.dq, dk: a1.dk, dv: a1.dv, copies });
+    nb.attentionBackward({ q, k, v, probs: a2.probs, keep: drop && a2.keep, dropoutP: drop?.p ?? 0, dctx, shape, dq: a2.dq, dk: a2.dk, dv: a2.dv, copies: null });
     assert.deepEqual(a1.dq, a2.dq); assert.deepEqual(a1.dk, a2.dk); assert.deepEqual(a1.dv, a2.dv);
     // backward really reads the kept P': stale contents change dV
     copies.p.data.fill(0);
-    nb.attentionBackward(q, k, v, a1.probs, drop && a1.keep, drop?.p ?? 0, dctx, shape, a1.dq, a1.dk, a1.dv, copies);
+    nb.attentionBackward({ q, k, v, probs: a1.probs, keep: drop && a1.keep, dropoutP: drop?.p ?? 0, dctx, shape, dq: a1.dq, dk: a1.dk, dv: a1.dv, copies });
     assert.ok(a1.dv.every((t) => t === 0), "dV from a zeroed P' copy");
   }
 
   // fused dropout+add+LayerNorm filling y's copy: the copy holds y in bf16
   const ly = new Float32Array(R * I), lyCopy = newCopy(R * I);
   const lyConverted = newCopy(R * I);
-  nb.dropoutAddLayerNorm(x, rand(R * I), rand(I), rand(I), new Float32Array(R * I), ly, new Float32Array(R), new Float32Array(R), R, I, 1e-12, { p: 0.1, seed: 3, offset: 0 }, new Uint8Array(R * I), lyCopy);
+  nb.dropoutAddLayerNorm({ x, residual: rand(R * I), gamma: rand(I), beta: rand(I), sum: new Float32Array(R * I), y: ly, mean: new Float32Array(R), rstd: new Float32Array(R), rows: R, cols: I, eps: 1e-12, dropout: { p: 0.1, seed: 3, offset: 0 }, keep: new Uint8Array(R * I), yCopy: lyCopy });
   assert.equal(lyCopy.ready, true);
   const yA = new Float32Array(R * O), yB = new Float32Array(R * O);
   nb.linearForward(ly, w, b, yA, R, I, O, lyCopy);
@@ -342,13 +343,13 @@ test("bf16 copies in backward: dx stored only as its bf16 copy, and attention ba
     const q = rand(an), k = rand(an), v = rand(an), dctx = rand(an), mask = new Float32Array(shape.batch * shape.seqLen);
     const drop = { p: 0.2, seed: 5, offset: 9 };
     const probs = new Float32Array(P), keep = new Uint8Array(P);
-    nb.attentionForward(q, k, v, mask, shape, probs, new Float32Array(an), drop, keep);
+    nb.attentionForward({ q, k, v, keyMask: mask, shape, probs, ctx: new Float32Array(an), dropout: drop, keep });
     const grads3 = () => [new Float32Array(an), new Float32Array(an), new Float32Array(an)] as const;
     const [dq1, dk1, dv1] = grads3(); const [dq2, dk2, dv2] = grads3();
     const dctxCopy = { data: bf16Bits(dctx), ready: true };
     const stale = new Float32Array(an).fill(7); // dctx itself is not read when its copy is ready
-    nb.attentionBackward(q, k, v, probs, keep, drop.p, stale, shape, dq1, dk1, dv1, { q: newCopy(an), k: newCopy(an), v: newCopy(an), dctx: dctxCopy });
-    nb.attentionBackward(q, k, v, probs, keep, drop.p, dctx, shape, dq2, dk2, dv2, null);
+    nb.attentionBackward({ q, k, v, probs, keep, dropoutP: drop.p, dctx: stale, shape, dq: dq1, dk: dk1, dv: dv1, copies: { q: newCopy(an), k: newCopy(an), v: newCopy(an), dctx: dctxCopy } });
+    nb.attentionBackward({ q, k, v, probs, keep, dropoutP: drop.p, dctx, shape, dq: dq2, dk: dk2, dv: dv2, copies: null });
     const label = `T=${shape.seqLen}`;
     assert.deepEqual(dq1, dq2, label); assert.deepEqual(dk1, dk2, label); assert.deepEqual(dv1, dv2, label);
   }

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { EVERY_BACKEND } from "../backends.js";
 import { initParameter, loadModelFromDir } from "../../src/io/checkpoint.js";
 import type { Backend } from "../../src/backend/types.js";
-import { TaskModel, PACKED_ROWS_MULTIPLE, type ModelInput } from "../../src/model/task-model.js";
+import { TaskModel, type ModelInput } from "../../src/model/task-model.js";
 import { parseBertConfig } from "../../src/model/config.js";
 import { Rng } from "../../src/util/rng.js";
 import { crossEntropy, crossEntropyGrad } from "../../src/train/loss.js";
@@ -67,9 +67,11 @@ for (const backend of EVERY_BACKEND) {
     assert.ok(real < B * T / 2, "the fixture batch is mostly padding");
     const packed = run(backend, input, labels, true);
     const padded = run(backend, input, labels, false);
-    // the real tokens and the fewest padding rows that make a multiple of PACKED_ROWS_MULTIPLE
-    assert.ok(real % PACKED_ROWS_MULTIPLE !== 0, "the fixture batch needs some padding rows kept");
-    assert.equal(packed.queryRows, Math.ceil(real / PACKED_ROWS_MULTIPLE) * PACKED_ROWS_MULTIPLE);
+    // the real tokens and the fewest padding rows that make a multiple of the backend's rowCountMultiple (32)
+    const multiple = backend.rowCountMultiple;
+    assert.equal(multiple, 32);
+    assert.ok(real % multiple !== 0, "the fixture batch needs some padding rows kept");
+    assert.equal(packed.queryRows, Math.ceil(real / multiple) * multiple);
     assert.equal(padded.queryRows, B * T);
     assert.ok(relErr(packed.logits, padded.logits) < TOLERANCE, `logits rel ${relErr(packed.logits, padded.logits)}`);
     assert.ok(relErr(packed.grad, padded.grad) < TOLERANCE, `gradients rel ${relErr(packed.grad, padded.grad)}`);
@@ -117,7 +119,7 @@ for (const backend of EVERY_BACKEND) for (const { T, lengths, kept } of PACKED_C
       tokenTypeIds: new Int32Array(B * T), batch: B, seqLen: T,
     };
     const labels = Int32Array.from([0, 1, 1, 0]);
-    const spy = spyOn(backend, "attentionForward", (args) => args[4]);
+    const spy = spyOn(backend, "attentionForward", ([args]) => args.shape);
     const shapes = spy.seen;
     const pass = (packTokens: boolean): { logits: Float32Array; grad: Float32Array } => {
       const model = new TaskModel(config, spy.backend);
