@@ -92,7 +92,8 @@ export function predict(loaded: LoadedModel, inputs: TextInput[], opts: PredictO
   for (const { rows, batch } of lengthSortedCollated(encoded, batchSize, tokenizer.padId)) {
     const { logits } = model.forward(batch.input, { train: false });
     const headOpts = { threshold: opts.threshold ?? 0.5, topLabels: opts.topLabels };
-    for (const [b, i] of rows.entries()) out[i] = model.head.prediction(Array.from(logits.subarray(b * C, b * C + C)), labels, headOpts);
+    // predict runs text-classification models only (loadModel resolves the task), so each row is a ClassPrediction
+    for (const [b, i] of rows.entries()) out[i] = model.head.prediction(Array.from(logits.subarray(b * C, b * C + C)), labels, headOpts) as ClassPrediction;
     done += rows.length;
     opts.onProgress?.(done, inputs.length);
   }

@@ -251,6 +251,8 @@ export interface EncodedExample {
   label: number;
   /** Multi-hot row (multi-label) or [value] (regression). */
   target?: number[];
+  /** Token tasks: a label per token, −100 where none (special tokens, a word's later sub-tokens). */
+  tokenLabels?: number[];
 }
 
 export interface EncodeStats {
@@ -300,5 +302,12 @@ export function collate(batch: EncodedExample[], padId: number): { input: ModelI
   });
   const width = batch[0]?.target?.length ?? 0;
   const targets = width ? Float32Array.from(batch.flatMap((e) => e.target!)) : null;
-  return { input: { inputIds, attentionMask, tokenTypeIds, batch: B, seqLen: T }, labels, targets };
+  const input = { inputIds, attentionMask, tokenTypeIds, batch: B, seqLen: T };
+  if (batch[0]?.tokenLabels) {
+    // token tasks: labels in the padded layout of the ids, −100 at padding
+    const tokenLabels = new Int32Array(B * T).fill(-100);
+    batch.forEach((e, b) => tokenLabels.set(e.tokenLabels!, b * T));
+    return { input, labels: tokenLabels, targets: null };
+  }
+  return { input, labels, targets };
 }

@@ -10,7 +10,7 @@ import type { Backend, FArray } from "../backend/types.js";
 import { TaskModel } from "../model/task-model.js";
 import { type BertConfig, configToJson, parseBertConfig } from "../model/config.js";
 import { bert } from "../model/families/bert.js";
-import { resolveTask } from "../model/task.js";
+import { resolveTask, type Task } from "../model/task.js";
 import type { Family } from "../model/families/family.js";
 import { asFloat32, type DType } from "../model/params.js";
 import { classifierLinears } from "../model/heads/classification.js";
@@ -151,6 +151,8 @@ export interface LoadOptions {
   /** predict/evaluate: every weight must come from the checkpoint, a head of the config's size included; a random
    *  re-initialisation there would give confident nonsense. */
   inference?: boolean;
+  /** The task whose head to build (default text-classification; the CLI resolves it with model/task.ts). */
+  task?: Task;
   log?: (line: string) => void;
 }
 
@@ -185,7 +187,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
   const log = opts.log ?? (() => {});
   const config = readConfig(dir);
   // A folder fine-tuned for another task must not get a classification head to predict with.
-  if (opts.inference) resolveTask(undefined, config);
+  if (opts.inference && !opts.task) resolveTask(undefined, config);
   if (opts.labels && opts.labels.length !== config.num_labels) {
     log(`notice: the checkpoint's classifier has ${config.num_labels} labels, the data ${opts.labels.length}: the classifier is re-initialised`);
   }
@@ -194,7 +196,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
     config.id2label = Object.fromEntries(opts.labels.map((n, i) => [String(i), n]));
     config.label2id = Object.fromEntries(opts.labels.map((n, i) => [n, i]));
   }
-  const model = new TaskModel(config, opts.backend, opts.dtype ?? "float32");
+  const model = new TaskModel(config, opts.backend, opts.dtype ?? "float32", opts.task);
   const { source, description } = opts.weightsFile
     ? { source: openWeightsFile(opts.weightsFile), description: opts.weightsFile }
     : openWeights(dir);

@@ -4,7 +4,7 @@
  */
 import type { FArray } from "../backend/types.js";
 import { type BertConfig, familyOfConfig } from "./config.js";
-import type { HeadLinear } from "./heads/head.js";
+import type { Head } from "./heads/head.js";
 import { classifierLinears } from "./heads/classification.js";
 
 export type DType = "float32" | "float64";
@@ -58,7 +58,7 @@ export interface LayoutEntry {
  * HF's registration order: embeddings (and the projection to hidden_size), the layers (ALBERT: its shared groups),
  * pooler, head.
  */
-export function paramLayout(c: BertConfig, head?: readonly HeadLinear[]): LayoutEntry[] {
+export function paramLayout(c: BertConfig, head?: Pick<Head, "linears" | "reads">): LayoutEntry[] {
   const f = familyOfConfig(c);
   const H = c.hidden_size;
   const E = c.embedding_size;
@@ -92,8 +92,8 @@ export function paramLayout(c: BertConfig, head?: readonly HeadLinear[]): Layout
     linear(n.output, H, I, level);
     norm(n.outputNorm, H, level);
   }
-  if (f.pooler) linear(f.pooler, H, H, L + 1);
-  for (const m of head ?? classifierLinears(f.classifier, H, c.num_labels)) linear(m.name, m.outF, m.inF, L + 2);
+  if (f.pooler && (head?.reads ?? "first") === "first") linear(f.pooler, H, H, L + 1);
+  for (const m of head?.linears ?? classifierLinears(f.classifier, H, c.num_labels)) linear(m.name, m.outF, m.inF, L + 2);
   return out;
 }
 

@@ -30,8 +30,9 @@ import type { EmbeddingNames, Family, LayerNames } from "./families/family.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Arena } from "./arena.js";
 import { type DropoutCache, DropoutStream } from "./dropout.js";
-import type { HeadContext } from "./heads/head.js";
-import { sequenceClassificationHead, type SequenceClassificationHead } from "./heads/classification.js";
+import type { Head, HeadContext } from "./heads/head.js";
+import { headFor } from "./heads/index.js";
+import type { Task } from "./task.js";
 import { allocFloat, type DType, paramLayout, type ParamSpec, ParamStore } from "./params.js";
 
 export interface ModelInput {
@@ -169,7 +170,9 @@ export class TaskModel {
   /** Per layer application, its parameters' names (ALBERT's layers share one group's). */
   private readonly layerNames: LayerNames[];
   /** The task head (heads/head.ts) and what the model lends it. */
-  readonly head: SequenceClassificationHead;
+  readonly head: Head;
+  /** The family's pooler, when the head reads through it (first-token heads). */
+  private readonly pooler: string | null;
   private readonly headContext: HeadContext;
   /** The token-type row of a family without token types (zeros, never trained). */
   private readonly zeroRow: FArray;
@@ -201,15 +204,16 @@ export class TaskModel {
   /** Where allocTemp() takes buffers that only the forward of the current module reads: its scratch arena. */
   private temp: Arena;
 
-  constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32") {
+  constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32", readonly task: Task = "text-classification") {
     const advise = (buffer: ArrayBuffer): void => backend.adviseHugePages?.(buffer);
     this.arena = new Arena(dtype, advise);
     this.scratch = [new Arena(dtype, advise), new Arena(dtype, advise)];
     this.current = this.temp = this.arena;
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
     this.family = familyOfConfig(config);
-    this.head = sequenceClassificationHead(this.family.classifier, config);
-    this.params = new ParamStore(paramLayout(config, this.head.linears), dtype, advise);
+    this.head = headFor(task, this.family, config);
+    this.pooler = this.head.reads === "first" ? this.family.pooler : null;
+    this.params = new ParamStore(paramLayout(config, this.head), dtype, advise);
     this.embeddingNames = this.family.embeddings(config);
     this.projection = this.family.projection(config);
     const groups = config.num_hidden_groups || config.num_hidden_layers;
@@ -766,8 +770,15 @@ export class TaskModel {
       x = r.out;
       hidden?.push(keepHidden(x));
     }
-    // pooler: tanh(W · h[:, 0]); its input is kept for backward in the pass arena (x may be layer scratch)
     this.current = this.arena;
+    if (this.head.reads === "tokens") {
+      // Every token's state, in the padded layout the labels share (padding rows 0)
+      const features = this.fresh(rows * H);
+      if (tokens.packed) this.toPadded(x, features, H, tokens, T);
+      else features.set(x);
+      return { pooled: features, hiddenStates: hidden, partial: save ? { input, tokens, minLevel, embeddings: emb.cache, layers, cls: features, pooled: features } : null };
+    }
+    // pooler: tanh(W · h[:, 0]); its input is kept for backward in the pass arena (x may be layer scratch)
     let cls: FArray;
     if (L > 0 && !hidden) {
       cls = this.alloc(B * H); // the [CLS]-only last layer's whole output
@@ -777,7 +788,7 @@ export class TaskModel {
     }
     // The head's features: the pooler's tanh(W · h[:, 0]), or h[:, 0] itself in families without a pooler
     const pooled = this.fresh(B * H);
-    if (this.family.pooler) this.backend.tanhForward(this.linear(this.family.pooler, cls, B, H, H), pooled, B * H);
+    if (this.pooler) this.backend.tanhForward(this.linear(this.pooler, cls, B, H, H), pooled, B * H);
     else pooled.set(cls);
     return {
       pooled,
@@ -799,14 +810,15 @@ export class TaskModel {
 
   /** Backward through the head; returns d(features) when needed below. */
   classifyBackward(dLogits: FArray, cache: unknown, needDx: boolean): FArray | null {
-    return this.head.backward(this.headContext, dLogits, cache as Parameters<SequenceClassificationHead["backward"]>[2], needDx);
+    return this.head.backward(this.headContext, dLogits, cache, needDx);
   }
 
   // ---------------------------------------------------------------- whole model
 
   forward(input: ModelInput, opts: ForwardOptions): ForwardResult {
     const enc = this.encode(input, opts);
-    const head = this.classify(enc.pooled, input.batch, opts.train, opts.dropoutSeed ?? 0);
+    const rows = this.head.reads === "tokens" ? input.batch * input.seqLen : input.batch;
+    const head = this.classify(enc.pooled, rows, opts.train, opts.dropoutSeed ?? 0);
     return {
       logits: head.logits,
       pooled: enc.pooled,
@@ -821,22 +833,36 @@ export class TaskModel {
     const B = input.batch;
     const H = this.config.hidden_size;
     const L = this.numLayers;
+    let dx: FArray;
+    if (this.head.reads === "tokens") {
+      const dFeatures = this.classifyBackward(dLogits, cache.head, minLevel <= L);
+      if (!dFeatures) return;
+      dx = tokens.packed ? this.toPacked(dFeatures, this.arena.float(tokens.rows * H), H, tokens, input.seqLen) : dFeatures;
+      this.backwardLayers(cache, dx);
+      return;
+    }
     const dPooled = this.classifyBackward(dLogits, cache.head, minLevel <= L + 1);
     if (!dPooled) return;
     let dCls: FArray | null = minLevel <= L ? dPooled : null;
-    if (this.family.pooler) {
+    if (this.pooler) {
       const dPre = this.alloc(B * H);
       this.backend.tanhBackward(cache.pooled, dPooled, dPre, B * H);
-      dCls = this.linearBack(this.family.pooler, dPre, cache.cls, B, H, H, minLevel <= L);
+      dCls = this.linearBack(this.pooler, dPre, cache.cls, B, H, H, minLevel <= L);
     }
     if (!dCls) return;
-    let dx: FArray;
     if (L > 0 && cache.layers[L - 1]!.attention.queryLen === 1) {
       dx = dCls; // the last layer produced only the [CLS] rows
     } else {
       dx = this.arena.zeros(tokens.rows * H); // only the [CLS] rows carry gradient from the pooler
       tokens.starts.forEach((start, b) => dx.set(dCls.subarray(b * H, b * H + H), start * H));
     }
+    this.backwardLayers(cache, dx);
+  }
+
+  /** Backward from the last layer's output gradient dx (the rows it ran on) down to the lowest trainable module. */
+  private backwardLayers(cache: ForwardCache, dx: FArray): void {
+    const { input, tokens, minLevel } = cache;
+    const L = this.numLayers;
     // A layer's backward buffers are needed only until the layer below has read its dx: they come from the
     // ping-pong scratch arenas (layer l's from scratch[l % 2], embeddings' from scratch[1]), as in forward, instead of
     // piling up in the pass arena (in a bf16 BERT-base step they are more than the forward's activations).

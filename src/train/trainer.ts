@@ -172,6 +172,8 @@ export interface TrainerHooks {
 
 /** Run the model in eval mode over examples: mean loss and the task's metrics. */
 export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5): EvalResult {
+  // Token heads (NER) evaluate per token with entity metrics: not wired into this loop yet (issue 19).
+  if (model.head.reads !== "first") throw new Error("evaluate(): token-level evaluation is not implemented yet");
   const C = model.head.outputs;
   const n = examples.length;
   const logits = new Float32Array(n * C);
@@ -193,9 +195,16 @@ export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize
     });
   }
   const names = Object.keys(model.config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => model.config.id2label[k]!);
-  const { metrics, detail: classification } = model.head.metrics({ rows: n, logits, probabilities, predictions, labels, targets }, names, threshold);
+  const { metrics, detail } = model.head.metrics({ rows: n, logits, probabilities, predictions, labels, targets }, names, threshold);
   const accuracy = metrics.accuracy ?? metrics.subset_accuracy ?? NaN;
+  // Only the classification head reports per-class detail (heads/classification.ts)
+  const classification = detail as ClassificationMetrics | null;
   return { loss: n ? lossSum / n : NaN, accuracy, metrics, classification, logits, probabilities, predictions };
+}
+
+/** What an example adds to its step's loss denominator: 1, or its labelled tokens (token tasks). */
+function lossUnits(e: EncodedExample): number {
+  return e.tokenLabels ? e.tokenLabels.reduce((n, l) => n + (l >= 0 ? 1 : 0), 0) : 1;
 }
 
 /** {accuracy: 1} → {eval_accuracy: 1}: HF's metric_key_prefix. */
@@ -268,7 +277,7 @@ export class Trainer {
       logits = out.logits;
       backward = (d) => model.backward(out.cache!, d);
     }
-    const t = model.head.loss(model.backend, model.dtype, logits, { labels, targets }, idx.length, this.args.threshold);
+    const t = model.head.loss(model.backend, model.dtype, logits, { labels, targets }, logits.length / model.head.outputs, this.args.threshold);
     // The step's loss is the mean over all its examples, so each micro-batch contributes sum/n.
     backward(t.grad(scale));
     return { loss: t.sum, correct: t.correct };
@@ -311,7 +320,7 @@ export class Trainer {
       epochLoss: 0, epochSteps: 0, correct: 0, seen: 0, epochSeconds: 0, history: [], epochs: [],
     };
     let features: Float32Array[] | null = null;
-    if (args.strategy === "head" && args.cacheFeatures) {
+    if (args.strategy === "head" && args.cacheFeatures && model.head.reads === "first") {
       log("strategy head: the frozen encoder's features are computed once (eval mode) and cached; --no-cache-features keeps PyTorch's train-mode encoder");
       features = this.encodeTrainSet();
     }
@@ -362,15 +371,18 @@ export class Trainer {
         const u = st.stepInEpoch;
         const micro = batches.slice(u * args.gradientAccumulationSteps, (u + 1) * args.gradientAccumulationSteps);
         const nExamples = micro.reduce((a, b) => a + b.length, 0);
+        // The step's loss is the mean over what it labels (examples, or labelled tokens), pooled over its micro-batches
+        // as HF's num_items_in_batch pools them.
+        const nUnits = micro.reduce((a, b) => a + b.reduce((c, i) => c + lossUnits(this.trainSet[i]!), 0), 0);
         model.zeroGrad();
         let lossSum = 0;
         micro.forEach((idx, mi) => {
-          const r = this.microStep(idx, features, stepSeed(args.seed, st.step, mi), 1 / nExamples);
+          const r = this.microStep(idx, features, stepSeed(args.seed, st.step, mi), 1 / nUnits);
           lossSum += r.loss;
           st.correct += r.correct;
         });
-        st.seen += nExamples;
-        const loss = lossSum / nExamples;
+        st.seen += nUnits;
+        const loss = lossSum / nUnits;
         const { norm: gradNorm, coef } = clipCoefficient(model, args.maxGradNorm);
         const lr = linearWarmupDecay(args.learningRate, st.step, warmup, total);
         // HF trains on through a NaN and saves a broken model with exit 0; we stop before the update, so the weights

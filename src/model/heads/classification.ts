@@ -72,7 +72,7 @@ function softmax(x: number[]): number[] {
 function classificationLoss(backend: Backend, dtype: DType, problemType: string | null | undefined, logits: FArray, { labels, targets }: BatchLabels, rows: number, classes: number, threshold: number): TaskLoss {
   if (problemType === "regression") {
     if (!targets) throw new Error("regression needs targets");
-    return { sum: squaredError(logits, targets, rows), correct: 0, probs: logits, grad: (s) => squaredErrorGrad(dtype, logits, targets, rows, s) };
+    return { sum: squaredError(logits, targets, rows), count: rows, correct: 0, probs: logits, grad: (s) => squaredErrorGrad(dtype, logits, targets, rows, s) };
   }
   if (problemType === "multi_label_classification") {
     if (!targets) throw new Error("multi-label classification needs targets");
@@ -83,12 +83,12 @@ function classificationLoss(backend: Backend, dtype: DType, problemType: string 
       for (let c = 0; c < classes; c++) if ((r.probs[b * classes + c]! >= threshold) !== (targets[b * classes + c]! >= 0.5)) all = false;
       if (all) correct++;
     }
-    return { sum: r.sum, correct, probs: r.probs, grad: (s) => bceWithLogitsGrad(dtype, r.probs, targets, rows, classes, s) };
+    return { sum: r.sum, count: rows, correct, probs: r.probs, grad: (s) => bceWithLogitsGrad(dtype, r.probs, targets, rows, classes, s) };
   }
   const r = crossEntropy(backend, dtype, logits, labels, rows, classes);
   let correct = 0;
   for (let b = 0; b < rows; b++) if (argmax(logits, b * classes, classes) === labels[b]) correct++;
-  return { sum: r.sum, correct, probs: r.probs, grad: (s) => crossEntropyGrad(backend, dtype, r.probs, labels, rows, classes, s) };
+  return { sum: r.sum, count: rows, correct, probs: r.probs, grad: (s) => crossEntropyGrad(backend, dtype, r.probs, labels, rows, classes, s) };
 }
 
 export function sequenceClassificationHead(kind: ClassifierKind, config: BertConfig): SequenceClassificationHead {

@@ -45,7 +45,9 @@ export interface BatchLabels {
 export interface TaskLoss {
   /** Sum over rows of each row's loss. */
   sum: number;
-  /** Rows predicted right. */
+  /** What the loss averages over: rows (sequence tasks), or labelled tokens (token tasks). */
+  count: number;
+  /** Rows (or labelled tokens) predicted right. */
   correct: number;
   /** The probabilities the metrics and predictions read (the logits themselves for regression). */
   probs: FArray;
@@ -66,10 +68,11 @@ export interface EvalOutputs {
 export interface Head<Cache = unknown, Detail = unknown, Pred = unknown> {
   /**
    * The encoder rows it reads. "first": each sequence's first token, through the family's pooler where it has one;
-   * the model then runs the last layer's queries, feed-forward and LayerNorms for those rows only. (Token heads,
-   * for NER, QA and masked LM, will read every token row, the last layer run in full.)
+   * the model then runs the last layer's queries, feed-forward and LayerNorms for those rows only. "tokens": every
+   * token's last hidden state in the padded layout [batch·seqLen, hidden] (padding rows 0), no pooler; the last
+   * layer runs in full (NER; QA and masked LM to come).
    */
-  readonly reads: "first";
+  readonly reads: "first" | "tokens";
   /** Its parameters, in HF's registration order. */
   readonly linears: readonly HeadLinear[];
   /** Logits per row read. */
