@@ -66,12 +66,12 @@ test("RoBERTa / XLM-R with positions 0…T−1 instead of from padding_idx + 1 f
 test("ALBERT's shared layer with the gradient of one use only fails the gradient check", () => {
   const m = model("albert-tiny");
   // Every application's backward overwrites the shared group's gradient instead of adding to it.
-  const internals = m as unknown as { layerBackward: (...a: unknown[]) => unknown; gradStale: boolean[] };
+  const internals = m as unknown as { layerBackward: (...a: unknown[]) => unknown; pass: { gradStale: boolean[] } };
   const layerBackward = internals.layerBackward.bind(m);
   const shared = m.params.specs.filter((s) => s.name.includes("albert_layer_groups"));
   internals.layerBackward = (...args: unknown[]) => {
     for (const s of shared) {
-      if (s.kind === "linear") internals.gradStale[s.index] = true;
+      if (s.kind === "linear") internals.pass.gradStale[s.index] = true;
       else m.params.grad.fill(0, s.offset, s.offset + s.size);
     }
     return layerBackward(...args);
