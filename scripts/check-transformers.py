@@ -3,20 +3,40 @@
 Usage: python check-transformers.py TEXTS.json DIR [DIR ...]
 TEXTS.json is a list of strings. Prints one JSON object: {dir: {"input_ids": [...], "logits": [[...]]}}, the texts
 tokenized by the folder's own tokenizer (AutoTokenizer, one text at a time, truncated to 32) and classified by
-AutoModelForSequenceClassification in eval mode. test/cli/transformers-interop.test.ts compares it with weitiao.
+AutoModelForSequenceClassification in eval mode; a folder whose architectures is a …ForTokenClassification gets
+AutoModelForTokenClassification on each text's characters as words (is_split_into_words) and prints each word's tag
+and its probability instead of logits. test/cli/transformers-interop.test.ts compares it with weitiao.
 Needs torch and transformers (the machine image's wheel cache has them: see README, Development).
 """
 import json
 import sys
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 texts = json.load(open(sys.argv[1], encoding="utf-8"))
 out = {}
 torch.set_num_threads(2)
 for d in sys.argv[2:]:
     tok = AutoTokenizer.from_pretrained(d)
+    if AutoConfig.from_pretrained(d).architectures[0].endswith("ForTokenClassification"):
+        model = AutoModelForTokenClassification.from_pretrained(d).eval()
+        tags, scores = [], []
+        with torch.no_grad():
+            for t in texts:
+                words = list(t)
+                enc = tok(words, is_split_into_words=True, truncation=True, max_length=512, return_tensors="pt")
+                probs = model(**{k: v for k, v in enc.items()}).logits[0].softmax(-1)
+                word_tags, word_scores, prev = ["O"] * len(words), [0.0] * len(words), None
+                for k, w in enumerate(enc.word_ids()):
+                    if w is not None and w != prev:
+                        word_tags[w] = model.config.id2label[int(probs[k].argmax())]
+                        word_scores[w] = float(probs[k].max())
+                    prev = w
+                tags.append(word_tags)
+                scores.append(word_scores)
+        out[d] = {"tags": tags, "scores": scores, "architecture": type(model).__name__}
+        continue
     model = AutoModelForSequenceClassification.from_pretrained(d)
     model.eval()
     ids, logits = [], []

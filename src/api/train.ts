@@ -21,7 +21,8 @@ import {
 } from "../train/trainer.js";
 import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
-import { familyOfConfig, maxSequenceLength } from "../model/config.js";
+import { type BertConfig, familyOfConfig, hasGenericLabels, maxSequenceLength, type ProblemType } from "../model/config.js";
+import { encodeTokenExamples, readTokenRows, resolveTagNames, type TokenExample } from "../data/tokens.js";
 import { checkOutputDir, clearOutputDir, lockOutputDir } from "../io/output.js";
 import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
 import { resolveTask } from "../model/task.js";
@@ -88,68 +89,25 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const tokenizer = BertTokenizer.fromDir(modelDir);
   checkTokenizerFits(tokenizer, config.vocab_size, modelDir);
 
-  // Data: everything is read and checked before any output is written.
-  const cols = { textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn };
-  const trainRead = extractExamples(readRowsMany(o.trainFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true);
-  if (trainRead.examples.length === 0) throw new WeitiaoError(`${o.trainFile}: no usable rows (every row was skipped)`);
-  const labelSet = resolveLabels(trainRead.examples, config, o.problemType);
-  let trainExamples = trainRead.examples;
-  let trainLabels = labelTargets(trainExamples, labelSet);
-  let evalRead: { examples: TextExample[]; skipped: SkippedRow[] } | null = null;
-  if (o.validationFile) evalRead = extractExamples(readRowsMany(o.validationFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true);
-  if (o.validationSplit) {
-    // Stratified by class for single-label data, by the raw label string for multi-label, not at all for regression.
-    const rawIndex = new Map([...new Set(trainExamples.map((e) => e.rawLabel))].map((l, i) => [l, i]));
-    const strata = labelSet.problemType === "single_label_classification"
-      ? trainLabels.ids
-      : Int32Array.from(trainExamples, (e) => (labelSet.problemType === "regression" ? 0 : rawIndex.get(e.rawLabel)!));
-    const split = stratifiedSplit(strata, o.validationSplit, o.seed ?? 42);
-    evalRead = { examples: split.validation.map((i) => trainExamples[i]!), skipped: [] };
-    trainExamples = split.train.map((i) => trainExamples[i]!);
-    trainLabels = labelTargets(trainExamples, labelSet);
-    log(`validation: ${evalRead.examples.length} rows held out of ${o.trainFile} (--validation-split ${o.validationSplit}, stratified)`);
-  }
-  const evalLabels = evalRead ? labelTargets(evalRead.examples, labelSet) : null;
-  const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true) : null;
-  const testLabels = testRead ? labelTargets(testRead.examples, labelSet) : null;
-  const firstPair = [trainRead, evalRead, testRead].flatMap((r) => r?.examples ?? []).find((e) => e.pair !== null);
-  // BERT types a pair's second text 1; RoBERTa's tokenizers type everything 0, DistilBERT reads no types at all.
-  const typeTable = familyOfConfig(config).embeddings(config).tokenType ? config.type_vocab_size : Infinity;
-  if (firstPair && tokenizer.pairTypeId >= typeTable) {
-    throw new WeitiaoError(`${firstPair.file}:${firstPair.line}: this row has a text pair but the model's type_vocab_size is ${config.type_vocab_size} (config.json): it cannot take pairs`);
-  }
   let maxLength = o.maxLength;
   const positions = maxSequenceLength(config);
   if (maxLength > positions) {
     log(`notice: --max-length ${maxLength} capped at ${positions}, the longest input the model's max_position_embeddings ${config.max_position_embeddings} allows`);
     maxLength = positions;
   }
-  // Tokenise a split and describe it in the hygiene report.
-  const reports: Record<string, DataReport> = {};
-  const encodeSplit = (name: string, read: { examples: TextExample[]; skipped: SkippedRow[] }, labels: LabelTargets): EncodedExample[] => {
-    const enc = encodeExamples(tokenizer, read.examples, labels, maxLength, o.truncation ?? "longest_first");
-    reports[name] = dataReport(read.examples, read.skipped, enc.encoded, enc.stats.truncated, labelSet.names);
-    return enc.encoded;
-  };
-  const trainEnc = encodeSplit("train", { examples: trainExamples, skipped: trainRead.skipped }, trainLabels);
-  const evalEnc = evalRead ? encodeSplit("validation", evalRead, evalLabels!) : null;
-  const testEnc = testRead ? encodeSplit("test", testRead, testLabels!) : null;
-  for (const [name, r] of Object.entries(reports)) for (const line of reportLines(name, r, maxLength)) log(line);
+  // Data: everything is read and checked before any output is written.
+  const data = task === "token-classification"
+    ? prepareTokenData(o, config, tokenizer, maxLength, log)
+    : prepareClassificationData(o, config, tokenizer, maxLength, log);
+  const { trainEnc, evalEnc, testEnc, reports } = data;
+  const labelSet = { names: data.names, problemType: data.problemType };
   const outputDir = resolve(o.outputDir);
-  if (o.metricForBestModel) {
-    const known: Record<string, string[]> = {
-      single_label_classification: ["loss", "accuracy", "macro_precision", "macro_recall", "macro_f1"],
-      multi_label_classification: ["loss", "micro_f1", "macro_f1", "subset_accuracy"],
-      regression: ["loss", "mse", "pearson"],
-    };
-    const k = o.metricForBestModel.replace(/^eval_/, "");
-    check(known[labelSet.problemType]!.includes(k), `--metric-for-best-model ${o.metricForBestModel}: not a metric of ${labelSet.problemType} (${known[labelSet.problemType]!.join(", ")})`);
-  }
 
   const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });
-  const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile });
-  model.config.problem_type = labelSet.problemType;
-  if (labelSet.problemType !== "single_label_classification") log(`task: ${labelSet.problemType} (${labelSet.names.length} output(s))`);
+  const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile, task });
+  if (labelSet.problemType) model.config.problem_type = labelSet.problemType;
+  if (labelSet.problemType && labelSet.problemType !== "single_label_classification") log(`task: ${labelSet.problemType} (${labelSet.names.length} output(s))`);
+  if (!labelSet.problemType) log(`task: ${task} (${labelSet.names.length} tags: ${labelSet.names.join(", ")})`);
   if (o.dropout !== undefined) model.setDropout(o.dropout);
 
   // The trainer's arguments are the table's training options; saving every N steps implies the steps strategy.
@@ -234,6 +192,113 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   } finally {
     lock.release();
   }
+}
+
+/** What a task's data preparation hands the training run: encoded splits, label names, the hygiene reports. */
+interface PreparedData {
+  trainEnc: EncodedExample[];
+  evalEnc: EncodedExample[] | null;
+  testEnc: EncodedExample[] | null;
+  names: string[];
+  /** Sequence tasks: single-label, multi-label or regression; null for token tasks. */
+  problemType: ProblemType | null;
+  reports: Record<string, DataReport>;
+}
+
+type ResolvedOptions = TrainOptions & { textColumn: string; labelColumn: string; maxLength: number };
+
+/** Text classification's data: rows of text (and pair) with a label, from CSV/TSV/JSONL. */
+function prepareClassificationData(o: ResolvedOptions, config: BertConfig, tokenizer: BertTokenizer, maxLength: number, log: (line: string) => void): PreparedData {
+  // Data: everything is read and checked before any output is written.
+  const cols = { textColumn: o.textColumn, textPairColumn: o.textPairColumn, labelColumn: o.labelColumn };
+  const trainRead = extractExamples(readRowsMany(o.trainFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true);
+  if (trainRead.examples.length === 0) throw new WeitiaoError(`${o.trainFile}: no usable rows (every row was skipped)`);
+  const labelSet = resolveLabels(trainRead.examples, config, o.problemType);
+  let trainExamples = trainRead.examples;
+  let trainLabels = labelTargets(trainExamples, labelSet);
+  let evalRead: { examples: TextExample[]; skipped: SkippedRow[] } | null = null;
+  if (o.validationFile) evalRead = extractExamples(readRowsMany(o.validationFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true);
+  if (o.validationSplit) {
+    // Stratified by class for single-label data, by the raw label string for multi-label, not at all for regression.
+    const rawIndex = new Map([...new Set(trainExamples.map((e) => e.rawLabel))].map((l, i) => [l, i]));
+    const strata = labelSet.problemType === "single_label_classification"
+      ? trainLabels.ids
+      : Int32Array.from(trainExamples, (e) => (labelSet.problemType === "regression" ? 0 : rawIndex.get(e.rawLabel)!));
+    const split = stratifiedSplit(strata, o.validationSplit, o.seed ?? 42);
+    evalRead = { examples: split.validation.map((i) => trainExamples[i]!), skipped: [] };
+    trainExamples = split.train.map((i) => trainExamples[i]!);
+    trainLabels = labelTargets(trainExamples, labelSet);
+    log(`validation: ${evalRead.examples.length} rows held out of ${o.trainFile} (--validation-split ${o.validationSplit}, stratified)`);
+  }
+  const evalLabels = evalRead ? labelTargets(evalRead.examples, labelSet) : null;
+  const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true) : null;
+  const testLabels = testRead ? labelTargets(testRead.examples, labelSet) : null;
+  const firstPair = [trainRead, evalRead, testRead].flatMap((r) => r?.examples ?? []).find((e) => e.pair !== null);
+  // BERT types a pair's second text 1; RoBERTa's tokenizers type everything 0, DistilBERT reads no types at all.
+  const typeTable = familyOfConfig(config).embeddings(config).tokenType ? config.type_vocab_size : Infinity;
+  if (firstPair && tokenizer.pairTypeId >= typeTable) {
+    throw new WeitiaoError(`${firstPair.file}:${firstPair.line}: this row has a text pair but the model's type_vocab_size is ${config.type_vocab_size} (config.json): it cannot take pairs`);
+  }
+  // Tokenise a split and describe it in the hygiene report.
+  const reports: Record<string, DataReport> = {};
+  const encodeSplit = (name: string, read: { examples: TextExample[]; skipped: SkippedRow[] }, labels: LabelTargets): EncodedExample[] => {
+    const enc = encodeExamples(tokenizer, read.examples, labels, maxLength, o.truncation ?? "longest_first");
+    reports[name] = dataReport(read.examples, read.skipped, enc.encoded, enc.stats.truncated, labelSet.names);
+    return enc.encoded;
+  };
+  const trainEnc = encodeSplit("train", { examples: trainExamples, skipped: trainRead.skipped }, trainLabels);
+  const evalEnc = evalRead ? encodeSplit("validation", evalRead, evalLabels!) : null;
+  const testEnc = testRead ? encodeSplit("test", testRead, testLabels!) : null;
+  for (const [name, r] of Object.entries(reports)) for (const line of reportLines(name, r, maxLength)) log(line);
+  if (o.metricForBestModel) {
+    const known: Record<string, string[]> = {
+      single_label_classification: ["loss", "accuracy", "macro_precision", "macro_recall", "macro_f1"],
+      multi_label_classification: ["loss", "micro_f1", "macro_f1", "subset_accuracy"],
+      regression: ["loss", "mse", "pearson"],
+    };
+    const k = o.metricForBestModel.replace(/^eval_/, "");
+    check(known[labelSet.problemType]!.includes(k), `--metric-for-best-model ${o.metricForBestModel}: not a metric of ${labelSet.problemType} (${known[labelSet.problemType]!.join(", ")})`);
+  }
+
+  return { trainEnc, evalEnc, testEnc, names: labelSet.names, problemType: labelSet.problemType, reports };
+}
+
+/** Token classification's data (src/data/tokens.ts): words with a tag each, aligned to word pieces as run_ner does. */
+function prepareTokenData(o: ResolvedOptions, config: BertConfig, tokenizer: BertTokenizer, maxLength: number, log: (line: string) => void): PreparedData {
+  const train = readTokenRows(o.trainFile, true);
+  let evalRead = o.validationFile ? readTokenRows(o.validationFile, true) : null;
+  let trainExamples = train.examples;
+  if (o.validationSplit) {
+    const split = stratifiedSplit(new Int32Array(trainExamples.length), o.validationSplit, o.seed ?? 42);
+    evalRead = { examples: split.validation.map((i) => trainExamples[i]!), overlappingSpans: 0 };
+    trainExamples = split.train.map((i) => trainExamples[i]!);
+    log(`validation: ${evalRead.examples.length} rows held out of ${o.trainFile} (--validation-split ${o.validationSplit})`);
+  }
+  const testRead = o.testFile ? readTokenRows(o.testFile, true) : null;
+  const modelLabels = hasGenericLabels(config) ? null : Object.keys(config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => config.id2label[k]!);
+  const names = resolveTagNames([...trainExamples, ...(evalRead?.examples ?? []), ...(testRead?.examples ?? [])], modelLabels);
+  const reports: Record<string, DataReport> = {};
+  const encodeSplit = (name: string, examples: TokenExample[], overlapping: number): EncodedExample[] => {
+    const enc = encodeTokenExamples(tokenizer, examples, names, maxLength);
+    const lengths = enc.encoded.map((e) => e.inputIds.length).sort((a, b) => a - b);
+    const at = (q: number): number => lengths[Math.min(lengths.length - 1, Math.floor(q * (lengths.length - 1) + 0.5))] ?? 0;
+    const tags: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
+    for (const e of examples) for (const t of e.tags ?? []) if (t in tags) tags[t]!++;
+    const skipped: Record<string, string[]> = overlapping ? { [`CLUENER spans overlapping an earlier span (${overlapping}), left out`]: [] } : {};
+    reports[name] = { rows: examples.length, skipped, duplicates: { count: 0, examples: [] }, lengths: { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: lengths.at(-1) ?? 0 }, truncated: enc.truncatedRows, labels: tags };
+    if (enc.truncatedRows) log(`notice: ${name}: ${enc.truncatedRows} row(s) longer than --max-length ${maxLength} were cut, ${enc.truncatedWords} word(s) lost their tags`);
+    if (overlapping) log(`notice: ${name}: ${overlapping} CLUENER span(s) overlapping an earlier span were left out`);
+    return enc.encoded;
+  };
+  const trainEnc = encodeSplit("train", trainExamples, train.overlappingSpans);
+  const evalEnc = evalRead ? encodeSplit("validation", evalRead.examples, evalRead.overlappingSpans) : null;
+  const testEnc = testRead ? encodeSplit("test", testRead.examples, testRead.overlappingSpans) : null;
+  for (const [name, r] of Object.entries(reports)) for (const line of reportLines(name, r, maxLength)) log(line);
+  if (o.metricForBestModel) {
+    const known = ["loss", "precision", "recall", "f1", "accuracy"];
+    check(known.includes(o.metricForBestModel.replace(/^eval_/, "")), `--metric-for-best-model ${o.metricForBestModel}: not a metric of token-classification (${known.join(", ")})`);
+  }
+  return { trainEnc, evalEnc, testEnc, names, problemType: null, reports };
 }
 
 /** HF's end-of-train metrics (Trainer.train's TrainOutput.metrics): throughput over this process's steps, the run's mean loss. */

@@ -11,6 +11,8 @@ import { train, type TrainOptions } from "../api/train.js";
 import { COMPUTE_OPTIONS, FLAG_ALIASES, type OptionSpec, READ_OPTIONS, TRAIN_OPTIONS } from "../train/options.js";
 import { extractExamples } from "../data/dataset.js";
 import { readRows, type ReadOptions } from "../data/read.js";
+import { readTokenRows } from "../data/tokens.js";
+import { evaluateTokenFile, predictTokens } from "../api/predict-tokens.js";
 import { checkOutputFile, removeStaleTemps } from "../io/output.js";
 import { DEMO_DATA_DIR, resolveModel } from "../io/resolve.js";
 import { BertTokenizer } from "../tokenizer/index.js";
@@ -230,13 +232,17 @@ function predictCommand(): Command {
     .option("--top-labels <n>", "keep only the N most probable labels in probabilities", int("--top-labels"))
     .option("--max-length <n>", "truncate to N tokens (default: the length the model was trained with, else 512)", int("--max-length"))
     .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32)
-    .option("--threshold <p>", "multi-label models: report labels whose probability ≥ p", float("--threshold"), 0.5);
+    .option("--threshold <p>", "multi-label models: report labels whose probability ≥ p", float("--threshold"), 0.5)
+    .option("--output-tags", "token-classification models: also print each word's tag");
   addTableOptions(cmd, READ_OPTIONS);
   addTruncationOption(cmd);
   addComputeOptions(cmd);
   cmd.addHelpText("after", `
 Each output line: {"label", "score", "probabilities", "logits"}; multi-label models add "labels" (all
 labels at or above --threshold); regression models give the value as "score" and "label": null.
+Token-classification (NER) models: {"entities": [{"entity_group", "word", "start", "end", "score"}]} per row
+(start/end: character offsets, end exclusive; "tags" too with --output-tags); --input also takes JSONL
+{"tokens": [...]} rows and CoNLL text.
 
 Example:
   weitiao predict --model out/ --text "这部电影太好看了！" "烂片，浪费时间。"`);
@@ -248,24 +254,44 @@ Example:
       checkOutputFile(o.output as string, "--output");
       removeStaleTemps(dirname(resolve(o.output as string)), `${basename(o.output as string)}.tmp-`, log);
     }
-    const inputs: TextInput[] = texts
-      ? texts.map((t) => ({ text: t }))
-      : inputFile === "-"
-        ? readStdinInputs()
-        : readPredictInputs(inputFile!, o.textColumn as string, o.textPairColumn as string | undefined, tableValues(cmd, o, READ_OPTIONS));
     const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
-    const progress = new ProgressReporter(process.stderr, 1);
-    const big = inputs.length > 1000;
-    const preds = predict(loaded, inputs, {
-      maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, threshold: o.threshold as number,
-      truncation: o.truncation as "longest_first", topLabels: o.topLabels as number | undefined,
-      onProgress: big ? (done, total) => progress.count("predict", done, total) : undefined,
-    });
-    progress.done();
     const csv = typeof o.output === "string" && /\.(csv|tsv)$/.test(o.output);
-    const lines = csv
-      ? "text,label,score\n" + preds.map((p, i) => [csvCell(inputs[i]!.text), csvCell(p.labels ? p.labels.join("|") : p.label ?? ""), String(p.score)].join(",")).join("\n") + "\n"
-      : preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
+    let lines: string;
+    let count: number;
+    if (loaded.model.task === "token-classification") {
+      // NER: a text's characters are its words; JSONL rows may give "tokens" instead of "text"
+      const rows = texts
+        ? texts.map((t) => ({ words: [...t], text: t }))
+        : inputFile === "-"
+          ? readStdinInputs().map((t) => ({ words: [...t.text], text: t.text }))
+          : /\.(jsonl|json|ndjson|txt|conll|bio|iob)$/i.test(inputFile!)
+            ? readTokenRows(inputFile!, false).examples.map((e) => ({ words: e.words, text: e.text }))
+            : readPredictInputs(inputFile!, o.textColumn as string, undefined, tableValues(cmd, o, READ_OPTIONS)).map((t) => ({ words: [...t.text], text: t.text }));
+      const preds = predictTokens(loaded, rows, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number });
+      const shown = preds.map((p) => (o.outputTags ? p : { entities: p.entities }));
+      lines = csv
+        ? "text,entities\n" + shown.map((p, i) => [csvCell(rows[i]!.text ?? rows[i]!.words.join(" ")), csvCell(JSON.stringify(p.entities))].join(",")).join("\n") + "\n"
+        : shown.map((p) => JSON.stringify(p)).join("\n") + "\n";
+      count = preds.length;
+    } else {
+      const inputs: TextInput[] = texts
+        ? texts.map((t) => ({ text: t }))
+        : inputFile === "-"
+          ? readStdinInputs()
+          : readPredictInputs(inputFile!, o.textColumn as string, o.textPairColumn as string | undefined, tableValues(cmd, o, READ_OPTIONS));
+      const progress = new ProgressReporter(process.stderr, 1);
+      const big = inputs.length > 1000;
+      const preds = predict(loaded, inputs, {
+        maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, threshold: o.threshold as number,
+        truncation: o.truncation as "longest_first", topLabels: o.topLabels as number | undefined,
+        onProgress: big ? (done, total) => progress.count("predict", done, total) : undefined,
+      });
+      progress.done();
+      lines = csv
+        ? "text,label,score\n" + preds.map((p, i) => [csvCell(inputs[i]!.text), csvCell(p.labels ? p.labels.join("|") : p.label ?? ""), String(p.score)].join(",")).join("\n") + "\n"
+        : preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
+      count = preds.length;
+    }
     if (o.output) {
       const tmp = `${o.output as string}.tmp-${process.pid}`;
       try {
@@ -274,7 +300,7 @@ Example:
       } finally {
         rmSync(tmp, { force: true });
       }
-      log(`wrote ${preds.length} predictions to ${o.output as string}`);
+      log(`wrote ${count} predictions to ${o.output as string}`);
     } else process.stdout.write(lines);
   });
   return cmd;
@@ -298,7 +324,9 @@ Example:
   weitiao evaluate --model out/ --input test.csv`);
   cmd.action(async (o: Record<string, unknown>) => {
     const loaded = await loadModel(o.model as string, { backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
-    const result = evaluateFile(loaded, o.input as string, {
+    const result = loaded.model.task === "token-classification"
+      ? evaluateTokenFile(loaded, o.input as string, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number })
+      : evaluateFile(loaded, o.input as string, {
       textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined, labelColumn: o.labelColumn as string,
       maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, threshold: o.threshold as number,
       read: tableValues(cmd, o, READ_OPTIONS),

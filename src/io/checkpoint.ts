@@ -187,7 +187,8 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
   const log = opts.log ?? (() => {});
   const config = readConfig(dir);
   // A folder fine-tuned for another task must not get a classification head to predict with.
-  if (opts.inference && !opts.task) resolveTask(undefined, config);
+  // The task's head: the one asked for, else (predict, evaluate) the one the folder was fine-tuned for.
+  const task = opts.task ?? (opts.inference ? resolveTask(undefined, config) : "text-classification");
   if (opts.labels && opts.labels.length !== config.num_labels) {
     log(`notice: the checkpoint's classifier has ${config.num_labels} labels, the data ${opts.labels.length}: the classifier is re-initialised`);
   }
@@ -196,7 +197,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
     config.id2label = Object.fromEntries(opts.labels.map((n, i) => [String(i), n]));
     config.label2id = Object.fromEntries(opts.labels.map((n, i) => [n, i]));
   }
-  const model = new TaskModel(config, opts.backend, opts.dtype ?? "float32", opts.task);
+  const model = new TaskModel(config, opts.backend, opts.dtype ?? "float32", task);
   const { source, description } = opts.weightsFile
     ? { source: openWeightsFile(opts.weightsFile), description: opts.weightsFile }
     : openWeights(dir);
@@ -257,7 +258,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
  *  HF names, {"format":"pt"}), the tokenizer files copied from `tokenizerDir`, and `extraFiles`. */
 export function writeModelFiles(model: TaskModel, dir: string, tokenizerDir: string | null, extraFiles: Record<string, string> = {}): string[] {
   assertFinite(model, "refusing to save the model");
-  writeFileSync(join(dir, "config.json"), JSON.stringify(configToJson(model.config), null, 2) + "\n");
+  writeFileSync(join(dir, "config.json"), JSON.stringify(configToJson(model.config, model.task), null, 2) + "\n");
   const tensors = new Map<string, TensorToWrite>();
   for (const spec of model.params.specs) {
     tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: asFloat32(model.params.value(spec.name)) });

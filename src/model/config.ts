@@ -134,9 +134,11 @@ export function hasGenericLabels(config: BertConfig): boolean {
 }
 
 /** The config.json HF would write for this model: the original fields plus what training changed. */
-export function configToJson(config: BertConfig): Record<string, unknown> {
+export function configToJson(config: BertConfig, task = "text-classification"): Record<string, unknown> {
   const out: Record<string, unknown> = { ...config.raw };
-  out.architectures = [familyOfConfig(config).architecture(config.model_type)];
+  // The family names its …ForSequenceClassification; other task models swap the suffix as HF's class names do.
+  const arch = familyOfConfig(config).architecture(config.model_type);
+  out.architectures = [task === "token-classification" ? arch.replace(/ForSequenceClassification$/, "ForTokenClassification") : arch];
   out.model_type = config.model_type;
   if (config.model_type === "bert") {
     // BertConfig writes every field, defaults included

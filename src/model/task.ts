@@ -1,6 +1,7 @@
 /**
- * The task a run trains (HF pipeline names). Only text-classification has a head so far; the others are named so
- * that a folder fine-tuned for them is recognised and refused clearly instead of getting a classification head.
+ * The task a run trains (HF pipeline names). text-classification and token-classification have heads so far; the
+ * others are named so that a folder fine-tuned for them is recognised and refused clearly instead of getting a
+ * classification head.
  */
 import type { BertConfig } from "./config.js";
 import { WeitiaoError } from "../util/errors.js";
@@ -19,10 +20,10 @@ export function impliedTask(config: BertConfig): Task {
 /** --task, or the task the folder implies; a task without a head yet is one clear error. */
 export function resolveTask(asked: Task | undefined, config: BertConfig): Task {
   const task = asked ?? impliedTask(config);
-  if (task !== "text-classification") {
+  if (task !== "text-classification" && task !== "token-classification") {
     const why = asked ? `--task ${task}` : `config.json's architectures (${config.architectures![0]}) imply ${task}, which`;
     throw new WeitiaoError(
-      `${why} is not supported yet: weitiao trains and predicts text-classification so far` +
+      `${why} is not supported yet: weitiao trains and predicts text-classification and token-classification so far` +
         (asked ? "" : " (to fine-tune this encoder for classification, pass --task text-classification)"),
     );
   }

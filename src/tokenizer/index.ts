@@ -330,6 +330,43 @@ export class BertTokenizer {
     return { tokens, inputIds, tokenTypeIds, attentionMask: inputIds.map(() => 1), truncated };
   }
 
+  /**
+   * Encode pre-split words as HF's `tokenizer(words, is_split_into_words=True)`: each word alone through the
+   * pipeline, its tokens tagged with its index (`wordIds`, null for special tokens); a word that yields no token (a
+   * space) has none. Truncation cuts tokens at `maxLength` with the specials counted, as for a single text.
+   */
+  encodeWords(words: string[], opts: { maxLength?: number } = {}): Encoding & { wordIds: (number | null)[] } {
+    const tokens: string[] = [];
+    const ids: number[] = [];
+    const owners: number[] = [];
+    words.forEach((w, i) => {
+      const p = this.pieces(w);
+      tokens.push(...p.tokens);
+      ids.push(...p.ids);
+      for (let k = 0; k < p.ids.length; k++) owners.push(i);
+    });
+    const template = this.template.single;
+    const specials = template.filter((x) => "special" in x).length;
+    const n = opts.maxLength === undefined ? ids.length : Math.min(ids.length, Math.max(0, opts.maxLength - specials));
+    const out = { tokens: [] as string[], inputIds: [] as number[], tokenTypeIds: [] as number[], wordIds: [] as (number | null)[] };
+    for (const piece of template) {
+      if ("special" in piece) {
+        out.tokens.push(piece.special);
+        out.inputIds.push(this.tk.token_to_id(piece.special)!);
+        out.tokenTypeIds.push(piece.typeId);
+        out.wordIds.push(null);
+        continue;
+      }
+      out.tokens.push(...tokens.slice(0, n));
+      out.inputIds.push(...ids.slice(0, n));
+      for (let k = 0; k < n; k++) {
+        out.tokenTypeIds.push(piece.typeId);
+        out.wordIds.push(owners[k]!);
+      }
+    }
+    return { ...out, attentionMask: out.inputIds.map(() => 1), truncated: n < ids.length };
+  }
+
   /** Pad encodings (in place copies) on the right to `length`, or to the longest when undefined. */
   padBatch(encodings: Encoding[], length?: number): Encoding[] {
     const target = length ?? Math.max(0, ...encodings.map((e) => e.inputIds.length));

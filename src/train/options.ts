@@ -44,7 +44,7 @@ const EVAL_STRATEGIES = ["no", "steps", "epoch"] as const;
 export const TRAIN_OPTIONS = [
   { key: "model", flag: "--model", arg: "<dir>", type: "string", required: true, aliases: ["model-name-or-path"], help: "HF model folder, hub id (org/name[@rev], into the HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), \"demo\", or a weights file with --model-config" },
   { key: "modelConfig", flag: "--model-config", arg: "<dir>", type: "string", help: "with a bare weights file (.pth/.bin/.safetensors): folder with config.json and the tokenizer" },
-  { key: "task", flag: "--task", arg: "<task>", type: "string", choices: TASKS, help: "what to train (default: what the folder's architectures imply, else text-classification; the others are not supported yet)" },
+  { key: "task", flag: "--task", arg: "<task>", type: "string", choices: TASKS, help: "what to train: text-classification or token-classification (NER) (default: what the folder's architectures imply, else text-classification; question-answering and fill-mask are not supported yet)" },
   { key: "trainFile", flag: "--train-file", arg: "<file>", type: "string", required: true, help: "training data: .csv, .tsv or .jsonl; a folder of them, or a comma-separated list" },
   { key: "validationFile", flag: "--validation-file", arg: "<file>", type: "string", help: "validation data, evaluated after every epoch" },
   { key: "validationSplit", flag: "--validation-split", arg: "<r>", type: "float", check: openUnit, help: "hold out this fraction of the training rows for validation (stratified, seeded); nothing is split off unless asked" },

@@ -9,6 +9,7 @@ import { lengthGroupedOrder } from "../data/split.js";
 import { Rng, stepSeed } from "../util/rng.js";
 import { WeitiaoError } from "../util/errors.js";
 import type { ClassificationMetrics } from "./metrics.js";
+import { type EntityScores, seqeval } from "./seqeval.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
 import { linearWarmupDecay, warmupSteps } from "./schedule.js";
 import { type OptionSpec, TRAIN_OPTIONS } from "./options.js";
@@ -102,6 +103,8 @@ export interface EvalResult {
   metrics: Record<string, number>;
   /** Per-class numbers and the confusion matrix (single-label only). */
   classification: ClassificationMetrics | null;
+  /** Token tasks: seqeval's scores per entity type. */
+  entities?: Record<string, EntityScores>;
   logits: Float32Array;
   probabilities: Float32Array;
   predictions: Int32Array;
@@ -172,8 +175,7 @@ export interface TrainerHooks {
 
 /** Run the model in eval mode over examples: mean loss and the task's metrics. */
 export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5): EvalResult {
-  // Token heads (NER) evaluate per token with entity metrics: not wired into this loop yet (issue 19).
-  if (model.head.reads !== "first") throw new Error("evaluate(): token-level evaluation is not implemented yet");
+  if (model.head.reads === "tokens") return evaluateTokens(model, examples, batchSize, padId);
   const C = model.head.outputs;
   const n = examples.length;
   const logits = new Float32Array(n * C);
@@ -200,6 +202,42 @@ export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize
   // Only the classification head reports per-class detail (heads/classification.ts)
   const classification = detail as ClassificationMetrics | null;
   return { loss: n ? lossSum / n : NaN, accuracy, metrics, classification, logits, probabilities, predictions };
+}
+
+/**
+ * Token tasks: the mean loss over labelled tokens, and seqeval's entity precision/recall/F1 with word accuracy over
+ * the labelled tokens' tags (each word's first piece), as run_ner's compute_metrics reports them.
+ */
+function evaluateTokens(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number): EvalResult {
+  const C = model.head.outputs;
+  const names = Object.keys(model.config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => model.config.id2label[k]!);
+  const gold: string[][] = new Array(examples.length);
+  const predicted: string[][] = new Array(examples.length);
+  let lossSum = 0;
+  let count = 0;
+  for (const { rows, batch } of lengthSortedCollated(examples, batchSize, padId)) {
+    const out = model.forward(batch.input, { train: false });
+    const T = batch.input.seqLen;
+    const t = model.head.loss(model.backend, model.dtype, out.logits, batch, rows.length * T, 0.5);
+    lossSum += t.sum;
+    count += t.count;
+    rows.forEach((i, b) => {
+      const g: string[] = [];
+      const p: string[] = [];
+      for (let k = 0; k < T; k++) {
+        const label = batch.labels[b * T + k]!;
+        if (label < 0) continue;
+        g.push(names[label]!);
+        p.push(names[model.head.predictRow(out.logits, (b * T + k) * C)]!);
+      }
+      gold[i] = g;
+      predicted[i] = p;
+    });
+  }
+  const s = seqeval(gold, predicted);
+  const metrics = { precision: s.precision, recall: s.recall, f1: s.f1, accuracy: s.accuracy };
+  const none = new Float32Array(0);
+  return { loss: count ? lossSum / count : NaN, accuracy: s.accuracy, metrics, classification: null, entities: s.perType, logits: none, probabilities: none, predictions: new Int32Array(0) };
 }
 
 /** What an example adds to its step's loss denominator: 1, or its labelled tokens (token tasks). */
@@ -438,7 +476,8 @@ export class Trainer {
         const e = runEval(st.epoch);
         summary.eval = e;
         line += ` | Val Loss: ${e.eval_loss.toFixed(4)} | ` +
-          (regression ? `Val MSE: ${e.eval_mse!.toFixed(4)}` : `Val Accuracy: ${(e.eval_accuracy ?? e.eval_subset_accuracy)!.toFixed(4)}`);
+          (regression ? `Val MSE: ${e.eval_mse!.toFixed(4)}` : `Val Accuracy: ${(e.eval_accuracy ?? e.eval_subset_accuracy)!.toFixed(4)}`) +
+          (model.head.reads === "tokens" ? ` | Val F1: ${e.eval_f1!.toFixed(4)}` : "");
       }
       st.epochs.push(summary);
       if (this.hooks.onEpochEnd) this.hooks.onEpochEnd(summary, line);

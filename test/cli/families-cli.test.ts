@@ -64,12 +64,15 @@ test("--task: a folder fine-tuned for another task is recognised and refused; --
   const dir = tempDir();
   const file = join(dir, "train.csv");
   writeFileSync(file, "text,label\n很好,1\n很差,0\n不错,1\n难吃,0\n");
+  const qa = craftModel({ architectures: ["BertForQuestionAnswering"] });
+  assertOneLineError(run(["train", "--model", qa, "--train-file", file, "--output-dir", join(dir, "a")]),
+    /architectures \(BertForQuestionAnswering\) imply question-answering, which is not supported yet: .*pass --task text-classification/);
+  assertOneLineError(run(["predict", "--model", qa, "--text", "很好"]), /imply question-answering, which is not supported yet/);
+  // A token-classification folder implies that task: CSV text/label rows are not its data.
   const ner = craftModel({ architectures: ["BertForTokenClassification"] });
-  assertOneLineError(run(["train", "--model", ner, "--train-file", file, "--output-dir", join(dir, "a")]),
-    /architectures \(BertForTokenClassification\) imply token-classification, which is not supported yet: .*pass --task text-classification/);
-  assertOneLineError(run(["predict", "--model", ner, "--text", "很好"]), /imply token-classification, which is not supported yet/);
+  assertOneLineError(run(["train", "--model", ner, "--train-file", file, "--output-dir", join(dir, "n")]), /token-classification data is JSONL/);
   assertOneLineError(run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "b"), "--task", "fill-mask"]), /--task fill-mask is not supported yet/);
-  const ok = run(["train", "--model", ner, "--train-file", file, "--output-dir", join(dir, "c"), "--task", "text-classification", "--epochs", "1"]);
+  const ok = run(["train", "--model", qa, "--train-file", file, "--output-dir", join(dir, "c"), "--task", "text-classification", "--epochs", "1"]);
   assert.equal(ok.code, 0, ok.stderr);
   assert.deepEqual(JSON.parse(readFileSync(join(dir, "c", "config.json"), "utf8")).architectures, ["BertForSequenceClassification"]);
   assert.equal(JSON.parse(readFileSync(join(dir, "c", "training_args.json"), "utf8")).task, "text-classification");

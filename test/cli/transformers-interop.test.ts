@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, TINY, relErr, tempDir } from "../helpers.js";
+import { FIXTURES, ROOT, TINY, relErr, tempDir } from "../helpers.js";
 import { familyDir, FAMILY_FIXTURES } from "../model/family-reference.js";
 import { run } from "./cli-helpers.js";
 
@@ -47,4 +47,22 @@ test("saved folders of every family load in transformers with the same ids and l
     const e = relErr(ours.flat(), t.logits.flat());
     assert.ok(e < 1e-5, `${out} (${t.architecture}): logits rel ${e}`);
   }
+});
+
+test("a saved token-classification (NER) folder loads in transformers as …ForTokenClassification with the same tags", { skip, timeout: 600_000 }, () => {
+  const dir = tempDir();
+  const out = join(dir, "ner");
+  const r = run(["train", "--model", TINY, "--task", "token-classification", "--train-file", join(FIXTURES, "ner", "cluener-40.jsonl"), "--output-dir", out,
+    "--epochs", "2", "--max-length", "32", "--learning-rate", "1e-3"]);
+  assert.equal(r.code, 0, r.stderr);
+  const texts = ["浙商银行企业信贷部叶老桂博士则从另一个角度", "生生不息CSOL生化狂潮让你填弹狂扫"];
+  const textsFile = join(dir, "texts.json");
+  writeFileSync(textsFile, JSON.stringify(texts));
+  const py = spawnSync(python!, [join(ROOT, "scripts", "check-transformers.py"), textsFile, out], { encoding: "utf8", maxBuffer: 1 << 26 });
+  assert.equal(py.status, 0, py.stderr);
+  const theirs = (JSON.parse(py.stdout) as Record<string, { tags: string[][]; architecture: string }>)[out]!;
+  assert.equal(theirs.architecture, "BertForTokenClassification");
+  const p = run(["predict", "--model", out, "--text", ...texts, "--output-tags"]);
+  assert.equal(p.code, 0, p.stderr);
+  assert.deepEqual(p.stdout.trim().split("\n").map((l) => JSON.parse(l).tags), theirs.tags);
 });

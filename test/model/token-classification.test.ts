@@ -6,7 +6,6 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Backend } from "../../src/backend/types.js";
 import type { EncodedExample } from "../../src/data/dataset.js";
@@ -14,12 +13,9 @@ import { loadModelFromDir } from "../../src/io/checkpoint.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { DEFAULT_TRAINING_ARGS, Trainer, type StepLog, type TrainingArgs } from "../../src/train/trainer.js";
 import { BACKENDS } from "../backends.js";
-import { FIXTURES, maxAbs, maxAbsDiff, relErr } from "../helpers.js";
+import { maxAbs, relErr } from "../helpers.js";
 
-const DIR = join(FIXTURES, "ner", "bert-tiny-chinese-ner");
-const manifest = JSON.parse(readFileSync(join(DIR, "reference", "manifest.json"), "utf8")) as {
-  trajectory: { batches: number[][]; results: Record<string, { base_lr: number; loss: number[]; lr: number[]; grad_norm: number[] }> };
-};
+import { checkNerTrajectory, NER_DIR as DIR, nerManifest as manifest } from "./ner-reference.js";
 
 function fixture() {
   const f = SafetensorsFile.open(join(DIR, "reference", "forward.safetensors"));
@@ -114,32 +110,7 @@ for (const backend of BACKENDS) {
       };
       const trainSet = manifest.trajectory.batches.flat().map((i) => rows[i]!);
       const result = await new Trainer(model, args, trainSet, null, 0, {}).train();
-      const logs = result.logHistory as StepLog[];
-      assert.equal(logs.length, 12);
-      logs.forEach((l, s) => {
-        assert.ok(Math.abs(l.loss - r.loss[s]!) < 1e-5, `step ${s + 1} loss ${l.loss} vs ${r.loss[s]}`);
-        assert.equal(l.learning_rate, r.lr[s], `step ${s + 1} lr`);
-        assert.ok(Math.abs(l.grad_norm - r.grad_norm[s]!) / r.grad_norm[s]! < 1e-4, `step ${s + 1} grad_norm ${l.grad_norm} vs ${r.grad_norm[s]}`);
-      });
-      const after = SafetensorsFile.open(join(DIR, "reference", `after-${strategy}.safetensors`));
-      const start = SafetensorsFile.open(join(DIR, "model", "model.safetensors"));
-      try {
-        const trained = new Set(after.names());
-        for (const spec of model.params.specs) {
-          const ours = model.params.value(spec.name);
-          if (!trained.has(spec.name)) {
-            assert.deepEqual(ours, start.float(spec.name), `${spec.name} frozen: bit-identical`);
-          } else if (spec.name.endsWith("attention.self.key.bias")) {
-            assert.ok(maxAbsDiff(ours, after.float(spec.name)) < 5e-4, spec.name);
-          } else {
-            const e = relErr(ours, after.float(spec.name));
-            assert.ok(e < 1e-4, `${spec.name} rel ${e}`);
-          }
-        }
-      } finally {
-        after.close();
-        start.close();
-      }
+      checkNerTrajectory(strategy, result.logHistory as StepLog[], new Map(model.params.specs.map((p) => [p.name, model.params.value(p.name)] as const)));
     });
   }
 }

@@ -1,0 +1,209 @@
+/**
+ * Token-classification (NER) data: rows of words with one tag each, read from the layouts people have, and aligned
+ * to word pieces as HF's run_ner does.
+ * - JSONL `{"tokens": [...], "ner_tags": [...]}` (HF datasets' conll2003 layout; tags as names, or ids with names);
+ * - span JSONL as CLUENER: `{"text", "label": {type: {span_text: [[start, end], …]}}}`, end inclusive, offsets in
+ *   code points; each character becomes a word, tagged B-/I- (spans overlapping one already tagged are skipped and
+ *   counted);
+ * - JSONL `{"text": …}` without tags (prediction), each character a word;
+ * - CoNLL text (.txt, .conll, .bio): a token and its tag per line (the first and the last column), a blank line
+ *   between sentences, `-DOCSTART-` skipped.
+ */
+import { readFileSync, statSync } from "node:fs";
+import { extname } from "node:path";
+import type { BertTokenizer } from "../tokenizer/index.js";
+import { WeitiaoError } from "../util/errors.js";
+import type { EncodedExample } from "./dataset.js";
+
+export interface TokenExample {
+  words: string[];
+  /** One tag per word (null for unlabelled prediction input). */
+  tags: string[] | null;
+  /** The row's text where it came as text (CLUENER, prediction): words are its code points. */
+  text?: string;
+  file: string;
+  line: number;
+}
+
+export interface TokenRead {
+  examples: TokenExample[];
+  /** CLUENER spans left out because they overlap a span tagged before them in the row. */
+  overlappingSpans: number;
+}
+
+const CONLL = [".txt", ".conll", ".bio", ".iob"];
+
+function readUtf8(file: string): string {
+  try {
+    if (statSync(file).isDirectory()) throw new WeitiaoError(`${file}: is a folder, expected a data file`);
+  } catch (e) {
+    if (e instanceof WeitiaoError) throw e;
+    throw new WeitiaoError(`${file}: file not found`);
+  }
+  const text = readFileSync(file, "utf8");
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+/** Read every row of a token-classification file (a comma-separated list of files too); `requireTags` for training. */
+export function readTokenRows(spec: string, requireTags: boolean): TokenRead {
+  const out: TokenRead = { examples: [], overlappingSpans: 0 };
+  for (const file of spec.split(",").map((f) => f.trim()).filter(Boolean)) {
+    if ([".csv", ".tsv", ".tab"].includes(extname(file).toLowerCase())) {
+      throw new WeitiaoError(`${file}: token-classification data is JSONL ({"tokens", "ner_tags"}, or CLUENER's {"text", "label"}) or CoNLL text (.txt, .conll, .bio), not CSV/TSV`);
+    }
+    const r = CONLL.includes(extname(file).toLowerCase()) ? readConll(file) : readTokenJsonl(file, requireTags);
+    out.examples.push(...r.examples);
+    out.overlappingSpans += r.overlappingSpans;
+  }
+  if (out.examples.length === 0) throw new WeitiaoError(`${spec}: no rows`);
+  return out;
+}
+
+function readConll(file: string): TokenRead {
+  const examples: TokenExample[] = [];
+  let words: string[] = [];
+  let tags: string[] = [];
+  let start = 0;
+  const flush = (): void => {
+    if (words.length) examples.push({ words, tags, file, line: start });
+    words = [];
+    tags = [];
+  };
+  readUtf8(file).split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === "") return flush();
+    const cols = line.split(/\s+/);
+    if (cols[0] === "-DOCSTART-") return flush();
+    if (cols.length < 2) throw new WeitiaoError(`${file}:${i + 1}: expected a token and its tag, found "${line}"`);
+    if (words.length === 0) start = i + 1;
+    words.push(cols[0]!);
+    tags.push(cols.at(-1)!);
+  });
+  flush();
+  return { examples, overlappingSpans: 0 };
+}
+
+function readTokenJsonl(file: string, requireTags: boolean): TokenRead {
+  const examples: TokenExample[] = [];
+  let overlappingSpans = 0;
+  readUtf8(file).split(/\r?\n/).forEach((raw, i) => {
+    if (raw.trim() === "") return;
+    const where = `${file}:${i + 1}`;
+    let row: Record<string, unknown>;
+    try {
+      row = JSON.parse(raw) as Record<string, unknown>;
+    } catch (e) {
+      throw new WeitiaoError(`${where}: invalid JSON (${(e as Error).message})`);
+    }
+    if (row === null || typeof row !== "object" || Array.isArray(row)) throw new WeitiaoError(`${where}: each line must be a JSON object`);
+    if ("tokens" in row) {
+      const words = row.tokens;
+      if (!Array.isArray(words) || !words.every((w) => typeof w === "string")) throw new WeitiaoError(`${where}: field "tokens" must be a list of strings`);
+      const tags = row.ner_tags;
+      if (tags === undefined) {
+        if (requireTags) throw new WeitiaoError(`${where}: no field "ner_tags"`);
+        examples.push({ words, tags: null, file, line: i + 1 });
+        return;
+      }
+      if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string" || Number.isInteger(t))) {
+        throw new WeitiaoError(`${where}: field "ner_tags" must be a list of tag names (or ids)`);
+      }
+      if (tags.length !== words.length) throw new WeitiaoError(`${where}: ${words.length} tokens but ${tags.length} ner_tags`);
+      examples.push({ words, tags: tags.map(String), file, line: i + 1 });
+      return;
+    }
+    if (typeof row.text !== "string") throw new WeitiaoError(`${where}: expected "tokens" (with "ner_tags") or "text" (with a CLUENER "label")`);
+    const chars = [...row.text];
+    if (row.label === undefined) {
+      if (requireTags) throw new WeitiaoError(`${where}: no field "label" (CLUENER spans) or "ner_tags"`);
+      examples.push({ words: chars, tags: null, text: row.text, file, line: i + 1 });
+      return;
+    }
+    const r = spansToBio(chars, row.label, where);
+    overlappingSpans += r.overlapping;
+    examples.push({ words: chars, tags: r.tags, text: row.text, file, line: i + 1 });
+  });
+  return { examples, overlappingSpans };
+}
+
+/** CLUENER's `{type: {span_text: [[start, end_inclusive], …]}}` over code points → BIO tags, first span wins. */
+export function spansToBio(chars: string[], label: unknown, where: string): { tags: string[]; overlapping: number } {
+  if (label === null || typeof label !== "object" || Array.isArray(label)) throw new WeitiaoError(`${where}: field "label" must be {type: {span_text: [[start, end], …]}}`);
+  const tags = chars.map(() => "O");
+  let overlapping = 0;
+  for (const [type, spans] of Object.entries(label as Record<string, unknown>)) {
+    if (spans === null || typeof spans !== "object" || Array.isArray(spans)) throw new WeitiaoError(`${where}: label "${type}" must map span texts to [[start, end], …]`);
+    for (const [spanText, places] of Object.entries(spans as Record<string, unknown>)) {
+      if (!Array.isArray(places)) throw new WeitiaoError(`${where}: label "${type}" span "${spanText}" must be a list of [start, end]`);
+      for (const p of places) {
+        if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isInteger(x))) {
+          throw new WeitiaoError(`${where}: label "${type}" span "${spanText}": ${JSON.stringify(p)} is not [start, end]`);
+        }
+        const [start, end] = p as [number, number];
+        if (start < 0 || end < start || end >= chars.length || chars.slice(start, end + 1).join("") !== spanText) {
+          throw new WeitiaoError(`${where}: label "${type}" span "${spanText}" at [${start}, ${end}] does not match the text there ("${chars.slice(Math.max(0, start), end + 1).join("")}")`);
+        }
+        if (tags.slice(start, end + 1).some((t) => t !== "O")) {
+          overlapping++;
+          continue;
+        }
+        for (let k = start; k <= end; k++) tags[k] = `${k === start ? "B" : "I"}-${type}`;
+      }
+    }
+  }
+  return { tags, overlapping };
+}
+
+/**
+ * The label list: the model's own (its id2label) when it covers every tag in the data, else the data's tags sorted as
+ * run_ner sorts them. Tags given as ids need the model's names.
+ */
+export function resolveTagNames(examples: TokenExample[], modelLabels: string[] | null): string[] {
+  const seen = new Set(examples.flatMap((e) => e.tags ?? []));
+  if (modelLabels && [...seen].every((t) => modelLabels.includes(t))) return modelLabels;
+  const numeric = [...seen].every((t) => /^\d+$/.test(t));
+  if (numeric && modelLabels) {
+    const bad = [...seen].find((t) => Number(t) >= modelLabels.length);
+    if (bad === undefined) return modelLabels;
+    throw new WeitiaoError(`ner_tags id ${bad} is beyond the model's ${modelLabels.length} labels`);
+  }
+  return [...seen].sort();
+}
+
+/** Tag ids of a row's words (ids stay ids when the data gives ids). */
+function tagIds(e: TokenExample, names: string[]): number[] {
+  const index = new Map(names.map((n, i) => [n, i]));
+  return e.tags!.map((t, w) => {
+    const id = index.get(t) ?? (/^\d+$/.test(t) && Number(t) < names.length ? Number(t) : undefined);
+    if (id === undefined) throw new WeitiaoError(`${e.file}:${e.line}: tag "${t}" of word ${w + 1} is not one of the labels (${names.join(", ")})`);
+    return id;
+  });
+}
+
+export interface EncodedTokens {
+  encoded: (EncodedExample & { wordIds: (number | null)[] })[];
+  /** Rows cut at maxLength, and the labelled words they lost. */
+  truncatedRows: number;
+  truncatedWords: number;
+}
+
+/**
+ * Word pieces and aligned labels (run_ner's tokenize_and_align_labels, label_all_tokens false): a word's first piece
+ * gets its tag, its other pieces and the special tokens −100.
+ */
+export function encodeTokenExamples(tokenizer: BertTokenizer, examples: TokenExample[], names: string[] | null, maxLength: number): EncodedTokens {
+  let truncatedRows = 0;
+  let truncatedWords = 0;
+  const encoded = examples.map((e) => {
+    const enc = tokenizer.encodeWords(e.words, { maxLength });
+    const ids = e.tags && names ? tagIds(e, names) : null;
+    const tokenLabels = enc.wordIds.map((w, k) => (w === null || (k > 0 && enc.wordIds[k - 1] === w) || !ids ? -100 : ids[w]!));
+    if (enc.truncated) {
+      truncatedRows++;
+      const last = enc.wordIds.filter((w) => w !== null).at(-1) ?? -1;
+      truncatedWords += e.words.length - 1 - last;
+    }
+    return { inputIds: enc.inputIds, tokenTypeIds: enc.tokenTypeIds, label: -1, tokenLabels, wordIds: enc.wordIds };
+  });
+  return { encoded, truncatedRows, truncatedWords };
+}

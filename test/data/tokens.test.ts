@@ -1,0 +1,81 @@
+/**
+ * NER data (src/data/tokens.ts): word-piece encoding of pre-split words and run_ner's label alignment against the
+ * fixture's tokenizer-words.json (HF tokenizers' is_split_into_words), CLUENER spans to BIO, CoNLL text.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { encodeTokenExamples, readTokenRows, resolveTagNames, spansToBio } from "../../src/data/tokens.js";
+import { BertTokenizer } from "../../src/tokenizer/index.js";
+import { SafetensorsFile } from "../../src/io/safetensors.js";
+import { FIXTURES, TINY, tempDir } from "../helpers.js";
+
+const NER = join(FIXTURES, "ner", "bert-tiny-chinese-ner");
+const NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"];
+const cases = JSON.parse(readFileSync(join(NER, "reference", "tokenizer-words.json"), "utf8")) as {
+  words: string[]; ner_tags: string[]; max_length: number | null; input_ids: number[]; word_ids: (number | null)[]; labels: number[];
+}[];
+
+test("pre-split words encode as HF's is_split_into_words: ids, word ids and aligned labels equal the fixture's cases", () => {
+  const tk = BertTokenizer.fromDir(TINY);
+  for (const c of cases) {
+    const enc = tk.encodeWords(c.words, { maxLength: c.max_length ?? undefined });
+    assert.deepEqual(enc.inputIds, c.input_ids, c.words.join(" "));
+    assert.deepEqual(enc.wordIds, c.word_ids);
+    const { encoded } = encodeTokenExamples(tk, [{ words: c.words, tags: c.ner_tags, file: "x", line: 1 }], NAMES, c.max_length ?? 512);
+    assert.deepEqual(encoded[0]!.tokenLabels, c.labels);
+  }
+  // Mutation: a label on every piece of a word (not run_ner's first piece only) differs on the multi-piece words.
+  const c = cases[1]!;
+  const every = c.word_ids.map((w) => (w === null ? -100 : NAMES.indexOf(c.ner_tags[w]!)));
+  assert.notDeepEqual(every, c.labels, "the check can fail");
+});
+
+test("the NER fixture's rows tokenize to its reference ids and labels", () => {
+  const tk = BertTokenizer.fromDir(TINY);
+  const manifest = JSON.parse(readFileSync(join(NER, "reference", "manifest.json"), "utf8")) as { examples: { tokens: string[]; ner_tags: string[] }[] };
+  const { encoded, truncatedRows } = encodeTokenExamples(tk, manifest.examples.map((e) => ({ words: e.tokens, tags: e.ner_tags, file: "x", line: 1 })), NAMES, 40);
+  assert.equal(truncatedRows, 2, "two rows are longer than max_length 40");
+  const f = SafetensorsFile.open(join(NER, "reference", "forward.safetensors"));
+  try {
+    const [, T] = f.info("input_ids").shape as [number, number];
+    const ids = f.int("input_ids");
+    const labels = f.int("labels");
+    const mask = f.int("attention_mask");
+    encoded.forEach((e, b) => {
+      const n = mask.subarray(b * T, b * T + T).reduce((a, v) => a + v, 0);
+      assert.deepEqual(e.inputIds, [...ids.subarray(b * T, b * T + n)], `row ${b} ids`);
+      assert.deepEqual(e.tokenLabels, [...labels.subarray(b * T, b * T + n)], `row ${b} labels`);
+    });
+  } finally {
+    f.close();
+  }
+});
+
+test("CLUENER spans become BIO tags; a span whose text does not match is an error naming file:line; overlaps are skipped and counted", () => {
+  const chars = [..."浙商银行企业信贷部叶老桂博士"];
+  const r = spansToBio(chars, { company: { 浙商银行: [[0, 3]] }, name: { 叶老桂: [[9, 11]] } }, "f:1");
+  assert.deepEqual(r.tags, ["B-company", "I-company", "I-company", "I-company", "O", "O", "O", "O", "O", "B-name", "I-name", "I-name", "O", "O"]);
+  assert.equal(spansToBio(chars, { company: { 浙商银行: [[0, 3]] }, organization: { 银行企业: [[2, 5]] } }, "f:1").overlapping, 1);
+  assert.throws(() => spansToBio(chars, { name: { 叶老桂: [[8, 10]] } }, "train.json:7"), /train\.json:7: label "name" span "叶老桂" at \[8, 10\] does not match the text there/);
+  // Offsets count code points, as Python does: an emoji before the span is one character.
+  assert.deepEqual(spansToBio([..."😀张三"], { name: { 张三: [[1, 2]] } }, "f:1").tags, ["O", "B-name", "I-name"]);
+});
+
+test("JSONL tokens/ner_tags, CLUENER rows and CoNLL text are read with file:line errors; CSV is refused for this task", () => {
+  const dir = tempDir();
+  const jsonl = join(dir, "a.jsonl");
+  writeFileSync(jsonl, [JSON.stringify({ tokens: ["张", "三"], ner_tags: ["B-PER", "I-PER"] }), JSON.stringify({ text: "李四", label: { name: { 李四: [[0, 1]] } } }), ""].join("\n"));
+  const r = readTokenRows(jsonl, true);
+  assert.deepEqual(r.examples.map((e) => e.tags), [["B-PER", "I-PER"], ["B-name", "I-name"]]);
+  assert.deepEqual(resolveTagNames(r.examples, null), ["B-PER", "B-name", "I-PER", "I-name"]);
+  assert.deepEqual(resolveTagNames(r.examples.slice(0, 1), NAMES), NAMES, "the model's labels when they cover the data");
+  const conll = join(dir, "b.conll");
+  writeFileSync(conll, "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n");
+  assert.deepEqual(readTokenRows(conll, true).examples.map((e) => [e.words, e.tags, e.line]), [[["EU", "rejects"], ["B-ORG", "O"], 3], [["Peter"], ["B-PER"], 6]]);
+  const bad = join(dir, "c.jsonl");
+  writeFileSync(bad, JSON.stringify({ tokens: ["a", "b"], ner_tags: ["O"] }) + "\n");
+  assert.throws(() => readTokenRows(bad, true), /c\.jsonl:1: 2 tokens but 1 ner_tags/);
+  assert.throws(() => readTokenRows(join(dir, "d.csv"), true), /token-classification data is JSONL .* not CSV/);
+});
