@@ -42,7 +42,26 @@ function windows(pieces: number[], budget: number): [number, number][] {
   return out;
 }
 
-export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; text?: string }[], opts: { maxLength: number; batchSize: number }): TokenPredictionRow[] {
+export const AGGREGATIONS = ["first", "max", "average"] as const;
+export type Aggregation = (typeof AGGREGATIONS)[number];
+
+/**
+ * A word's tag from its pieces' probabilities, as HF's pipeline aggregates words: first (the first piece's), max (the
+ * piece with the highest score), average (the mean of the pieces' probabilities). With one piece per word (Chinese
+ * characters) all three agree, and equal HF's "simple".
+ */
+export function aggregate(probs: number[][], how: Aggregation): { tag: number; score: number } {
+  const best = (p: number[]): { tag: number; score: number } => {
+    let tag = 0;
+    for (let c = 1; c < p.length; c++) if (p[c]! > p[tag]!) tag = c;
+    return { tag, score: p[tag]! };
+  };
+  if (how === "first") return best(probs[0]!);
+  if (how === "max") return probs.map(best).reduce((a, b) => (b.score > a.score ? b : a));
+  return best(probs[0]!.map((_, c) => probs.reduce((a, p) => a + p[c]!, 0) / probs.length));
+}
+
+export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; text?: string }[], opts: { maxLength: number; batchSize: number; aggregation?: Aggregation }): TokenPredictionRow[] {
   const { model, tokenizer, labels } = loaded;
   const C = model.head.outputs;
   // Every word's tag and score, window by window (no window ever cuts a word).
@@ -59,12 +78,21 @@ export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; te
     rows.forEach((i, b) => {
       const { row, from } = parts[i]!;
       const wordIds = encoded[i]!.wordIds;
+      // Each word's pieces' probabilities, then one tag per word by the aggregation strategy (HF's word-level ones)
+      const byWord = new Map<number, number[][]>();
       wordIds.forEach((w, k) => {
-        if (w === null || (k > 0 && wordIds[k - 1] === w)) return; // a word's tag is its first piece's
-        const p = model.head.prediction(Array.from(logits.subarray((b * T + k) * C, (b * T + k) * C + C)), labels, { threshold: 0.5 }) as { tag: string; score: number };
-        perWord[row]!.tags[from + w] = p.tag;
-        perWord[row]!.scores[from + w] = p.score;
+        if (w === null) return;
+        const l = Array.from(logits.subarray((b * T + k) * C, (b * T + k) * C + C));
+        const max = Math.max(...l);
+        const e = l.map((v) => Math.exp(v - max));
+        const z = e.reduce((a, v) => a + v, 0);
+        byWord.set(w, [...(byWord.get(w) ?? []), e.map((v) => v / z)]);
       });
+      for (const [w, probs] of byWord) {
+        const pick = aggregate(probs, opts.aggregation ?? "first");
+        perWord[row]!.tags[from + w] = labels[pick.tag]!;
+        perWord[row]!.scores[from + w] = pick.score;
+      }
     });
   }
   return inputs.map((inp, row) => {

@@ -279,7 +279,7 @@ function prepareTokenData(o: ResolvedOptions, config: BertConfig, tokenizer: Ber
   const names = resolveTagNames([...trainExamples, ...(evalRead?.examples ?? []), ...(testRead?.examples ?? [])], modelLabels);
   const reports: Record<string, DataReport> = {};
   const encodeSplit = (name: string, examples: TokenExample[], overlapping: number): EncodedExample[] => {
-    const enc = encodeTokenExamples(tokenizer, examples, names, maxLength);
+    const enc = encodeTokenExamples(tokenizer, examples, names, maxLength, o.labelAllTokens ?? false);
     const lengths = enc.encoded.map((e) => e.inputIds.length).sort((a, b) => a - b);
     const at = (q: number): number => lengths[Math.min(lengths.length - 1, Math.floor(q * (lengths.length - 1) + 0.5))] ?? 0;
     const tags: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));

@@ -12,7 +12,7 @@ import { COMPUTE_OPTIONS, FLAG_ALIASES, type OptionSpec, READ_OPTIONS, TRAIN_OPT
 import { extractExamples } from "../data/dataset.js";
 import { readRows, type ReadOptions } from "../data/read.js";
 import { readTokenRows } from "../data/tokens.js";
-import { evaluateTokenFile, predictTokens } from "../api/predict-tokens.js";
+import { AGGREGATIONS, type Aggregation, evaluateTokenFile, predictTokens } from "../api/predict-tokens.js";
 import { checkOutputFile, removeStaleTemps } from "../io/output.js";
 import { DEMO_DATA_DIR, resolveModel } from "../io/resolve.js";
 import { BertTokenizer } from "../tokenizer/index.js";
@@ -86,7 +86,10 @@ export function expandConfig(argv: string[], program?: Command): string[] {
 
 /** `--output_dir=x` → `--output-dir=x`, then aliases → canonical names. */
 export function normalizeArgv(argv: string[]): string[] {
-  return argv.map((arg) => {
+  return argv.map((arg, i) => {
+    // --task ner: the name the classic tutorial uses for token-classification
+    if (arg === "ner" && argv[i - 1] === "--task") return "token-classification";
+    if (arg === "--task=ner") return "--task=token-classification";
     if (!arg.startsWith("--")) return arg;
     const eq = arg.indexOf("=");
     let name = eq >= 0 ? arg.slice(0, eq) : arg;
@@ -233,7 +236,8 @@ function predictCommand(): Command {
     .option("--max-length <n>", "truncate to N tokens (default: the length the model was trained with, else 512)", int("--max-length"))
     .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32)
     .option("--threshold <p>", "multi-label models: report labels whose probability ≥ p", float("--threshold"), 0.5)
-    .option("--output-tags", "token-classification models: also print each word's tag");
+    .option("--output-tags", "token-classification models: also print each word's tag")
+    .addOption(new Option("--aggregation-strategy <s>", "token-classification models: a word's tag from its word pieces (HF's word-level strategies)").choices(AGGREGATIONS).default("first"));
   addTableOptions(cmd, READ_OPTIONS);
   addTruncationOption(cmd);
   addComputeOptions(cmd);
@@ -267,7 +271,7 @@ Example:
           : /\.(jsonl|json|ndjson|txt|conll|bio|iob)$/i.test(inputFile!)
             ? readTokenRows(inputFile!, false).examples.map((e) => ({ words: e.words, text: e.text }))
             : readPredictInputs(inputFile!, o.textColumn as string, undefined, tableValues(cmd, o, READ_OPTIONS)).map((t) => ({ words: [...t.text], text: t.text }));
-      const preds = predictTokens(loaded, rows, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number });
+      const preds = predictTokens(loaded, rows, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number, aggregation: o.aggregationStrategy as Aggregation });
       const shown = preds.map((p) => (o.outputTags ? p : { entities: p.entities }));
       lines = csv
         ? "text,entities\n" + shown.map((p, i) => [csvCell(rows[i]!.text ?? rows[i]!.words.join(" ")), csvCell(JSON.stringify(p.entities))].join(",")).join("\n") + "\n"

@@ -188,16 +188,25 @@ export interface EncodedTokens {
 }
 
 /**
- * Word pieces and aligned labels (run_ner's tokenize_and_align_labels, label_all_tokens false): a word's first piece
- * gets its tag, its other pieces and the special tokens −100.
+ * Word pieces and aligned labels (run_ner's tokenize_and_align_labels): a word's first piece gets its tag, the
+ * special tokens −100, its other pieces −100 (or, with labelAllTokens, its tag with B- made I-).
  */
-export function encodeTokenExamples(tokenizer: BertTokenizer, examples: TokenExample[], names: string[] | null, maxLength: number): EncodedTokens {
+export function encodeTokenExamples(tokenizer: BertTokenizer, examples: TokenExample[], names: string[] | null, maxLength: number, labelAllTokens = false): EncodedTokens {
   let truncatedRows = 0;
   let truncatedWords = 0;
+  // run_ner's b_to_i_label: with --label-all-tokens a B- word's later pieces get its I- tag (when the labels have it)
+  const inside = (names ?? []).map((n, i) => {
+    const j = n.startsWith("B-") ? names!.indexOf(`I-${n.slice(2)}`) : -1;
+    return j >= 0 ? j : i;
+  });
   const encoded = examples.map((e) => {
     const enc = tokenizer.encodeWords(e.words, { maxLength });
     const ids = e.tags && names ? tagIds(e, names) : null;
-    const tokenLabels = enc.wordIds.map((w, k) => (w === null || (k > 0 && enc.wordIds[k - 1] === w) || !ids ? -100 : ids[w]!));
+    const tokenLabels = enc.wordIds.map((w, k) => {
+      if (w === null || !ids) return -100;
+      if (k > 0 && enc.wordIds[k - 1] === w) return labelAllTokens ? inside[ids[w]!]! : -100;
+      return ids[w]!;
+    });
     if (enc.truncated) {
       truncatedRows++;
       const last = enc.wordIds.filter((w) => w !== null).at(-1) ?? -1;

@@ -44,7 +44,7 @@ const EVAL_STRATEGIES = ["no", "steps", "epoch"] as const;
 export const TRAIN_OPTIONS = [
   { key: "model", flag: "--model", arg: "<dir>", type: "string", required: true, aliases: ["model-name-or-path"], help: "HF model folder, hub id (org/name[@rev], into the HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), \"demo\", or a weights file with --model-config" },
   { key: "modelConfig", flag: "--model-config", arg: "<dir>", type: "string", help: "with a bare weights file (.pth/.bin/.safetensors): folder with config.json and the tokenizer" },
-  { key: "task", flag: "--task", arg: "<task>", type: "string", choices: TASKS, help: "what to train: text-classification or token-classification (NER) (default: what the folder's architectures imply, else text-classification; question-answering and fill-mask are not supported yet)" },
+  { key: "task", flag: "--task", arg: "<task>", type: "string", choices: TASKS, help: "what to train: text-classification or token-classification (NER; alias ner) (default: what the folder's architectures imply, else text-classification; question-answering and fill-mask are not supported yet)" },
   { key: "trainFile", flag: "--train-file", arg: "<file>", type: "string", required: true, help: "training data: .csv, .tsv or .jsonl; a folder of them, or a comma-separated list" },
   { key: "validationFile", flag: "--validation-file", arg: "<file>", type: "string", help: "validation data, evaluated after every epoch" },
   { key: "validationSplit", flag: "--validation-split", arg: "<r>", type: "float", check: openUnit, help: "hold out this fraction of the training rows for validation (stratified, seeded); nothing is split off unless asked" },
@@ -56,6 +56,7 @@ export const TRAIN_OPTIONS = [
   { key: "labelColumn", flag: "--label-column", arg: "<name>", type: "string", default: "label", help: "column holding the label" },
   { key: "noHeader", flag: "--no-header", type: "bool", help: "CSV/TSV has no header line: name columns by index (0, 1, …)" },
   { key: "quoting", flag: "--quoting", arg: "<q>", type: "string", choices: QUOTINGS, help: "csv: \"…\" fields as RFC 4180 (default for .csv); none: quotes are text (default for .tsv, which is not RFC 4180)" },
+  { key: "labelAllTokens", flag: "--label-all-tokens", type: "bool", default: false, help: "token-classification: a word's later word pieces get its tag too (I- for a B- word), as run_ner's --label_all_tokens; default: only the first piece" },
   { key: "maxLength", flag: "--max-length", arg: "<n>", type: "int", default: 128, check: positive, aliases: ["max-seq-length"], help: "truncate to N tokens (capped at what the model's max_position_embeddings allows)" },
   { key: "truncation", flag: "--truncation", arg: "<s>", type: "string", choices: TRUNCATIONS, default: "longest_first", help: "how text pairs are cut to --max-length" },
   { key: "batchSize", flag: "--batch-size", arg: "<n>", type: "int", default: 16, check: positive, training: true, aliases: ["per-device-train-batch-size"], help: "training batch size" },

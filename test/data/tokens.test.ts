@@ -30,6 +30,12 @@ test("pre-split words encode as HF's is_split_into_words: ids, word ids and alig
   const c = cases[1]!;
   const every = c.word_ids.map((w) => (w === null ? -100 : NAMES.indexOf(c.ner_tags[w]!)));
   assert.notDeepEqual(every, c.labels, "the check can fail");
+  // --label-all-tokens: the later pieces get the word's tag, B- made I- (run_ner's b_to_i_label)
+  const tk2 = BertTokenizer.fromDir(TINY);
+  const all = encodeTokenExamples(tk2, [{ words: c.words, tags: c.ner_tags, file: "x", line: 1 }], NAMES, 512, true).encoded[0]!.tokenLabels!;
+  const bank = c.word_ids.flatMap((w, k) => (w === 2 ? [all[k]] : []));
+  assert.deepEqual(bank, [3, 4, 4, 4], "浙商银行: B-LOC then I-LOC on its three later pieces");
+  assert.deepEqual(all.filter((_, k) => c.word_ids[k] === 1), [0, 0, 0], "world's: O on every piece");
 });
 
 test("the NER fixture's rows tokenize to its reference ids and labels", () => {

@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { entities, seqeval } from "../../src/train/seqeval.js";
+import { aggregate } from "../../src/api/predict-tokens.js";
 
 test("chunks: B/I runs, an I- without B- starts one, adjacent B- of one type are two, a type change ends one, BIOES", () => {
   assert.deepEqual(entities(["B-PER", "I-PER", "O", "B-LOC"]), [{ type: "PER", start: 0, end: 1 }, { type: "LOC", start: 3, end: 3 }]);
@@ -25,4 +26,13 @@ test("micro precision/recall/F1, per type, and word accuracy", () => {
   assert.deepEqual(s.perType.LOC, { precision: 0, recall: 0, f1: 0, number: 1 });
   // An entity cut short (by a window boundary, or a wrong end) is wrong as a whole.
   assert.equal(seqeval([["B-PER", "I-PER", "I-PER"]], [["B-PER", "I-PER", "O"]]).f1, 0);
+});
+
+test("a word's tag from its pieces: first, max and average as HF's word-level aggregation strategies", () => {
+  const probs = [[0.6, 0.4], [0.1, 0.9]];
+  assert.deepEqual(aggregate(probs, "first"), { tag: 0, score: 0.6 });
+  assert.deepEqual(aggregate(probs, "max"), { tag: 1, score: 0.9 });
+  const avg = aggregate(probs, "average");
+  assert.equal(avg.tag, 1);
+  assert.ok(Math.abs(avg.score - 0.65) < 1e-12);
 });
