@@ -46,16 +46,18 @@ class Bert(nn.Module):
     RobertaForSequenceClassification: positions counted from padding_idx + 1 over the real tokens
     (create_position_ids_from_input_ids), no pooler, dropout → dense → tanh → dropout → out_proj on <s>."""
 
-    def __init__(self, family="bert", h=768, layers=12, inter=3072, labels=2, p=0.1):
+    def __init__(self, family="bert", h=768, layers=12, inter=3072, labels=2, p=0.1, ner=False):
         super().__init__()
         f = FAMILIES[family]
-        self.roberta, self.pad = family == "roberta", f["pad"]
+        self.roberta, self.pad, self.ner = family == "roberta", f["pad"], ner
         self.bert = nn.Module()
         self.bert.word = nn.Embedding(f["vocab"], h, padding_idx=f["pad"])
         self.bert.pos, self.bert.tok = nn.Embedding(f["positions"], h), nn.Embedding(f["types"], h)
         self.bert.ln = nn.LayerNorm(h, eps=f["eps"])
         self.bert.layers = nn.ModuleList(Layer(h, h // 64, inter, p, f["eps"]) for _ in range(layers))
-        if self.roberta:
+        if ner:  # …ForTokenClassification: dropout → classifier on every token, no pooler
+            self.classifier = nn.Linear(h, labels)
+        elif self.roberta:
             self.dense, self.out_proj = nn.Linear(h, h), nn.Linear(h, labels)
         else:
             self.bert.pool = nn.Linear(h, h)
@@ -74,6 +76,8 @@ class Bert(nn.Module):
         m = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
         for layer in self.bert.layers:
             x = layer(x, m)
+        if self.ner:
+            return self.classifier(F.dropout(x, self.p, self.training))
         if self.roberta:
             d = torch.tanh(self.dense(F.dropout(x[:, 0], self.p, self.training)))
             return self.out_proj(F.dropout(d, self.p, self.training))
@@ -114,6 +118,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--only", default="")
     ap.add_argument("--family", default="bert", choices=sorted(FAMILIES))
+    ap.add_argument("--task", default="text-classification", choices=["text-classification", "token-classification"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)  # its default here is 1
     torch.manual_seed(0)
@@ -122,7 +127,21 @@ def main():
     vocab, pad = FAMILIES[a.family]["vocab"], FAMILIES[a.family]["pad"]
     ids = torch.randint(1000, vocab, (a.batch, a.seq))
     mask = torch.ones_like(ids)
+    ner = a.task == "token-classification"
     labels = torch.arange(a.batch) % 2
+
+    def token_labels(b, t):
+        """tokenLabels() of src/bench/bench.ts: (i·7) mod 9 over the flat positions, −100 at each row's first and last."""
+        i = torch.arange(b * t).view(b, t)
+        y = (i * 7) % 9
+        y[:, 0] = -100
+        y[:, -1] = -100
+        return y
+
+    def loss_of(logits, x):
+        if ner:
+            return F.cross_entropy(logits.reshape(-1, 9), token_labels(*x.shape).reshape(-1), ignore_index=-100)
+        return F.cross_entropy(logits, labels)
 
     def emit(name, sec, batch):
         print(json.dumps({"name": name, "median_s": sec, "samples_per_s": batch / sec if sec else 0, "steps": a.steps,
@@ -140,7 +159,7 @@ def main():
                                    ("train_bf16_autocast_varlen", True, True), ("train_bf16_autocast_padded", True, False)):
         if not want(name.replace("_autocast", "")):
             continue
-        model = Bert(a.family, h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
+        model = Bert(a.family, labels=9 if ner else 2, ner=ner, h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
         opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
         calls = iter(range(a.steps + 1))
 
@@ -149,7 +168,7 @@ def main():
             m = padded_mask if name.endswith("_padded") else torch.ones_like(x)
             opt.zero_grad()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                loss = F.cross_entropy(model(x, m), labels)
+                loss = loss_of(model(x, m), x)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -157,9 +176,9 @@ def main():
         emit(name, timed(a.steps, step), a.batch)
         del model, opt
 
-    if want("head_only_cached"):
+    if want("head_only_cached") and not ner:
         # The tutorial's frozen encoder: requires_grad False, model.train(), the encoder still runs every step.
-        model = Bert(a.family, h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
+        model = Bert(a.family, labels=9 if ner else 2, ner=ner, h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
         for p in model.bert.parameters():
             p.requires_grad = False
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, weight_decay=0.01)
@@ -175,7 +194,7 @@ def main():
     for name, autocast in (("infer_fp32", False), ("infer_bf16_autocast", True)):
         if not want(name.replace("_autocast", "")):
             continue
-        model = Bert(a.family, h=a.hidden, layers=a.layers, inter=4 * a.hidden).eval()
+        model = Bert(a.family, labels=9 if ner else 2, ner=ner, h=a.hidden, layers=a.layers, inter=4 * a.hidden).eval()
         big = torch.randint(1000, vocab, (a.infer_batch, a.seq))
         bmask = torch.ones_like(big)
 

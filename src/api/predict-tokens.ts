@@ -9,6 +9,7 @@ import { entities } from "../train/seqeval.js";
 import { evaluate, prefixed } from "../train/trainer.js";
 import { WeitiaoError } from "../util/errors.js";
 import type { LoadedModel } from "./predict.js";
+import { maxSequenceLength } from "../model/config.js";
 
 /** One entity: its type, the text it spans (`word` = text[start:end], code points, end exclusive) and its mean score. */
 export interface EntityPrediction {
@@ -63,6 +64,7 @@ export function aggregate(probs: number[][], how: Aggregation): { tag: number; s
 
 export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; text?: string }[], opts: { maxLength: number; batchSize: number; aggregation?: Aggregation }): TokenPredictionRow[] {
   const { model, tokenizer, labels } = loaded;
+  opts = { ...opts, maxLength: Math.min(opts.maxLength, maxSequenceLength(model.config)) };
   const C = model.head.outputs;
   // Every word's tag and score, window by window (no window ever cuts a word).
   const perWord = inputs.map((i) => ({ tags: i.words.map(() => "O"), scores: i.words.map(() => 0) }));
@@ -105,22 +107,35 @@ export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; te
       at += [...w].length + (inp.text === undefined ? 1 : 0);
     }
     const chars = inp.text !== undefined ? [...inp.text] : [...inp.words.join(" ")];
-    const found = entities(tags).filter((e) => e.type !== "_").map((e): EntityPrediction => {
-      const start = offsets[e.start]!;
-      const end = offsets[e.end]! + [...inp.words[e.end]!].length;
-      const span = scores.slice(e.start, e.end + 1);
+    // Entities are read from the words that have tokens, as the pipeline reads tokens: a space inside an entity
+    // ("叶 老桂") neither ends it nor is tagged.
+    const kept = inp.words.flatMap((_, w) => (pieces[row]![w]! > 0 ? [w] : []));
+    const found = entities(kept.map((w) => tags[w]!)).filter((e) => e.type !== "_").map((e): EntityPrediction => {
+      const first = kept[e.start]!;
+      const last = kept[e.end]!;
+      const start = offsets[first]!;
+      const end = offsets[last]! + [...inp.words[last]!].length;
+      const span = kept.slice(e.start, e.end + 1).map((w) => scores[w]!);
       return { entity_group: e.type, word: chars.slice(start, end).join(""), start, end, score: span.reduce((a, b) => a + b, 0) / span.length };
     });
     return { entities: found, tags };
   });
 }
 
+
 /** Evaluate a token-classification model on a labelled file: seqeval's entity scores, HF's eval_ names. */
-export function evaluateTokenFile(loaded: LoadedModel, file: string, opts: { maxLength: number; batchSize: number }): Record<string, unknown> {
+export function evaluateTokenFile(loaded: LoadedModel, file: string, opts: { maxLength: number; batchSize: number; log?: (line: string) => void }): Record<string, unknown> {
   const { model, tokenizer, labels } = loaded;
   const read = readTokenRows(file, true);
   if (read.examples.length === 0) throw new WeitiaoError(`${file}: no usable rows`);
-  const { encoded } = encodeTokenExamples(tokenizer, read.examples, labels, opts.maxLength);
-  const ev = evaluate(model, encoded, opts.batchSize, tokenizer.padId);
-  return { rows: read.examples.length, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics), per_type: ev.entities ?? {} };
+  const maxLength = Math.min(opts.maxLength, maxSequenceLength(model.config));
+  const enc = encodeTokenExamples(tokenizer, read.examples, labels, maxLength);
+  // What the scores leave out is said, as training says it
+  if (enc.truncatedRows) opts.log?.(`notice: ${enc.truncatedRows} row(s) longer than --max-length ${maxLength} were cut, ${enc.truncatedWords} word(s) left out of the scores`);
+  if (read.overlappingSpans) opts.log?.(`notice: ${read.overlappingSpans} CLUENER span(s) overlapping an earlier span were left out`);
+  const ev = evaluate(model, enc.encoded, opts.batchSize, tokenizer.padId);
+  return {
+    rows: read.examples.length, truncated_rows: enc.truncatedRows, truncated_words: enc.truncatedWords, overlapping_spans_skipped: read.overlappingSpans,
+    eval_loss: ev.loss, ...prefixed("eval_", ev.metrics), per_type: ev.entities ?? {},
+  };
 }

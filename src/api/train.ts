@@ -275,22 +275,33 @@ function prepareTokenData(o: ResolvedOptions, config: BertConfig, tokenizer: Ber
     log(`validation: ${evalRead.examples.length} rows held out of ${o.trainFile} (--validation-split ${o.validationSplit})`);
   }
   const testRead = o.testFile ? readTokenRows(o.testFile, true) : null;
-  const modelLabels = hasGenericLabels(config) ? null : Object.keys(config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => config.id2label[k]!);
+  // Only a token-classification folder's labels are tag names (a sentiment model's 负面/正面 are not)
+  const tagFolder = config.architectures?.[0]?.endsWith("ForTokenClassification") ?? false;
+  const modelLabels = !tagFolder || hasGenericLabels(config) ? null : Object.keys(config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => config.id2label[k]!);
   const names = resolveTagNames([...trainExamples, ...(evalRead?.examples ?? []), ...(testRead?.examples ?? [])], modelLabels);
   const reports: Record<string, DataReport> = {};
   const encodeSplit = (name: string, examples: TokenExample[], overlapping: number): EncodedExample[] => {
-    const enc = encodeTokenExamples(tokenizer, examples, names, maxLength, o.labelAllTokens ?? false);
+    const all = encodeTokenExamples(tokenizer, examples, names, maxLength, o.labelAllTokens ?? false);
+    // A row with no labelled token (no words, or only spaces) adds nothing to the loss: skipped and reported
+    const empty = all.encoded.flatMap((e, i) => (e.tokenLabels!.some((l) => l >= 0) ? [] : [`${examples[i]!.file}:${examples[i]!.line}`]));
+    const enc = { ...all, encoded: all.encoded.filter((e) => e.tokenLabels!.some((l) => l >= 0)) };
+    if (empty.length) log(`notice: ${name}: ${empty.length} row(s) with no word that yields a token were skipped (first: ${empty[0]})`);
     const lengths = enc.encoded.map((e) => e.inputIds.length).sort((a, b) => a - b);
     const at = (q: number): number => lengths[Math.min(lengths.length - 1, Math.floor(q * (lengths.length - 1) + 0.5))] ?? 0;
     const tags: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
-    for (const e of examples) for (const t of e.tags ?? []) if (t in tags) tags[t]!++;
+    for (const e of examples) for (const t of e.tags ?? []) {
+      const name = /^\d+$/.test(t) && !(t in tags) ? names[Number(t)]! : t;
+      if (name in tags) tags[name]!++;
+    }
     const skipped: Record<string, string[]> = overlapping ? { [`CLUENER spans overlapping an earlier span (${overlapping}), left out`]: [] } : {};
-    reports[name] = { rows: examples.length, skipped, duplicates: { count: 0, examples: [] }, lengths: { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: lengths.at(-1) ?? 0 }, truncated: enc.truncatedRows, labels: tags };
+    if (empty.length) skipped["no word that yields a token"] = empty;
+    reports[name] = { rows: enc.encoded.length, skipped, duplicates: { count: 0, examples: [] }, lengths: { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: lengths.at(-1) ?? 0 }, truncated: enc.truncatedRows, labels: tags };
     if (enc.truncatedRows) log(`notice: ${name}: ${enc.truncatedRows} row(s) longer than --max-length ${maxLength} were cut, ${enc.truncatedWords} word(s) lost their tags`);
     if (overlapping) log(`notice: ${name}: ${overlapping} CLUENER span(s) overlapping an earlier span were left out`);
     return enc.encoded;
   };
   const trainEnc = encodeSplit("train", trainExamples, train.overlappingSpans);
+  if (trainEnc.length === 0) throw new WeitiaoError(`${o.trainFile}: no usable rows (none has a word that yields a token)`);
   const evalEnc = evalRead ? encodeSplit("validation", evalRead.examples, evalRead.overlappingSpans) : null;
   const testEnc = testRead ? encodeSplit("test", testRead.examples, testRead.overlappingSpans) : null;
   for (const [name, r] of Object.entries(reports)) for (const line of reportLines(name, r, maxLength)) log(line);

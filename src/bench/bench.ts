@@ -25,6 +25,8 @@ export interface BenchOptions {
   hidden: number;
   /** The encoder's shape: bert (BERT-base, the default) or roberta (roberta-base: vocab 50265, positions after padding, no pooler, dense-tanh head). */
   family?: BenchFamily;
+  /** text-classification (default), or token-classification: the NER head (9 tags) on every token, no pooler. */
+  task?: BenchTask;
   threads?: number;
   compareTorch: boolean;
   /** With compareTorch: repeat ours-then-torch this many times and also print each ratio's median over rounds. */
@@ -42,6 +44,12 @@ export interface BenchResult {
 }
 
 export type BenchFamily = "bert" | "roberta";
+export type BenchTask = "text-classification" | "token-classification";
+
+/** The NER workloads' tags: a fixed pattern over 9 tags (CoNLL's), −100 at each row's first and last token. */
+export function tokenLabels(batch: number, seqLen: number): Int32Array {
+  return Int32Array.from({ length: batch * seqLen }, (_, i) => (i % seqLen === 0 || i % seqLen === seqLen - 1 ? -100 : (i * 7) % 9));
+}
 
 /** Vocabulary size and padding id of each bench family (the random ids are drawn from 1000 up). */
 const FAMILY_SHAPES: Record<BenchFamily, { vocab: number; padId: number; config: Record<string, unknown> }> = {
@@ -104,13 +112,13 @@ function padRows(input: ModelInput, lengths: number[], padId: number): ModelInpu
   return { ...input, inputIds, attentionMask };
 }
 
-export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads" | "family">, precision: Precision): TaskModel {
+export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads" | "family" | "task">, precision: Precision): TaskModel {
   const shape = FAMILY_SHAPES[opts.family ?? "bert"];
   const config = parseBertConfig({
     vocab_size: shape.vocab, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
-    intermediate_size: opts.hidden * 4, num_labels: 2, ...shape.config,
+    intermediate_size: opts.hidden * 4, num_labels: opts.task === "token-classification" ? 9 : 2, ...shape.config,
   }, "bench");
-  const model = new TaskModel(config, getBackend({ precision, threads: opts.threads, backend: "native" }));
+  const model = new TaskModel(config, getBackend({ precision, threads: opts.threads, backend: "native" }), "float32", opts.task);
   // Timing needs random weights of the right scale, not HF's exact normal init: a uniform hash fill with the same
   // variance (std 0.02) takes a fraction of a second where 110M Box–Muller draws take many.
   let state = 0x9e3779b9;
@@ -149,9 +157,9 @@ export function makeOptimizer(model: TaskModel): AdamW {
 export function trainStep(model: TaskModel, opt: AdamW, input: ModelInput, labels: Int32Array, step: number): void {
   model.zeroGrad();
   const out = model.forward(input, { train: true, dropoutSeed: step });
-  const C = model.config.num_labels;
-  const { probs } = crossEntropy(model.backend, model.dtype, out.logits, labels, input.batch, C);
-  model.backward(out.cache!, crossEntropyGrad(model.backend, model.dtype, probs, labels, input.batch, C, 1 / input.batch));
+  // The head's loss: cross-entropy over the rows (classification) or the labelled tokens (NER), averaged
+  const t = model.head.loss(model.backend, model.dtype, out.logits, { labels, targets: null }, out.logits.length / model.head.outputs, 0.5);
+  model.backward(out.cache!, t.grad(1 / t.count));
   opt.step(2e-5, undefined, clipCoefficient(model, 1).coef);
 }
 
@@ -195,7 +203,10 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
   };
   const rng = new Rng(1);
   const { vocab, padId } = FAMILY_SHAPES[opts.family ?? "bert"];
-  const { input, labels } = randomInput(rng, opts.batch, opts.seqLen, vocab);
+  const ner = opts.task === "token-classification";
+  const first = randomInput(rng, opts.batch, opts.seqLen, vocab);
+  const input = first.input;
+  const labels = ner ? tokenLabels(opts.batch, opts.seqLen) : first.labels;
   /** Median seconds of a full fine-tuning step of a fresh model; step s (0: the warm-up) trains on batchOf(s). */
   const timeTraining = (precision: Precision, batchOf: (step: number) => { input: ModelInput; labels: Int32Array }): number => {
     const model = makeModel(opts, precision);
@@ -216,7 +227,10 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
   if (want("train_bf16_varlen")) {
     // Dynamic padding: each batch is padded to its own longest row, so consecutive steps see different lengths.
     const lengths = varlenLengths(opts.seqLen, opts.steps + 1);
-    const batches = lengths.map((T) => randomInput(rng, opts.batch, T, vocab));
+    const batches = lengths.map((T) => {
+      const b = randomInput(rng, opts.batch, T, vocab);
+      return ner ? { input: b.input, labels: tokenLabels(opts.batch, T) } : b;
+    });
     const m = timeTraining("bf16", (step) => batches[step]!);
     emit({ name: "train_bf16_varlen", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: lengths.join(",") });
   }
@@ -230,7 +244,7 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
     emit({ name: "train_bf16_padded", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen, real_tokens: Number(realTokens.toFixed(3)) });
   }
 
-  if (want("head_only") || want("head_only_cached")) {
+  if ((want("head_only") || want("head_only_cached")) && !ner) {
     // Epochs after the first: the frozen encoder's pooled features are cached, only the classifier trains.
     const model = makeModel(opts, "fp32");
     model.setTrainable((s) => s.level === model.numLayers + 2);
@@ -268,7 +282,7 @@ function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: stri
   const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
   const env = { ...process.env, OPENBLAS_CORETYPE: "SkylakeX" }; // the best torch can do here, for its process only
   const args = [TORCH_SCRIPT, "--steps", String(opts.steps), "--batch", String(opts.batch), "--seq", String(opts.seqLen),
-    "--infer-batch", String(opts.inferBatch), "--layers", String(opts.layers), "--hidden", String(opts.hidden), "--family", opts.family ?? "bert"];
+    "--infer-batch", String(opts.inferBatch), "--layers", String(opts.layers), "--hidden", String(opts.hidden), "--family", opts.family ?? "bert", "--task", opts.task ?? "text-classification"];
   if (opts.threads) args.push("--threads", String(opts.threads));
   if (opts.only) args.push("--only", opts.only.join(","));
   const r = spawnSync(python, args, { env, encoding: "utf8", maxBuffer: 1 << 24 });

@@ -11,12 +11,12 @@ import { train, type TrainOptions } from "../api/train.js";
 import { COMPUTE_OPTIONS, FLAG_ALIASES, type OptionSpec, READ_OPTIONS, TRAIN_OPTIONS } from "../train/options.js";
 import { extractExamples } from "../data/dataset.js";
 import { readRows, type ReadOptions } from "../data/read.js";
-import { readTokenRows } from "../data/tokens.js";
+import { readTokenRows, textWords } from "../data/tokens.js";
 import { AGGREGATIONS, type Aggregation, evaluateTokenFile, predictTokens } from "../api/predict-tokens.js";
 import { checkOutputFile, removeStaleTemps } from "../io/output.js";
 import { DEMO_DATA_DIR, resolveModel } from "../io/resolve.js";
 import { BertTokenizer } from "../tokenizer/index.js";
-import { type BenchFamily, runBench } from "../bench/bench.js";
+import { type BenchFamily, type BenchTask, runBench } from "../bench/bench.js";
 import { WeitiaoError } from "../util/errors.js";
 import { ProgressReporter } from "./progress.js";
 
@@ -131,7 +131,7 @@ const addTruncationOption = (cmd: Command): Command => {
 
 function trainCommand(): Command {
   const cmd = new Command("train")
-    .description("fine-tune a BERT-family encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ERNIE, ALBERT) for text classification on a CSV/TSV/JSONL file")
+    .description("fine-tune a BERT-family encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ERNIE, ALBERT) for text classification (CSV/TSV/JSONL) or NER, --task ner (JSONL, CLUENER, CoNLL)")
     .option("--config <file>", "YAML or JSON file with any of these options (keys like learning-rate or learning_rate); command-line flags win");
   addTableOptions(cmd, TRAIN_OPTIONS);
   addComputeOptions(cmd);
@@ -182,7 +182,10 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
       process.exitCode = exitCode;
       return;
     }
-    if (result.eval) out(`eval_loss: ${result.eval.loss.toFixed(4)} | eval_accuracy: ${result.eval.accuracy.toFixed(4)}`);
+    if (result.eval) {
+      const f1 = result.eval.metrics.f1 !== undefined && result.model.head.reads === "tokens" ? ` | eval_f1: ${result.eval.metrics.f1.toFixed(4)}` : "";
+      out(`eval_loss: ${result.eval.loss.toFixed(4)} | eval_accuracy: ${result.eval.accuracy.toFixed(4)}${f1}`);
+    }
   });
   return cmd;
 }
@@ -203,6 +206,24 @@ function readPredictInputs(file: string, textColumn: string, pairColumn: string 
 
 function csvCell(s: string): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** stdin for a token-classification model: JSONL rows ({"tokens": [...]} or {"text"}) or plain text, one per line. */
+function readStdinTokenInputs(): { words: string[]; text?: string }[] {
+  const lines = readFileSync(0, "utf8").split(/\r?\n/).filter((l) => l.trim() !== "");
+  if (lines.length === 0) throw new WeitiaoError("stdin: no input lines");
+  return lines.map((l, i) => {
+    if (!l.trimStart().startsWith("{")) return { words: textWords(l), text: l };
+    let o: { tokens?: unknown; text?: unknown };
+    try {
+      o = JSON.parse(l) as typeof o;
+    } catch (e) {
+      throw new WeitiaoError(`stdin:${i + 1}: invalid JSON (${(e as Error).message})`);
+    }
+    if (Array.isArray(o.tokens) && o.tokens.every((w) => typeof w === "string")) return { words: o.tokens as string[] };
+    if (typeof o.text === "string") return { words: textWords(o.text), text: o.text };
+    throw new WeitiaoError(`stdin:${i + 1}: expected "tokens" (a list of strings) or "text"`);
+  });
 }
 
 /** stdin: JSONL rows ({"text", "text_pair"}) or plain text, one input per line. */
@@ -265,12 +286,12 @@ Example:
     if (loaded.model.task === "token-classification") {
       // NER: a text's characters are its words; JSONL rows may give "tokens" instead of "text"
       const rows = texts
-        ? texts.map((t) => ({ words: [...t], text: t }))
+        ? texts.map((t) => ({ words: textWords(t), text: t }))
         : inputFile === "-"
-          ? readStdinInputs().map((t) => ({ words: [...t.text], text: t.text }))
+          ? readStdinTokenInputs()
           : /\.(jsonl|json|ndjson|txt|conll|bio|iob)$/i.test(inputFile!)
             ? readTokenRows(inputFile!, false).examples.map((e) => ({ words: e.words, text: e.text }))
-            : readPredictInputs(inputFile!, o.textColumn as string, undefined, tableValues(cmd, o, READ_OPTIONS)).map((t) => ({ words: [...t.text], text: t.text }));
+            : readPredictInputs(inputFile!, o.textColumn as string, undefined, tableValues(cmd, o, READ_OPTIONS)).map((t) => ({ words: textWords(t.text), text: t.text }));
       const preds = predictTokens(loaded, rows, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number, aggregation: o.aggregationStrategy as Aggregation });
       const shown = preds.map((p) => (o.outputTags ? p : { entities: p.entities }));
       lines = csv
@@ -314,7 +335,7 @@ function evaluateCommand(): Command {
   const cmd = new Command("evaluate")
     .description("evaluate a fine-tuned model on a labelled file: loss and the task's metrics (JSON)")
     .requiredOption("--model <dir>", "a fine-tuned model folder")
-    .requiredOption("--input <file>", "labelled data: .csv, .tsv or .jsonl")
+    .requiredOption("--input <file>", "labelled data: .csv, .tsv or .jsonl; NER models: JSONL (tokens/ner_tags, CLUENER) or CoNLL")
     .option("--text-column <name>", "column holding the text", "text")
     .option("--text-pair-column <name>", "column holding the second text of a pair")
     .option("--label-column <name>", "column holding the label", "label")
@@ -329,7 +350,7 @@ Example:
   cmd.action(async (o: Record<string, unknown>) => {
     const loaded = await loadModel(o.model as string, { backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const result = loaded.model.task === "token-classification"
-      ? evaluateTokenFile(loaded, o.input as string, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number })
+      ? evaluateTokenFile(loaded, o.input as string, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number, log })
       : evaluateFile(loaded, o.input as string, {
       textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined, labelColumn: o.labelColumn as string,
       maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, threshold: o.threshold as number,
@@ -413,6 +434,7 @@ function benchCommand(): Command {
     .option("--layers <n>", "encoder layers", int("--layers"), 12)
     .option("--hidden <n>", "hidden size (heads = hidden/64)", int("--hidden"), 768)
     .addOption(new Option("--family <f>", "encoder shape: bert (BERT-base) or roberta (roberta-base: vocab 50265, no pooler, dense-tanh head)").choices(["bert", "roberta"]).default("bert"))
+    .addOption(new Option("--task <t>", "the head: text-classification, or token-classification (NER: 9 tags on every token)").choices(["text-classification", "token-classification"]).default("text-classification"))
     .option("--threads <n>", "compute threads (default: all cores)", int("--threads"))
     .option("--only <names>", "comma-separated subset: train_fp32,train_bf16,train_bf16_varlen,train_bf16_padded,head_only,infer_fp32,infer_bf16")
     .option("--compare-torch", "also run scripts/bench_torch.py (PyTorch, same workload) and print our/torch ratios")
@@ -424,7 +446,7 @@ Examples:
     .action((o: Record<string, unknown>) => {
       runBench({
         steps: o.steps as number, batch: o.batch as number, seqLen: o.seq as number, inferBatch: o.inferBatch as number,
-        layers: o.layers as number, hidden: o.hidden as number, threads: o.threads as number | undefined, family: o.family as BenchFamily,
+        layers: o.layers as number, hidden: o.hidden as number, threads: o.threads as number | undefined, family: o.family as BenchFamily, task: o.task as BenchTask,
         compareTorch: Boolean(o.compareTorch), rounds: o.rounds as number, only: o.only ? String(o.only).split(",") : undefined, out,
       });
     });

@@ -25,6 +25,28 @@ export interface TokenExample {
   line: number;
 }
 
+/**
+ * A text's words for tagging: each CJK character (and each other symbol or space) alone, as Chinese NER data tags
+ * characters; runs of letters and digits (Latin, Cyrillic, …) stay one word, as a word-level model expects.
+ */
+export function textWords(text: string): string[] {
+  const cjk = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
+  const wordChar = /[\p{L}\p{N}\p{M}]/u;
+  const words: string[] = [];
+  let run = "";
+  for (const ch of text) {
+    if (wordChar.test(ch) && !cjk.test(ch)) {
+      run += ch;
+      continue;
+    }
+    if (run) words.push(run);
+    run = "";
+    words.push(ch);
+  }
+  if (run) words.push(run);
+  return words;
+}
+
 export interface TokenRead {
   examples: TokenExample[];
   /** CLUENER spans left out because they overlap a span tagged before them in the row. */
@@ -51,7 +73,7 @@ export function readTokenRows(spec: string, requireTags: boolean): TokenRead {
     if ([".csv", ".tsv", ".tab"].includes(extname(file).toLowerCase())) {
       throw new WeitiaoError(`${file}: token-classification data is JSONL ({"tokens", "ner_tags"}, or CLUENER's {"text", "label"}) or CoNLL text (.txt, .conll, .bio), not CSV/TSV`);
     }
-    const r = CONLL.includes(extname(file).toLowerCase()) ? readConll(file) : readTokenJsonl(file, requireTags);
+    const r = CONLL.includes(extname(file).toLowerCase()) ? readConll(file, requireTags) : readTokenJsonl(file, requireTags);
     out.examples.push(...r.examples);
     out.overlappingSpans += r.overlappingSpans;
   }
@@ -59,13 +81,14 @@ export function readTokenRows(spec: string, requireTags: boolean): TokenRead {
   return out;
 }
 
-function readConll(file: string): TokenRead {
+/** CoNLL text; for prediction (requireTags false) a line may hold the token alone and tags are not read. */
+function readConll(file: string, requireTags: boolean): TokenRead {
   const examples: TokenExample[] = [];
   let words: string[] = [];
   let tags: string[] = [];
   let start = 0;
   const flush = (): void => {
-    if (words.length) examples.push({ words, tags, file, line: start });
+    if (words.length) examples.push({ words, tags: requireTags ? tags : null, file, line: start });
     words = [];
     tags = [];
   };
@@ -74,7 +97,7 @@ function readConll(file: string): TokenRead {
     if (line === "") return flush();
     const cols = line.split(/\s+/);
     if (cols[0] === "-DOCSTART-") return flush();
-    if (cols.length < 2) throw new WeitiaoError(`${file}:${i + 1}: expected a token and its tag, found "${line}"`);
+    if (cols.length < 2 && requireTags) throw new WeitiaoError(`${file}:${i + 1}: expected a token and its tag, found "${line}"`);
     if (words.length === 0) start = i + 1;
     words.push(cols[0]!);
     tags.push(cols.at(-1)!);
@@ -105,8 +128,8 @@ function readTokenJsonl(file: string, requireTags: boolean): TokenRead {
         examples.push({ words, tags: null, file, line: i + 1 });
         return;
       }
-      if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string" || Number.isInteger(t))) {
-        throw new WeitiaoError(`${where}: field "ner_tags" must be a list of tag names (or ids)`);
+      if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string" || (Number.isInteger(t) && (t as number) >= 0))) {
+        throw new WeitiaoError(`${where}: field "ner_tags" must be a list of tag names (or non-negative tag ids)`);
       }
       if (tags.length !== words.length) throw new WeitiaoError(`${where}: ${words.length} tokens but ${tags.length} ner_tags`);
       examples.push({ words, tags: tags.map(String), file, line: i + 1 });
@@ -116,7 +139,7 @@ function readTokenJsonl(file: string, requireTags: boolean): TokenRead {
     const chars = [...row.text];
     if (row.label === undefined) {
       if (requireTags) throw new WeitiaoError(`${where}: no field "label" (CLUENER spans) or "ner_tags"`);
-      examples.push({ words: chars, tags: null, text: row.text, file, line: i + 1 });
+      examples.push({ words: textWords(row.text), tags: null, text: row.text, file, line: i + 1 });
       return;
     }
     const r = spansToBio(chars, row.label, where);
@@ -161,11 +184,16 @@ export function spansToBio(chars: string[], label: unknown, where: string): { ta
 export function resolveTagNames(examples: TokenExample[], modelLabels: string[] | null): string[] {
   const seen = new Set(examples.flatMap((e) => e.tags ?? []));
   if (modelLabels && [...seen].every((t) => modelLabels.includes(t))) return modelLabels;
-  const numeric = [...seen].every((t) => /^\d+$/.test(t));
-  if (numeric && modelLabels) {
-    const bad = [...seen].find((t) => Number(t) >= modelLabels.length);
-    if (bad === undefined) return modelLabels;
-    throw new WeitiaoError(`ner_tags id ${bad} is beyond the model's ${modelLabels.length} labels`);
+  const numeric = [...seen].filter((t) => /^\d+$/.test(t));
+  if (numeric.length) {
+    // Ids mean nothing without the names they stand for: the model's (a token-classification folder's id2label).
+    const where = examples.find((e) => e.tags?.some((t) => /^\d+$/.test(t)))!;
+    if (!modelLabels) {
+      throw new WeitiaoError(`${where.file}:${where.line}: ner_tags are ids (${numeric.slice(0, 3).join(", ")}…) but the model has no tag names (its config.json's id2label); write the tags as names`);
+    }
+    const bad = examples.find((e) => e.tags?.some((t) => /^\d+$/.test(t) && Number(t) >= modelLabels.length));
+    if (bad) throw new WeitiaoError(`${bad.file}:${bad.line}: ner_tags id ${bad.tags!.find((t) => /^\d+$/.test(t) && Number(t) >= modelLabels.length)} is beyond the model's ${modelLabels.length} labels (${modelLabels.join(", ")})`);
+    if (numeric.length === seen.size) return modelLabels;
   }
   return [...seen].sort();
 }

@@ -186,11 +186,14 @@ export function assertFinite(model: TaskModel, what: string): void {
 export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskModel; report: LoadReport } {
   const log = opts.log ?? (() => {});
   const config = readConfig(dir);
-  // A folder fine-tuned for another task must not get a classification head to predict with.
-  // The task's head: the one asked for, else (predict, evaluate) the one the folder was fine-tuned for.
+  // A folder fine-tuned for another task must not get a classification head to predict with: the task's head: the one asked for, else (predict, evaluate) the one the folder was fine-tuned for.
   const task = opts.task ?? (opts.inference ? resolveTask(undefined, config) : "text-classification");
   if (opts.labels && opts.labels.length !== config.num_labels) {
-    log(`notice: the checkpoint's classifier has ${config.num_labels} labels, the data ${opts.labels.length}: the classifier is re-initialised`);
+    const show = (names: string[]): string => names.slice(0, 8).join(", ") + (names.length > 8 ? ", …" : "");
+    const theirs = Object.keys(config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => config.id2label[k]!);
+    const missing = opts.labels.filter((l) => !theirs.includes(l));
+    log(`notice: the checkpoint's classifier has ${config.num_labels} labels (${show(theirs)}), the data ${opts.labels.length}` +
+      (missing.length ? ` with ${missing.length} it lacks (${show(missing)})` : "") + ": the classifier is re-initialised");
   }
   if (opts.labels) {
     config.num_labels = opts.labels.length;

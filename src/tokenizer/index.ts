@@ -242,7 +242,12 @@ export class BertTokenizer {
     for (const t of (tokenizerJson.added_tokens ?? []) as { content: string; lstrip?: boolean; rstrip?: boolean }[]) {
       if (t.lstrip || t.rstrip) this.stripped.set(t.content, { lstrip: !!t.lstrip, rstrip: !!t.rstrip });
     }
+    const pre = tokenizerJson.pre_tokenizer as { type?: string; pretokenizers?: { type?: string }[] } | null | undefined;
+    this.byteLevel = pre?.type === "ByteLevel" || (pre?.pretokenizers ?? []).some((p) => p.type === "ByteLevel");
   }
+
+  /** A byte-level BPE (RoBERTa): words are encoded with a leading space, as run_ner's add_prefix_space=True does. */
+  private readonly byteLevel: boolean;
 
   /** Load from a model folder: tokenizer.json if present, else vocab.txt (+ tokenizer_config.json). */
   static fromDir(dir: string): BertTokenizer {
@@ -340,7 +345,7 @@ export class BertTokenizer {
     const ids: number[] = [];
     const owners: number[] = [];
     words.forEach((w, i) => {
-      const p = this.pieces(w);
+      const p = this.pieces(this.byteLevel ? ` ${w}` : w);
       tokens.push(...p.tokens);
       ids.push(...p.ids);
       for (let k = 0; k < p.ids.length; k++) owners.push(i);

@@ -66,8 +66,9 @@ export const DEFAULT_TRAINING_ARGS: TrainingArgs = {
 };
 
 /** The metric that selects the best model, and whether larger is better (losses and MSE: smaller). */
-export function bestMetricOf(args: TrainingArgs, problemType: string | null | undefined): { key: string; greaterIsBetter: boolean } {
-  const fallback = problemType === "regression" ? "mse" : problemType === "multi_label_classification" ? "micro_f1" : "accuracy";
+export function bestMetricOf(args: TrainingArgs, problemType: string | null | undefined, tokens = false): { key: string; greaterIsBetter: boolean } {
+  // Token tasks follow HF (the loss); sequence tasks keep their own defaults
+  const fallback = tokens ? "loss" : problemType === "regression" ? "mse" : problemType === "multi_label_classification" ? "micro_f1" : "accuracy";
   const key = (args.metricForBestModel ?? fallback).replace(/^eval_/, "");
   return { key, greaterIsBetter: !(key === "loss" || key === "mse") };
 }
@@ -367,7 +368,7 @@ export class Trainer {
     let samplesSeen = 0;
     let stepsRun = 0;
     const hasEval = this.evalSet !== null && this.evalSet.length > 0 && args.evalStrategy !== "no";
-    const { key: bestKey, greaterIsBetter } = bestMetricOf(args, model.config.problem_type);
+    const { key: bestKey, greaterIsBetter } = bestMetricOf(args, model.config.problem_type, model.head.reads === "tokens");
     let bestWeights: FArray | null = null;
     /** The last built-in evaluation and the step whose weights it saw. */
     let lastEval = null as { step: number; result: EvalResult } | null; // (set inside runEval)

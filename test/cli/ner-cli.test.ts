@@ -114,3 +114,53 @@ test("predicted entities: words, code-point offsets (end exclusive) and mean sco
   const p = Math.exp(10) / (Math.exp(10) + 6);
   for (const e of row.entities) assert.ok(Math.abs(e.score - p) < 1e-6, String(e.score));
 });
+
+test("a space inside an entity neither splits it nor gets a tag; letters and digits runs are one word; long texts are windowed within the positions", () => {
+  // Every token tagged I-PER: one chunk over every word that has tokens (an I- without B- starts one, as seqeval reads it).
+  const model = nerModel((name, t) => {
+    if (name === "classifier.weight") return { shape: t.shape, data: new Float32Array(t.data.length) };
+    if (name === "classifier.bias") return { shape: t.shape, data: Float32Array.from([0, 0, 10, 0, 0, 0, 0]) };
+    return t;
+  });
+  const r = run(["predict", "--model", model, "--text", "叶 老桂", "John lives", "--output-tags"]);
+  assert.equal(r.code, 0, r.stderr);
+  const [zh, en] = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { entities: { word: string; start: number; end: number }[]; tags: string[] });
+  assert.deepEqual(zh!.tags, ["I-PER", "O", "I-PER", "I-PER"]);
+  assert.deepEqual(zh!.entities.map((e) => [e.word, e.start, e.end]), [["叶 老桂", 0, 4]]);
+  assert.deepEqual(en!.tags, ["I-PER", "O", "I-PER"], "words: John, the space, lives");
+  assert.deepEqual(en!.entities.map((e) => [e.word, e.start, e.end]), [["John lives", 0, 10]]);
+  // 100 characters with max_position_embeddings 64: windows of whole words, every character tagged
+  const long = "北京".repeat(50);
+  const l = run(["predict", "--model", model, "--text", long, "--output-tags"]);
+  assert.equal(l.code, 0, l.stderr);
+  assert.equal((JSON.parse(l.stdout) as { tags: string[] }).tags.filter((t) => t === "I-PER").length, 100);
+  // CoNLL at predict: a token per line, no tags needed
+  const dir = tempDir();
+  const conll = join(dir, "in.conll");
+  writeFileSync(conll, "张\n三\n\n北\n京\n");
+  const c = run(["predict", "--model", model, "--input", conll, "--output-tags"]);
+  assert.equal(c.code, 0, c.stderr);
+  assert.equal(c.stdout.trim().split("\n").length, 2);
+});
+
+test("tag ids need names; ids beyond the model's labels and rows without tokens are handled naming file:line", () => {
+  const dir = tempDir();
+  const ids = join(dir, "ids.jsonl");
+  writeFileSync(ids, [JSON.stringify({ tokens: ["张", "三"], ner_tags: [1, 2] }), JSON.stringify({ tokens: ["北", "京"], ner_tags: [3, 4] })].join("\n") + "\n");
+  // bert-tiny-chinese is a sentiment model: its 负面/正面 are not tag names
+  assertOneLineError(run(["train", "--model", TINY, "--task", "ner", "--train-file", ids, "--output-dir", join(dir, "a")]),
+    /ids\.jsonl:1: ner_tags are ids \(1, 2, 3…\) but the model has no tag names .* write the tags as names/);
+  // the NER fixture names its 7 tags: ids are read through them
+  const ok = run(["train", "--model", nerModel(), "--train-file", ids, "--output-dir", join(dir, "b"), "--epochs", "1"]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stderr, /train: labels .*B-PER: 1, I-PER: 1, B-LOC: 1, I-LOC: 1/);
+  const far = join(dir, "far.jsonl");
+  writeFileSync(far, [JSON.stringify({ tokens: ["张"], ner_tags: [0] }), JSON.stringify({ tokens: ["三"], ner_tags: [9] })].join("\n") + "\n");
+  assertOneLineError(run(["train", "--model", nerModel(), "--train-file", far, "--output-dir", join(dir, "c")]), /far\.jsonl:2: ner_tags id 9 is beyond the model's 7 labels/);
+  const empty = join(dir, "empty.jsonl");
+  writeFileSync(empty, [JSON.stringify({ tokens: ["张", "三"], ner_tags: ["B-PER", "I-PER"] }), JSON.stringify({ tokens: [], ner_tags: [] }),
+    JSON.stringify({ text: "   ", label: {} })].join("\n") + "\n");
+  const e = run(["train", "--model", TINY, "--task", "ner", "--train-file", empty, "--output-dir", join(dir, "d"), "--batch-size", "1", "--epochs", "1"]);
+  assert.equal(e.code, 0, e.stderr);
+  assert.match(e.stderr, /notice: train: 2 row\(s\) with no word that yields a token were skipped \(first: .*empty\.jsonl:2\)/);
+});

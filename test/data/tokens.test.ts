@@ -85,3 +85,13 @@ test("JSONL tokens/ner_tags, CLUENER rows and CoNLL text are read with file:line
   assert.throws(() => readTokenRows(bad, true), /c\.jsonl:1: 2 tokens but 1 ner_tags/);
   assert.throws(() => readTokenRows(join(dir, "d.csv"), true), /token-classification data is JSONL .* not CSV/);
 });
+
+test("byte-level BPE words get run_ner's prefix space (add_prefix_space=True); SentencePiece words their ▁, as HF tokenizes them", () => {
+  // The token strings transformers 5.18 printed for tokenizer(words, is_split_into_words=True) on these fixtures
+  // (RoBERTa with add_prefix_space=True, as run_ner loads it).
+  const words = ["John", "lives", "in", "Paris"];
+  const roberta = BertTokenizer.fromDir(join(FIXTURES, "families", "roberta-tiny")).encodeWords(words);
+  assert.equal(roberta.tokens.join(" "), "<s> Ġ J o h n Ġli ves Ġin Ġ P ar is </s>");
+  const xlmr = BertTokenizer.fromDir(join(FIXTURES, "families", "xlm-roberta-tiny")).encodeWords([...words, "北京"]);
+  assert.equal(xlmr.tokens.join(" "), "<s> ▁ J o h n ▁live s ▁in ▁ P ar is ▁ 北京 </s>");
+});

@@ -77,7 +77,7 @@ test("a classifier of another label count is re-initialised with a notice", () =
   const { model, report } = loadModelFromDir(TINY, { backend: tsBackend, labels: ["a", "b", "c"], log: (l) => lines.push(l) });
   assert.deepEqual(report.reinitialized.sort(), ["classifier.bias", "classifier.weight"]);
   assert.equal(model.params.value("classifier.weight").length, 3 * 32);
-  assert.ok(lines.some((l) => /classifier has 2 labels, the data 3: the classifier is re-initialised/.test(l)));
+  assert.ok(lines.some((l) => /classifier has 2 labels \(负面, 正面\), the data 3 with 3 it lacks \(a, b, c\): the classifier is re-initialised/.test(l)), lines.join("\n"));
 });
 
 test("save writes what HF writes: config fields, tensor names, dtypes and shapes of the fixture; reload gives identical logits", () => {
