@@ -295,10 +295,12 @@ Example:
       const preds = predictTokens(loaded, rows, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number, aggregation: o.aggregationStrategy as Aggregation });
       const shown = preds.map((p) => (o.outputTags ? p : { entities: p.entities }));
       lines = csv
-        ? "text,entities\n" + shown.map((p, i) => [csvCell(rows[i]!.text ?? rows[i]!.words.join(" ")), csvCell(JSON.stringify(p.entities))].join(",")).join("\n") + "\n"
+        ? (o.outputTags ? "text,entities,tags\n" : "text,entities\n") +
+          preds.map((p, i) => [csvCell(rows[i]!.text ?? rows[i]!.words.join(" ")), csvCell(JSON.stringify(p.entities)), ...(o.outputTags ? [csvCell(JSON.stringify(p.tags))] : [])].join(",")).join("\n") + "\n"
         : shown.map((p) => JSON.stringify(p)).join("\n") + "\n";
       count = preds.length;
     } else {
+      if (o.outputTags) log("notice: --output-tags applies to token-classification models; this one classifies texts");
       const inputs: TextInput[] = texts
         ? texts.map((t) => ({ text: t }))
         : inputFile === "-"

@@ -92,6 +92,9 @@ test("CLUENER rows: train (validation F1 per epoch), evaluate (seqeval scores), 
   const lines = readFileSync(csvOut, "utf8").trim().split("\n");
   assert.equal(lines[0], "text,entities");
   assert.equal(lines.length, 3);
+  const withTags = run(["predict", "--model", out, "--input", jsonl, "--output", csvOut, "--output-tags"]);
+  assert.equal(withTags.code, 0, withTags.stderr);
+  assert.equal(readFileSync(csvOut, "utf8").split("\n")[0], "text,entities,tags");
 
   const csv = join(dir, "train.csv");
   writeFileSync(csv, "text,label\n张三,1\n");
