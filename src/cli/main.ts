@@ -84,19 +84,65 @@ export function expandConfig(argv: string[], program?: Command): string[] {
   return [rest[0]!, ...flags, ...rest.slice(1)];
 }
 
-/** `--output_dir=x` → `--output-dir=x`, then aliases → canonical names. */
+/** The table's booleans by their positive name (`--shuffle` for `--no-shuffle`), and whether they are on by default. */
+const BOOLEAN_FLAGS = new Map(
+  [...TRAIN_OPTIONS, ...COMPUTE_OPTIONS].filter((s: OptionSpec) => s.type === "bool").map((s: OptionSpec) => [s.flag.replace(/^--no-/, "--"), s.flag.startsWith("--no-")] as const),
+);
+/** HF TrainingArguments that have nothing to do here (one process, no logging service): accepted and dropped. */
+const HF_NO_OPS = new Set(["--do-train", "--do-eval", "--logging-dir", "--report-to"]);
+const BOOL_VALUE = /^(true|false|1|0|yes|no)$/i;
+
+/**
+ * HfArgumentParser's command lines as ours: `--output_dir=x` → `--output-dir=x`, aliases → canonical names,
+ * `--flag True|False` (or `=`) for booleans, `--bf16` → `--precision bf16`, `--fp16` refused (no fp16 on CPU),
+ * `--max_steps -1` → 0 (no cap), and `--do_train`, `--do_eval`, `--logging_dir D`, `--report_to none` accepted.
+ */
 export function normalizeArgv(argv: string[]): string[] {
-  return argv.map((arg, i) => {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
     // --task ner: the name the classic tutorial uses for token-classification
-    if (arg === "ner" && argv[i - 1] === "--task") return "token-classification";
-    if (arg === "--task=ner") return "--task=token-classification";
-    if (!arg.startsWith("--")) return arg;
+    if (arg === "ner" && out.at(-1) === "--task") {
+      out.push("token-classification");
+      continue;
+    }
+    if (!arg.startsWith("--") || arg === "--") {
+      out.push(arg);
+      continue;
+    }
     const eq = arg.indexOf("=");
-    let name = eq >= 0 ? arg.slice(0, eq) : arg;
-    const rest = eq >= 0 ? arg.slice(eq) : "";
-    name = name.replace(/_/g, "-");
-    return (FLAG_ALIASES[name] ?? name) + rest;
-  });
+    const name = FLAG_ALIASES[(eq >= 0 ? arg.slice(0, eq) : arg).replace(/_/g, "-")] ?? (eq >= 0 ? arg.slice(0, eq) : arg).replace(/_/g, "-");
+    let value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : undefined;
+    if (name === "--task" && value === "ner") value = "token-classification";
+    const isBool = BOOLEAN_FLAGS.has(name) || name === "--bf16" || name === "--fp16" || name === "--do-train" || name === "--do-eval";
+    if (isBool && value === undefined && BOOL_VALUE.test(argv[i + 1] ?? "")) value = argv[++i];
+    const on = value === undefined || /^(true|1|yes)$/i.test(value);
+    if (name === "--fp16") {
+      if (on) throw new WeitiaoError("--fp16: CPUs have no fp16 training here; use --bf16 (bf16 mixed precision) or leave fp32");
+      continue;
+    }
+    if (name === "--bf16") {
+      if (on) out.push("--precision", "bf16");
+      continue;
+    }
+    if (HF_NO_OPS.has(name)) {
+      // their value, when they take one, goes with them
+      if (!isBool && value === undefined && argv[i + 1] !== undefined && !argv[i + 1]!.startsWith("--")) i++;
+      continue;
+    }
+    if (BOOLEAN_FLAGS.has(name)) {
+      const defaultOn = BOOLEAN_FLAGS.get(name)!;
+      if (on !== defaultOn) out.push(on ? name : name.replace(/^--/, "--no-"));
+      continue;
+    }
+    if (name === "--max-steps" && (value ?? argv[i + 1]) === "-1") {
+      if (value === undefined) i++;
+      out.push("--max-steps", "0");
+      continue;
+    }
+    out.push(value !== undefined ? `${name}=${value}` : name);
+  }
+  return out;
 }
 
 function int(flag: string) {

@@ -167,3 +167,26 @@ test("metrics.json's train_loss is the whole run's mean step loss (HF), an end-o
   assert.equal(capped.code, 0, capped.stderr);
   assert.match(capped.stderr, /training 2 steps \(--max-steps 2; an epoch is 3 step\(s\)\)/);
 });
+
+test("HF Trainer command lines run as pasted: underscores, --flag True|False, --bf16, --do_train/--do_eval, --report_to none, --max_steps -1; --fp16 is refused", () => {
+  const dir = tempDir();
+  const file = join(dir, "train.csv");
+  writeFileSync(file, ["text,label", ...ROWS.map(([t, l]) => `${t},${l}`)].join("\n") + "\n");
+  const hf = (extra: string[]): ReturnType<typeof run> => run(["train", "--model_name_or_path", TINY, "--train_file", file, "--validation_file", file, ...extra]);
+  const lines: string[][] = [
+    ["--output_dir", join(dir, "o1"), "--do_train", "--do_eval", "--num_train_epochs", "1", "--per_device_train_batch_size", "4", "--learning_rate", "2e-5", "--max_seq_length", "32", "--overwrite_output_dir", "--report_to", "none", "--logging_dir", join(dir, "logs"), "--seed", "42"],
+    ["--output_dir", join(dir, "o2"), "--evaluation_strategy", "epoch", "--save_strategy", "epoch", "--load_best_model_at_end", "True", "--metric_for_best_model", "eval_accuracy", "--save_total_limit", "1", "--num_train_epochs", "2"],
+    ["--output_dir=" + join(dir, "o3"), "--max_steps", "-1", "--num_train_epochs", "1", "--warmup_ratio", "0.1", "--weight_decay", "0.01", "--gradient_accumulation_steps", "2", "--do_train", "True"],
+    ["--output_dir", join(dir, "o4"), "--group_by_length", "True", "--eval_strategy", "steps", "--eval_steps", "1", "--logging_steps", "1", "--max_steps", "2", "--per_device_eval_batch_size", "8"],
+    ["--output_dir", join(dir, "o5"), "--bf16", "True", "--max_steps", "1", "--load_best_model_at_end=False", "--do_eval", "False"],
+  ];
+  for (const l of lines) {
+    const r = hf(l);
+    assert.equal(r.code, 0, `${l.join(" ")}\n${r.stderr}`);
+  }
+  assert.equal(JSON.parse(readFileSync(join(dir, "o2", "metrics.json"), "utf8")).best.restored, true, "--load_best_model_at_end True took effect");
+  assert.equal(JSON.parse(readFileSync(join(dir, "o4", "training_args.json"), "utf8")).groupByLength, true);
+  assert.equal(JSON.parse(readFileSync(join(dir, "o5", "training_args.json"), "utf8")).precision, "bf16");
+  assert.equal(JSON.parse(readFileSync(join(dir, "o5", "training_args.json"), "utf8")).loadBestModelAtEnd, false);
+  assertOneLineError(hf(["--output_dir", join(dir, "o6"), "--fp16"]), /--fp16: CPUs have no fp16 training here; use --bf16/);
+});
