@@ -26,6 +26,7 @@ import { encodeTokenExamples, readTokenRows, resolveTagNames, type TokenExample 
 import { checkOutputDir, clearOutputDir, lockOutputDir } from "../io/output.js";
 import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
 import { resolveTask } from "../model/task.js";
+import { schedulerKwargs } from "../train/schedule.js";
 
 /**
  * train()'s options: every flag of `weitiao train` (declared once, with its help, default and check, in
@@ -67,6 +68,7 @@ export function validateTrainOptions(o: TrainOptions): void {
   if (o.strategy === "top-k") check(o.topK !== undefined, "--strategy top-k needs --top-k K");
   if (o.topK !== undefined && o.strategy !== "top-k") check(false, "--top-k only applies with --strategy top-k");
   if (o.validationSplit !== undefined && o.validationFile) check(false, "use --validation-file or --validation-split, not both");
+  if (o.lrSchedulerKwargs !== undefined || o.lrSchedulerType) schedulerKwargs(o.lrSchedulerType ?? "linear", o.lrSchedulerKwargs, o.learningRate ?? 5e-5);
   if (o.evalStrategy === "steps") check(Number.isInteger(o.evalSteps) && o.evalSteps! > 0, "--eval-strategy steps needs --eval-steps N");
   if ((o.loadBestModelAtEnd || o.earlyStoppingPatience) && !o.validationFile && !o.validationSplit) {
     check(false, "--load-best-model-at-end and --early-stopping-patience need validation data (--validation-file or --validation-split)");

@@ -10,6 +10,7 @@ import { STRATEGIES, type Strategy } from "./strategy.js";
 import { WeitiaoError } from "../util/errors.js";
 import { TASKS, type Task } from "../model/task.js";
 import { QUOTINGS } from "../data/read.js";
+import { LR_SCHEDULERS, type LrScheduler } from "./schedule.js";
 
 export interface OptionSpec {
   /** The API's name (TrainOptions, training_args.json). */
@@ -62,6 +63,8 @@ export const TRAIN_OPTIONS = [
   { key: "batchSize", flag: "--batch-size", arg: "<n>", type: "int", default: 16, check: positive, training: true, aliases: ["per-device-train-batch-size"], help: "training batch size" },
   { key: "evalBatchSize", flag: "--eval-batch-size", arg: "<n>", type: "int", default: 64, check: positive, training: true, aliases: ["per-device-eval-batch-size"], help: "evaluation batch size" },
   { key: "learningRate", flag: "--learning-rate", arg: "<lr>", type: "float", default: 5e-5, check: nonNegative, training: true, aliases: ["lr"], help: "peak learning rate" },
+  { key: "lrSchedulerType", flag: "--lr-scheduler-type", arg: "<s>", type: "string", choices: LR_SCHEDULERS, default: "linear", training: true, help: "learning-rate schedule after warmup, as HF's: linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup, inverse_sqrt, cosine_with_min_lr" },
+  { key: "lrSchedulerKwargs", flag: "--lr-scheduler-kwargs", arg: "<json>", type: "string", training: true, help: "the schedule's own arguments as JSON, as HF's: num_cycles (cosine*), lr_end and power (polynomial), timescale (inverse_sqrt), min_lr or min_lr_rate (cosine_with_min_lr)" },
   { key: "epochs", flag: "--epochs", arg: "<n>", type: "int", default: 3, check: positive, training: true, aliases: ["num-train-epochs"], help: "training epochs" },
   { key: "maxSteps", flag: "--max-steps", arg: "<n>", type: "int", default: 0, check: nonNegativeInt, training: true, help: "stop after N optimizer steps (overrides --epochs)" },
   { key: "warmupSteps", flag: "--warmup-steps", arg: "<n>", type: "int", check: nonNegativeInt, training: true, help: "linear warmup steps" },
@@ -121,7 +124,8 @@ const typesAgree: [
   Same<TableOptions["strategy"], Strategy | undefined>, Same<TableOptions["task"], Task | undefined>,
   Same<TableOptions["problemType"], ProblemType | undefined>, Same<TableOptions["truncation"], TruncationStrategy | undefined>,
   Same<TableOptions["backend"], BackendName | undefined>, Same<TableOptions["precision"], Precision | undefined>,
-] = [true, true, true, true, true, true];
+  Same<TableOptions["lrSchedulerType"], LrScheduler | undefined>,
+] = [true, true, true, true, true, true, true];
 void typesAgree;
 
 /** Flag aliases: HF's spellings → our flags (`--num-train-epochs` → `--epochs`). Underscores are normalized first. */

@@ -11,7 +11,7 @@ import { WeitiaoError } from "../util/errors.js";
 import type { ClassificationMetrics } from "./metrics.js";
 import { type EntityScores, seqeval } from "./seqeval.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
-import { linearWarmupDecay, warmupSteps } from "./schedule.js";
+import { learningRateAt, type LrScheduler, schedulerKwargs, warmupSteps } from "./schedule.js";
 import { type OptionSpec, TRAIN_OPTIONS } from "./options.js";
 import { checkStrategyApplies, layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
 
@@ -22,6 +22,9 @@ export interface TrainingArgs {
   batchSize: number;
   evalBatchSize: number;
   learningRate: number;
+  /** HF's lr_scheduler_type (schedule.ts) and its scheduler_specific_kwargs as JSON. */
+  lrSchedulerType: LrScheduler;
+  lrSchedulerKwargs?: string;
   warmupSteps?: number;
   warmupRatio?: number;
   weightDecay: number;
@@ -351,6 +354,7 @@ export class Trainer {
     if (this.trainSet.length === 0) throw new Error("no training examples");
     const total = this.totalSteps;
     const warmup = warmupSteps(total, args.warmupSteps, args.warmupRatio);
+    const scheduleKw = schedulerKwargs(args.lrSchedulerType, args.lrSchedulerKwargs, args.learningRate);
     const numEpochs = Math.ceil(total / this.stepsPerEpoch);
     const lrScales = model.params.specs.map((s) => layerLrScale(s.level, model.numLayers, args.layerLrDecay));
     const started = Date.now();
@@ -423,7 +427,7 @@ export class Trainer {
         st.seen += nUnits;
         const loss = lossSum / nUnits;
         const { norm: gradNorm, coef } = clipCoefficient(model, args.maxGradNorm);
-        const lr = linearWarmupDecay(args.learningRate, st.step, warmup, total);
+        const lr = learningRateAt(args.lrSchedulerType, args.learningRate, st.step, warmup, total, scheduleKw);
         // HF trains on through a NaN and saves a broken model with exit 0; we stop before the update, so the weights
         // (and any checkpoint already written) are the last good ones.
         if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
