@@ -69,6 +69,9 @@ export function validateTrainOptions(o: TrainOptions): void {
   if (o.topK !== undefined && o.strategy !== "top-k") check(false, "--top-k only applies with --strategy top-k");
   if (o.validationSplit !== undefined && o.validationFile) check(false, "use --validation-file or --validation-split, not both");
   if (o.lrSchedulerKwargs !== undefined || o.lrSchedulerType) schedulerKwargs(o.lrSchedulerType ?? "linear", o.lrSchedulerKwargs, o.learningRate ?? 5e-5);
+  if (o.labelSmoothingFactor && (o.problemType === "regression" || o.problemType === "multi_label_classification")) {
+    check(false, `--label-smoothing-factor applies to single-label and token classification, not ${o.problemType}`);
+  }
   if (o.evalStrategy === "steps") check(Number.isInteger(o.evalSteps) && o.evalSteps! > 0, "--eval-strategy steps needs --eval-steps N");
   if ((o.loadBestModelAtEnd || o.earlyStoppingPatience) && !o.validationFile && !o.validationSplit) {
     check(false, "--load-best-model-at-end and --early-stopping-patience need validation data (--validation-file or --validation-split)");
@@ -103,6 +106,9 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     : prepareClassificationData(o, config, tokenizer, maxLength, log);
   const { trainEnc, evalEnc, testEnc, reports } = data;
   const labelSet = { names: data.names, problemType: data.problemType };
+  if (o.labelSmoothingFactor && (labelSet.problemType === "regression" || labelSet.problemType === "multi_label_classification")) {
+    check(false, `--label-smoothing-factor applies to single-label and token classification, not ${labelSet.problemType}`);
+  }
   const outputDir = resolve(o.outputDir);
 
   const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });

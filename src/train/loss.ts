@@ -60,3 +60,31 @@ export function squaredErrorGrad(dtype: DType, logits: FArray, targets: Float32A
   for (let r = 0; r < rows; r++) d[r] = 2 * (logits[r]! - targets[r]!) * scale;
   return d;
 }
+
+/**
+ * HF Trainer's LabelSmoother on softmax probabilities (labels < 0 ignored): (1−ε)·NLL + ε·mean over classes of
+ * −log p, each averaged over the active rows; as a sum over rows (the trainer divides), and its gradient
+ * d/dlogits = p − ((1−ε)·onehot + ε/C) per active row.
+ */
+export function labelSmoothed(dtype: DType, probs: FArray, labels: Int32Array, rows: number, classes: number, eps: number): { sum: number; grad(scale: number): FArray } {
+  let sum = 0;
+  for (let r = 0; r < rows; r++) {
+    const y = labels[r]!;
+    if (y < 0) continue;
+    let all = 0;
+    for (let c = 0; c < classes; c++) all += -Math.log(probs[r * classes + c]!);
+    sum += (1 - eps) * -Math.log(probs[r * classes + y]!) + (eps * all) / classes;
+  }
+  return {
+    sum,
+    grad(scale: number): FArray {
+      const d = allocFloat(dtype, rows * classes);
+      for (let r = 0; r < rows; r++) {
+        const y = labels[r]!;
+        if (y < 0) continue;
+        for (let c = 0; c < classes; c++) d[r * classes + c] = (probs[r * classes + c]! - ((c === y ? 1 - eps : 0) + eps / classes)) * scale;
+      }
+      return d;
+    },
+  };
+}

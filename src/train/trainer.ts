@@ -10,6 +10,7 @@ import { Rng, stepSeed } from "../util/rng.js";
 import { WeitiaoError } from "../util/errors.js";
 import type { ClassificationMetrics } from "./metrics.js";
 import { type EntityScores, seqeval } from "./seqeval.js";
+import { labelSmoothed } from "./loss.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
 import { learningRateAt, type LrScheduler, schedulerKwargs, warmupSteps } from "./schedule.js";
 import { type OptionSpec, TRAIN_OPTIONS } from "./options.js";
@@ -22,6 +23,8 @@ export interface TrainingArgs {
   batchSize: number;
   evalBatchSize: number;
   learningRate: number;
+  /** HF's label_smoothing_factor: the training loss's targets become (1−ε)·onehot + ε/C. */
+  labelSmoothingFactor: number;
   /** HF's lr_scheduler_type (schedule.ts) and its scheduler_specific_kwargs as JSON. */
   lrSchedulerType: LrScheduler;
   lrSchedulerKwargs?: string;
@@ -319,7 +322,13 @@ export class Trainer {
       logits = out.logits;
       backward = (d) => model.backward(out.cache!, d);
     }
-    const t = model.head.loss(model.backend, model.dtype, logits, { labels, targets }, logits.length / model.head.outputs, this.args.threshold);
+    const rows = logits.length / model.head.outputs;
+    let t = model.head.loss(model.backend, model.dtype, logits, { labels, targets }, rows, this.args.threshold);
+    if (this.args.labelSmoothingFactor > 0) {
+      // HF's LabelSmoother replaces the loss (and its gradient) of single-label and token classification
+      const smooth = labelSmoothed(model.dtype, t.probs, labels, rows, model.head.outputs, this.args.labelSmoothingFactor);
+      t = { ...t, sum: smooth.sum, grad: smooth.grad };
+    }
     // The step's loss is the mean over all its examples, so each micro-batch contributes sum/n.
     backward(t.grad(scale));
     return { loss: t.sum, correct: t.correct };
