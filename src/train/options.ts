@@ -71,6 +71,7 @@ export const TRAIN_OPTIONS = [
   { key: "warmupRatio", flag: "--warmup-ratio", arg: "<r>", type: "float", check: halfOpenUnit, training: true, help: "warmup as a fraction of all steps" },
   { key: "weightDecay", flag: "--weight-decay", arg: "<wd>", type: "float", default: 0, check: nonNegative, training: true, help: "AdamW weight decay (not applied to biases and LayerNorm)" },
   { key: "labelSmoothingFactor", flag: "--label-smoothing-factor", arg: "<e>", type: "float", default: 0, check: halfOpenUnit, training: true, help: "label smoothing as HF's LabelSmoother (single-label and token classification): targets (1−e)·onehot + e/C" },
+  { key: "classWeights", flag: "--class-weights", arg: "<w>", type: "string", training: true, help: "single-label classification: weight the loss per class, \"balanced\" (sklearn's n/(C·count)) or w0,w1,… (torch's CrossEntropyLoss weight)" },
   { key: "maxGradNorm", flag: "--max-grad-norm", arg: "<n>", type: "float", default: 1, check: { ...nonNegative, rule: "a non-negative number (0 disables clipping)" }, training: true, help: "gradient clipping norm (0 disables)" },
   { key: "gradientAccumulationSteps", flag: "--gradient-accumulation-steps", arg: "<n>", type: "int", default: 1, check: positive, training: true, help: "micro-batches per optimizer step" },
   { key: "seed", flag: "--seed", arg: "<n>", type: "int", default: 42, training: true, help: "random seed (shuffling, dropout, new weights)" },

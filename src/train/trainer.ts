@@ -11,6 +11,7 @@ import { WeitiaoError } from "../util/errors.js";
 import type { ClassificationMetrics } from "./metrics.js";
 import { type EntityScores, seqeval } from "./seqeval.js";
 import { labelSmoothed } from "./loss.js";
+import { allocFloat } from "../model/params.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
 import { learningRateAt, type LrScheduler, schedulerKwargs, warmupSteps } from "./schedule.js";
 import { type OptionSpec, TRAIN_OPTIONS } from "./options.js";
@@ -25,6 +26,8 @@ export interface TrainingArgs {
   learningRate: number;
   /** HF's label_smoothing_factor: the training loss's targets become (1−ε)·onehot + ε/C. */
   labelSmoothingFactor: number;
+  /** Single-label classification: "balanced" (sklearn's n/(C·count)) or one weight per class, "w0,w1,…". */
+  classWeights?: string;
   /** HF's lr_scheduler_type (schedule.ts) and its scheduler_specific_kwargs as JSON. */
   lrSchedulerType: LrScheduler;
   lrSchedulerKwargs?: string;
@@ -248,8 +251,28 @@ function evaluateTokens(model: TaskModel, examples: EncodedExample[], batchSize:
 }
 
 /** What an example adds to its step's loss denominator: 1, or its labelled tokens (token tasks). */
-function lossUnits(e: EncodedExample): number {
-  return e.tokenLabels ? e.tokenLabels.reduce((n, l) => n + (l >= 0 ? 1 : 0), 0) : 1;
+function lossUnits(e: EncodedExample, classWeights: number[] | null): number {
+  if (e.tokenLabels) return e.tokenLabels.reduce((n, l) => n + (l >= 0 ? 1 : 0), 0);
+  return classWeights ? classWeights[e.label]! : 1;
+}
+
+/**
+ * --class-weights as weights per class: "balanced" is sklearn's compute_class_weight (n / (C · count_c)), else C
+ * comma-separated non-negative numbers. torch's CrossEntropyLoss(weight=w) then averages Σ w_y·loss over Σ w_y.
+ */
+export function resolveClassWeights(spec: string, labels: ArrayLike<number>, classes: number, names: string[]): number[] {
+  if (spec === "balanced") {
+    const counts = new Array<number>(classes).fill(0);
+    for (let i = 0; i < labels.length; i++) counts[labels[i]!]!++;
+    const missing = counts.findIndex((c) => c === 0);
+    if (missing >= 0) throw new WeitiaoError(`--class-weights balanced: the training data has no row of class ${names[missing] ?? missing}`);
+    return counts.map((c) => labels.length / (classes * c));
+  }
+  const w = spec.split(",").map((x) => Number(x.trim()));
+  if (w.length !== classes || w.some((x) => !Number.isFinite(x) || x < 0) || w.every((x) => x === 0)) {
+    throw new WeitiaoError(`--class-weights must be "balanced" or ${classes} non-negative numbers (one per class: ${names.join(", ")}), got "${spec}"`);
+  }
+  return w;
 }
 
 /** {accuracy: 1} → {eval_accuracy: 1}: HF's metric_key_prefix. */
@@ -262,6 +285,8 @@ export class Trainer {
   private readonly rng: Rng;
   private stopRequested = false;
   private resumeFrom: LoopState | null = null;
+  /** Per class, the loss weight of --class-weights (null: unweighted). */
+  private readonly classWeights: number[] | null = null;
 
   constructor(
     readonly model: TaskModel,
@@ -273,6 +298,14 @@ export class Trainer {
     optimizerOptions: Partial<AdamWOptions> = {},
   ) {
     checkStrategyApplies(args.strategy, model.numLayers, model.config.num_hidden_groups, args.layerLrDecay);
+    if (args.classWeights) {
+      const pt = model.config.problem_type ?? "single_label_classification";
+      if (model.head.reads !== "first" || pt !== "single_label_classification") throw new WeitiaoError("--class-weights applies to single-label classification");
+      if (args.labelSmoothingFactor > 0) throw new WeitiaoError("--class-weights and --label-smoothing-factor together are not supported");
+      const names = Object.keys(model.config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => model.config.id2label[k]!);
+      this.classWeights = resolveClassWeights(args.classWeights, trainSet.map((e) => e.label), model.head.outputs, names);
+      hooks.log?.(`class weights: ${names.map((n, i) => `${n} ${this.classWeights![i]!.toFixed(4)}`).join(", ")}`);
+    }
     this.optimizer = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: args.weightDecay, ...optimizerOptions });
     this.rng = new Rng(args.seed);
   }
@@ -324,6 +357,19 @@ export class Trainer {
     }
     const rows = logits.length / model.head.outputs;
     let t = model.head.loss(model.backend, model.dtype, logits, { labels, targets }, rows, this.args.threshold);
+    if (this.classWeights) {
+      // torch's CrossEntropyLoss(weight=w): each row's loss and gradient times its class's weight
+      const w = this.classWeights;
+      const C = model.head.outputs;
+      let sum = 0;
+      for (let r = 0; r < rows; r++) sum += w[labels[r]!]! * -Math.log(t.probs[r * C + labels[r]!]!);
+      const probs = t.probs;
+      t = { ...t, sum, grad: (sc) => {
+        const d = allocFloat(model.dtype, rows * C);
+        for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) d[r * C + c] = (probs[r * C + c]! - (c === labels[r] ? 1 : 0)) * w[labels[r]!]! * sc;
+        return d;
+      } };
+    }
     if (this.args.labelSmoothingFactor > 0) {
       // HF's LabelSmoother replaces the loss (and its gradient) of single-label and token classification
       const smooth = labelSmoothed(model.dtype, t.probs, labels, rows, model.head.outputs, this.args.labelSmoothingFactor);
@@ -425,7 +471,7 @@ export class Trainer {
         const nExamples = micro.reduce((a, b) => a + b.length, 0);
         // The step's loss is the mean over what it labels (examples, or labelled tokens), pooled over its micro-batches
         // as HF's num_items_in_batch pools them.
-        const nUnits = micro.reduce((a, b) => a + b.reduce((c, i) => c + lossUnits(this.trainSet[i]!), 0), 0);
+        const nUnits = micro.reduce((a, b) => a + b.reduce((c, i) => c + lossUnits(this.trainSet[i]!, this.classWeights), 0), 0);
         model.zeroGrad();
         let lossSum = 0;
         micro.forEach((idx, mi) => {
