@@ -24,6 +24,10 @@ export interface TrainingArgs {
   batchSize: number;
   evalBatchSize: number;
   learningRate: number;
+  /** AdamW's betas and epsilon (HF's adam_beta1, adam_beta2, adam_epsilon). */
+  adamBeta1: number;
+  adamBeta2: number;
+  adamEpsilon: number;
   /** HF's label_smoothing_factor: the training loss's targets become (1−ε)·onehot + ε/C. */
   labelSmoothingFactor: number;
   /** Single-label classification: "balanced" (sklearn's n/(C·count)) or one weight per class, "w0,w1,…". */
@@ -306,7 +310,7 @@ export class Trainer {
       this.classWeights = resolveClassWeights(args.classWeights, trainSet.map((e) => e.label), model.head.outputs, names);
       hooks.log?.(`class weights: ${names.map((n, i) => `${n} ${this.classWeights![i]!.toFixed(4)}`).join(", ")}`);
     }
-    this.optimizer = new AdamW(model, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: args.weightDecay, ...optimizerOptions });
+    this.optimizer = new AdamW(model, { beta1: args.adamBeta1, beta2: args.adamBeta2, eps: args.adamEpsilon, weightDecay: args.weightDecay, ...optimizerOptions });
     this.rng = new Rng(args.seed);
   }
 

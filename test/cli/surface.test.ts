@@ -190,3 +190,21 @@ test("HF Trainer command lines run as pasted: underscores, --flag True|False, --
   assert.equal(JSON.parse(readFileSync(join(dir, "o5", "training_args.json"), "utf8")).loadBestModelAtEnd, false);
   assertOneLineError(hf(["--output_dir", join(dir, "o6"), "--fp16"]), /--fp16: CPUs have no fp16 training here; use --bf16/);
 });
+
+test("--adam_beta1, --adam_beta2, --adam_epsilon reach the optimizer (HF's spellings) and are recorded", () => {
+  const dir = tempDir();
+  const file = join(dir, "train.csv");
+  writeFileSync(file, ["text,label", ...ROWS.map(([t, l]) => `${t},${l}`)].join("\n") + "\n");
+  const weights = (out: string, extra: string[]): Buffer => {
+    const r = train(file, join(dir, out), ["--max-steps", "3", ...extra]);
+    assert.equal(r.code, 0, r.stderr);
+    return readFileSync(join(dir, out, "model.safetensors"));
+  };
+  const base = weights("a", []);
+  assert.deepEqual(weights("b", ["--adam_beta1", "0.9", "--adam_beta2", "0.999", "--adam_epsilon", "1e-8"]), base, "HF's defaults are ours");
+  assert.notDeepEqual(weights("c", ["--adam_beta1", "0.5"]), base);
+  assert.notDeepEqual(weights("d", ["--adam_epsilon", "1e-3"]), base);
+  const saved = JSON.parse(readFileSync(join(dir, "c", "training_args.json"), "utf8"));
+  assert.equal(saved.adamBeta1, 0.5);
+  assert.equal(saved.adamBeta2, 0.999);
+});
