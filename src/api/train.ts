@@ -27,6 +27,7 @@ import { checkOutputDir, clearOutputDir, lockOutputDir } from "../io/output.js";
 import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
 import { resolveTask } from "../model/task.js";
 import { schedulerKwargs } from "../train/schedule.js";
+import { metricKey } from "../train/trainer.js";
 
 /**
  * train()'s options: every flag of `weitiao train` (declared once, with its help, default and check, in
@@ -264,7 +265,7 @@ function prepareClassificationData(o: ResolvedOptions, config: BertConfig, token
       multi_label_classification: ["loss", "micro_f1", "macro_f1", "subset_accuracy"],
       regression: ["loss", "mse", "pearson"],
     };
-    const k = o.metricForBestModel.replace(/^eval_/, "");
+    const k = metricKey(o.metricForBestModel, labelSet.problemType);
     check(known[labelSet.problemType]!.includes(k), `--metric-for-best-model ${o.metricForBestModel}: not a metric of ${labelSet.problemType} (${known[labelSet.problemType]!.join(", ")})`);
   }
 

@@ -13,6 +13,7 @@ export function linearWarmupDecay(base: number, step: number, warmup: number, to
 
 /** HF's warmup steps from --warmup-steps or --warmup-ratio (steps win when both are given). */
 export function warmupSteps(total: number, steps: number | undefined, ratio: number | undefined): number {
+  if (steps !== undefined && steps > 0 && steps < 1) return Math.ceil(total * steps); // HF 5: a float below 1 is a ratio
   if (steps !== undefined && steps > 0) return steps;
   return ratio ? Math.ceil(total * ratio) : 0;
 }

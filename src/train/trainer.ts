@@ -66,6 +66,8 @@ export interface TrainingArgs {
   evalSteps: number;
   /** Metric that picks the best model ("accuracy", "macro_f1", "loss", …; eval_ prefix optional). */
   metricForBestModel?: string;
+  /** HF's greater_is_better: whether a larger best-model metric is better (default: all but loss and MSE). */
+  greaterIsBetter?: boolean;
   /** Restore the best evaluation's weights when training ends. */
   loadBestModelAtEnd: boolean;
   /** Stop after this many evaluations without improvement (0: never). */
@@ -82,10 +84,20 @@ export const DEFAULT_TRAINING_ARGS: TrainingArgs = {
 export function bestMetricOf(args: TrainingArgs, problemType: string | null | undefined, tokens = false): { key: string; greaterIsBetter: boolean } {
   // Token tasks follow HF (the loss); sequence tasks keep their own defaults
   const fallback = tokens ? "loss" : problemType === "regression" ? "mse" : problemType === "multi_label_classification" ? "micro_f1" : "accuracy";
-  const key = (args.metricForBestModel ?? fallback).replace(/^eval_/, "");
-  return { key, greaterIsBetter: !(key === "loss" || key === "mse") };
+  const key = metricKey(args.metricForBestModel ?? fallback, problemType, tokens);
+  return { key, greaterIsBetter: args.greaterIsBetter ?? !(key === "loss" || key === "mse") };
 }
 
+/**
+ * A --metric-for-best-model name as the task reports it: HF's eval_ prefix stripped, and the plain "f1" (or
+ * precision/recall) of HF's examples resolved to the task's own: macro for single-label, micro for multi-label.
+ */
+export function metricKey(name: string, problemType: string | null | undefined, tokens = false): string {
+  const k = name.replace(/^eval_/, "");
+  if (tokens || !["f1", "precision", "recall"].includes(k)) return k;
+  if (problemType === "multi_label_classification") return k === "f1" ? "micro_f1" : k;
+  return `macro_${k}`;
+}
 export interface StepLog {
   step: number;
   epoch: number;
@@ -324,7 +336,8 @@ export class Trainer {
   }
 
   get totalSteps(): number {
-    return this.args.maxSteps > 0 ? this.args.maxSteps : this.stepsPerEpoch * this.args.epochs;
+    // HF: max_steps = ceil(num_train_epochs · update steps per epoch), so 2.5 epochs stop half-way through the third
+    return this.args.maxSteps > 0 ? this.args.maxSteps : Math.ceil(this.stepsPerEpoch * this.args.epochs);
   }
 
   /** Pooled encoder output of every training example, computed once in eval mode (see cacheFeatures). */

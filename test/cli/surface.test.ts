@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { TINY, tempDir } from "../helpers.js";
+import { TINY, stepLogs, tempDir } from "../helpers.js";
 import { assertOneLineError, run } from "./cli-helpers.js";
 
 const ROWS: [string, number][] = [
@@ -207,4 +207,22 @@ test("--adam_beta1, --adam_beta2, --adam_epsilon reach the optimizer (HF's spell
   const saved = JSON.parse(readFileSync(join(dir, "c", "training_args.json"), "utf8"));
   assert.equal(saved.adamBeta1, 0.5);
   assert.equal(saved.adamBeta2, 0.999);
+});
+
+test("fractional --num_train_epochs, --warmup_steps below 1 as a ratio (HF 5), --metric_for_best_model f1 as the task's F1", () => {
+  const dir = tempDir();
+  const file = join(dir, "train.csv");
+  writeFileSync(file, ["text,label", ...ROWS.map(([t, l]) => `${t},${l}`)].join("\n") + "\n");
+  const out = join(dir, "out");
+  const r = run(["train", "--model", TINY, "--train-file", file, "--validation-file", file, "--output-dir", out, "--per_device_train_batch_size", "2",
+    "--num_train_epochs", "1.5", "--warmup_steps", "0.4", "--learning_rate", "1e-3", "--logging_steps", "1", "--metric_for_best_model", "f1",
+    "--load_best_model_at_end", "True", "--precision", "fp32"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /training 5 steps \(1\.5 epoch\(s\) × 3\)/, "ceil(1.5 × 3) steps, as HF counts them");
+  const logs = stepLogs(JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")).log_history as Record<string, number>[]);
+  assert.equal(logs.length, 5);
+  // warmup ceil(5 × 0.4) = 2 steps: lr 0, then half the peak, then the peak decaying
+  assert.deepEqual(logs.slice(0, 3).map((l) => l.learning_rate), [0, 5e-4, 1e-3]);
+  assert.equal(JSON.parse(readFileSync(join(out, "metrics.json"), "utf8")).best.metric, "macro_f1");
+  assertOneLineError(run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "x"), "--warmup-steps", "2.5"]), /--warmup-steps must be a whole number of steps, or a ratio below 1/);
 });
