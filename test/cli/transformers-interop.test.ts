@@ -62,7 +62,10 @@ test("a saved token-classification (NER) folder loads in transformers as …ForT
   assert.equal(py.status, 0, py.stderr);
   const theirs = (JSON.parse(py.stdout) as Record<string, { tags: string[][]; architecture: string }>)[out]!;
   assert.equal(theirs.architecture, "BertForTokenClassification");
-  const p = run(["predict", "--model", out, "--text", ...texts, "--output-tags"]);
+  // character words on both sides (the script splits each text into its characters)
+  const rows = join(dir, "rows.jsonl");
+  writeFileSync(rows, texts.map((t) => JSON.stringify({ tokens: [...t] })).join("\n") + "\n");
+  const p = run(["predict", "--model", out, "--input", rows, "--output-tags"]);
   assert.equal(p.code, 0, p.stderr);
   assert.deepEqual(p.stdout.trim().split("\n").map((l) => JSON.parse(l).tags), theirs.tags);
 });
