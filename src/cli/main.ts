@@ -250,6 +250,20 @@ function readPredictInputs(file: string, textColumn: string, pairColumn: string 
   return examples.map((e) => ({ text: e.text, textPair: e.pair }));
 }
 
+/** predict --output's format from its extension: .jsonl (also .json, .ndjson), .csv or .tsv; stdout is JSONL. */
+function outputFormat(file: string | undefined): "jsonl" | "csv" | "tsv" {
+  if (file === undefined) return "jsonl";
+  const m = /\.(jsonl|json|ndjson|csv|tsv)$/i.exec(file);
+  if (!m) throw new WeitiaoError(`--output ${file}: write .jsonl, .csv or .tsv (the extension chooses the format)`);
+  const ext = m[1]!.toLowerCase();
+  return ext === "csv" ? "csv" : ext === "tsv" ? "tsv" : "jsonl";
+}
+
+/** A TSV cell: tabs and line breaks inside become spaces (TSV has no quoting, see data/read.ts). */
+function tsvCell(s: string): string {
+  return s.replace(/[\t\r\n]+/g, " ");
+}
+
 function csvCell(s: string): string {
   return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
@@ -298,7 +312,7 @@ function predictCommand(): Command {
     .option("--input <file>", "a .jsonl (text, optional text_pair) or .csv/.tsv file; - reads JSONL or one text per line from stdin")
     .option("--text-column <name>", "text column of --input", "text")
     .option("--text-pair-column <name>", "pair column of --input (JSONL: text_pair)")
-    .option("--output <file>", "write predictions here (.jsonl, or .csv: text, label, score) instead of stdout")
+    .option("--output <file>", "write predictions here instead of stdout: .jsonl, or .csv/.tsv (text, text_pair where given, label, score, prob_<label> per label)")
     .option("--top-labels <n>", "keep only the N most probable labels in probabilities", int("--top-labels"))
     .option("--max-length <n>", "truncate to N tokens (default: the length the model was trained with, else 512)", int("--max-length"))
     .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32)
@@ -321,12 +335,16 @@ Example:
     const texts = o.text as string[] | undefined;
     const inputFile = o.input as string | undefined;
     if (!texts && !inputFile) throw new WeitiaoError("predict needs --text T … or --input FILE");
+    if (texts && inputFile) throw new WeitiaoError("predict takes --text or --input, not both");
     if (o.output) {
       checkOutputFile(o.output as string, "--output");
       removeStaleTemps(dirname(resolve(o.output as string)), `${basename(o.output as string)}.tmp-`, log);
     }
+    const format = outputFormat(o.output as string | undefined);
     const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
-    const csv = typeof o.output === "string" && /\.(csv|tsv)$/.test(o.output);
+    const csv = format !== "jsonl";
+    const cell = (v: string): string => (format === "tsv" ? tsvCell(v) : csvCell(v));
+    const sep = format === "tsv" ? "\t" : ",";
     let lines: string;
     let count: number;
     if (loaded.model.task === "token-classification") {
@@ -341,8 +359,8 @@ Example:
       const preds = predictTokens(loaded, rows, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number, aggregation: o.aggregationStrategy as Aggregation });
       const shown = preds.map((p) => (o.outputTags ? p : { entities: p.entities }));
       lines = csv
-        ? (o.outputTags ? "text,entities,tags\n" : "text,entities\n") +
-          preds.map((p, i) => [csvCell(rows[i]!.text ?? rows[i]!.words.join(" ")), csvCell(JSON.stringify(p.entities)), ...(o.outputTags ? [csvCell(JSON.stringify(p.tags))] : [])].join(",")).join("\n") + "\n"
+        ? ["text", "entities", ...(o.outputTags ? ["tags"] : [])].join(sep) + "\n" +
+          preds.map((p, i) => [cell(rows[i]!.text ?? rows[i]!.words.join(" ")), cell(JSON.stringify(p.entities)), ...(o.outputTags ? [cell(JSON.stringify(p.tags))] : [])].join(sep)).join("\n") + "\n"
         : shown.map((p) => JSON.stringify(p)).join("\n") + "\n";
       count = preds.length;
     } else {
@@ -360,8 +378,14 @@ Example:
         onProgress: big ? (done, total) => progress.count("predict", done, total) : undefined,
       });
       progress.done();
+      // CSV/TSV: the input's text (and pair, where any row has one), the prediction, and every label's probability
+      // in label order
+      const pairs = inputs.some((t) => t.textPair != null);
+      const probCols = preds[0] && Object.keys(preds[0].probabilities).length ? loaded.labels : [];
       lines = csv
-        ? "text,label,score\n" + preds.map((p, i) => [csvCell(inputs[i]!.text), csvCell(p.labels ? p.labels.join("|") : p.label ?? ""), String(p.score)].join(",")).join("\n") + "\n"
+        ? [...["text", ...(pairs ? ["text_pair"] : []), "label", "score"], ...probCols.map((l) => `prob_${l}`)].map(cell).join(sep) + "\n" +
+          preds.map((p, i) => [cell(inputs[i]!.text), ...(pairs ? [cell(inputs[i]!.textPair ?? "")] : []), cell(p.labels ? p.labels.join("|") : p.label ?? ""), String(p.score),
+            ...probCols.map((l) => (p.probabilities[l] === undefined ? "" : String(p.probabilities[l])))].join(sep)).join("\n") + "\n"
         : preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
       count = preds.length;
     }

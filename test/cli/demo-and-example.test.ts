@@ -37,8 +37,8 @@ test("predict: stdin (plain lines and JSONL), CSV output, --top-labels", () => {
   const c = spawnSync(process.execPath, [CLI, "predict", "--model", out, "--text", "好,吃", "还行", "--output", csv], { encoding: "utf8" });
   assert.equal(c.status, 0, c.stderr);
   const lines = readFileSync(csv, "utf8").trim().split("\n");
-  assert.equal(lines[0], "text,label,score");
-  assert.match(lines[1]!, /^"好,吃",(正面|负面),0\.\d+/);
+  assert.equal(lines[0], "text,label,score,prob_负面,prob_正面");
+  assert.match(lines[1]!, /^"好,吃",(正面|负面),0\.\d+,0\.\d+,0\.\d+$/);
 });
 
 test("a reader that closes stdout early (| head) does not stop training: exit 0, model saved, no EPIPE", async () => {

@@ -226,3 +226,25 @@ test("fractional --num_train_epochs, --warmup_steps below 1 as a ratio (HF 5), -
   assert.equal(JSON.parse(readFileSync(join(out, "metrics.json"), "utf8")).best.metric, "macro_f1");
   assertOneLineError(run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "x"), "--warmup-steps", "2.5"]), /--warmup-steps must be a whole number of steps, or a ratio below 1/);
 });
+
+test("predict --output writes what its extension says (.jsonl, .csv, .tsv) or refuses it; CSV keeps the pair and every probability in label order; --text with --input is refused", () => {
+  const dir = tempDir();
+  const input = join(dir, "in.jsonl");
+  writeFileSync(input, [JSON.stringify({ text: "好看", text_pair: "剧情\t紧凑" }), JSON.stringify({ text: "难看" })].join("\n") + "\n");
+  const out = (name: string): string => {
+    const file = join(dir, name);
+    const r = run(["predict", "--model", TINY, "--input", input, "--output", file]);
+    assert.equal(r.code, 0, r.stderr);
+    return readFileSync(file, "utf8");
+  };
+  const tsv = out("p.tsv").trim().split("\n");
+  assert.equal(tsv[0], "text\ttext_pair\tlabel\tscore\tprob_负面\tprob_正面");
+  assert.match(tsv[1]!, /^好看\t剧情 紧凑\t(正面|负面)\t0\.\d+\t0\.\d+\t0\.\d+$/, "a tab inside a field becomes a space");
+  assert.match(tsv[2]!, /^难看\t\t/);
+  const csv = out("p.csv").trim().split("\n");
+  assert.equal(csv[0], "text,text_pair,label,score,prob_负面,prob_正面");
+  const jsonl = out("p.jsonl").trim().split("\n").map((l) => JSON.parse(l) as { probabilities: Record<string, number> });
+  assert.deepEqual(Object.keys(jsonl[0]!.probabilities), ["负面", "正面"], "label order, not sorted by probability");
+  assertOneLineError(run(["predict", "--model", TINY, "--input", input, "--output", join(dir, "p.txt")]), /--output .*p\.txt: write \.jsonl, \.csv or \.tsv/);
+  assertOneLineError(run(["predict", "--model", TINY, "--input", input, "--text", "好"]), /predict takes --text or --input, not both/);
+});

@@ -149,12 +149,12 @@ export function sequenceClassificationHead(kind: ClassifierKind, config: BertCon
       const multi = config.problem_type === "multi_label_classification";
       const probs = multi ? row.map((v) => 1 / (1 + Math.exp(-v))) : softmax(row);
       const best = argmax(probs, 0, C);
+      const top = new Set(probs.map((p, c) => [p, c] as const).sort((a, b) => b[0] - a[0]).slice(0, opts.topLabels ?? C).map(([, c]) => c));
       return {
         label: labelNames[best]!,
         score: probs[best]!,
-        probabilities: Object.fromEntries(
-          labelNames.map((l, c) => [l, probs[c]!] as const).sort((a, b) => b[1] - a[1]).slice(0, opts.topLabels ?? labelNames.length),
-        ),
+        // in label order (id2label's), the top N of them with topLabels
+        probabilities: Object.fromEntries(labelNames.flatMap((l, c) => (top.has(c) ? [[l, probs[c]!] as const] : []))),
         logits: row,
         ...(multi ? { labels: labelNames.filter((_, c) => probs[c]! >= opts.threshold) } : {}),
       };
