@@ -240,14 +240,23 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
  * Inputs of predict and tokenize from a file. In JSONL, `text_pair` (or --text-pair-column) is optional row by
  * row: a row without it is a single text. In CSV/TSV a named pair column must be there.
  */
-function readPredictInputs(file: string, textColumn: string, pairColumn: string | undefined, read: ReadOptions): TextInput[] {
+function readPredictInputs(file: string, textColumn: string, pairColumn: string | undefined, read: ReadOptions, idColumn?: string): (TextInput & { id?: string })[] {
   const rows = readRows(file, read);
+  // --id-column: each row's id travels to its output line
+  const ids = new Map<number, string>();
+  if (idColumn) {
+    for (const r of rows) {
+      const v = r.fields[idColumn];
+      if (v === undefined || v === null) throw new WeitiaoError(`${r.file}:${r.line}: no column "${idColumn}" (--id-column)`);
+      ids.set(r.line, typeof v === "string" ? v : JSON.stringify(v));
+    }
+  }
   const { examples, skipped } = extractExamples(rows, { textColumn, textPairColumn: pairColumn, keepEmptyText: true, labelColumn: "\u0000" }, false);
   // Every row gets its output line, an empty text included ([CLS] [SEP] is a valid input, as in HF's pipeline).
   if (skipped.length) throw new WeitiaoError(`${skipped[0]!.file}:${skipped[0]!.line}: ${skipped[0]!.reason}`);
   const empty = examples.filter((e) => e.text.trim() === "");
   if (empty.length) log(`notice: ${empty.length} row(s) of ${file} have empty text (first: line ${empty[0]!.line}); each is encoded as the special tokens alone`);
-  return examples.map((e) => ({ text: e.text, textPair: e.pair }));
+  return examples.map((e) => ({ text: e.text, textPair: e.pair, ...(idColumn ? { id: ids.get(e.line)! } : {}) }));
 }
 
 /** predict --output's format from its extension: .jsonl (also .json, .ndjson), .csv or .tsv; stdout is JSONL. */
@@ -312,6 +321,7 @@ function predictCommand(): Command {
     .option("--input <file>", "a .jsonl (text, optional text_pair) or .csv/.tsv file; - reads JSONL or one text per line from stdin")
     .option("--text-column <name>", "text column of --input", "text")
     .option("--text-pair-column <name>", "pair column of --input (JSONL: text_pair)")
+    .option("--id-column <name>", "a column of --input copied into each output line (CSV/TSV: the first column)")
     .option("--output <file>", "write predictions here instead of stdout: .jsonl, or .csv/.tsv (text, text_pair where given, label, score, prob_<label> per label)")
     .option("--top-labels <n>", "keep only the N most probable labels in probabilities", int("--top-labels"))
     .option("--max-length <n>", "truncate to N tokens (default: the length the model was trained with, else 512)", int("--max-length"))
@@ -369,7 +379,8 @@ Example:
         ? texts.map((t) => ({ text: t }))
         : inputFile === "-"
           ? readStdinInputs()
-          : readPredictInputs(inputFile!, o.textColumn as string, o.textPairColumn as string | undefined, tableValues(cmd, o, READ_OPTIONS));
+          : readPredictInputs(inputFile!, o.textColumn as string, o.textPairColumn as string | undefined, tableValues(cmd, o, READ_OPTIONS), o.idColumn as string | undefined);
+      if (o.idColumn && (texts || inputFile === "-")) throw new WeitiaoError("--id-column applies to --input FILE");
       const progress = new ProgressReporter(process.stderr, 1);
       const big = inputs.length > 1000;
       const preds = predict(loaded, inputs, {
@@ -383,10 +394,10 @@ Example:
       const pairs = inputs.some((t) => t.textPair != null);
       const probCols = preds[0] && Object.keys(preds[0].probabilities).length ? loaded.labels : [];
       lines = csv
-        ? [...["text", ...(pairs ? ["text_pair"] : []), "label", "score"], ...probCols.map((l) => `prob_${l}`)].map(cell).join(sep) + "\n" +
-          preds.map((p, i) => [cell(inputs[i]!.text), ...(pairs ? [cell(inputs[i]!.textPair ?? "")] : []), cell(p.labels ? p.labels.join("|") : p.label ?? ""), String(p.score),
+        ? [...(o.idColumn ? [o.idColumn as string] : []), ...["text", ...(pairs ? ["text_pair"] : []), "label", "score"], ...probCols.map((l) => `prob_${l}`)].map(cell).join(sep) + "\n" +
+          preds.map((p, i) => [...(o.idColumn ? [cell((inputs[i] as { id?: string }).id ?? "")] : []), cell(inputs[i]!.text), ...(pairs ? [cell(inputs[i]!.textPair ?? "")] : []), cell(p.labels ? p.labels.join("|") : p.label ?? ""), String(p.score),
             ...probCols.map((l) => (p.probabilities[l] === undefined ? "" : String(p.probabilities[l])))].join(sep)).join("\n") + "\n"
-        : preds.map((p) => JSON.stringify(p)).join("\n") + "\n";
+        : preds.map((p, i) => JSON.stringify(o.idColumn ? { [o.idColumn as string]: (inputs[i] as { id?: string }).id, ...p } : p)).join("\n") + "\n";
       count = preds.length;
     }
     if (o.output) {

@@ -247,4 +247,16 @@ test("predict --output writes what its extension says (.jsonl, .csv, .tsv) or re
   assert.deepEqual(Object.keys(jsonl[0]!.probabilities), ["负面", "正面"], "label order, not sorted by probability");
   assertOneLineError(run(["predict", "--model", TINY, "--input", input, "--output", join(dir, "p.txt")]), /--output .*p\.txt: write \.jsonl, \.csv or \.tsv/);
   assertOneLineError(run(["predict", "--model", TINY, "--input", input, "--text", "好"]), /predict takes --text or --input, not both/);
+  // --id-column: the row's id in every output line
+  const withIds = join(dir, "ids.csv");
+  writeFileSync(withIds, "review_id,text\nr-17,好看\nr-18,难看\n");
+  const idOut = join(dir, "ids-out.csv");
+  const r = run(["predict", "--model", TINY, "--input", withIds, "--id-column", "review_id", "--output", idOut]);
+  assert.equal(r.code, 0, r.stderr);
+  const idLines = readFileSync(idOut, "utf8").trim().split("\n");
+  assert.equal(idLines[0], "review_id,text,label,score,prob_负面,prob_正面");
+  assert.match(idLines[2]!, /^r-18,难看,/);
+  const j = run(["predict", "--model", TINY, "--input", withIds, "--id-column", "review_id"]);
+  assert.equal(JSON.parse(j.stdout.split("\n")[0]!).review_id, "r-17");
+  assertOneLineError(run(["predict", "--model", TINY, "--input", withIds, "--id-column", "rid"]), /ids\.csv:2: no column "rid" \(--id-column\)/);
 });
