@@ -553,10 +553,54 @@ Examples:
   return program;
 }
 
+/** The flag closest to `asked` by edit distance, when it is close (at most a third of its length, and 3). */
+export function nearestFlag(asked: string, flags: string[]): string | null {
+  const dist = (a: string, b: string): number => {
+    const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = d[0]!;
+      d[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const cur = d[j]!;
+        d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+        prev = cur;
+      }
+    }
+    return d[b.length]!;
+  };
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const f of new Set(flags)) {
+    const x = dist(asked, f);
+    if (x < bestD) [best, bestD] = [f, x];
+  }
+  return bestD <= Math.min(3, Math.ceil(asked.length / 3)) ? best : null;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   program.exitOverride();
-  for (const c of program.commands) c.exitOverride();
+  // commander's messages name flags as normalizeArgv rewrote them (--learning-rat); say them as they were typed
+  const typed = new Map(argv.filter((a) => a.startsWith("--")).map((a) => {
+    const name = a.split("=")[0]!;
+    return [FLAG_ALIASES[name.replace(/_/g, "-")] ?? name.replace(/_/g, "-"), name] as const;
+  }).filter(([n, t]) => n !== t));
+  const writeErr = (str: string): void => {
+    let out = str;
+    for (const [n, t] of typed) out = out.replaceAll(`'${n}'`, `'${t}'`);
+    // commander suggests among its own flags only; HF's spellings (aliases) are candidates too, shown in the user's style
+    const unknown = /^error: unknown option '([^']+)'\n$/.exec(out);
+    if (unknown) {
+      const asked = unknown[1]!;
+      const near = nearestFlag(asked.replace(/_/g, "-"), [...program.commands.flatMap((c) => c.options.map((o) => o.long!)), ...Object.keys(FLAG_ALIASES)]);
+      if (near) out += `(Did you mean ${asked.includes("_") ? near.replace(/(?<=\w)-/g, "_") : near}?)\n`;
+    }
+    process.stderr.write(out);
+  };
+  for (const c of [program, ...program.commands]) {
+    c.exitOverride();
+    c.configureOutput({ writeErr });
+  }
   try {
     await program.parseAsync(normalizeArgv(expandConfig(argv, program)), { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0; // a command may set it (130 on interrupt)

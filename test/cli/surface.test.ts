@@ -260,3 +260,15 @@ test("predict --output writes what its extension says (.jsonl, .csv, .tsv) or re
   assert.equal(JSON.parse(j.stdout.split("\n")[0]!).review_id, "r-17");
   assertOneLineError(run(["predict", "--model", TINY, "--input", withIds, "--id-column", "rid"]), /ids\.csv:2: no column "rid" \(--id-column\)/);
 });
+
+test("an unknown flag is named as typed, with the nearest flag in the same spelling (HF aliases included)", () => {
+  const dir = tempDir();
+  const args = ["train", "--model", TINY, "--train-file", join(dir, "x.csv"), "--output-dir", join(dir, "o")];
+  const a = run([...args, "--num_train_epoch", "1"]);
+  assert.equal(a.code, 1);
+  assert.match(a.stderr, /unknown option '--num_train_epoch'\n\(Did you mean --num_train_epochs\?\)/);
+  const b = run([...args, "--learnin_rate", "1e-3"]);
+  assert.match(b.stderr, /unknown option '--learnin_rate'\n\(Did you mean --learning-rate\?\)/);
+  const c = run([...args, "--zzz"]);
+  assert.match(c.stderr, /unknown option '--zzz'\n$/);
+});
