@@ -10,7 +10,7 @@ import { loadModelFromDir } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { TaskModel } from "../model/task-model.js";
 import type { ClassPrediction } from "../model/heads/classification.js";
-import { maxSequenceLength } from "../model/config.js";
+import { labelNames, maxSequenceLength } from "../model/config.js";
 import { BertTokenizer, checkTokenizerFits, type TruncationStrategy } from "../tokenizer/index.js";
 
 export interface LoadedModel {
@@ -50,8 +50,7 @@ export async function loadModel(model: string, opts: LoadModelOptions = {}): Pro
   const { dir, weightsFile } = await locateModel(model, opts.modelConfig, { log: opts.log });
   const backend = getBackend({ ...opts });
   const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile, inference: true });
-  const id2label = loaded.model.config.id2label;
-  const labels = Object.keys(id2label).sort((a, b) => Number(a) - Number(b)).map((k) => id2label[k]!);
+  const labels = labelNames(loaded.model.config);
   const tokenizer = BertTokenizer.fromDir(dir);
   checkTokenizerFits(tokenizer, loaded.model.config.vocab_size, dir);
   return { model: loaded.model, tokenizer, labels, dir, trainedMaxLength: trainedMaxLength(dir) };

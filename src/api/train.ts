@@ -21,7 +21,7 @@ import {
 } from "../train/trainer.js";
 import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
-import { type BertConfig, familyOfConfig, hasGenericLabels, maxSequenceLength, type ProblemType } from "../model/config.js";
+import { type BertConfig, familyOfConfig, hasGenericLabels, labelNames, maxSequenceLength, type ProblemType } from "../model/config.js";
 import { encodeTokenExamples, readTokenRows, resolveTagNames, type TokenExample } from "../data/tokens.js";
 import { checkOutputDir, clearOutputDir, lockOutputDir } from "../io/output.js";
 import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
@@ -286,7 +286,7 @@ function prepareTokenData(o: ResolvedOptions, config: BertConfig, tokenizer: Ber
   const testRead = o.testFile ? readTokenRows(o.testFile, true) : null;
   // Only a token-classification folder's labels are tag names (a sentiment model's 负面/正面 are not)
   const tagFolder = config.architectures?.[0]?.endsWith("ForTokenClassification") ?? false;
-  const modelLabels = !tagFolder || hasGenericLabels(config) ? null : Object.keys(config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => config.id2label[k]!);
+  const modelLabels = !tagFolder || hasGenericLabels(config) ? null : labelNames(config);
   const names = resolveTagNames([...trainExamples, ...(evalRead?.examples ?? []), ...(testRead?.examples ?? [])], modelLabels);
   const reports: Record<string, DataReport> = {};
   const encodeSplit = (name: string, examples: TokenExample[], overlapping: number): EncodedExample[] => {

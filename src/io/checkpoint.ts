@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, 
 import { basename, dirname, join, resolve } from "node:path";
 import type { Backend, FArray } from "../backend/types.js";
 import { TaskModel } from "../model/task-model.js";
-import { type BertConfig, configToJson, parseBertConfig } from "../model/config.js";
+import { type BertConfig, configToJson, labelNames, parseBertConfig } from "../model/config.js";
 import { bert } from "../model/families/bert.js";
 import { resolveTask, type Task } from "../model/task.js";
 import type { Family } from "../model/families/family.js";
@@ -190,7 +190,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
   const task = opts.task ?? (opts.inference ? resolveTask(undefined, config) : "text-classification");
   if (opts.labels && opts.labels.length !== config.num_labels) {
     const show = (names: string[]): string => names.slice(0, 8).join(", ") + (names.length > 8 ? ", …" : "");
-    const theirs = Object.keys(config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => config.id2label[k]!);
+    const theirs = labelNames(config);
     const missing = opts.labels.filter((l) => !theirs.includes(l));
     log(`notice: the checkpoint's classifier has ${config.num_labels} labels (${show(theirs)}), the data ${opts.labels.length}` +
       (missing.length ? ` with ${missing.length} it lacks (${show(missing)})` : "") + ": the classifier is re-initialised");

@@ -128,6 +128,11 @@ export function parseBertConfig(raw: Record<string, unknown>, source: string): B
   return config;
 }
 
+/** The label names in id order (id2label's keys are strings: "10" sorts after "9"). */
+export function labelNames(config: Pick<BertConfig, "id2label">): string[] {
+  return Object.keys(config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => config.id2label[k]!);
+}
+
 /** True when the labels are HF's generic placeholders (LABEL_0, LABEL_1, …) rather than real names. */
 export function hasGenericLabels(config: BertConfig): boolean {
   return Object.values(config.id2label).every((n, i) => n === `LABEL_${i}`);

@@ -12,6 +12,7 @@ import type { ClassificationMetrics } from "./metrics.js";
 import { type EntityScores, seqeval } from "./seqeval.js";
 import { labelSmoothed } from "./loss.js";
 import { allocFloat } from "../model/params.js";
+import { labelNames } from "../model/config.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
 import { learningRateAt, type LrScheduler, schedulerKwargs, warmupSteps } from "./schedule.js";
 import { type OptionSpec, TRAIN_OPTIONS } from "./options.js";
@@ -222,7 +223,7 @@ export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize
       predictions[i] = model.head.predictRow(out.logits, b * C);
     });
   }
-  const names = Object.keys(model.config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => model.config.id2label[k]!);
+  const names = labelNames(model.config);
   const { metrics, detail } = model.head.metrics({ rows: n, logits, probabilities, predictions, labels, targets }, names, threshold);
   const accuracy = metrics.accuracy ?? metrics.subset_accuracy ?? NaN;
   // Only the classification head reports per-class detail (heads/classification.ts)
@@ -236,7 +237,7 @@ export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize
  */
 function evaluateTokens(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number): EvalResult {
   const C = model.head.outputs;
-  const names = Object.keys(model.config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => model.config.id2label[k]!);
+  const names = labelNames(model.config);
   const gold: string[][] = new Array(examples.length);
   const predicted: string[][] = new Array(examples.length);
   let lossSum = 0;
@@ -318,7 +319,7 @@ export class Trainer {
       const pt = model.config.problem_type ?? "single_label_classification";
       if (model.head.reads !== "first" || pt !== "single_label_classification") throw new WeitiaoError("--class-weights applies to single-label classification");
       if (args.labelSmoothingFactor > 0) throw new WeitiaoError("--class-weights and --label-smoothing-factor together are not supported");
-      const names = Object.keys(model.config.id2label).sort((a, b) => Number(a) - Number(b)).map((k) => model.config.id2label[k]!);
+      const names = labelNames(model.config);
       this.classWeights = resolveClassWeights(args.classWeights, trainSet.map((e) => e.label), model.head.outputs, names);
       hooks.log?.(`class weights: ${names.map((n, i) => `${n} ${this.classWeights![i]!.toFixed(4)}`).join(", ")}`);
     }
