@@ -8,8 +8,8 @@ import { encodeTokenExamples, readTokenRows, type TokenExample } from "../data/t
 import { entities } from "../train/seqeval.js";
 import { evaluate, prefixed } from "../train/trainer.js";
 import { WeitiaoError } from "../util/errors.js";
-import type { LoadedModel } from "./predict.js";
-import { maxSequenceLength } from "../model/config.js";
+import { inputLength, type LoadedModel } from "./predict.js";
+import type { TokenPrediction } from "../model/heads/token-classification.js";
 
 /** One entity: its type, the text it spans (`word` = text[start:end], code points, end exclusive) and its mean score. */
 export interface EntityPrediction {
@@ -62,18 +62,19 @@ export function aggregate(probs: number[][], how: Aggregation): { tag: number; s
   return best(probs[0]!.map((_, c) => probs.reduce((a, p) => a + p[c]!, 0) / probs.length));
 }
 
-export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; text?: string }[], opts: { maxLength: number; batchSize: number; aggregation?: Aggregation }): TokenPredictionRow[] {
+/** `maxLength`: as classification's (inputLength): the asked one, else the trained one, else 512, within the positions. */
+export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; text?: string }[], opts: { maxLength?: number; batchSize: number; aggregation?: Aggregation }): TokenPredictionRow[] {
   const { model, tokenizer, labels } = loaded;
-  opts = { ...opts, maxLength: Math.min(opts.maxLength, maxSequenceLength(model.config)) };
+  const maxLength = inputLength(loaded, opts.maxLength);
   const C = model.head.outputs;
   // Every word's tag and score, window by window (no window ever cuts a word).
   const perWord = inputs.map((i) => ({ tags: i.words.map(() => "O"), scores: i.words.map(() => 0) }));
   const pieces = inputs.map((i) => i.words.map((w) => tokenizer.encodeWords([w]).inputIds.length - 2));
   const parts: { row: number; from: number; example: TokenExample }[] = [];
   inputs.forEach((inp, row) => {
-    for (const [from, to] of windows(pieces[row]!, opts.maxLength - 2)) parts.push({ row, from, example: { words: inp.words.slice(from, to), tags: null, file: "", line: 0 } });
+    for (const [from, to] of windows(pieces[row]!, maxLength - 2)) parts.push({ row, from, example: { words: inp.words.slice(from, to), tags: null, file: "", line: 0 } });
   });
-  const { encoded } = encodeTokenExamples(tokenizer, parts.map((p) => p.example), null, opts.maxLength);
+  const { encoded } = encodeTokenExamples(tokenizer, parts.map((p) => p.example), null, maxLength);
   for (const { rows, batch } of lengthSortedCollated(encoded, opts.batchSize, tokenizer.padId)) {
     const { logits } = model.forward(batch.input, { train: false });
     const T = batch.input.seqLen;
@@ -84,11 +85,8 @@ export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; te
       const byWord = new Map<number, number[][]>();
       wordIds.forEach((w, k) => {
         if (w === null) return;
-        const l = Array.from(logits.subarray((b * T + k) * C, (b * T + k) * C + C));
-        const max = Math.max(...l);
-        const e = l.map((v) => Math.exp(v - max));
-        const z = e.reduce((a, v) => a + v, 0);
-        byWord.set(w, [...(byWord.get(w) ?? []), e.map((v) => v / z)]);
+        const p = model.head.prediction(Array.from(logits.subarray((b * T + k) * C, (b * T + k) * C + C)), labels, { threshold: 0.5 }) as TokenPrediction;
+        byWord.set(w, [...(byWord.get(w) ?? []), p.probabilities]);
       });
       for (const [w, probs] of byWord) {
         const pick = aggregate(probs, opts.aggregation ?? "first");
@@ -124,11 +122,11 @@ export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; te
 
 
 /** Evaluate a token-classification model on a labelled file: seqeval's entity scores, HF's eval_ names. */
-export function evaluateTokenFile(loaded: LoadedModel, file: string, opts: { maxLength: number; batchSize: number; log?: (line: string) => void }): Record<string, unknown> {
+export function evaluateTokenFile(loaded: LoadedModel, file: string, opts: { maxLength?: number; batchSize: number; log?: (line: string) => void }): Record<string, unknown> {
   const { model, tokenizer, labels } = loaded;
   const read = readTokenRows(file, true);
   if (read.examples.length === 0) throw new WeitiaoError(`${file}: no usable rows`);
-  const maxLength = Math.min(opts.maxLength, maxSequenceLength(model.config));
+  const maxLength = inputLength(loaded, opts.maxLength);
   const enc = encodeTokenExamples(tokenizer, read.examples, labels, maxLength);
   // What the scores leave out is said, as training says it
   if (enc.truncatedRows) opts.log?.(`notice: ${enc.truncatedRows} row(s) longer than --max-length ${maxLength} were cut, ${enc.truncatedWords} word(s) left out of the scores`);

@@ -33,7 +33,7 @@ function trainedMaxLength(dir: string): number | null {
 }
 
 /** The length inputs are cut to: the asked one, else the trained one, else 512; never past the model's positions. */
-function inputLength(loaded: LoadedModel, asked: number | undefined): number {
+export function inputLength(loaded: LoadedModel, asked: number | undefined): number {
   return Math.min(asked ?? loaded.trainedMaxLength ?? 512, maxSequenceLength(loaded.model.config));
 }
 

@@ -366,7 +366,7 @@ Example:
           : /\.(jsonl|json|ndjson|txt|conll|bio|iob)$/i.test(inputFile!)
             ? readTokenRows(inputFile!, false).examples.map((e) => ({ words: e.words, text: e.text }))
             : readPredictInputs(inputFile!, o.textColumn as string, undefined, tableValues(cmd, o, READ_OPTIONS)).map((t) => ({ words: textWords(t.text), text: t.text }));
-      const preds = predictTokens(loaded, rows, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number, aggregation: o.aggregationStrategy as Aggregation });
+      const preds = predictTokens(loaded, rows, { maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, aggregation: o.aggregationStrategy as Aggregation });
       const shown = preds.map((p) => (o.outputTags ? p : { entities: p.entities }));
       lines = csv
         ? ["text", "entities", ...(o.outputTags ? ["tags"] : [])].join(sep) + "\n" +
@@ -433,7 +433,7 @@ Example:
   cmd.action(async (o: Record<string, unknown>) => {
     const loaded = await loadModel(o.model as string, { backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const result = loaded.model.task === "token-classification"
-      ? evaluateTokenFile(loaded, o.input as string, { maxLength: (o.maxLength as number | undefined) ?? loaded.trainedMaxLength ?? 512, batchSize: o.batchSize as number, log })
+      ? evaluateTokenFile(loaded, o.input as string, { maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, log })
       : evaluateFile(loaded, o.input as string, {
       textColumn: o.textColumn as string, textPairColumn: o.textPairColumn as string | undefined, labelColumn: o.labelColumn as string,
       maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, threshold: o.threshold as number,

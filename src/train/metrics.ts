@@ -15,6 +15,14 @@ export interface ClassificationMetrics {
 }
 
 /** Index of the largest of x[off … off+n−1] (the first one on ties). */
+/** Softmax of one row of logits (max subtracted first). */
+export function softmax(x: number[]): number[] {
+  const max = Math.max(...x);
+  const e = x.map((v) => Math.exp(v - max));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}
+
 export function argmax(x: ArrayLike<number>, off: number, n: number): number {
   let best = 0;
   for (let c = 1; c < n; c++) if (x[off + c]! > x[off + best]!) best = c;

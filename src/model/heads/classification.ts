@@ -8,7 +8,7 @@
  */
 import type { Backend, FArray } from "../../backend/types.js";
 import { bceWithLogits, bceWithLogitsGrad, crossEntropy, crossEntropyGrad, squaredError, squaredErrorGrad } from "../../train/loss.js";
-import { argmax, type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics } from "../../train/metrics.js";
+import { argmax, type ClassificationMetrics, classificationMetrics, multiLabelMetrics, regressionMetrics, softmax } from "../../train/metrics.js";
 import type { BertConfig } from "../config.js";
 import type { DropoutCache, DropoutStream } from "../dropout.js";
 import type { DType } from "../params.js";
@@ -57,13 +57,6 @@ export interface ClassPrediction {
 }
 
 export type SequenceClassificationHead = Head<ClassifierCache, ClassificationMetrics, ClassPrediction>;
-
-function softmax(x: number[]): number[] {
-  const max = Math.max(...x);
-  const e = x.map((v) => Math.exp(v - max));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / s);
-}
 
 /**
  * The loss of config.problem_type (read at each call: training settles it from the labels after the model is built):

@@ -8,7 +8,7 @@
  */
 import type { FArray } from "../../backend/types.js";
 import { crossEntropy, crossEntropyGrad } from "../../train/loss.js";
-import { argmax } from "../../train/metrics.js";
+import { argmax, softmax } from "../../train/metrics.js";
 import type { BertConfig } from "../config.js";
 import type { DropoutCache, DropoutStream } from "../dropout.js";
 import type { EvalOutputs, Head, HeadContext } from "./head.js";
@@ -22,10 +22,11 @@ export interface TokenClassifierCache {
   drop: DropoutCache;
 }
 
-/** One token's prediction: its tag and the tag's probability. */
+/** One token's prediction: its tag, the tag's probability, and every tag's (label order). */
 export interface TokenPrediction {
   tag: string;
   score: number;
+  probabilities: number[];
 }
 
 export type TokenClassificationHead = Head<TokenClassifierCache, null, TokenPrediction>;
@@ -71,10 +72,9 @@ export function tokenClassificationHead(config: BertConfig): TokenClassification
       return { metrics: { accuracy: n ? right / n : 0 }, detail: null };
     },
     prediction(row: number[], labelNames: string[]): TokenPrediction {
-      const best = argmax(row, 0, C);
-      const max = Math.max(...row);
-      const z = row.reduce((a, v) => a + Math.exp(v - max), 0);
-      return { tag: labelNames[best]!, score: Math.exp(row[best]! - max) / z };
+      const probabilities = softmax(row);
+      const best = argmax(probabilities, 0, C);
+      return { tag: labelNames[best]!, score: probabilities[best]!, probabilities };
     },
   };
 }
