@@ -7,7 +7,7 @@ import { getBackend } from "../backend/index.js";
 import {
   type EncodedExample, encodeExamples, extractExamples, type LabelTargets, labelTargets, resolveLabels, type SkippedRow, type TextExample,
 } from "../data/dataset.js";
-import { type DataReport, dataReport, reportLines } from "../data/report.js";
+import { type DataReport, dataReport, percentile, reportLines } from "../data/report.js";
 import { stratifiedSplit } from "../data/split.js";
 import { readRowsMany } from "../data/read.js";
 import { loadModelFromDir, readConfig, saveModel } from "../io/checkpoint.js";
@@ -296,7 +296,7 @@ function prepareTokenData(o: ResolvedOptions, config: BertConfig, tokenizer: Ber
     const enc = { ...all, encoded: all.encoded.filter((e) => e.tokenLabels!.some((l) => l >= 0)) };
     if (empty.length) log(`notice: ${name}: ${empty.length} row(s) with no word that yields a token were skipped (first: ${empty[0]})`);
     const lengths = enc.encoded.map((e) => e.inputIds.length).sort((a, b) => a - b);
-    const at = (q: number): number => lengths[Math.min(lengths.length - 1, Math.floor(q * (lengths.length - 1) + 0.5))] ?? 0;
+    const at = (q: number): number => percentile(lengths, q);
     const tags: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
     for (const e of examples) for (const t of e.tags ?? []) {
       const name = /^\d+$/.test(t) && !(t in tags) ? names[Number(t)]! : t;

@@ -88,3 +88,20 @@ export function labelSmoothed(dtype: DType, probs: FArray, labels: Int32Array, r
     },
   };
 }
+
+/** torch's CrossEntropyLoss(weight=w) on softmax probabilities: each row's loss and gradient times its class's weight, as a sum over rows (the trainer divides by Σ w). */
+export function classWeighted(dtype: DType, probs: FArray, labels: Int32Array, rows: number, classes: number, w: number[]): { sum: number; grad(scale: number): FArray } {
+  let sum = 0;
+  for (let r = 0; r < rows; r++) sum += w[labels[r]!]! * -Math.log(probs[r * classes + labels[r]!]!);
+  return {
+    sum,
+    grad(scale: number): FArray {
+      const d = allocFloat(dtype, rows * classes);
+      for (let r = 0; r < rows; r++) {
+        const y = labels[r]!;
+        for (let c = 0; c < classes; c++) d[r * classes + c] = (probs[r * classes + c]! - (c === y ? 1 : 0)) * w[y]! * scale;
+      }
+      return d;
+    },
+  };
+}

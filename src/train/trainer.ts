@@ -10,8 +10,7 @@ import { Rng, stepSeed } from "../util/rng.js";
 import { WeitiaoError } from "../util/errors.js";
 import type { ClassificationMetrics } from "./metrics.js";
 import { type EntityScores, seqeval } from "./seqeval.js";
-import { labelSmoothed } from "./loss.js";
-import { allocFloat } from "../model/params.js";
+import { classWeighted, labelSmoothed } from "./loss.js";
 import { labelNames } from "../model/config.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
 import { learningRateAt, type LrScheduler, schedulerKwargs, warmupSteps } from "./schedule.js";
@@ -376,17 +375,8 @@ export class Trainer {
     const rows = logits.length / model.head.outputs;
     let t = model.head.loss(model.backend, model.dtype, logits, { labels, targets }, rows, this.args.threshold);
     if (this.classWeights) {
-      // torch's CrossEntropyLoss(weight=w): each row's loss and gradient times its class's weight
-      const w = this.classWeights;
-      const C = model.head.outputs;
-      let sum = 0;
-      for (let r = 0; r < rows; r++) sum += w[labels[r]!]! * -Math.log(t.probs[r * C + labels[r]!]!);
-      const probs = t.probs;
-      t = { ...t, sum, grad: (sc) => {
-        const d = allocFloat(model.dtype, rows * C);
-        for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) d[r * C + c] = (probs[r * C + c]! - (c === labels[r] ? 1 : 0)) * w[labels[r]!]! * sc;
-        return d;
-      } };
+      const weighted = classWeighted(model.dtype, t.probs, labels, rows, model.head.outputs, this.classWeights);
+      t = { ...t, sum: weighted.sum, grad: weighted.grad };
     }
     if (this.args.labelSmoothingFactor > 0) {
       // HF's LabelSmoother replaces the loss (and its gradient) of single-label and token classification
