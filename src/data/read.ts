@@ -29,7 +29,7 @@ export const QUOTINGS = ["csv", "none"] as const;
 export type Quoting = (typeof QUOTINGS)[number];
 
 /** Reject what is clearly not UTF-8 text before parsing, with a hint. */
-function readText(file: string): string {
+export function readText(file: string): string {
   let st;
   try {
     st = statSync(file);

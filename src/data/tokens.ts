@@ -9,10 +9,10 @@
  * - CoNLL text (.txt, .conll, .bio): a token and its tag per line (the first and the last column), a blank line
  *   between sentences, `-DOCSTART-` skipped.
  */
-import { readFileSync, statSync } from "node:fs";
 import { extname } from "node:path";
 import type { BertTokenizer } from "../tokenizer/index.js";
 import { WeitiaoError } from "../util/errors.js";
+import { readText } from "./read.js";
 import type { EncodedExample } from "./dataset.js";
 
 export interface TokenExample {
@@ -55,16 +55,6 @@ export interface TokenRead {
 
 const CONLL = [".txt", ".conll", ".bio", ".iob"];
 
-function readUtf8(file: string): string {
-  try {
-    if (statSync(file).isDirectory()) throw new WeitiaoError(`${file}: is a folder, expected a data file`);
-  } catch (e) {
-    if (e instanceof WeitiaoError) throw e;
-    throw new WeitiaoError(`${file}: file not found`);
-  }
-  const text = readFileSync(file, "utf8");
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-}
 
 /** Read every row of a token-classification file (a comma-separated list of files too); `requireTags` for training. */
 export function readTokenRows(spec: string, requireTags: boolean): TokenRead {
@@ -92,7 +82,7 @@ function readConll(file: string, requireTags: boolean): TokenRead {
     words = [];
     tags = [];
   };
-  readUtf8(file).split(/\r?\n/).forEach((raw, i) => {
+  readText(file).split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
     if (line === "") return flush();
     const cols = line.split(/\s+/);
@@ -109,7 +99,7 @@ function readConll(file: string, requireTags: boolean): TokenRead {
 function readTokenJsonl(file: string, requireTags: boolean): TokenRead {
   const examples: TokenExample[] = [];
   let overlappingSpans = 0;
-  readUtf8(file).split(/\r?\n/).forEach((raw, i) => {
+  readText(file).split(/\r?\n/).forEach((raw, i) => {
     if (raw.trim() === "") return;
     const where = `${file}:${i + 1}`;
     let row: Record<string, unknown>;
