@@ -1,7 +1,7 @@
 /**
  * report.html: one self-contained file (inline CSS and SVG, no scripts, no network) that opens offline in any
- * browser: loss and learning-rate curves per step, metrics per epoch, the confusion matrix as a heat map, label
- * distribution, hyperparameters, timing and throughput.
+ * browser: loss and learning-rate curves per step, metrics per epoch, the confusion matrix as a heat map (for NER:
+ * per-type entity scores and the confusion of entity types), label distribution, hyperparameters, timing and throughput.
  */
 import type { DataReport } from "../data/report.js";
 import type { EvalResult, EvalLog, StepLog, TrainResult } from "../train/trainer.js";
@@ -95,6 +95,9 @@ ${epochRows}</table>
 ${final ? `<h2>Final evaluation</h2>${table(Object.entries(final.metrics).map(([k, v]) => [k, v]))}` : ""}
 ${final?.classification ? `<h2>Confusion matrix</h2>${heatMap(r.labels, final.classification.confusion)}
 <table><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>${final.classification.per_class.map((c) => `<tr><td>${esc(c.label)}</td><td>${fmt(c.precision)}</td><td>${fmt(c.recall)}</td><td>${fmt(c.f1)}</td><td>${c.support}</td></tr>`).join("")}</table>` : ""}
+${final?.entities ? `<h2>Entities</h2>
+<table><tr><th>type</th><th>precision</th><th>recall</th><th>F1</th><th>entities</th></tr>${Object.entries(final.entities).map(([t, e]) => `<tr><td>${esc(t)}</td><td>${fmt(e.precision)}</td><td>${fmt(e.recall)}</td><td>${fmt(e.f1)}</td><td>${e.number}</td></tr>`).join("")}</table>` : ""}
+${final?.entityConfusion ? `<h3>Entity types, span for span</h3><p class="muted">Row: the reference entity's type; column: the type predicted for the same span (O: missed, or, in row O, spurious).</p>${heatMap(final.entityConfusion.types, final.entityConfusion.matrix)}` : ""}
 ${r.test && r.eval ? `<h2>Test</h2>${table(Object.entries(r.test.metrics).map(([k, v]) => [`test_${k}`, v]))}` : ""}
 <h2>Labels</h2>
 ${dist}

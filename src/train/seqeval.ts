@@ -63,6 +63,11 @@ export interface SeqevalResult {
   /** Word-level tag accuracy. */
   accuracy: number;
   perType: Record<string, EntityScores>;
+  /**
+   * Which type a reference entity was predicted as, span for span: `types` are the entity types and then "O"; row =
+   * the reference type, column = the predicted one; a missed entity counts in column O, a spurious one in row O.
+   */
+  confusion: { types: string[]; matrix: number[][] };
 }
 
 function scores(tp: number, predicted: number, gold: number): EntityScores {
@@ -79,6 +84,7 @@ export function seqeval(gold: string[][], predicted: string[][]): SeqevalResult 
   const bump = (m: Map<string, number>, k: string): void => void m.set(k, (m.get(k) ?? 0) + 1);
   let right = 0;
   let words = 0;
+  const pairs: [string, string][] = [];
   gold.forEach((g, s) => {
     const p = predicted[s]!;
     g.forEach((t, i) => {
@@ -91,10 +97,21 @@ export function seqeval(gold: string[][], predicted: string[][]): SeqevalResult 
       bump(nPred, e.type);
       if (goldSet.has(key(e))) bump(tp, e.type);
     }
+    // The same span in both, whatever its type, is one cell of the type confusion; the rest are misses and spurious
+    const span = (e: Entity): string => `${e.start}\u0000${e.end}`;
+    const predBySpan = new Map(entities(p).map((e) => [span(e), e.type]));
+    for (const e of entities(g)) {
+      pairs.push([e.type, predBySpan.get(span(e)) ?? "O"]);
+      predBySpan.delete(span(e));
+    }
+    for (const t of predBySpan.values()) pairs.push(["O", t]);
   });
   const types = [...new Set([...nGold.keys(), ...nPred.keys()])].sort();
   const perType = Object.fromEntries(types.map((t) => [t, scores(tp.get(t) ?? 0, nPred.get(t) ?? 0, nGold.get(t) ?? 0)]));
   const sum = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
   const micro = scores(sum(tp), sum(nPred), sum(nGold));
-  return { precision: micro.precision, recall: micro.recall, f1: micro.f1, accuracy: words ? right / words : 0, perType };
+  const axis = [...types, "O"];
+  const matrix = axis.map(() => axis.map(() => 0));
+  for (const [g, p] of pairs) matrix[axis.indexOf(g)]![axis.indexOf(p)]!++;
+  return { precision: micro.precision, recall: micro.recall, f1: micro.f1, accuracy: words ? right / words : 0, perType, confusion: { types: axis, matrix } };
 }

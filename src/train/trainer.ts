@@ -131,6 +131,8 @@ export interface EvalResult {
   classification: ClassificationMetrics | null;
   /** Token tasks: seqeval's scores per entity type. */
   entities?: Record<string, EntityScores>;
+  /** Token tasks: reference entity types against predicted ones, span for span (seqeval.ts). */
+  entityConfusion?: { types: string[]; matrix: number[][] };
   logits: Float32Array;
   probabilities: Float32Array;
   predictions: Int32Array;
@@ -263,7 +265,7 @@ function evaluateTokens(model: TaskModel, examples: EncodedExample[], batchSize:
   const s = seqeval(gold, predicted);
   const metrics = { precision: s.precision, recall: s.recall, f1: s.f1, accuracy: s.accuracy };
   const none = new Float32Array(0);
-  return { loss: count ? lossSum / count : NaN, accuracy: s.accuracy, metrics, classification: null, entities: s.perType, logits: none, probabilities: none, predictions: new Int32Array(0) };
+  return { loss: count ? lossSum / count : NaN, accuracy: s.accuracy, metrics, classification: null, entities: s.perType, entityConfusion: s.confusion, logits: none, probabilities: none, predictions: new Int32Array(0) };
 }
 
 /** What an example adds to its step's loss denominator: 1, or its labelled tokens (token tasks). */
