@@ -327,8 +327,8 @@ function predictCommand(): Command {
     .option("--max-length <n>", "truncate to N tokens (default: the length the model was trained with, else 512)", int("--max-length"))
     .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32)
     .option("--threshold <p>", "multi-label models: report labels whose probability ≥ p", float("--threshold"), 0.5)
-    .option("--output-tags", "token-classification models: also print each word's tag")
-    .addOption(new Option("--aggregation-strategy <s>", "token-classification models: a word's tag from its word pieces (HF's word-level strategies)").choices(AGGREGATIONS).default("first"));
+    .option("--output-tags", "token-classification models: also print each word's tag (tags) and its probability (tag_scores)")
+    .addOption(new Option("--aggregation-strategy <s>", "token-classification models, as HF's pipeline: simple (tokens grouped into entities), none (each token), first|max|average (whole words)").choices(AGGREGATIONS).default("simple"));
   addTableOptions(cmd, READ_OPTIONS);
   addTruncationOption(cmd);
   addComputeOptions(cmd);
@@ -336,7 +336,8 @@ function predictCommand(): Command {
 Each output line: {"label", "score", "probabilities", "logits"}; multi-label models add "labels" (all
 labels at or above --threshold); regression models give the value as "score" and "label": null.
 Token-classification (NER) models: {"entities": [{"entity_group", "word", "start", "end", "score"}]} per row
-(start/end: character offsets, end exclusive; "tags" too with --output-tags); --input also takes JSONL
+(start/end: character offsets, end exclusive; "tags" and "tag_scores" too with --output-tags; with --aggregation-strategy
+none each token as {"entity", "score", "index", "word", "start", "end"}); --input also takes JSONL
 {"tokens": [...]} rows and CoNLL text.
 
 Example:
@@ -369,8 +370,8 @@ Example:
       const preds = predictTokens(loaded, rows, { maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, aggregation: o.aggregationStrategy as Aggregation });
       const shown = preds.map((p) => (o.outputTags ? p : { entities: p.entities }));
       lines = csv
-        ? ["text", "entities", ...(o.outputTags ? ["tags"] : [])].join(sep) + "\n" +
-          preds.map((p, i) => [cell(rows[i]!.text ?? rows[i]!.words.join(" ")), cell(JSON.stringify(p.entities)), ...(o.outputTags ? [cell(JSON.stringify(p.tags))] : [])].join(sep)).join("\n") + "\n"
+        ? ["text", "entities", ...(o.outputTags ? ["tags", "tag_scores"] : [])].join(sep) + "\n" +
+          preds.map((p, i) => [cell(rows[i]!.text ?? rows[i]!.words.join(" ")), cell(JSON.stringify(p.entities)), ...(o.outputTags ? [cell(JSON.stringify(p.tags)), cell(JSON.stringify(p.tag_scores))] : [])].join(sep)).join("\n") + "\n"
         : shown.map((p) => JSON.stringify(p)).join("\n") + "\n";
       count = preds.length;
     } else {

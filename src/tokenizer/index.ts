@@ -244,7 +244,13 @@ export class BertTokenizer {
     }
     const pre = tokenizerJson.pre_tokenizer as { type?: string; pretokenizers?: { type?: string }[] } | null | undefined;
     this.byteLevel = pre?.type === "ByteLevel" || (pre?.pretokenizers ?? []).some((p) => p.type === "ByteLevel");
+    const model = tokenizerJson.model as { continuing_subword_prefix?: string | null; unk_token?: string | null } | undefined;
+    this.subwordPrefix = model?.continuing_subword_prefix ?? "";
+    this.unk = model?.unk_token ?? null;
   }
+
+  private readonly subwordPrefix: string;
+  private readonly unk: string | null;
 
   /** A byte-level BPE (RoBERTa): words are encoded with a leading space, as run_ner's add_prefix_space=True does. */
   private readonly byteLevel: boolean;
@@ -384,6 +390,40 @@ export class BertTokenizer {
         attentionMask: [...e.attentionMask, ...new Array<number>(n).fill(0)],
         truncated: e.truncated,
       };
+    });
+  }
+
+  /**
+   * Code-point spans, within `word`, of the pieces encodeWords gave it (end exclusive). The JS tokenizers library
+   * reports no offsets, so they are rebuilt from the pieces' text: the continuing-subword prefix (##) and the metaspace
+   * (▁) are not in the word, and a byte-level piece holds one byte per character. Where normalisation changes a
+   * length (a stripped accent) a WordPiece span is approximate; the last piece always ends at the word's end.
+   */
+  pieceSpans(word: string, pieces: string[]): [number, number][] {
+    const chars = [...word];
+    if (this.byteLevel) {
+      // A piece's span is the characters its bytes touch (a character's bytes may be split over two pieces, which
+      // then both cover it, as HF's offsets do); byte −1 is the space encodeWords put before the word.
+      const charOf: number[] = [];
+      chars.forEach((ch, i) => charOf.push(...new Array<number>(Buffer.byteLength(ch)).fill(i)));
+      let byte = -1;
+      return pieces.map((t) => {
+        const first = Math.max(byte, 0);
+        byte += [...t].length;
+        return byte <= first ? [charOf[first] ?? chars.length, charOf[first] ?? chars.length] : [charOf[first]!, charOf[byte - 1]! + 1];
+      });
+    }
+    let at = 0;
+    return pieces.map((t, k) => {
+      const start = Math.min(at, chars.length);
+      let text = t;
+      if (k > 0 && this.subwordPrefix && text.startsWith(this.subwordPrefix)) text = text.slice(this.subwordPrefix.length);
+      text = text.replace(/^\u2581+/, "");
+      // A lone metaspace covers the character it stands before, as HF's offsets have it
+      if (text === "" && t !== "" && k < pieces.length - 1) return [start, Math.min(start + 1, chars.length)];
+      const end = k === pieces.length - 1 ? chars.length : Math.min(chars.length, start + (t === this.unk ? 1 : [...text].length));
+      at = end;
+      return [start, end];
     });
   }
 
