@@ -18,8 +18,10 @@ texts = json.load(open(sys.argv[1], encoding="utf-8"))
 out = {}
 torch.set_num_threads(2)
 for d in sys.argv[2:]:
-    tok = AutoTokenizer.from_pretrained(d)
-    if AutoConfig.from_pretrained(d).architectures[0].endswith("ForTokenClassification"):
+    config = AutoConfig.from_pretrained(d)
+    # Byte-level BPE words take a leading space (run_ner's add_prefix_space=True), as weitiao encodes them
+    tok = AutoTokenizer.from_pretrained(d, **({"add_prefix_space": True} if config.model_type == "roberta" else {}))
+    if config.architectures[0].endswith("ForTokenClassification"):
         model = AutoModelForTokenClassification.from_pretrained(d).eval()
         tags, scores = [], []
         with torch.no_grad():

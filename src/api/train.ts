@@ -22,7 +22,7 @@ import {
 import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
 import { type BertConfig, familyOfConfig, hasGenericLabels, labelNames, maxSequenceLength, type ProblemType } from "../model/config.js";
-import { encodeTokenExamples, readTokenRows, resolveTagNames, type TokenExample } from "../data/tokens.js";
+import { encodeTokenExamples, readTokenRows, resolveTagNames, tagScheme, type TokenExample } from "../data/tokens.js";
 import { checkOutputDir, clearOutputDir, lockOutputDir } from "../io/output.js";
 import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
 import { resolveTask } from "../model/task.js";
@@ -92,6 +92,9 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const modelDir = location.dir;
   const config = readConfig(modelDir);
   const task = resolveTask(o.task, config);
+  for (const [flag, given] of [["--stride", o.stride !== undefined], ["--label-all-tokens", o.labelAllTokens === true]] as const) {
+    check(!given || task === "token-classification", `${flag} applies to token-classification (NER), not ${task}`);
+  }
   const tokenizer = BertTokenizer.fromDir(modelDir);
   checkTokenizerFits(tokenizer, config.vocab_size, modelDir);
 
@@ -288,11 +291,17 @@ function prepareTokenData(o: ResolvedOptions, config: BertConfig, tokenizer: Ber
   const tagFolder = config.architectures?.[0]?.endsWith("ForTokenClassification") ?? false;
   const modelLabels = !tagFolder || hasGenericLabels(config) ? null : labelNames(config);
   const names = resolveTagNames([...trainExamples, ...(evalRead?.examples ?? []), ...(testRead?.examples ?? [])], modelLabels);
+  const scheme = tagScheme(trainExamples);
+  log(scheme === "unprefixed"
+    ? "warning: tags without B-/I-/E-/S- prefixes: entity scores read a tag's first letter as its prefix, as seqeval does; write BIO tags (B-PER, I-PER)"
+    : `tagging scheme: ${scheme}`);
   const reports: Record<string, DataReport> = {};
   const encodeSplit = (name: string, examples: TokenExample[], overlapping: number): EncodedExample[] => {
-    const all = encodeTokenExamples(tokenizer, examples, names, maxLength, o.labelAllTokens ?? false);
+    // Windows (--stride) for the rows training learns from; evaluation scores whole rows as run_ner does
+    const all = encodeTokenExamples(tokenizer, examples, names, maxLength, o.labelAllTokens ?? false, name === "train" ? o.stride : undefined);
+    if (all.windowedRows) log(`notice: ${name}: ${all.windowedRows} row(s) longer than --max-length ${maxLength} were split into ${all.windows} windows overlapping by up to ${o.stride} token(s) (--stride)`);
     // A row with no labelled token (no words, or only spaces) adds nothing to the loss: skipped and reported
-    const empty = all.encoded.flatMap((e, i) => (e.tokenLabels!.some((l) => l >= 0) ? [] : [`${examples[i]!.file}:${examples[i]!.line}`]));
+    const empty = all.encoded.flatMap((e, i) => (e.tokenLabels!.some((l) => l >= 0) ? [] : [`${examples[all.sources[i]!]!.file}:${examples[all.sources[i]!]!.line}`]));
     const enc = { ...all, encoded: all.encoded.filter((e) => e.tokenLabels!.some((l) => l >= 0)) };
     if (empty.length) log(`notice: ${name}: ${empty.length} row(s) with no word that yields a token were skipped (first: ${empty[0]})`);
     const lengths = enc.encoded.map((e) => e.inputIds.length).sort((a, b) => a - b);

@@ -188,6 +188,29 @@ export function resolveTagNames(examples: TokenExample[], modelLabels: string[] 
   return [...seen].sort();
 }
 
+/**
+ * The tagging scheme of the data's tags, as reported: BIOES (IOBES) when E-/S- tags occur, IOB1 when an entity
+ * starts with I- (B- then only separates two adjacent entities of one type), else BIO (IOB2). Entity scores read
+ * all three alike (seqeval's default mode); tags without prefixes ("PER") are "unprefixed".
+ */
+export function tagScheme(examples: TokenExample[]): string {
+  let iob1 = false;
+  let bioes = false;
+  let plain = false;
+  for (const e of examples) {
+    (e.tags ?? []).forEach((t, i) => {
+      if (/^\d+$/.test(t) || t === "O") return;
+      const m = /^([BIES])-(.+)$/.exec(t);
+      if (!m) return void (plain = true);
+      if (m[1] === "E" || m[1] === "S") bioes = true;
+      const prev = i > 0 ? e.tags![i - 1]! : "O";
+      if (m[1] === "I" && (!/^[BI]-/.test(prev) || prev.slice(2) !== m[2])) iob1 = true;
+    });
+  }
+  if (plain) return "unprefixed";
+  return bioes ? "BIOES" : iob1 ? "IOB1" : "BIO (IOB2)";
+}
+
 /** Tag ids of a row's words (ids stay ids when the data gives ids). */
 function tagIds(e: TokenExample, names: string[]): number[] {
   const index = new Map(names.map((n, i) => [n, i]));
@@ -199,38 +222,81 @@ function tagIds(e: TokenExample, names: string[]): number[] {
 }
 
 export interface EncodedTokens {
-  encoded: (EncodedExample & { wordIds: (number | null)[] })[];
+  /** Each row's word index per token (null for special tokens) and its tokens' text as the tokenizer reports it. */
+  encoded: (EncodedExample & { wordIds: (number | null)[]; tokens: string[] })[];
+  /** The example each encoded row came from (a row split into windows gives several). */
+  sources: number[];
   /** Rows cut at maxLength, and the labelled words they lost. */
   truncatedRows: number;
   truncatedWords: number;
+  /** Rows split into windows (with a stride), and the windows they gave. */
+  windowedRows: number;
+  windows: number;
+}
+
+/**
+ * Consecutive windows of whole words whose pieces fit `budget` tokens (a word longer than that stands alone and is
+ * cut). With `stride` S each window after the first repeats the previous one's last whole words that fit in S
+ * tokens, so every word is seen with context on both sides; without it, windows do not overlap.
+ */
+export function wordWindows(pieces: number[], budget: number, stride = 0): [number, number][] {
+  const out: [number, number][] = [];
+  let start = 0;
+  while (start < pieces.length) {
+    let end = start;
+    let used = 0;
+    while (end < pieces.length && (end === start || used + pieces[end]! <= budget)) used += pieces[end++]!;
+    out.push([start, end]);
+    if (end === pieces.length) break;
+    // Back up over whole words that fit in the stride, always moving forward by at least one word
+    let next = end;
+    let overlap = 0;
+    while (next - 1 > start && overlap + pieces[next - 1]! <= stride) overlap += pieces[--next]!;
+    start = next;
+  }
+  return out;
 }
 
 /**
  * Word pieces and aligned labels (run_ner's tokenize_and_align_labels): a word's first piece gets its tag, the
- * special tokens −100, its other pieces −100 (or, with labelAllTokens, its tag with B- made I-).
+ * special tokens −100, its other pieces −100 (or, with labelAllTokens, its tag with B- made I-). A row longer than
+ * maxLength is cut there, or with `stride` (training's --stride) split into windows of whole words that overlap by up
+ * to `stride` tokens, each labelled in full.
  */
-export function encodeTokenExamples(tokenizer: BertTokenizer, examples: TokenExample[], names: string[] | null, maxLength: number, labelAllTokens = false): EncodedTokens {
-  let truncatedRows = 0;
-  let truncatedWords = 0;
+export function encodeTokenExamples(tokenizer: BertTokenizer, examples: TokenExample[], names: string[] | null, maxLength: number, labelAllTokens = false, stride?: number): EncodedTokens {
+  const out: EncodedTokens = { encoded: [], sources: [], truncatedRows: 0, truncatedWords: 0, windowedRows: 0, windows: 0 };
   // run_ner's b_to_i_label: with --label-all-tokens a B- word's later pieces get its I- tag (when the labels have it)
   const inside = (names ?? []).map((n, i) => {
     const j = n.startsWith("B-") ? names!.indexOf(`I-${n.slice(2)}`) : -1;
     return j >= 0 ? j : i;
   });
-  const encoded = examples.map((e) => {
-    const enc = tokenizer.encodeWords(e.words, { maxLength });
-    const ids = e.tags && names ? tagIds(e, names) : null;
+  const encodeOne = (source: number, words: string[], ids: number[] | null): void => {
+    const enc = tokenizer.encodeWords(words, { maxLength });
     const tokenLabels = enc.wordIds.map((w, k) => {
       if (w === null || !ids) return -100;
       if (k > 0 && enc.wordIds[k - 1] === w) return labelAllTokens ? inside[ids[w]!]! : -100;
       return ids[w]!;
     });
     if (enc.truncated) {
-      truncatedRows++;
+      out.truncatedRows++;
       const last = enc.wordIds.filter((w) => w !== null).at(-1) ?? -1;
-      truncatedWords += e.words.length - 1 - last;
+      out.truncatedWords += words.length - 1 - last;
     }
-    return { inputIds: enc.inputIds, tokenTypeIds: enc.tokenTypeIds, label: -1, tokenLabels, wordIds: enc.wordIds };
+    out.encoded.push({ inputIds: enc.inputIds, tokenTypeIds: enc.tokenTypeIds, label: -1, tokenLabels, wordIds: enc.wordIds, tokens: enc.tokens });
+    out.sources.push(source);
+  };
+  examples.forEach((e, i) => {
+    const ids = e.tags && names ? tagIds(e, names) : null;
+    if (stride === undefined) return encodeOne(i, e.words, ids);
+    const full = tokenizer.encodeWords(e.words);
+    const specials = full.wordIds.filter((w) => w === null).length;
+    if (full.inputIds.length <= maxLength) return encodeOne(i, e.words, ids);
+    const pieces = e.words.map(() => 0);
+    for (const w of full.wordIds) if (w !== null) pieces[w]!++;
+    const spans = wordWindows(pieces, maxLength - specials, stride);
+    out.windowedRows++;
+    out.windows += spans.length;
+    for (const [from, to] of spans) encodeOne(i, e.words.slice(from, to), ids ? ids.slice(from, to) : null);
   });
-  return { encoded, truncatedRows, truncatedWords };
+  return out;
 }

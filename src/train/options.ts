@@ -57,6 +57,7 @@ export const TRAIN_OPTIONS = [
   { key: "labelColumn", flag: "--label-column", arg: "<name>", type: "string", default: "label", help: "column holding the label" },
   { key: "noHeader", flag: "--no-header", type: "bool", help: "CSV/TSV has no header line: name columns by index (0, 1, …)" },
   { key: "quoting", flag: "--quoting", arg: "<q>", type: "string", choices: QUOTINGS, help: "csv: \"…\" fields as RFC 4180 (default for .csv); none: quotes are text (default for .tsv, which is not RFC 4180)" },
+  { key: "stride", flag: "--stride", arg: "<n>", type: "int", check: nonNegativeInt, help: "token-classification training: split a row longer than --max-length into windows of whole words overlapping by up to N tokens (0: no overlap), each labelled in full; default: cut the row at --max-length as run_ner does" },
   { key: "labelAllTokens", flag: "--label-all-tokens", type: "bool", default: false, help: "token-classification: a word's later word pieces get its tag too (I- for a B- word), as run_ner's --label_all_tokens; default: only the first piece" },
   { key: "maxLength", flag: "--max-length", arg: "<n>", type: "int", default: 128, check: positive, aliases: ["max-seq-length"], help: "truncate to N tokens (capped at what the model's max_position_embeddings allows)" },
   { key: "truncation", flag: "--truncation", arg: "<s>", type: "string", choices: TRUNCATIONS, default: "longest_first", help: "how text pairs are cut to --max-length" },

@@ -4,10 +4,11 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readSafetensors, writeSafetensors, type TensorToWrite } from "../../src/io/safetensors.js";
 import { BACKENDS } from "../backends.js";
+import { DEMO_DATA_DIR } from "../../src/io/resolve.js";
 import { FIXTURES, TINY, stepLogs, tempDir } from "../helpers.js";
 import { checkNerTrajectory, NER_DIR, nerManifest } from "../model/ner-reference.js";
 import { assertOneLineError, run } from "./cli-helpers.js";
@@ -70,7 +71,9 @@ test("CLUENER rows: train (validation F1 per epoch), evaluate (seqeval scores), 
   assert.equal(Object.keys(config.id2label).length, 21);
   const metrics = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8"));
   for (const k of ["eval_precision", "eval_recall", "eval_f1", "eval_accuracy"]) assert.equal(typeof metrics[k], "number", k);
-  assert.equal(existsSync(join(out, "report.html")), true);
+  assert.match(t.stderr, /tagging scheme: BIO \(IOB2\)/);
+  const html = readFileSync(join(out, "report.html"), "utf8");
+  for (const section of ["Entities", "Entity types, span for span", "<th>name</th>", "<th>O</th>"]) assert.ok(html.includes(section), section);
 
   const ev = run(["evaluate", "--model", out, "--input", CLUENER]);
   assert.equal(ev.code, 0, ev.stderr);
@@ -94,7 +97,7 @@ test("CLUENER rows: train (validation F1 per epoch), evaluate (seqeval scores), 
   assert.equal(lines.length, 3);
   const withTags = run(["predict", "--model", out, "--input", jsonl, "--output", csvOut, "--output-tags"]);
   assert.equal(withTags.code, 0, withTags.stderr);
-  assert.equal(readFileSync(csvOut, "utf8").split("\n")[0], "text,entities,tags");
+  assert.equal(readFileSync(csvOut, "utf8").split("\n")[0], "text,entities,tags,tag_scores");
 
   const csv = join(dir, "train.csv");
   writeFileSync(csv, "text,label\n张三,1\n");
@@ -166,4 +169,64 @@ test("tag ids need names; ids beyond the model's labels and rows without tokens 
   const e = run(["train", "--model", TINY, "--task", "ner", "--train-file", empty, "--output-dir", join(dir, "d"), "--batch-size", "1", "--epochs", "1"]);
   assert.equal(e.code, 0, e.stderr);
   assert.match(e.stderr, /notice: train: 2 row\(s\) with no word that yields a token were skipped \(first: .*empty\.jsonl:2\)/);
+});
+
+test("--aggregation-strategy as HF's: simple groups tokens, none lists them, first/max/average tag whole words", () => {
+  // Every token B-PER: simple makes each token an entity (a B- starts one), first makes each word one.
+  const bModel = nerModel((name, t) => {
+    if (name === "classifier.weight") return { shape: t.shape, data: new Float32Array(t.data.length) };
+    if (name === "classifier.bias") return { shape: t.shape, data: Float32Array.from([0, 10, 0, 0, 0, 0, 0]) };
+    return t;
+  });
+  const text = "unaffable 北京";
+  const words = (args: string[]) => {
+    const r = run(["predict", "--model", bModel, "--text", text, ...args]);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as { entities: Record<string, unknown>[] };
+  };
+  // u ##na ##ff ##able, the space (no token), 北, 京
+  assert.deepEqual(words([]).entities.map((e) => [e.word, e.start, e.end]), [["u", 0, 1], ["na", 1, 3], ["ff", 3, 5], ["able", 5, 9], ["北", 10, 11], ["京", 11, 12]]);
+  for (const how of ["first", "max", "average"]) {
+    assert.deepEqual(words(["--aggregation-strategy", how]).entities.map((e) => [e.entity_group, e.word, e.start, e.end]), [["PER", "unaffable", 0, 9], ["PER", "北", 10, 11], ["PER", "京", 11, 12]], how);
+  }
+  const none = words(["--aggregation-strategy", "none"]).entities;
+  assert.deepEqual(none.map((e) => [e.entity, e.word, e.index, e.start, e.end]), [
+    ["B-PER", "u", 1, 0, 1], ["B-PER", "##na", 2, 1, 3], ["B-PER", "##ff", 3, 3, 5], ["B-PER", "##able", 4, 5, 9], ["B-PER", "北", 5, 10, 11], ["B-PER", "京", 6, 11, 12],
+  ]);
+  assert.deepEqual(Object.keys(none[0]!).sort(), ["end", "entity", "index", "score", "start", "word"]);
+  // Every token I-PER: one group over the tokens, the space inside it
+  const iModel = nerModel((name, t) => {
+    if (name === "classifier.weight") return { shape: t.shape, data: new Float32Array(t.data.length) };
+    if (name === "classifier.bias") return { shape: t.shape, data: Float32Array.from([0, 0, 10, 0, 0, 0, 0]) };
+    return t;
+  });
+  const r = run(["predict", "--model", iModel, "--text", text]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual((JSON.parse(r.stdout) as { entities: { word: string }[] }).entities.map((e) => e.word), [text]);
+});
+
+test("--stride trains on overlapping windows of long rows; BIOES CoNLL data is read and scored; --stride is refused for text classification", () => {
+  const dir = tempDir();
+  const out = join(dir, "out");
+  const t = run(["train", "--model", TINY, "--task", "ner", "--train-file", CLUENER, "--output-dir", out, "--epochs", "1", "--max-length", "16", "--stride", "4", "--precision", "fp32"]);
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stderr, /notice: train: \d+ row\(s\) longer than --max-length 16 were split into \d+ windows overlapping by up to 4 token\(s\) \(--stride\)/);
+  assert.doesNotMatch(t.stderr, /notice: train: .* were cut/, "no training row is cut");
+  const state = JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8"));
+  const plain = run(["train", "--model", TINY, "--task", "ner", "--train-file", CLUENER, "--output-dir", join(dir, "plain"), "--epochs", "1", "--max-length", "16", "--precision", "fp32"]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.ok(state.global_step > JSON.parse(readFileSync(join(dir, "plain", "trainer_state.json"), "utf8")).global_step, "more windows than rows: more steps");
+
+  const bioes = join(dir, "train.bioes");
+  writeFileSync(bioes, "-DOCSTART- O\n\n张 B-PER\n三 E-PER\n在 O\n京 S-LOC\n\n李 S-PER\n四 O\n");
+  const conll = join(dir, "train.conll");
+  writeFileSync(conll, readFileSync(bioes));
+  const b = run(["train", "--model", TINY, "--task", "ner", "--train-file", conll, "--validation-file", conll, "--output-dir", join(dir, "bioes"), "--epochs", "1", "--precision", "fp32"]);
+  assert.equal(b.code, 0, b.stderr);
+  assert.match(b.stderr, /tagging scheme: BIOES/);
+  const m = JSON.parse(readFileSync(join(dir, "bioes", "metrics.json"), "utf8"));
+  assert.equal(typeof m.eval_f1, "number");
+
+  assertOneLineError(run(["train", "--model", TINY, "--train-file", join(DEMO_DATA_DIR, "train.csv"), "--output-dir", join(dir, "tc"), "--stride", "8"]),
+    /--stride applies to token-classification \(NER\), not text-classification/);
 });

@@ -49,23 +49,34 @@ test("saved folders of every family load in transformers with the same ids and l
   }
 });
 
-test("a saved token-classification (NER) folder loads in transformers as …ForTokenClassification with the same tags", { skip, timeout: 600_000 }, () => {
+test("saved token-classification (NER) folders of every family load in transformers as …ForTokenClassification with the same tags", { skip, timeout: 600_000 }, () => {
   const dir = tempDir();
-  const out = join(dir, "ner");
-  const r = run(["train", "--model", TINY, "--task", "token-classification", "--train-file", join(FIXTURES, "ner", "cluener-40.jsonl"), "--output-dir", out,
-    "--epochs", "2", "--max-length", "32", "--learning-rate", "1e-3"]);
-  assert.equal(r.code, 0, r.stderr);
-  const texts = ["浙商银行企业信贷部叶老桂博士则从另一个角度", "生生不息CSOL生化狂潮让你填弹狂扫"];
+  // Short enough for the tiny families' 32 positions (a byte-level model spends up to four tokens on a character)
+  const texts = ["浙商银行叶老桂", "CSOL生化狂潮"];
+  const folders: string[] = [];
+  for (const [i, model] of [TINY, ...FAMILY_FIXTURES.map(familyDir)].entries()) {
+    const out = join(dir, `ner-${i}`);
+    const r = run(["train", "--model", model, "--task", "token-classification", "--train-file", join(FIXTURES, "ner", "cluener-40.jsonl"), "--output-dir", out,
+      "--epochs", "2", "--max-length", "32", "--learning-rate", "1e-3"]);
+    assert.equal(r.code, 0, r.stderr);
+    folders.push(out);
+  }
   const textsFile = join(dir, "texts.json");
   writeFileSync(textsFile, JSON.stringify(texts));
-  const py = spawnSync(python!, [join(ROOT, "scripts", "check-transformers.py"), textsFile, out], { encoding: "utf8", maxBuffer: 1 << 26 });
+  const py = spawnSync(python!, [join(ROOT, "scripts", "check-transformers.py"), textsFile, ...folders], { encoding: "utf8", maxBuffer: 1 << 26 });
   assert.equal(py.status, 0, py.stderr);
-  const theirs = (JSON.parse(py.stdout) as Record<string, { tags: string[][]; architecture: string }>)[out]!;
-  assert.equal(theirs.architecture, "BertForTokenClassification");
+  const all = JSON.parse(py.stdout) as Record<string, { tags: string[][]; scores: number[][]; architecture: string }>;
   // character words on both sides (the script splits each text into its characters)
   const rows = join(dir, "rows.jsonl");
   writeFileSync(rows, texts.map((t) => JSON.stringify({ tokens: [...t] })).join("\n") + "\n");
-  const p = run(["predict", "--model", out, "--input", rows, "--output-tags"]);
-  assert.equal(p.code, 0, p.stderr);
-  assert.deepEqual(p.stdout.trim().split("\n").map((l) => JSON.parse(l).tags), theirs.tags);
+  for (const out of folders) {
+    const theirs = all[out]!;
+    assert.match(theirs.architecture, /ForTokenClassification$/);
+    const p = run(["predict", "--model", out, "--input", rows, "--output-tags"]);
+    assert.equal(p.code, 0, p.stderr);
+    const ours = p.stdout.trim().split("\n").map((l) => JSON.parse(l) as { tags: string[]; tag_scores: number[] });
+    assert.deepEqual(ours.map((r) => r.tags), theirs.tags, `${out} (${theirs.architecture})`);
+    const e = relErr(ours.flatMap((r) => r.tag_scores), theirs.scores.flat());
+    assert.ok(e < 1e-5, `${out} (${theirs.architecture}): tag probabilities rel ${e}`);
+  }
 });

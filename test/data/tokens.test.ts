@@ -95,3 +95,33 @@ test("byte-level BPE words get run_ner's prefix space (add_prefix_space=True); S
   const xlmr = BertTokenizer.fromDir(join(FIXTURES, "families", "xlm-roberta-tiny")).encodeWords([...words, "北京"]);
   assert.equal(xlmr.tokens.join(" "), "<s> ▁ J o h n ▁live s ▁in ▁ P ar is ▁ 北京 </s>");
 });
+
+test("word pieces' character spans equal HF tokenizers' offsets (WordPiece, byte-level BPE, Unigram)", () => {
+  // piece-offsets.json: written by scripts/make-piece-offsets-fixture.py with transformers (return_offsets_mapping)
+  const ref = JSON.parse(readFileSync(join(FIXTURES, "ner", "piece-offsets.json"), "utf8")) as { cases: Record<string, { word: string; offsets: [number, number][] }[]> };
+  for (const [dir, cases] of Object.entries(ref.cases)) {
+    const tk = BertTokenizer.fromDir(join(FIXTURES, dir));
+    for (const c of cases) {
+      const enc = tk.encodeWords([c.word]);
+      const pieces = enc.tokens.filter((_, k) => enc.wordIds[k] !== null);
+      assert.deepEqual(tk.pieceSpans(c.word, pieces), c.offsets, `${dir}: ${c.word}`);
+    }
+  }
+});
+
+test("a row longer than --max-length is cut, or with a stride split into overlapping windows of whole words, each labelled in full", () => {
+  const tk = BertTokenizer.fromDir(TINY);
+  const words = [..."浙商银行企业信贷部叶老桂博士"];
+  const tags = words.map((_, i) => (i === 9 ? "B-PER" : i === 10 || i === 11 ? "I-PER" : "O"));
+  const e = { words, tags, file: "x", line: 3 };
+  const cut = encodeTokenExamples(tk, [e], NAMES, 8);
+  assert.deepEqual([cut.encoded.length, cut.truncatedRows, cut.truncatedWords, cut.windowedRows], [1, 1, 8, 0]);
+  const win = encodeTokenExamples(tk, [e], NAMES, 8, false, 2);
+  assert.deepEqual([win.sources, win.truncatedRows, win.windowedRows, win.windows], [[0, 0, 0], 0, 1, 3]);
+  // 6 words per window, the next starting 2 words back: [0, 6), [4, 10), [8, 14)
+  const labelled = win.encoded.map((x) => x.tokenLabels!.filter((l) => l >= 0).map((l) => NAMES[l]));
+  assert.deepEqual(labelled, [tags.slice(0, 6), tags.slice(4, 10), tags.slice(8, 14)]);
+  assert.ok(win.encoded.every((x) => x.inputIds.length <= 8));
+  // A row that fits is one window whatever the stride
+  assert.equal(encodeTokenExamples(tk, [e], NAMES, 64, false, 2).encoded.length, 1);
+});
