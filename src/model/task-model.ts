@@ -35,6 +35,7 @@ import { headFor } from "./heads/index.js";
 import type { Task } from "./task.js";
 import { allocFloat, type DType, paramLayout, type ParamSpec, ParamStore } from "./params.js";
 import { PassContext } from "./pass.js";
+import { type LoraSpec, loraLayout } from "./lora.js";
 import { type EmbeddingCache, embeddingsBackward, embeddingsForward } from "./modules/embeddings.js";
 import { type LayerCache, layerBackward, layerForward } from "./modules/layer.js";
 import { type AttentionPlan, attentionPlan, clsRows, type TokenRows, tokenRows, toPacked, toPadded } from "./modules/rows.js";
@@ -107,14 +108,19 @@ export class TaskModel {
   classifierDropout: number;
   /** Leave the padding rows of right-padded batches out (see the header); false runs every row, as HF does. */
   packTokens = true;
-  constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32", readonly task: Task = "text-classification") {
+  /**
+   * `lora`: LoRA adapters on some Linears (lora.ts); their matrices join the parameters as `<linear>.lora_A.weight`
+   * and `.lora_B.weight`, which the model folder never holds (io/adapter.ts writes them in PEFT's layout).
+   */
+  constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType = "float32", readonly task: Task = "text-classification", readonly lora: LoraSpec | null = null) {
     const advise = (buffer: ArrayBuffer): void => backend.adviseHugePages?.(buffer);
     if (dtype === "float64" && !backend.supportsFloat64) throw new Error(`backend ${backend.name} has no float64`);
     this.family = familyOfConfig(config);
     this.head = headFor(task, this.family, config);
     this.pooler = this.head.reads === "first" ? this.family.pooler : null;
-    this.params = new ParamStore(paramLayout(config, this.head), dtype, advise);
-    const pass = (this.pass = new PassContext(config, backend, dtype, this.params));
+    const layout = paramLayout(config, this.head);
+    this.params = new ParamStore(lora ? loraLayout(layout, lora) : layout, dtype, advise);
+    const pass = (this.pass = new PassContext(config, backend, dtype, this.params, lora));
     this.embeddingNames = this.family.embeddings(config);
     this.projection = this.family.projection(config);
     const groups = config.num_hidden_groups || config.num_hidden_layers;
@@ -199,13 +205,17 @@ export class TaskModel {
     const save = opts.train;
     const minLevel = save ? this.lowestTrainableLevel() : L + 3;
     const stream = opts.train ? new DropoutStream(opts.dropoutSeed ?? 0) : null;
+    this.pass.training = save;
+    this.pass.loraStream = stream;
     const keyMask = new Float32Array(rows);
     for (let r = 0; r < rows; r++) keyMask[r] = input.attentionMask[r] ? 0 : -Infinity;
 
     const tokens = tokenRows(this.backend, input, this.packTokens);
     const fullAttention = attentionPlan(this.backend, this.config, input, tokens, keyMask, false);
 
-    this.pass.useArenaFor(1, save && minLevel <= 0); // embeddings: scratch[1], then layer l uses scratch[l % 2]
+    // embeddings: scratch[1], then layer l uses scratch[l % 2]; their output stays in the pass arena when layer 0
+    // trains, whose backward reads its input (layer 1's scratch would overwrite it)
+    this.pass.useArenaFor(1, save && minLevel <= 1);
     const emb = embeddingsForward(this.pass, this.family, this.embeddingNames, this.projection, this.zeroRow, input, tokens, this.hiddenDropout, stream, save && minLevel <= 0);
     // hidden states are returned in the padded layout (padding rows left out of a packed batch are 0)
     const keepHidden = (h: FArray): FArray => {
