@@ -8,11 +8,14 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, 
 import { basename, dirname, join, resolve } from "node:path";
 import type { Backend, FArray } from "../backend/types.js";
 import { TaskModel } from "../model/task-model.js";
-import { type BertConfig, configToJson, labelNames, parseBertConfig } from "../model/config.js";
+import { type BertConfig, configToJson, familyOfConfig, labelNames, parseBertConfig } from "../model/config.js";
 import { bert } from "../model/families/bert.js";
 import { resolveTask, type Task } from "../model/task.js";
 import type { Family } from "../model/families/family.js";
-import { asFloat32, type DType } from "../model/params.js";
+import { asFloat32, type DType, paramLayout } from "../model/params.js";
+import { type LoraOptions, resolveLora } from "../model/lora.js";
+import { headFor } from "../model/heads/index.js";
+import { adapterOptions, adapterParams, initLora, loadAdapterWeights } from "./adapter.js";
 import { classifierLinears } from "../model/heads/classification.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
@@ -153,6 +156,10 @@ export interface LoadOptions {
   inference?: boolean;
   /** The task whose head to build (default text-classification; the CLI resolves it with model/task.ts). */
   task?: Task;
+  /** LoRA adapters to wrap the base's Linears with (lora.ts), initialised as PEFT does; an adapter folder's own options win. */
+  lora?: LoraOptions | null;
+  /** A PEFT adapter folder to load onto the base (its matrices, its head, its config.json's labels). */
+  adapterDir?: string;
   log?: (line: string) => void;
 }
 
@@ -200,7 +207,18 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
     config.id2label = Object.fromEntries(opts.labels.map((n, i) => [String(i), n]));
     config.label2id = Object.fromEntries(opts.labels.map((n, i) => [n, i]));
   }
-  const model = new TaskModel(config, opts.backend, opts.dtype ?? "float32", task);
+  const adapterConfig = opts.adapterDir && existsSync(join(opts.adapterDir, "config.json")) ? readConfig(opts.adapterDir) : null;
+  if (adapterConfig && !opts.labels) {
+    // The adapter's head was trained for its config.json's labels (a base folder has none of its own)
+    for (const k of ["num_labels", "id2label", "label2id", "problem_type"] as const) (config as unknown as Record<string, unknown>)[k] = adapterConfig[k];
+  }
+  const loraOptions = opts.adapterDir ? adapterOptions(opts.adapterDir) : opts.lora ?? null;
+  let lora = null;
+  if (loraOptions) {
+    const head = headFor(task, familyOfConfig(config), config);
+    lora = resolveLora(config.model_type, task, paramLayout(config, head), head.linears.map((m) => m.name), loraOptions);
+  }
+  const model = new TaskModel(config, opts.backend, opts.dtype ?? "float32", task, lora);
   const { source, description } = opts.weightsFile
     ? { source: openWeightsFile(opts.weightsFile), description: opts.weightsFile }
     : openWeights(dir);
@@ -233,9 +251,19 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
   }
   const rng = new Rng(opts.seed ?? 42);
   for (const spec of model.params.specs) {
-    if (loaded.has(spec.name)) continue;
+    if (loaded.has(spec.name) || spec.kind === "lora") continue;
     if (!report.reinitialized.includes(spec.name)) report.missing.push(spec.name);
     initParameter(model, spec.name, rng);
+  }
+  if (lora) {
+    initLora(model, rng);
+    if (opts.adapterDir) {
+      loadAdapterWeights(model, opts.adapterDir);
+      // the adapter's copy of the head replaces a missing or re-initialised one
+      const fromAdapter = new Set(adapterParams(model));
+      report.missing = report.missing.filter((n) => !fromAdapter.has(n));
+      report.reinitialized = report.reinitialized.filter((n) => !fromAdapter.has(n));
+    }
   }
   const firstLayer = model.family.layer(0).query;
   if (!loaded.has(`${firstLayer}.weight`)) {
@@ -264,6 +292,7 @@ export function writeModelFiles(model: TaskModel, dir: string, tokenizerDir: str
   writeFileSync(join(dir, "config.json"), JSON.stringify(configToJson(model.config, model.task), null, 2) + "\n");
   const tensors = new Map<string, TensorToWrite>();
   for (const spec of model.params.specs) {
+    if (spec.kind === "lora") continue; // an adapter's matrices go to its own folder (adapter.ts), or merged
     tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: asFloat32(model.params.value(spec.name)) });
   }
   writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });

@@ -49,8 +49,11 @@ export interface LayoutEntry {
   name: string;
   shape: number[];
   level: number;
-  /** Linear weights and biases get their gradient from a linear layer's backward; norm parameters are never decayed. */
-  kind: "embedding" | "linear" | "norm";
+  /**
+   * Linear weights and biases get their gradient from a linear layer's backward; norm parameters are never decayed;
+   * LoRA's adapter matrices (lora.ts) accumulate their gradients from a wrapped Linear's backward.
+   */
+  kind: "embedding" | "linear" | "norm" | "lora";
 }
 
 /**

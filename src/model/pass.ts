@@ -8,6 +8,16 @@ import type { BertConfig } from "./config.js";
 import { Arena } from "./arena.js";
 import type { DropoutCache, DropoutStream } from "./dropout.js";
 import { allocFloat, type DType, type ParamStore } from "./params.js";
+import type { LoraSpec } from "./lora.js";
+
+/** One application of a wrapped Linear in a training pass: what its LoRA backward reads. */
+interface LoraSaved {
+  /** s · A · dropout(x), [rows, r]. */
+  t: FArray;
+  /** dropout(x) (x itself without dropout) and its dropout cache. */
+  xd: FArray;
+  drop: DropoutCache;
+}
 
 /** linearBack's variants: the backend's (LinearBackwardOptions), and `addTo`: add dx into this buffer (returned). */
 export type LinearBackOptions = Omit<LinearBackwardOptions, "overwriteGrads" | "accumulateDx"> & { addTo?: FArray | null };
@@ -36,7 +46,18 @@ export class PassContext {
   /** Where allocTemp() takes buffers that only the forward of the current module reads: its scratch arena. */
   temp: Arena;
 
-  constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType, readonly params: ParamStore) {
+  /** LoRA (lora.ts): the wrapped Linears' prefixes and, per prefix, a stack of its applications in this pass (ALBERT applies a shared layer many times; backward pops them in reverse). */
+  private readonly lora: LoraSpec | null;
+  private readonly loraTargets: Set<string>;
+  private readonly loraSaved = new Map<string, LoraSaved[]>();
+  /** Set by the model for each pass: a training pass saves what LoRA's backward reads, and draws LoRA's dropout from this stream. */
+  training = false;
+  loraStream: DropoutStream | null = null;
+  private readonly zeros = new Map<number, FArray>();
+
+  constructor(readonly config: BertConfig, readonly backend: Backend, readonly dtype: DType, readonly params: ParamStore, lora: LoraSpec | null = null) {
+    this.lora = lora;
+    this.loraTargets = new Set(lora?.targets ?? []);
     const advise = (buffer: ArrayBuffer): void => backend.adviseHugePages?.(buffer);
     this.arena = new Arena(dtype, advise);
     this.scratch = [new Arena(dtype, advise), new Arena(dtype, advise)];
@@ -50,6 +71,7 @@ export class PassContext {
   beginPass(): void {
     for (const a of [this.arena, ...this.scratch]) a.reset();
     this.current = this.temp = this.arena;
+    this.loraSaved.clear();
   }
 
   /**
@@ -136,10 +158,70 @@ export class PassContext {
   /** With `yCopy`, the backend writes only y's bf16 copy (see Backend.linearForward). */
   linear(prefix: string, x: FArray, rows: number, inF: number, outF: number, xCopy: Bf16Copy | null = null, y = this.alloc(rows * outF), yCopy: Bf16Copy | null = null): FArray {
     this.backend.linearForward(x, this.w(`${prefix}.weight`), this.w(`${prefix}.bias`), y, rows, inF, outF, xCopy, yCopy);
+    if (this.loraTargets.has(prefix)) this.loraForward(prefix, x, rows, inF, outF, y);
     return y;
   }
 
-  /** Returns dx (or null when not needed); accumulates weight gradients of trainable weights. See LinearBackOptions. */
+  /** A zero bias of n elements (the adapter matrices have none). */
+  private zeroBias(n: number): FArray {
+    let z = this.zeros.get(n);
+    if (!z) this.zeros.set(n, (z = allocFloat(this.dtype, n)));
+    return z;
+  }
+
+  /** y += s · B(A(dropout(x))), as PEFT's lora.Linear; the scale is applied to A's product (r columns, not out). */
+  private loraForward(prefix: string, x: FArray, rows: number, inF: number, outF: number, y: FArray): void {
+    const { r, scale, dropout } = this.lora!;
+    // What backward reads lives in the pass arena; at inference everything is scratch
+    const from = this.training ? this.arena : this.temp;
+    const saved = this.current;
+    this.current = from;
+    const d = this.dropout(x, dropout, rows * inF, this.training ? this.loraStream : null, this.training);
+    this.current = saved;
+    const t = from.float(rows * r);
+    this.backend.linearForward(d.y, this.w(`${prefix}.lora_A.weight`), this.zeroBias(r), t, rows, inF, r);
+    for (let i = 0; i < t.length; i++) t[i]! *= scale;
+    const u = this.temp.float(rows * outF);
+    this.backend.linearForward(t, this.w(`${prefix}.lora_B.weight`), this.zeroBias(outF), u, rows, r, outF);
+    this.backend.add(y, u, y, rows * outF);
+    if (this.training) {
+      const stack = this.loraSaved.get(prefix) ?? [];
+      stack.push({ t, xd: d.y, drop: d.cache });
+      this.loraSaved.set(prefix, stack);
+    }
+  }
+
+  /** LoRA's share of a wrapped Linear's backward: dB, dA, and (into dx, when given) its input gradient. */
+  private loraBackward(prefix: string, dy: FArray, rows: number, inF: number, outF: number, dx: FArray | null): void {
+    const { r, scale } = this.lora!;
+    const c = this.loraSaved.get(prefix)?.pop();
+    if (!c) throw new Error(`LoRA backward of ${prefix} without its forward`);
+    const a = `${prefix}.lora_A.weight`;
+    const b = `${prefix}.lora_B.weight`;
+    // t = s·A·xd: dB = dyᵀ·t; d(A·xd) = s · (dy·B); then dA and the input gradient as a Linear's
+    const dt = this.alloc(rows * r);
+    this.backend.linearBackward(dy, c.t, this.w(b), dt, this.g(b), null, rows, r, outF, { overwriteGrads: false });
+    for (let i = 0; i < dt.length; i++) dt[i]! *= scale;
+    if (!dx) {
+      this.backend.linearBackward(dt, c.xd, this.w(a), null, this.g(a), null, rows, inF, r, { overwriteGrads: false });
+      return;
+    }
+    if (!c.drop.keep) {
+      this.backend.linearBackward(dt, c.xd, this.w(a), dx, this.g(a), null, rows, inF, r, { overwriteGrads: false, accumulateDx: true });
+      return;
+    }
+    const dxd = this.alloc(rows * inF);
+    this.backend.linearBackward(dt, c.xd, this.w(a), dxd, this.g(a), null, rows, inF, r, { overwriteGrads: false });
+    const back = this.dropoutBack(dxd, c.drop, rows * inF);
+    this.backend.add(dx, back, dx, rows * inF);
+  }
+
+  /** Is the Linear `prefix` wrapped by a LoRA adapter? */
+  hasLora(prefix: string): boolean {
+    return this.loraTargets.has(prefix);
+  }
+
+  /** Returns dx (or null when not needed); accumulates weight gradients of trainable weights (and LoRA's). See LinearBackOptions. */
   linearBack(prefix: string, dy: FArray, x: FArray, rows: number, inF: number, outF: number, needDx: boolean, opts: LinearBackOptions = {}): FArray | null {
     const { addTo = null, ...backendOpts } = opts;
     const dx = needDx ? addTo ?? this.alloc(rows * inF) : null;
@@ -149,6 +231,10 @@ export class PassContext {
     this.gradStale[wi] = this.gradStale[bi] = false;
     this.backend.linearBackward(dy, x, this.w(`${prefix}.weight`), dx, this.g(`${prefix}.weight`), this.g(`${prefix}.bias`), rows, inF, outF,
       { ...backendOpts, overwriteGrads: overwrite, accumulateDx: addTo !== null });
+    if (this.loraTargets.has(prefix)) {
+      if (backendOpts.geluInput || backendOpts.dyCopy || backendOpts.dxCopy) throw new Error(`LoRA on ${prefix}: dy must be given in fp32 (layer.ts unfuses GELU's backward for wrapped Linears)`);
+      this.loraBackward(prefix, dy, rows, inF, outF, dx);
+    }
     return dx;
   }
 

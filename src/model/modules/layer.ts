@@ -179,12 +179,14 @@ export function layerBackward(pass: PassContext, names: LayerNames, dOut: FArray
   // gradient is added onto the residual branch's, dSum2, in place: nothing reads dSum2 (or dFfnOut, which may be
   // the same buffer) after the output dense's backward.
   let dH1: FArray;
-  if (pass.config.hidden_act === "gelu") {
+  if (pass.config.hidden_act === "gelu" && !pass.hasLora(names.intermediate)) {
     dH1 = pass.linearBack(names.intermediate, dAct, c.h1, rows, H, I, true,
       { xCopy: c.copies.h1, geluInput: c.inter, addTo: dSum2, dyCopy: dActCopy, geluInputCopy: c.copies.inter })!;
   } else {
+    // (also GELU's own backward where LoRA wraps the intermediate dense: its adapter reads dInter)
     const dInter = pass.alloc(rows * I);
-    pass.backend.activationBackward("gelu_new", c.inter, dAct, dInter, rows * I);
+    if (pass.config.hidden_act === "gelu") pass.backend.geluBackward(c.inter, dAct, dInter, rows * I);
+    else pass.backend.activationBackward("gelu_new", c.inter, dAct, dInter, rows * I);
     dH1 = pass.linearBack(names.intermediate, dInter, c.h1, rows, H, I, true, { xCopy: c.copies.h1, addTo: dSum2 })!;
   }
 
