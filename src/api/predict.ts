@@ -2,11 +2,14 @@
 import { type BackendName, getBackend, type Precision } from "../backend/index.js";
 import { encodeExamples, extractExamples, labelSetForFile, labelTargets, lengthSortedCollated, type EncodedExample } from "../data/dataset.js";
 import { readRowsMany, type ReadOptions } from "../data/read.js";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { adapterBase, isAdapterDir, readAdapterConfig } from "../io/adapter.js";
+import { PEFT_TASK_TYPES } from "../model/lora.js";
+import { resolveTask, type Task } from "../model/task.js";
 import { evaluate, prefixed } from "../train/trainer.js";
 import { WeitiaoError } from "../util/errors.js";
-import { loadModelFromDir } from "../io/checkpoint.js";
+import { loadModelFromDir, readConfig } from "../io/checkpoint.js";
 import { locateModel } from "../io/resolve.js";
 import type { TaskModel } from "../model/task-model.js";
 import type { ClassPrediction } from "../model/heads/classification.js";
@@ -43,17 +46,46 @@ export interface LoadModelOptions {
   backend?: BackendName;
   precision?: Precision;
   threads?: number;
+  /** A PEFT LoRA adapter folder to apply to `model` (the base). */
+  adapter?: string;
   log?: (line: string) => void;
 }
 
 export async function loadModel(model: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  const { dir, weightsFile } = await locateModel(model, opts.modelConfig, { log: opts.log });
+  // A LoRA adapter: `--model ADAPTER` (its base from adapter_config.json) or `--model BASE --adapter ADAPTER`
+  const adapterDir = opts.adapter ?? (isAdapterDir(model) && !existsSync(join(model, "model.safetensors")) ? model : undefined);
+  const adapter = adapterDir ? readAdapterConfig(adapterDir) : null;
+  if (adapterDir && !opts.adapter && !adapter!.baseModel) throw new WeitiaoError(`${adapterDir}: adapter_config.json names no base_model_name_or_path: give the base with --model and the adapter with --adapter`);
+  const base = adapterDir && !opts.adapter ? adapterBase(adapterDir, adapter!.baseModel!) : model;
+  const { dir, weightsFile } = await locateModel(base, opts.modelConfig, { log: opts.log });
+  if (opts.adapter && adapter?.baseModel && !sameModel(adapter.baseModel, model, adapterDir!)) {
+    opts.log?.(`warning: the adapter ${adapterDir} was trained on ${adapter.baseModel}, not ${model}`);
+  }
   const backend = getBackend({ ...opts });
-  const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile, inference: true });
+  const task = adapterDir ? adapterTask(adapterDir, adapter!.taskType) : undefined;
+  const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile, inference: true, adapterDir, task });
   const labels = labelNames(loaded.model.config);
-  const tokenizer = BertTokenizer.fromDir(dir);
-  checkTokenizerFits(tokenizer, loaded.model.config.vocab_size, dir);
-  return { model: loaded.model, tokenizer, labels, dir, trainedMaxLength: trainedMaxLength(dir) };
+  const tokenizerDir = adapterDir && existsSync(join(adapterDir, "tokenizer.json")) ? adapterDir : dir;
+  const tokenizer = BertTokenizer.fromDir(tokenizerDir);
+  checkTokenizerFits(tokenizer, loaded.model.config.vocab_size, tokenizerDir);
+  return { model: loaded.model, tokenizer, labels, dir: adapterDir ?? dir, trainedMaxLength: trainedMaxLength(adapterDir ?? dir) };
+}
+
+/** An adapter's task: its config.json's architectures (ours), else PEFT's task_type. */
+function adapterTask(dir: string, taskType: string | null): Task {
+  if (existsSync(join(dir, "config.json"))) return resolveTask(undefined, readConfig(dir));
+  const task = Object.entries(PEFT_TASK_TYPES).find(([, t]) => t.taskType === taskType)?.[0] as Task | undefined;
+  if (task !== "text-classification" && task !== "token-classification") {
+    throw new WeitiaoError(`${dir}: adapter_config.json's task_type ${JSON.stringify(taskType)} is not one weitiao predicts (SEQ_CLS, TOKEN_CLS)`);
+  }
+  return task;
+}
+
+/** Is `name` (an adapter's base_model_name_or_path) the model given as `model`? Folders compare resolved. */
+function sameModel(name: string, model: string, adapterDir: string): boolean {
+  if (name === model) return true;
+  const a = adapterBase(adapterDir, name);
+  return existsSync(a) && existsSync(model) && resolve(a) === resolve(model);
 }
 
 export interface TextInput {

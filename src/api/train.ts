@@ -2,7 +2,9 @@
  * `train()`: the whole job behind `weitiao train` — read and check the data, load the model, fine-tune,
  * evaluate, save. Every input problem is found before the output folder is touched.
  */
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
+import { adapterParams, mergedModel } from "../io/adapter.js";
+import { LORA_DEFAULTS, type LoraOptions } from "../model/lora.js";
 import { getBackend } from "../backend/index.js";
 import {
   type EncodedExample, encodeExamples, extractExamples, type LabelTargets, labelTargets, resolveLabels, type SkippedRow, type TextExample,
@@ -82,7 +84,9 @@ export function validateTrainOptions(o: TrainOptions): void {
 export async function train(options: TrainOptions): Promise<TrainOutput> {
   const log = options.log ?? (() => {});
   validateTrainOptions(options);
-  const o = withDefaults(options) as TrainOptions & { textColumn: string; labelColumn: string; maxLength: number };
+  // --adapter continues a LoRA adapter: the strategy is lora (given or not)
+  const o = withDefaults({ ...options, strategy: options.strategy ?? (options.adapter ? "lora" : undefined) }) as TrainOptions & { textColumn: string; labelColumn: string; maxLength: number };
+  const lora = loraOptionsOf(options, o.strategy ?? "full");
   if (o.learningRate !== undefined && o.learningRate > 1) {
     const m = /^(\d+(?:\.\d+)?)e\+?(\d+)$/.exec(o.learningRate.toExponential().replace(/\.?0+e/, "e"));
     log(`warning: --learning-rate ${o.learningRate} is above 1 (fine-tuning uses 1e-5 … 1e-3)${m ? `; did you mean ${m[1]}e-${m[2]}?` : ""}`);
@@ -116,7 +120,15 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   const outputDir = resolve(o.outputDir);
 
   const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });
-  const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile, task });
+  check(!(lora || o.adapter) || !backend.usesBf16Copies, "--strategy lora runs in fp32 for now: use --precision fp32");
+  // An adapter names its base as the user did: a hub id as given, a folder by its absolute path
+  const baseModel = location.hubId ?? resolve(location.dir);
+  const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile, task, lora, adapterDir: o.adapter, baseModel });
+  if (model.lora) {
+    const trainable = adapterParams(model).reduce((n, name) => n + model.params.spec(name).size, 0);
+    log(`LoRA: r ${model.lora.r}, alpha ${model.lora.alpha} (scale ${model.lora.scale}) on ${model.lora.targets.length} Linears (${model.lora.targetModules.join(", ")}), ` +
+      `modules_to_save ${model.lora.modulesToSave.join(", ")}; trainable ${trainable.toLocaleString("en")} of ${model.params.size.toLocaleString("en")} parameters (${(100 * trainable / model.params.size).toFixed(2)}%)`);
+  }
   if (labelSet.problemType) model.config.problem_type = labelSet.problemType;
   if (labelSet.problemType && labelSet.problemType !== "single_label_classification") log(`task: ${labelSet.problemType} (${labelSet.names.length} output(s))`);
   if (!labelSet.problemType) log(`task: ${task} (${labelSet.names.length} tags: ${labelSet.names.join(", ")})`);
@@ -199,7 +211,12 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
         args: resolved, samples: trainEnc.length * result.epochs.length,
       }),
     });
-    log(`saved model to ${outputDir}`);
+    if (model.lora && o.mergeLora) {
+      // with the run's training_args.json, so that predict there defaults to the trained length as in the adapter's folder
+      saveModel(mergedModel(model), join(outputDir, "merged"), modelDir, { "training_args.json": JSON.stringify(resolved, null, 2) + "\n" });
+      log(`saved the merged model (merge_and_unload) to ${join(outputDir, "merged")}`);
+    }
+    log(model.lora ? `saved the LoRA adapter (PEFT's layout) to ${outputDir}` : `saved model to ${outputDir}`);
     return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: finalEval, test, reports };
   } finally {
     lock.release();
@@ -328,6 +345,28 @@ function prepareTokenData(o: ResolvedOptions, config: BertConfig, tokenizer: Ber
     check(known.includes(o.metricForBestModel.replace(/^eval_/, "")), `--metric-for-best-model ${o.metricForBestModel}: not a metric of token-classification (${known.join(", ")})`);
   }
   return { trainEnc, evalEnc, testEnc, names, problemType: null, reports };
+}
+
+/** The LoRA options of a run with --strategy lora (none with --adapter, whose config sets them); the LoRA flags without it are refused. */
+function loraOptionsOf(given: TrainOptions, strategy: string): LoraOptions | null {
+  const flags: [keyof TrainOptions, string][] = [["loraR", "--lora-r"], ["loraAlpha", "--lora-alpha"], ["loraDropout", "--lora-dropout"], ["loraTargetModules", "--lora-target-modules"],
+    ["useRslora", "--use-rslora"], ["modulesToSave", "--modules-to-save"], ["mergeLora", "--merge-lora"], ["adapter", "--adapter"]];
+  // A value equal to the default (as training_args.json replayed through --config holds them) is no request
+  const defaults = withDefaults({}) as Record<string, unknown>;
+  const set = flags.filter(([k]) => given[k] !== undefined && given[k] !== null && given[k] !== false && given[k] !== defaults[k]);
+  check(strategy === "lora" || set.length === 0, `${set[0]?.[1]} applies to --strategy lora, not ${strategy}`);
+  if (strategy !== "lora") return null;
+  if (given.adapter) {
+    const fixed = set.filter(([k]) => k !== "adapter" && k !== "mergeLora");
+    check(fixed.length === 0, `${fixed[0]?.[1]}: the adapter's adapter_config.json sets it when continuing --adapter`);
+    return null;
+  }
+  const list = (v: string | undefined): string[] | undefined => v?.split(",").map((x) => x.trim()).filter(Boolean);
+  return {
+    r: given.loraR ?? LORA_DEFAULTS.r, alpha: given.loraAlpha ?? LORA_DEFAULTS.alpha, dropout: given.loraDropout ?? LORA_DEFAULTS.dropout,
+    targetModules: given.loraTargetModules?.trim().toLowerCase() === "all-linear" ? "all-linear" : list(given.loraTargetModules) ?? null,
+    useRslora: given.useRslora ?? false, modulesToSave: list(given.modulesToSave) ?? [],
+  };
 }
 
 /** HF's end-of-train metrics (Trainer.train's TrainOutput.metrics): throughput over this process's steps, the run's mean loss. */

@@ -38,6 +38,8 @@ function tableValues(cmd: Command, parsed: Record<string, unknown>, specs: reado
   const out: Record<string, unknown> = {};
   for (const s of specs) {
     const attr = cmd.options.find((opt) => opt.long === s.flag)!.attributeName();
+    // Only what the user gave: the API applies the table's defaults itself (and so can tell a given --strategy from none)
+    if (cmd.getOptionValueSource(attr) === "default") continue;
     out[s.key] = attr === s.key ? parsed[attr] : parsed[attr] === false;
   }
   return out;
@@ -315,8 +317,9 @@ function readStdinInputs(): TextInput[] {
 function predictCommand(): Command {
   const cmd = new Command("predict")
     .description("predict labels with a fine-tuned model")
-    .requiredOption("--model <dir>", "a fine-tuned model folder (e.g. the --output-dir of train), or a weights file with --model-config")
+    .requiredOption("--model <dir>", "a fine-tuned model folder (e.g. the --output-dir of train; a LoRA adapter folder loads its base), or a weights file with --model-config")
     .option("--model-config <dir>", "with a bare weights file such as bert_finetuned.pth: folder with config.json and the tokenizer")
+    .option("--adapter <dir>", "a PEFT LoRA adapter folder (ours or PEFT's) applied to the base --model")
     .option("--text <text...>", "text(s) to classify")
     .option("--input <file>", "a .jsonl (text, optional text_pair) or .csv/.tsv file; - reads JSONL or one text per line from stdin")
     .option("--text-column <name>", "text column of --input", "text")
@@ -352,7 +355,7 @@ Example:
       removeStaleTemps(dirname(resolve(o.output as string)), `${basename(o.output as string)}.tmp-`, log);
     }
     const format = outputFormat(o.output as string | undefined);
-    const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
+    const loaded = await loadModel(o.model as string, { modelConfig: o.modelConfig as string | undefined, adapter: o.adapter as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const csv = format !== "jsonl";
     const cell = (v: string): string => (format === "tsv" ? tsvCell(v) : csvCell(v));
     const sep = format === "tsv" ? "\t" : ",";
@@ -418,7 +421,8 @@ Example:
 function evaluateCommand(): Command {
   const cmd = new Command("evaluate")
     .description("evaluate a fine-tuned model on a labelled file: loss and the task's metrics (JSON)")
-    .requiredOption("--model <dir>", "a fine-tuned model folder")
+    .requiredOption("--model <dir>", "a fine-tuned model folder (a LoRA adapter folder loads its base)")
+    .option("--adapter <dir>", "a PEFT LoRA adapter folder (ours or PEFT's) applied to the base --model")
     .requiredOption("--input <file>", "labelled data: .csv, .tsv or .jsonl; NER models: JSONL (tokens/ner_tags, CLUENER) or CoNLL")
     .option("--text-column <name>", "column holding the text", "text")
     .option("--text-pair-column <name>", "column holding the second text of a pair")
@@ -432,7 +436,7 @@ function evaluateCommand(): Command {
 Example:
   weitiao evaluate --model out/ --input test.csv`);
   cmd.action(async (o: Record<string, unknown>) => {
-    const loaded = await loadModel(o.model as string, { backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
+    const loaded = await loadModel(o.model as string, { adapter: o.adapter as string | undefined, backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const result = loaded.model.task === "token-classification"
       ? evaluateTokenFile(loaded, o.input as string, { maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number, log })
       : evaluateFile(loaded, o.input as string, {

@@ -15,7 +15,7 @@ import type { Family } from "../model/families/family.js";
 import { asFloat32, type DType, paramLayout } from "../model/params.js";
 import { type LoraOptions, resolveLora } from "../model/lora.js";
 import { headFor } from "../model/heads/index.js";
-import { adapterOptions, adapterParams, initLora, loadAdapterWeights } from "./adapter.js";
+import { adapterOptions, adapterParams, initLora, loadAdapterWeights, writeAdapterFiles } from "./adapter.js";
 import { classifierLinears } from "../model/heads/classification.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
@@ -160,6 +160,8 @@ export interface LoadOptions {
   lora?: LoraOptions | null;
   /** A PEFT adapter folder to load onto the base (its matrices, its head, its config.json's labels). */
   adapterDir?: string;
+  /** The base's name for a saved adapter's base_model_name_or_path (default: `dir`). */
+  baseModel?: string;
   log?: (line: string) => void;
 }
 
@@ -216,7 +218,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
   let lora = null;
   if (loraOptions) {
     const head = headFor(task, familyOfConfig(config), config);
-    lora = resolveLora(config.model_type, task, paramLayout(config, head), head.linears.map((m) => m.name), loraOptions);
+    lora = { ...resolveLora(config.model_type, task, paramLayout(config, head), head.linears.map((m) => m.name), loraOptions), baseModel: opts.baseModel ?? dir };
   }
   const model = new TaskModel(config, opts.backend, opts.dtype ?? "float32", task, lora);
   const { source, description } = opts.weightsFile
@@ -288,15 +290,18 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
 /** The files of a saved model written into `dir` (which exists and is ours): config.json, model.safetensors (F32,
  *  HF names, {"format":"pt"}), the tokenizer files copied from `tokenizerDir`, and `extraFiles`. */
 export function writeModelFiles(model: TaskModel, dir: string, tokenizerDir: string | null, extraFiles: Record<string, string> = {}): string[] {
-  assertFinite(model, "refusing to save the model");
-  writeFileSync(join(dir, "config.json"), JSON.stringify(configToJson(model.config, model.task), null, 2) + "\n");
-  const tensors = new Map<string, TensorToWrite>();
-  for (const spec of model.params.specs) {
-    if (spec.kind === "lora") continue; // an adapter's matrices go to its own folder (adapter.ts), or merged
-    tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: asFloat32(model.params.value(spec.name)) });
+  const written: string[] = [];
+  if (model.lora) {
+    // A LoRA model is saved as its adapter (PEFT's folder); the base stays where it was loaded from
+    written.push(...writeAdapterFiles(model, dir, model.lora.baseModel));
+  } else {
+    assertFinite(model, "refusing to save the model");
+    writeFileSync(join(dir, "config.json"), JSON.stringify(configToJson(model.config, model.task), null, 2) + "\n");
+    const tensors = new Map<string, TensorToWrite>();
+    for (const spec of model.params.specs) tensors.set(spec.name, { dtype: "F32", shape: spec.shape, data: asFloat32(model.params.value(spec.name)) });
+    writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
+    written.push("config.json", "model.safetensors");
   }
-  writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
-  const written = ["config.json", "model.safetensors"];
   if (tokenizerDir) {
     for (const f of TOKENIZER_FILES) {
       if (hasModelFile(tokenizerDir, f)) {

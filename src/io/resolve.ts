@@ -18,6 +18,8 @@ export interface ModelLocation {
   dir: string;
   /** Weights to load instead of the folder's own. */
   weightsFile?: string;
+  /** The hub id it was downloaded as (its name for others, as HF's name_or_path). */
+  hubId?: string;
 }
 
 export async function locateModel(model: string, modelConfig?: string, hub: HubOptions = {}): Promise<ModelLocation> {
@@ -25,7 +27,7 @@ export async function locateModel(model: string, modelConfig?: string, hub: HubO
   if (!existsSync(model)) {
     if (!isHubId(model)) throw new WeitiaoError(`${model}: no such model folder or file`);
     try {
-      return { dir: await downloadModel(model, hub) };
+      return { dir: await downloadModel(model, hub), hubId: model.replace(/@.*$/, "") };
     } catch (e) {
       // A mistyped local path reads as a hub id too: say first that no such folder exists here.
       if (!(e instanceof WeitiaoError)) throw e;

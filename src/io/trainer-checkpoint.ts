@@ -1,5 +1,5 @@
 /**
- * Training checkpoints: checkpoint-N/ holds the model (as a loadable HF folder), the optimizer state, and the
+ * Training checkpoints: checkpoint-N/ holds the model (as a loadable HF folder, or with LoRA the PEFT adapter folder), the optimizer state, and the
  * loop state (position in the data order, generator state, running sums, log history), so a resumed run ends
  * with the same weights, bit for bit, as an uninterrupted one. Each checkpoint is written to a temporary folder
  * and renamed into place: an interruption never leaves a half-written checkpoint-N/.
@@ -12,6 +12,7 @@ import type { AdamW } from "../train/optimizer.js";
 import type { LoopState } from "../train/trainer.js";
 import { WeitiaoError } from "../util/errors.js";
 import { assertFinite, writeModelFiles } from "./checkpoint.js";
+import { loadAdapterWeights } from "./adapter.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "./safetensors.js";
 
 const STATE_FILE = "weitiao_state.json";
@@ -42,13 +43,14 @@ export function saveCheckpoint(model: TaskModel, optimizer: AdamW, state: LoopSt
   mkdirSync(tmp, { recursive: true });
   try {
     writeModelFiles(model, tmp, o.tokenizerDir, { ...o.files, [STATE_FILE]: JSON.stringify(state) + "\n" });
-    const size = model.params.size;
+    // The moments of the parameters that can train (with LoRA: the adapter and the head, never the frozen base)
+    const size = optimizer.m.length;
     const tensors = new Map<string, TensorToWrite>([
       ["exp_avg", { dtype: "F32", shape: [size], data: asFloat32(optimizer.m) }],
       ["exp_avg_sq", { dtype: "F32", shape: [size], data: asFloat32(optimizer.v) }],
       ["step", { dtype: "I32", shape: [optimizer.steps.length], data: optimizer.steps }],
     ]);
-    writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: model.params.specs.map((s) => s.name).join(",") });
+    writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: optimizer.names.join(",") });
     rmSync(final, { recursive: true, force: true });
     renameSync(tmp, final);
   } catch (e) {
@@ -105,9 +107,11 @@ function readLoopState(dir: string): LoopState {
 
 export function loadCheckpoint(dir: string, model: TaskModel, optimizer: AdamW): LoopState {
   const state = readLoopState(dir);
-  // Tensors are read straight into the model's and the optimizer's buffers (no intermediate copies).
-  const weights = SafetensorsFile.open(join(dir, "model.safetensors"));
-  try {
+  // Tensors are read straight into the model's and the optimizer's buffers (no intermediate copies). A LoRA
+  // checkpoint holds the adapter alone: the frozen base is the one the run loaded.
+  if (model.lora) loadAdapterWeights(model, dir);
+  const weights = model.lora ? null : SafetensorsFile.open(join(dir, "model.safetensors"));
+  if (weights) try {
     for (const spec of model.params.specs) {
       const t = weights.header.tensors.get(spec.name);
       if (!t || t.shape.reduce((a, b) => a * b, 1) !== spec.size) throw new WeitiaoError(`${dir}: checkpoint does not match the model (${spec.name})`);
@@ -118,7 +122,7 @@ export function loadCheckpoint(dir: string, model: TaskModel, optimizer: AdamW):
   }
   const opt = SafetensorsFile.open(join(dir, "optimizer.safetensors"));
   try {
-    if (opt.header.metadata.params !== model.params.specs.map((s) => s.name).join(",")) {
+    if (opt.header.metadata.params !== optimizer.names.join(",")) {
       throw new WeitiaoError(`${dir}: optimizer state was saved for different parameters`);
     }
     opt.floatInto("exp_avg", optimizer.m);

@@ -35,8 +35,10 @@ export interface LoraSpec {
   targetModules: string[];
   /** Full prefixes of the wrapped Linears. */
   targets: string[];
-  /** PEFT's modules_to_save (the task's, then the user's). */
+  /** PEFT's modules_to_save (the user's, then the task's). */
   modulesToSave: string[];
+  /** The base model's name or folder, as adapter_config.json's base_model_name_or_path holds it. */
+  baseModel: string;
 }
 
 /** peft/utils/constants.py TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING, for the families weitiao reads. */
@@ -70,7 +72,7 @@ function linearModules(layout: LayoutEntry[]): string[] {
  * The wrapped Linears and the head trained whole. `headModules` are the head's Linear prefixes: "all-linear" wraps
  * every other Linear (PEFT also leaves a classification head out of all-linear; it trains whole as modules_to_save).
  */
-export function resolveLora(modelType: string, task: Task, layout: LayoutEntry[], headModules: string[], o: LoraOptions): LoraSpec {
+export function resolveLora(modelType: string, task: Task, layout: LayoutEntry[], headModules: string[], o: LoraOptions): Omit<LoraSpec, "baseModel"> {
   if (!Number.isInteger(o.r) || o.r < 1) throw new WeitiaoError(`--lora-r must be a positive integer, got ${o.r}`);
   if (!(o.alpha > 0)) throw new WeitiaoError(`--lora-alpha must be positive, got ${o.alpha}`);
   if (!(o.dropout >= 0 && o.dropout < 1)) throw new WeitiaoError(`--lora-dropout must be in [0, 1), got ${o.dropout}`);
@@ -131,7 +133,7 @@ export function loraLayout(layout: LayoutEntry[], spec: LoraSpec): LayoutEntry[]
 export const peftKey = (name: string): string => `base_model.model.${name}`;
 
 /** adapter_config.json as peft 0.20 writes it for a LoraConfig (every field, sorted keys). */
-export function adapterConfigJson(spec: LoraSpec, task: Task, baseModel: string): Record<string, unknown> {
+export function adapterConfigJson(spec: Omit<LoraSpec, "baseModel">, task: Task, baseModel: string): Record<string, unknown> {
   return {
     alora_invocation_tokens: null, alpha_pattern: {}, arrow_config: null, auto_mapping: null, base_model_name_or_path: baseModel,
     bias: "none", corda_config: null, ensure_weight_tying: false, eva_config: null, exclude_modules: null, fan_in_fan_out: false,

@@ -5,7 +5,8 @@
  */
 import type { FArray } from "../backend/types.js";
 import type { TaskModel } from "../model/task-model.js";
-import { isNoDecay } from "../model/params.js";
+import { allocFloat, isNoDecay } from "../model/params.js";
+import { isSavedModule } from "../model/lora.js";
 
 export interface AdamWOptions {
   beta1: number;
@@ -19,15 +20,32 @@ export interface AdamWOptions {
 export const ADAMW_DEFAULTS: AdamWOptions = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
 
 export class AdamW {
+  /** The moments of the parameters that can train (`names`), one after another. */
   readonly m: FArray;
   readonly v: FArray;
   /** Updates applied so far, per parameter (same order as model.params.specs). */
   readonly steps: Int32Array;
+  /** The parameters with moments: all, or with LoRA only the adapter and the head (a frozen base gets none). */
+  readonly names: string[];
+  /** Per parameter, where its moments start in m and v (−1: none). */
+  private readonly slot: Int32Array;
 
   constructor(private readonly model: TaskModel, readonly opts: AdamWOptions) {
-    this.m = model.params.newBuffer();
-    this.v = model.params.newBuffer();
-    this.steps = new Int32Array(model.params.specs.length);
+    const { params } = model;
+    const lora = model.lora;
+    const eligible = lora ? new Set(params.specs.filter((s) => s.kind === "lora" || isSavedModule(lora, s.name)).map((s) => s.name)) : null;
+    this.slot = new Int32Array(params.specs.length).fill(-1);
+    this.names = [];
+    let size = 0;
+    for (const s of params.specs) {
+      if (eligible && !eligible.has(s.name)) continue;
+      this.slot[s.index] = size;
+      this.names.push(s.name);
+      size += s.size;
+    }
+    this.m = size === params.size ? params.newBuffer() : allocFloat(params.dtype, size);
+    this.v = size === params.size ? params.newBuffer() : allocFloat(params.dtype, size);
+    this.steps = new Int32Array(params.specs.length);
   }
 
   /**
@@ -39,10 +57,12 @@ export class AdamW {
     params.specs.forEach((s, i) => {
       if (!trainable[i]) return;
       const end = s.offset + s.size;
+      const at = this.slot[i]!;
+      if (at < 0) throw new Error(`${s.name} trains but has no optimizer moments`);
       this.steps[i]! += 1;
       backend.adamw({
         p: params.data.subarray(s.offset, end), g: params.grad.subarray(s.offset, end),
-        m: this.m.subarray(s.offset, end), v: this.v.subarray(s.offset, end), n: s.size,
+        m: this.m.subarray(at, at + s.size), v: this.v.subarray(at, at + s.size), n: s.size,
         lr: lr * lrScale(i), beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps,
         weightDecay: (this.opts.noDecay ? this.opts.noDecay(s.name) : s.noDecay ?? isNoDecay(s.name)) ? 0 : this.opts.weightDecay,
         step: this.steps[i]!, gradScale,

@@ -3,24 +3,29 @@
  * Module depth (ParamSpec.level): 0 embeddings, 1…L encoder layers, L+1 pooler, L+2 classifier.
  */
 import type { ParamSpec } from "../model/params.js";
+import { isSavedModule, type LoraSpec } from "../model/lora.js";
 import { WeitiaoError } from "../util/errors.js";
 
-export type Strategy = "full" | "head" | "top-k" | "gradual";
-export const STRATEGIES: Strategy[] = ["full", "head", "top-k", "gradual"];
+export type Strategy = "full" | "head" | "top-k" | "gradual" | "lora";
+export const STRATEGIES: Strategy[] = ["full", "head", "top-k", "gradual", "lora"];
 
 /**
  * The set of trainable parameters in a given epoch (1-based).
  * - full: everything; head: classifier only (the pooler is frozen too, as the tutorial's
  *   `for p in model.bert.parameters(): p.requires_grad = False`); top-k: classifier, pooler, top K layers;
  * - gradual (ULMFiT): epoch 1 as head, epoch e ≥ 2 as top-k with K = e−1; once every layer trains, the
- *   embeddings join.
+ *   embeddings join;
+ * - lora: the adapter matrices and the modules PEFT trains whole (model/lora.ts), the base frozen.
  */
-export function trainablePredicate(strategy: Strategy, numLayers: number, epoch: number, topK?: number): (spec: ParamSpec) => boolean {
+export function trainablePredicate(strategy: Strategy, numLayers: number, epoch: number, topK?: number, lora: LoraSpec | null = null): (spec: ParamSpec) => boolean {
   const L = numLayers;
   const topKLevels = (k: number) => (s: ParamSpec) => s.level >= L + 1 - Math.min(k, L);
   switch (strategy) {
     case "full":
       return () => true;
+    case "lora":
+      if (!lora) throw new WeitiaoError("--strategy lora needs a model with LoRA adapters (the trainer's model was built without)");
+      return (s) => s.kind === "lora" || isSavedModule(lora, s.name);
     case "head":
       return (s) => s.level === L + 2;
     case "top-k": {

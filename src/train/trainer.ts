@@ -316,6 +316,7 @@ export class Trainer {
     optimizerOptions: Partial<AdamWOptions> = {},
   ) {
     checkStrategyApplies(args.strategy, model.numLayers, model.config.num_hidden_groups, args.layerLrDecay);
+    if (model.lora && args.strategy !== "lora") throw new WeitiaoError(`a model with LoRA adapters trains with --strategy lora, not ${args.strategy}`);
     if (args.classWeights) {
       const pt = model.config.problem_type ?? "single_label_classification";
       if (model.head.reads !== "first" || pt !== "single_label_classification") throw new WeitiaoError("--class-weights applies to single-label classification");
@@ -391,7 +392,7 @@ export class Trainer {
   }
 
   private applyStrategy(epoch: number): void {
-    this.model.setTrainable(trainablePredicate(this.args.strategy, this.model.numLayers, epoch, this.args.topK));
+    this.model.setTrainable(trainablePredicate(this.args.strategy, this.model.numLayers, epoch, this.args.topK, this.model.lora));
   }
 
   /** Ask the loop to stop after the step in progress (SIGINT): it saves a checkpoint and returns. */

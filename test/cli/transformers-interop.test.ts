@@ -80,3 +80,31 @@ test("saved token-classification (NER) folders of every family load in transform
     assert.ok(e < 1e-5, `${out} (${theirs.architecture}): tag probabilities rel ${e}`);
   }
 });
+
+test("LoRA adapters weitiao saves load in peft (PeftModel.from_pretrained) with the same logits", { skip, timeout: 600_000 }, () => {
+  const dir = tempDir();
+  const train = join(dir, "train.csv");
+  writeFileSync(train, "text,label\n很好吃,1\n太难吃了,0\ngreat movie,1\nboring plot,0\n");
+  const adapters: string[] = [];
+  for (const [i, flags] of [[], ["--lora-target-modules", "all-linear", "--use-rslora", "--lora-r", "2"]].entries()) {
+    const out = join(dir, `lora-${i}`);
+    const r = run(["train", "--model", TINY, "--strategy", "lora", "--train-file", train, "--output-dir", out, "--epochs", "3", "--batch-size", "2",
+      "--max-length", "32", "--learning-rate", "1e-2", "--precision", "fp32", ...flags]);
+    assert.equal(r.code, 0, r.stderr);
+    adapters.push(out);
+  }
+  const textsFile = join(dir, "texts.json");
+  writeFileSync(textsFile, JSON.stringify(TEXTS));
+  const py = spawnSync(python!, [join(ROOT, "scripts", "check-peft.py"), textsFile, TINY, ...adapters], { encoding: "utf8", maxBuffer: 1 << 26 });
+  assert.equal(py.status, 0, py.stderr);
+  const theirs = JSON.parse(py.stdout) as Record<string, { logits: number[][] }>;
+  const input = join(dir, "texts.jsonl");
+  writeFileSync(input, TEXTS.map((text) => JSON.stringify({ text })).join("\n") + "\n");
+  for (const out of adapters) {
+    const p = run(["predict", "--model", out, "--input", input, "--max-length", "32"]);
+    assert.equal(p.code, 0, p.stderr);
+    const ours = p.stdout.trim().split("\n").map((l) => JSON.parse(l).logits as number[]);
+    const e = relErr(ours.flat(), theirs[out]!.logits.flat());
+    assert.ok(e < 1e-5, `${out}: logits rel ${e}`);
+  }
+});

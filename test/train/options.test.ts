@@ -40,7 +40,7 @@ test("the API refuses what the table refuses, naming the flag", async () => {
     [{ batchSize: 0 }, /--batch-size must be a positive integer, got 0/],
     [{ learningRate: Number.NaN }, /--learning-rate must be a number, got NaN/],
     [{ warmupRatio: 1 }, /--warmup-ratio must be in \[0, 1\), got 1/],
-    [{ strategy: "everything" }, /--strategy must be one of full, head, top-k, gradual, got everything/],
+    [{ strategy: "everything" }, /--strategy must be one of full, head, top-k, gradual, lora, got everything/],
     [{ shuffle: "yes" }, /--shuffle must be true or false/],
     [{ threads: 0 }, /--threads must be a positive integer/],
   ] as const) {
