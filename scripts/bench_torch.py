@@ -36,6 +36,20 @@ class Layer(nn.Module):
         return self.ln2(F.dropout(self.out(F.gelu(self.i(x))), self.p, self.training) + x)
 
 
+class LoraLinear(nn.Module):
+    """peft's lora.Linear: base(x) + lora_B(lora_A(dropout(x))) * alpha / r, A kaiming-uniform, B zero, base frozen."""
+
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base, self.scaling = base, alpha / r
+        self.lora_A, self.lora_B = nn.Linear(base.in_features, r, bias=False), nn.Linear(r, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    def forward(self, x):
+        return self.base(x) + self.lora_B(self.lora_A(x)) * self.scaling
+
+
 # The two shapes `weitiao bench --family` times: vocabulary, position table, token types, padding id, LayerNorm eps.
 FAMILIES = {"bert": dict(vocab=21128, positions=512, types=2, pad=0, eps=1e-12),
             "roberta": dict(vocab=50265, positions=514, types=1, pad=1, eps=1e-5)}
@@ -174,6 +188,29 @@ def main():
             opt.step()
 
         emit(name, timed(a.steps, step), a.batch)
+        del model, opt
+
+    if want("train_lora_fp32"):
+        # PEFT's LoRA in plain torch (lora.Linear's math): r 8, alpha 8 on query and value, the base frozen, the head trained
+        model = Bert(a.family, labels=9 if ner else 2, ner=ner, h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
+        for p in model.parameters():
+            p.requires_grad = False
+        head = [model.classifier] if ner or not model.roberta else [model.dense, model.out_proj]
+        for m in head:
+            for p in m.parameters():
+                p.requires_grad = True
+        for layer in model.bert.layers:
+            for name in ("q", "v"):
+                setattr(layer, name, LoraLinear(getattr(layer, name), r=8, alpha=8))
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-5, weight_decay=0.01)
+
+        def lora_step():
+            opt.zero_grad()
+            loss_of(model(ids, mask), ids).backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            opt.step()
+
+        emit("train_lora_fp32", timed(a.steps, lora_step), a.batch)
         del model, opt
 
     if want("head_only_cached") and not ner:

@@ -10,6 +10,9 @@ import { fileURLToPath } from "node:url";
 import { getBackend, type Precision } from "../backend/index.js";
 import { nativeInfo } from "../backend/native.js";
 import { TaskModel, type ModelInput } from "../model/task-model.js";
+import { LORA_DEFAULTS, type LoraSpec, resolveLora } from "../model/lora.js";
+import { paramLayout } from "../model/params.js";
+import { trainablePredicate } from "../train/strategy.js";
 import { parseBertConfig } from "../model/config.js";
 import { crossEntropy, crossEntropyGrad } from "../train/loss.js";
 import { AdamW, clipCoefficient } from "../train/optimizer.js";
@@ -112,13 +115,13 @@ function padRows(input: ModelInput, lengths: number[], padId: number): ModelInpu
   return { ...input, inputIds, attentionMask };
 }
 
-export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads" | "family" | "task">, precision: Precision): TaskModel {
+export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads" | "family" | "task">, precision: Precision, lora: LoraSpec | null = null): TaskModel {
   const shape = FAMILY_SHAPES[opts.family ?? "bert"];
   const config = parseBertConfig({
     vocab_size: shape.vocab, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
     intermediate_size: opts.hidden * 4, num_labels: opts.task === "token-classification" ? 9 : 2, ...shape.config,
   }, "bench");
-  const model = new TaskModel(config, getBackend({ precision, threads: opts.threads, backend: "native" }), "float32", opts.task);
+  const model = new TaskModel(config, getBackend({ precision, threads: opts.threads, backend: "native" }), "float32", opts.task, lora);
   // Timing needs random weights of the right scale, not HF's exact normal init: a uniform hash fill with the same
   // variance (std 0.02) takes a fraction of a second where 110M Box–Muller draws take many.
   let state = 0x9e3779b9;
@@ -244,6 +247,18 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
     emit({ name: "train_bf16_padded", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen, real_tokens: Number(realTokens.toFixed(3)) });
   }
 
+  if (want("train_lora_fp32")) {
+    // LoRA as PEFT's default for BERT: r 8, alpha 8 on query and value; the adapters and the head train, the base is frozen
+    const base = makeModel(opts, "fp32");
+    const spec = resolveLora(base.config.model_type, base.task, paramLayout(base.config, base.head), base.head.linears.map((l) => l.name), { ...LORA_DEFAULTS, targetModules: ["query", "value"] });
+    const model = makeModel(opts, "fp32", { ...spec, baseModel: "bench" });
+    model.setTrainable(trainablePredicate("lora", model.numLayers, 1, undefined, model.lora));
+    const opt = makeOptimizer(model);
+    let step = 0;
+    const m = median(timeSteps(opts.steps, () => trainStep(model, opt, input, labels, step++)));
+    emit({ name: "train_lora_fp32", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen });
+  }
+
   if ((want("head_only") || want("head_only_cached")) && !ner) {
     // Epochs after the first: the frozen encoder's pooled features are cached, only the classifier trains.
     const model = makeModel(opts, "fp32");
@@ -303,7 +318,7 @@ function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: stri
   }
   const pairs: [string, string][] = [
     ["train_fp32", "train_fp32"], ["train_bf16", "train_bf16_autocast"], ["train_bf16_varlen", "train_bf16_autocast_varlen"],
-    ["train_bf16_padded", "train_bf16_autocast_padded"], ["head_only_cached", "head_only"],
+    ["train_bf16_padded", "train_bf16_autocast_padded"], ["head_only_cached", "head_only"], ["train_lora_fp32", "train_lora_fp32"],
     ["infer_fp32", "infer_fp32"], ["infer_bf16", "infer_bf16_autocast"],
   ];
   for (const [mine, torchName] of pairs) {

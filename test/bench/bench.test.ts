@@ -14,7 +14,7 @@ test("bench on a tiny model prints one JSON line per workload with positive timi
   const lines: string[] = [];
   const results = runBench({ steps: 1, batch: 2, seqLen: 8, inferBatch: 2, layers: 1, hidden: 64, compareTorch: false, out: (l) => lines.push(l) });
   const names = lines.map((l) => (JSON.parse(l) as { name: string }).name);
-  const all = ["train_fp32", "train_bf16", "train_bf16_varlen", "train_bf16_padded", "head_only_cached", "infer_fp32", "infer_bf16", "peak_rss"];
+  const all = ["train_fp32", "train_bf16", "train_bf16_varlen", "train_bf16_padded", "train_lora_fp32", "head_only_cached", "infer_fp32", "infer_bf16", "peak_rss"];
   // A CPU without bf16 GEMMs (no AVX-512) leaves the bf16 workloads out.
   assert.deepEqual(names, NATIVE_BF16 ? all : all.filter((n) => !n.includes("bf16")));
   for (const r of results.filter((x) => x.name !== "peak_rss")) {
