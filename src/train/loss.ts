@@ -61,6 +61,19 @@ export function squaredErrorGrad(dtype: DType, logits: FArray, targets: Float32A
   return d;
 }
 
+/** d/dlogits of cross-entropy against a target distribution: (p − target(y, c)) · weight(y) · scale per row whose label y ≥ 0 (rows below 0 stay 0). */
+function softmaxGrad(dtype: DType, probs: FArray, labels: Int32Array, rows: number, classes: number, scale: number,
+  target: (y: number, c: number) => number, weight: (y: number) => number): FArray {
+  const d = allocFloat(dtype, rows * classes);
+  for (let r = 0; r < rows; r++) {
+    const y = labels[r]!;
+    if (y < 0) continue;
+    const w = weight(y);
+    for (let c = 0; c < classes; c++) d[r * classes + c] = (probs[r * classes + c]! - target(y, c)) * w * scale;
+  }
+  return d;
+}
+
 /**
  * HF Trainer's LabelSmoother on softmax probabilities (labels < 0 ignored): (1−ε)·NLL + ε·mean over classes of
  * −log p, each averaged over the active rows; as a sum over rows (the trainer divides), and its gradient
@@ -77,15 +90,7 @@ export function labelSmoothed(dtype: DType, probs: FArray, labels: Int32Array, r
   }
   return {
     sum,
-    grad(scale: number): FArray {
-      const d = allocFloat(dtype, rows * classes);
-      for (let r = 0; r < rows; r++) {
-        const y = labels[r]!;
-        if (y < 0) continue;
-        for (let c = 0; c < classes; c++) d[r * classes + c] = (probs[r * classes + c]! - ((c === y ? 1 - eps : 0) + eps / classes)) * scale;
-      }
-      return d;
-    },
+    grad: (scale) => softmaxGrad(dtype, probs, labels, rows, classes, scale, (y, c) => (c === y ? 1 - eps : 0) + eps / classes, () => 1),
   };
 }
 
@@ -95,13 +100,6 @@ export function classWeighted(dtype: DType, probs: FArray, labels: Int32Array, r
   for (let r = 0; r < rows; r++) sum += w[labels[r]!]! * -Math.log(probs[r * classes + labels[r]!]!);
   return {
     sum,
-    grad(scale: number): FArray {
-      const d = allocFloat(dtype, rows * classes);
-      for (let r = 0; r < rows; r++) {
-        const y = labels[r]!;
-        for (let c = 0; c < classes; c++) d[r * classes + c] = (probs[r * classes + c]! - (c === y ? 1 : 0)) * w[y]! * scale;
-      }
-      return d;
-    },
+    grad: (scale) => softmaxGrad(dtype, probs, labels, rows, classes, scale, (y, c) => (c === y ? 1 : 0), (y) => w[y]!),
   };
 }
