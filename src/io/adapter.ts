@@ -9,7 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { TaskModel } from "../model/task-model.js";
 import { configToJson } from "../model/config.js";
-import { adapterConfigJson, isSavedModule, parseAdapterConfig, peftKey, type LoraOptions } from "../model/lora.js";
+import { adapterConfigJson, isSavedModule, parseAdapterConfig, peftKey } from "../model/lora.js";
 import { asFloat32 } from "../model/params.js";
 import { WeitiaoError } from "../util/errors.js";
 import type { Rng } from "../util/rng.js";
@@ -128,10 +128,4 @@ export function mergedModel(model: TaskModel): TaskModel {
     }
   }
   return merged;
-}
-
-/** The LoRA options an adapter folder was trained with (to continue training or predict with it). */
-export function adapterOptions(dir: string): LoraOptions {
-  const c = readAdapterConfig(dir);
-  return { r: c.r, alpha: c.alpha, dropout: c.dropout, targetModules: c.targetModules, useRslora: c.useRslora, modulesToSave: c.modulesToSave };
 }

@@ -15,7 +15,7 @@ import type { Family } from "../model/families/family.js";
 import { asFloat32, type DType, paramLayout } from "../model/params.js";
 import { type LoraOptions, resolveLora } from "../model/lora.js";
 import { headFor } from "../model/heads/index.js";
-import { adapterOptions, adapterParams, initLora, loadAdapterWeights, writeAdapterFiles } from "./adapter.js";
+import { adapterParams, initLora, loadAdapterWeights, readAdapterConfig, writeAdapterFiles } from "./adapter.js";
 import { classifierLinears } from "../model/heads/classification.js";
 import { WeitiaoError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
@@ -214,7 +214,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
     // The adapter's head was trained for its config.json's labels (a base folder has none of its own)
     for (const k of ["num_labels", "id2label", "label2id", "problem_type"] as const) (config as unknown as Record<string, unknown>)[k] = adapterConfig[k];
   }
-  const loraOptions = opts.adapterDir ? adapterOptions(opts.adapterDir) : opts.lora ?? null;
+  const loraOptions = opts.adapterDir ? readAdapterConfig(opts.adapterDir) : opts.lora ?? null;
   let lora = null;
   if (loraOptions) {
     const head = headFor(task, familyOfConfig(config), config);
