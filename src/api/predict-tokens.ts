@@ -66,13 +66,15 @@ interface Tagged {
   end: number;
 }
 
+/** A tag's prefix and type as group_entities reads them ("B-PER" → B, PER; "O" → I, O). */
+const parse = (t: string): [string, string] => (/^[BIES]-/.test(t) ? [t[0]!, t.slice(2)] : ["I", t]);
+
 /**
  * HF's TokenClassificationPipeline.group_entities: consecutive items of one type join unless the later one is B-; O
  * items are grouped and then left out. HF reads only B- and I- prefixes; E- and S- (BIOES) are read here too, an E-
  * closing its entity and an S- standing alone, where HF would report "E-PER" as a type of its own.
  */
 export function groupEntities(items: Tagged[]): Tagged[][] {
-  const parse = (t: string): [string, string] => (/^[BIES]-/.test(t) ? [t[0]!, t.slice(2)] : ["I", t]);
   const groups: Tagged[][] = [];
   let open: string | null = null;
   for (const it of items) {
@@ -137,7 +139,7 @@ export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; te
       if (ps.length === 0) return;
       const base = offsets[w]!;
       if (how === wordLevel) {
-        const pick = aggregate(ps.map((p) => p.probs), wordLevel);
+        const pick = picks[w]!;
         items.push({ tag: labels[pick.tag]!, score: pick.score, start: base, end: base + [...inp.words[w]!].length, piece: "", index });
         index += ps.length;
         return;
@@ -154,8 +156,7 @@ export function predictTokens(loaded: LoadedModel, inputs: { words: string[]; te
     const found = groupEntities(items).map((g): EntityPrediction => {
       const start = g[0]!.start;
       const end = g.at(-1)!.end;
-      const type = /^[BIES]-/.test(g[0]!.tag) ? g[0]!.tag.slice(2) : g[0]!.tag;
-      return { entity_group: type, word: chars.slice(start, end).join(""), start, end, score: g.reduce((a, t) => a + t.score, 0) / g.length };
+      return { entity_group: parse(g[0]!.tag)[1], word: chars.slice(start, end).join(""), start, end, score: g.reduce((a, t) => a + t.score, 0) / g.length };
     });
     return { entities: found, tags, tag_scores };
   });
