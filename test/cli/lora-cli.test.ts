@@ -6,9 +6,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
+import { readSafetensors, SafetensorsFile, type TensorToWrite, writeSafetensors } from "../../src/io/safetensors.js";
 import { BACKENDS } from "../backends.js";
 import { FIXTURES, relErr, stepLogs, tempDir } from "../helpers.js";
 import { familyDir } from "../model/family-reference.js";
@@ -184,4 +184,25 @@ test("LoRA on NER and on other families: PEFT's defaults where it has them, its 
   } finally {
     keys.close();
   }
+});
+
+test("a hostile adapter folder: a tensor of the wrong shape, a key that is no parameter, a missing matrix — each one clear line", () => {
+  const dir = tempDir();
+  const src = readSafetensors(join(LORA_DIR, "adapter", "adapter_model.safetensors"));
+  const variant = (name: string, edit: (m: Map<string, TensorToWrite>) => void): string => {
+    const d = join(dir, name);
+    mkdirSync(d);
+    copyFileSync(join(LORA_DIR, "adapter", "adapter_config.json"), join(d, "adapter_config.json"));
+    const m = new Map<string, TensorToWrite>([...src].map(([k, v]) => [k, { dtype: "F32", shape: v.shape, data: v.data }]));
+    edit(m);
+    writeSafetensors(join(d, "adapter_model.safetensors"), m, { format: "pt" });
+    return d;
+  };
+  const a = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight";
+  const shape = variant("shape", (m) => m.set(a, { dtype: "F32", shape: [5, 32], data: new Float32Array(160) }));
+  assertOneLineError(run(["predict", "--model", LORA_BASE, "--adapter", shape, "--text", "x"], { cwd: dir }), /lora_A\.weight has shape \[5,32\] but the base model needs \[4,32\]/);
+  const extra = variant("extra", (m) => m.set("base_model.model.bert.pooler.dense.weight", { dtype: "F32", shape: [32, 32], data: new Float32Array(1024) }));
+  assertOneLineError(run(["predict", "--model", LORA_BASE, "--adapter", extra, "--text", "x"], { cwd: dir }), /bert\.pooler\.dense\.weight is not a parameter of this adapter/);
+  const missing = variant("missing", (m) => m.delete(a));
+  assertOneLineError(run(["predict", "--model", LORA_BASE, "--adapter", missing, "--text", "x"], { cwd: dir }), /the adapter lacks bert\.encoder\.layer\.0\.attention\.self\.query\.lora_A\.weight/);
 });
