@@ -279,14 +279,17 @@ export function encodeExamples(
  * Inference batches (evaluation, prediction, feature caching): the examples cut by lengthSortedBatches, each batch
  * collated. `rows` holds the batch's example indices, for writing results back in input order.
  */
-export function* lengthSortedCollated(examples: EncodedExample[], batchSize: number, padId: number): Generator<{ rows: number[]; batch: ReturnType<typeof collate> }> {
+export function* lengthSortedCollated(examples: EncodedExample[], batchSize: number, padId: number, select = false): Generator<{ rows: number[]; batch: ReturnType<typeof collate> }> {
   for (const rows of lengthSortedBatches(examples.map((e) => e.inputIds.length), batchSize)) {
-    yield { rows, batch: collate(rows.map((i) => examples[i]!), padId) };
+    yield { rows, batch: collate(rows.map((i) => examples[i]!), padId, select) };
   }
 }
 
-/** Pad a batch to its longest row (dynamic padding) into model input. */
-export function collate(batch: EncodedExample[], padId: number): { input: ModelInput; labels: Int32Array; targets: Float32Array | null } {
+/**
+ * Pad a batch to its longest row (dynamic padding) into model input. `select` (a masked LM, Head.reads "selected"):
+ * the labelled tokens become input.selected and the labels are theirs alone, in that order.
+ */
+export function collate(batch: EncodedExample[], padId: number, select = false): { input: ModelInput; labels: Int32Array; targets: Float32Array | null } {
   const B = batch.length;
   const T = Math.max(1, ...batch.map((e) => e.inputIds.length));
   const inputIds = new Int32Array(B * T).fill(padId);
@@ -307,6 +310,10 @@ export function collate(batch: EncodedExample[], padId: number): { input: ModelI
     // token tasks: labels in the padded layout of the ids, −100 at padding
     const tokenLabels = new Int32Array(B * T).fill(-100);
     batch.forEach((e, b) => tokenLabels.set(e.tokenLabels!, b * T));
+    if (select) {
+      const selected = Int32Array.from(tokenLabels.keys()).filter((p) => tokenLabels[p]! >= 0);
+      return { input: { ...input, selected }, labels: selected.map((p) => tokenLabels[p]!), targets: null };
+    }
     return { input, labels: tokenLabels, targets: null };
   }
   return { input, labels, targets };

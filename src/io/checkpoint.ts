@@ -129,8 +129,8 @@ export function readConfig(dir: string): BertConfig {
  */
 export function canonicalName(name: string, family: Family = bert, headModules = classifierLinears(family.classifier, 0, 0).map((m) => m.name)): string | null {
   let n = name.replace(/\.gamma$/, ".weight").replace(/\.beta$/, ".bias");
-  if (n.endsWith("position_ids") || n.endsWith("token_type_ids") || family.foreign.test(n)) return null;
   const head = headModules.some((module) => n.startsWith(`${module}.`));
+  if (n.endsWith("position_ids") || n.endsWith("token_type_ids") || (!head && family.foreign.test(n))) return null;
   if (!head && !n.startsWith(`${family.prefix}.`)) n = `${family.prefix}.${n}`;
   return n;
 }
@@ -228,9 +228,17 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
   const loaded = new Set<string>();
   let headShape: string | undefined;
   try {
+    // The head's modules keep their names (a masked LM's cls.predictions.*); its tied copies are the embedding's
+    const headModules = [...model.head.linears.map((m) => m.name), ...(model.head.others ?? []).map((p) => p.name.replace(/\.(weight|bias)$/, ""))];
+    const tied = new Set(model.head.tied ?? []);
     for (const raw of source.names()) {
-      const name = canonicalName(raw, model.family, model.head.linears.map((m) => m.name));
-      if (name === null) continue;
+      if (tied.has(raw)) continue;
+      const name = canonicalName(raw, model.family, headModules);
+      if (name === null) {
+        // pretraining modules a masked LM does not use (BERT's next-sentence head) are reported, as HF does
+        if (task === "fill-mask" && model.family.foreign.test(raw)) report.unexpected.push(raw);
+        continue;
+      }
       const spec = model.params.byName.get(name);
       if (!spec) {
         report.unexpected.push(raw);

@@ -142,8 +142,12 @@ export function hasGenericLabels(config: BertConfig): boolean {
 export function configToJson(config: BertConfig, task = "text-classification"): Record<string, unknown> {
   const out: Record<string, unknown> = { ...config.raw };
   // The family names its …ForSequenceClassification; other task models swap the suffix as HF's class names do.
-  const arch = familyOfConfig(config).architecture(config.model_type);
-  out.architectures = [task === "token-classification" ? arch.replace(/ForSequenceClassification$/, "ForTokenClassification") : arch];
+  const family = familyOfConfig(config);
+  const arch = family.architecture(config.model_type);
+  out.architectures = [
+    task === "fill-mask" && family.maskedLm ? family.maskedLm.architecture(config.model_type)
+      : task === "token-classification" ? arch.replace(/ForSequenceClassification$/, "ForTokenClassification") : arch,
+  ];
   out.model_type = config.model_type;
   if (config.model_type === "bert") {
     // BertConfig writes every field, defaults included
@@ -155,9 +159,16 @@ export function configToJson(config: BertConfig, task = "text-classification"): 
       out[k] = config[k];
     }
   }
-  out.id2label = config.id2label;
-  out.label2id = config.label2id;
-  if (config.problem_type) out.problem_type = config.problem_type;
+  if (task === "fill-mask") {
+    // a masked LM has no labels: HF's PretrainedConfig defaults, which to_diff_dict drops
+    delete out.id2label;
+    delete out.label2id;
+    out.tie_word_embeddings ??= true;
+  } else {
+    out.id2label = config.id2label;
+    out.label2id = config.label2id;
+  }
+  if (config.problem_type && task !== "fill-mask") out.problem_type = config.problem_type;
   delete out.num_labels; // HF derives it from id2label
   return out;
 }

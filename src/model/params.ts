@@ -51,9 +51,10 @@ export interface LayoutEntry {
   level: number;
   /**
    * Linear weights and biases get their gradient from a linear layer's backward; norm parameters are never decayed;
-   * LoRA's adapter matrices (lora.ts) accumulate their gradients from a wrapped Linear's backward.
+   * LoRA's adapter matrices (lora.ts) accumulate their gradients from a wrapped Linear's backward; a standalone bias
+   * (masked LM's decoder bias) is zeroed each step and accumulated, as an embedding.
    */
-  kind: "embedding" | "linear" | "norm" | "lora";
+  kind: "embedding" | "linear" | "norm" | "lora" | "bias";
 }
 
 /**
@@ -61,7 +62,7 @@ export interface LayoutEntry {
  * HF's registration order: embeddings (and the projection to hidden_size), the layers (ALBERT: its shared groups),
  * pooler, head.
  */
-export function paramLayout(c: BertConfig, head?: Pick<Head, "linears" | "reads">): LayoutEntry[] {
+export function paramLayout(c: BertConfig, head?: Pick<Head, "linears" | "reads" | "others">): LayoutEntry[] {
   const f = familyOfConfig(c);
   const H = c.hidden_size;
   const E = c.embedding_size;
@@ -97,6 +98,7 @@ export function paramLayout(c: BertConfig, head?: Pick<Head, "linears" | "reads"
   }
   if (f.pooler && (head?.reads ?? "first") === "first") linear(f.pooler, H, H, L + 1);
   for (const m of head?.linears ?? classifierLinears(f.classifier, H, c.num_labels)) linear(m.name, m.outF, m.inF, L + 2);
+  for (const p of head?.others ?? []) add(p.name, p.shape, L + 2, p.kind);
   return out;
 }
 

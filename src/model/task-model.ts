@@ -49,6 +49,8 @@ export interface ModelInput {
   tokenTypeIds: Int32Array;
   batch: number;
   seqLen: number;
+  /** The rows a "selected" head reads (masked LM): indices b·seqLen + t of real tokens, in the order of its logits. */
+  selected?: Int32Array;
 }
 
 export interface ForwardOptions {
@@ -82,6 +84,19 @@ export interface ForwardResult {
   pooled: FArray;
   hiddenStates?: FArray[];
   cache: ForwardCache | null;
+}
+
+/** Where each of input.selected's tokens sits among the rows the layers ran on (packed or padded). */
+function selectedRows(input: ModelInput, tokens: TokenRows): Int32Array {
+  const sel = input.selected;
+  if (!sel) throw new Error("a masked-LM head reads input.selected (the rows to predict)");
+  const T = input.seqLen;
+  return Int32Array.from(sel, (p) => {
+    const b = Math.floor(p / T);
+    const t = p - b * T;
+    if (b >= input.batch || t < 0 || !input.attentionMask[p]) throw new Error(`selected row ${p} is not a real token`);
+    return tokens.packed ? tokens.starts[b]! + t : p;
+  });
 }
 
 export class TaskModel {
@@ -136,6 +151,8 @@ export class TaskModel {
       dropout: (x, p, n, stream, save) => pass.dropout(x, p, n, stream, save),
       dropoutBack: (dy, c, n) => pass.dropoutBack(dy, c, n),
       isTrainable: (name) => this.isTrainable(name),
+      w: (name) => pass.w(name),
+      g: (name) => pass.g(name),
     };
     this.trainable = pass.trainable;
     this.hiddenDropout = config.hidden_dropout_prob;
@@ -237,6 +254,13 @@ export class TaskModel {
       hidden?.push(keepHidden(x));
     }
     this.pass.current = this.pass.arena;
+    if (this.head.reads === "selected") {
+      // The selected tokens' states, in the order of input.selected
+      const rowsOf = selectedRows(input, tokens);
+      const features = this.pass.alloc(rowsOf.length * H);
+      rowsOf.forEach((r, i) => features.set(x.subarray(r * H, r * H + H), i * H));
+      return { pooled: features, hiddenStates: hidden, partial: save ? { input, tokens, minLevel, embeddings: emb.cache, layers, cls: features, pooled: features } : null };
+    }
     if (this.head.reads === "tokens") {
       // Every token's state, in the padded layout the labels share (padding rows 0)
       const features = this.pass.fresh(rows * H);
@@ -283,7 +307,7 @@ export class TaskModel {
 
   forward(input: ModelInput, opts: ForwardOptions): ForwardResult {
     const enc = this.encode(input, opts);
-    const rows = this.head.reads === "tokens" ? input.batch * input.seqLen : input.batch;
+    const rows = this.head.reads === "tokens" ? input.batch * input.seqLen : this.head.reads === "selected" ? input.selected!.length : input.batch;
     const head = this.classify(enc.pooled, rows, opts.train, opts.dropoutSeed ?? 0);
     return {
       logits: head.logits,
@@ -300,6 +324,14 @@ export class TaskModel {
     const H = this.config.hidden_size;
     const L = this.numLayers;
     let dx: FArray;
+    if (this.head.reads === "selected") {
+      const dFeatures = this.classifyBackward(dLogits, cache.head, minLevel <= L);
+      if (!dFeatures) return;
+      dx = this.pass.arena.zeros(tokens.rows * H); // only the selected rows carry gradient
+      selectedRows(input, tokens).forEach((r, i) => dx.set(dFeatures.subarray(i * H, i * H + H), r * H));
+      this.backwardLayers(cache, dx);
+      return;
+    }
     if (this.head.reads === "tokens") {
       const dFeatures = this.classifyBackward(dLogits, cache.head, minLevel <= L);
       if (!dFeatures) return;

@@ -1,9 +1,9 @@
 /**
- * The task a run trains (HF pipeline names). text-classification and token-classification have heads so far; the
- * others are named so that a folder fine-tuned for them is recognised and refused clearly instead of getting a
- * classification head.
+ * The task a run trains (HF pipeline names). text-classification, token-classification and fill-mask (masked-LM
+ * pretraining) have heads so far; question-answering is named so that a folder fine-tuned for it is recognised and
+ * refused clearly instead of getting a classification head.
  */
-import type { BertConfig } from "./config.js";
+import { type BertConfig, familyOfConfig } from "./config.js";
 import { WeitiaoError } from "../util/errors.js";
 
 export const TASKS = ["text-classification", "token-classification", "question-answering", "fill-mask"] as const;
@@ -17,13 +17,16 @@ export function impliedTask(config: BertConfig): Task {
   return "text-classification";
 }
 
-/** --task, or the task the folder implies; a task without a head yet is one clear error. */
+/** --task, or the task the folder implies; a task without a head yet (or a family without HF's head for it) is one clear error. */
 export function resolveTask(asked: Task | undefined, config: BertConfig): Task {
   const task = asked ?? impliedTask(config);
-  if (task !== "text-classification" && task !== "token-classification") {
+  if (task === "fill-mask" && !familyOfConfig(config).maskedLm) {
+    throw new WeitiaoError(`--task fill-mask: ${config.model_type} has no masked-LM head in transformers`);
+  }
+  if (task !== "text-classification" && task !== "token-classification" && task !== "fill-mask") {
     const why = asked ? `--task ${task}` : `config.json's architectures (${config.architectures![0]}) imply ${task}, which`;
     throw new WeitiaoError(
-      `${why} is not supported yet: weitiao trains and predicts text-classification and token-classification so far` +
+      `${why} is not supported yet: weitiao trains text-classification, token-classification and fill-mask so far` +
         (asked ? "" : " (to fine-tune this encoder for classification, pass --task text-classification)"),
     );
   }

@@ -216,6 +216,7 @@ export class BertTokenizer {
   readonly cls: string;
   readonly sep: string;
   readonly pad: string;
+  private readonly maskToken: string;
   /** The largest type id a text pair gets (1 for BERT, 0 for RoBERTa and XLM-R). */
   readonly pairTypeId: number;
   /** Added tokens that strip the whitespace beside them (see pieces). */
@@ -229,6 +230,7 @@ export class BertTokenizer {
     this.cls = specials[0]?.special ?? cfg.cls_token ?? "[CLS]";
     this.sep = specials.at(-1)?.special ?? cfg.sep_token ?? "[SEP]";
     this.pad = cfg.pad_token ?? "[PAD]";
+    this.maskToken = cfg.mask_token ?? (this.tk.token_to_id("[MASK]") !== undefined ? "[MASK]" : "<mask>");
     const id = (t: string): number => {
       const v = this.tk.token_to_id(t);
       if (v === undefined) throw new WeitiaoError(`the tokenizer has no ${t} token`);
@@ -429,5 +431,39 @@ export class BertTokenizer {
 
   idToToken(id: number): string | undefined {
     return this.tk.id_to_token(id);
+  }
+
+  /** The ids of the special added tokens ([CLS], [SEP], [PAD], [MASK], …): what a masked LM never chooses. */
+  get specialIds(): Set<number> {
+    const out = new Set<number>();
+    for (const [id, t] of this.tk.get_added_tokens_decoder()) if (t.special) out.add(id);
+    for (const id of [this.clsId, this.sepId, this.padId]) out.add(id);
+    return out;
+  }
+
+  /** The mask token ([MASK], <mask>) and its id, or null when the tokenizer has none. */
+  get mask(): { token: string; id: number } | null {
+    const token = this.maskToken;
+    const id = this.tk.token_to_id(token);
+    return id === undefined ? null : { token, id };
+  }
+
+  get maskId(): number | null {
+    return this.mask?.id ?? null;
+  }
+
+  /**
+   * len(tokenizer) as HF counts it: the distinct tokens, added ones included (bert-base-chinese's vocab.txt has 53
+   * duplicates, so this is 21075 against vocab_size 21128). Masked LM draws its random replacements below it.
+   */
+  get length(): number {
+    let n = 0;
+    for (const k of this.tk.get_vocab().keys()) if (typeof k === "string") n++;
+    return n;
+  }
+
+  /** Ids back to text, as the tokenizer's decoder writes it (WordPiece: tokens joined by spaces, ## glued). */
+  decode(ids: number[], skipSpecialTokens = false): string {
+    return this.tk.decode(ids, { skip_special_tokens: skipSpecialTokens });
   }
 }

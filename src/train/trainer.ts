@@ -7,6 +7,7 @@ import type { TaskModel } from "../model/task-model.js";
 import { collate, type EncodedExample, lengthSortedCollated } from "../data/dataset.js";
 import { lengthGroupedOrder } from "../data/split.js";
 import { Rng, stepSeed } from "../util/rng.js";
+import { type MaskingSpec, maskExample, maskRng } from "../data/mlm.js";
 import { WeitiaoError } from "../util/errors.js";
 import type { ClassificationMetrics } from "./metrics.js";
 import { type EntityScores, seqeval } from "./seqeval.js";
@@ -204,6 +205,7 @@ export interface TrainerHooks {
 /** Run the model in eval mode over examples: mean loss and the task's metrics. */
 export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5): EvalResult {
   if (model.head.reads === "tokens") return evaluateTokens(model, examples, batchSize, padId);
+  if (model.head.reads === "selected") return evaluateMasked(model, examples, batchSize, padId);
   const C = model.head.outputs;
   const n = examples.length;
   const logits = new Float32Array(n * C);
@@ -268,6 +270,28 @@ function evaluateTokens(model: TaskModel, examples: EncodedExample[], batchSize:
   return { loss: count ? lossSum / count : NaN, accuracy: s.accuracy, metrics, classification: null, entities: s.perType, entityConfusion: s.confusion, logits: none, probabilities: none, predictions: new Int32Array(0) };
 }
 
+/**
+ * Masked LM (examples masked already: tokenLabels set): the mean loss over the masked tokens, their accuracy, and
+ * run_mlm's perplexity exp(loss).
+ */
+function evaluateMasked(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number): EvalResult {
+  let lossSum = 0;
+  let count = 0;
+  let correct = 0;
+  for (const { batch } of lengthSortedCollated(examples, batchSize, padId, true)) {
+    if (batch.labels.length === 0) continue;
+    const out = model.forward(batch.input, { train: false });
+    const t = model.head.loss(model.backend, model.dtype, out.logits, batch, batch.labels.length, 0.5);
+    lossSum += t.sum;
+    count += t.count;
+    correct += t.correct;
+  }
+  const loss = count ? lossSum / count : NaN;
+  const none = new Float32Array(0);
+  const accuracy = count ? correct / count : NaN;
+  return { loss, accuracy, metrics: { accuracy, perplexity: Math.exp(loss) }, classification: null, logits: none, probabilities: none, predictions: new Int32Array(0) };
+}
+
 /** What an example adds to its step's loss denominator: 1, or its labelled tokens (token tasks). */
 function lossUnits(e: EncodedExample, classWeights: number[] | null): number {
   if (e.tokenLabels) return e.tokenLabels.reduce((n, l) => n + (l >= 0 ? 1 : 0), 0);
@@ -305,6 +329,8 @@ export class Trainer {
   private resumeFrom: LoopState | null = null;
   /** Per class, the loss weight of --class-weights (null: unweighted). */
   private readonly classWeights: number[] | null = null;
+  /** Masked LM: how the training examples without fixed masks (tokenLabels) are masked, afresh at every step. */
+  private readonly masking: MaskingSpec | null;
 
   constructor(
     readonly model: TaskModel,
@@ -314,7 +340,12 @@ export class Trainer {
     readonly padId: number,
     readonly hooks: TrainerHooks = {},
     optimizerOptions: Partial<AdamWOptions> = {},
+    masking: MaskingSpec | null = null,
   ) {
+    this.masking = masking;
+    if (model.head.reads === "selected" && !masking && trainSet.some((e) => !e.tokenLabels)) {
+      throw new Error("masked-LM examples without fixed masks (tokenLabels) need a MaskingSpec");
+    }
     checkStrategyApplies(args.strategy, model.numLayers, model.config.num_hidden_groups, args.layerLrDecay);
     if (model.lora && args.strategy !== "lora") throw new WeitiaoError(`a model with LoRA adapters trains with --strategy lora, not ${args.strategy}`);
     if (args.classWeights) {
@@ -355,12 +386,19 @@ export class Trainer {
     return features;
   }
 
+  /** The examples of one micro-batch; a masked LM's get this step's masks (fresh every epoch, the same on resume). */
+  private batchOf(idx: number[], step: number, microBatch: number): EncodedExample[] {
+    const batch = idx.map((i) => this.trainSet[i]!);
+    if (!this.masking) return batch;
+    const rng = maskRng(this.args.seed, step, microBatch);
+    return batch.map((e) => (e.tokenLabels ? e : maskExample(e, this.masking!, rng)));
+  }
+
   /** Forward + backward of one micro-batch; returns its summed loss and how many it got right. */
-  private microStep(idx: number[], features: Float32Array[] | null, seed: number, scale: number): { loss: number; correct: number } {
+  private microStep(idx: number[], batch: EncodedExample[], features: Float32Array[] | null, seed: number, scale: number): { loss: number; correct: number } {
     const { model } = this;
     const H = model.config.hidden_size;
-    const batch = idx.map((i) => this.trainSet[i]!);
-    const { input, labels, targets } = collate(batch, this.padId);
+    const { input, labels, targets } = collate(batch, this.padId, model.head.reads === "selected");
     let logits: FArray;
     let backward: (d: FArray) => void;
     if (features) {
@@ -438,7 +476,7 @@ export class Trainer {
     let samplesSeen = 0;
     let stepsRun = 0;
     const hasEval = this.evalSet !== null && this.evalSet.length > 0 && args.evalStrategy !== "no";
-    const { key: bestKey, greaterIsBetter } = bestMetricOf(args, model.config.problem_type, model.head.reads === "tokens");
+    const { key: bestKey, greaterIsBetter } = bestMetricOf(args, model.config.problem_type, model.head.reads !== "first");
     let bestWeights: FArray | null = null;
     /** The last built-in evaluation and the step whose weights it saw. */
     let lastEval = null as { step: number; result: EvalResult } | null; // (set inside runEval)
@@ -482,11 +520,12 @@ export class Trainer {
         const nExamples = micro.reduce((a, b) => a + b.length, 0);
         // The step's loss is the mean over what it labels (examples, or labelled tokens), pooled over its micro-batches
         // as HF's num_items_in_batch pools them.
-        const nUnits = micro.reduce((a, b) => a + b.reduce((c, i) => c + lossUnits(this.trainSet[i]!, this.classWeights), 0), 0);
+        const examples = micro.map((idx, mi) => this.batchOf(idx, st.step, mi));
+        const nUnits = examples.reduce((a, b) => a + b.reduce((c, e) => c + lossUnits(e, this.classWeights), 0), 0);
         model.zeroGrad();
         let lossSum = 0;
         micro.forEach((idx, mi) => {
-          const r = this.microStep(idx, features, stepSeed(args.seed, st.step, mi), 1 / nUnits);
+          const r = this.microStep(idx, examples[mi]!, features, stepSeed(args.seed, st.step, mi), 1 / nUnits);
           lossSum += r.loss;
           st.correct += r.correct;
         });
@@ -548,7 +587,8 @@ export class Trainer {
         summary.eval = e;
         line += ` | Val Loss: ${e.eval_loss.toFixed(4)} | ` +
           (regression ? `Val MSE: ${e.eval_mse!.toFixed(4)}` : `Val Accuracy: ${(e.eval_accuracy ?? e.eval_subset_accuracy)!.toFixed(4)}`) +
-          (model.head.reads === "tokens" ? ` | Val F1: ${e.eval_f1!.toFixed(4)}` : "");
+          (model.head.reads === "tokens" ? ` | Val F1: ${e.eval_f1!.toFixed(4)}` : "") +
+          (model.head.reads === "selected" ? ` | Val Perplexity: ${e.eval_perplexity!.toFixed(2)}` : "");
       }
       st.epochs.push(summary);
       if (this.hooks.onEpochEnd) this.hooks.onEpochEnd(summary, line);

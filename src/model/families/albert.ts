@@ -51,6 +51,10 @@ export const albert: Family = {
   pooler: "albert.pooler",
   classifier: "linear",
   positions: "absolute",
+  maskedLm: {
+    architecture: () => "AlbertForMaskedLM", dense: "predictions.dense", activation: "config", norm: "predictions.LayerNorm",
+    bias: "predictions.bias", toEmbedding: true, tied: ["predictions.decoder.weight", "predictions.decoder.bias"],
+  },
   // AlbertForPreTraining / AlbertForMaskedLM heads
   foreign: /^(predictions\.|sop_classifier\.)/,
 };

@@ -68,6 +68,10 @@ export const bert: Family = {
   pooler: "bert.pooler.dense",
   classifier: "linear",
   positions: "absolute",
+  maskedLm: {
+    architecture: () => "BertForMaskedLM", dense: "cls.predictions.transform.dense", activation: "config", norm: "cls.predictions.transform.LayerNorm",
+    bias: "cls.predictions.bias", toEmbedding: false, tied: ["cls.predictions.decoder.weight", "cls.predictions.decoder.bias"],
+  },
   // BertForPreTraining / BertForMaskedLM heads (bert-base-chinese ships them)
   foreign: /^cls\./,
 };

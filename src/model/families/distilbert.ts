@@ -44,6 +44,10 @@ export const distilbert: Family = {
   pooler: null,
   classifier: "pre-relu",
   positions: "absolute",
+  maskedLm: {
+    architecture: () => "DistilBertForMaskedLM", dense: "vocab_transform", activation: "gelu", norm: "vocab_layer_norm",
+    bias: "vocab_projector.bias", toEmbedding: false, tied: ["vocab_projector.weight"],
+  },
   // DistilBertForMaskedLM's vocab_transform / vocab_layer_norm / vocab_projector
   foreign: /^vocab_/,
 };

@@ -17,6 +17,11 @@ export const electra: Family = {
   pooler: null,
   classifier: "dense-gelu",
   positions: "absolute",
+  // ElectraForMaskedLM: the generator's head
+  maskedLm: {
+    architecture: () => "ElectraForMaskedLM", dense: "generator_predictions.dense", activation: "gelu", norm: "generator_predictions.LayerNorm",
+    bias: "generator_lm_head.bias", toEmbedding: true, tied: ["generator_lm_head.weight"],
+  },
   // the pretraining discriminator/generator heads
   foreign: /^(discriminator_predictions\.|generator|electra\.pooler\.)/,
 };

@@ -17,5 +17,9 @@ export const ernie: Family = {
   pooler: "ernie.pooler.dense",
   classifier: "linear",
   positions: "absolute",
+  maskedLm: {
+    architecture: () => "ErnieForMaskedLM", dense: "cls.predictions.transform.dense", activation: "config", norm: "cls.predictions.transform.LayerNorm",
+    bias: "cls.predictions.bias", toEmbedding: false, tied: ["cls.predictions.decoder.weight", "cls.predictions.decoder.bias"],
+  },
   foreign: /^cls\./,
 };

@@ -44,6 +44,24 @@ export interface ConfigReader {
   fail(message: string): never;
 }
 
+/**
+ * A family's …ForMaskedLM head (heads/masked-lm.ts): dense → activation → LayerNorm → a decoder whose weight is the
+ * word embedding (tied: one parameter, never saved twice) plus a vocabulary-sized bias.
+ */
+export interface MaskedLmNames {
+  architecture(modelType: string): string;
+  dense: string;
+  /** "config": the config's hidden_act (BERT, ALBERT); "gelu": always the exact GELU (RoBERTa, DistilBERT, ELECTRA). */
+  activation: "config" | "gelu";
+  norm: string;
+  /** The decoder's bias as the state dict names it. */
+  bias: string;
+  /** The dense layer maps hidden_size to embedding_size (ALBERT, ELECTRA), else to hidden_size. */
+  toEmbedding: boolean;
+  /** State-dict names HF ties to the embedding or to `bias` and drops on save (older checkpoints may hold them). */
+  tied: string[];
+}
+
 export interface Family {
   /** config.json `model_type` values this family reads. */
   modelTypes: readonly string[];
@@ -66,6 +84,8 @@ export interface Family {
   classifier: ClassifierKind;
   /** RoBERTa's position ids start after padding_idx (create_position_ids_from_input_ids). */
   positions: "absolute" | "after-padding";
+  /** Its …ForMaskedLM head, or null where HF has none. */
+  maskedLm: MaskedLmNames | null;
   /** Checkpoint names of other heads and pretraining modules that this task model does not use. */
   foreign: RegExp;
 }

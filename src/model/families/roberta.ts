@@ -17,6 +17,10 @@ export const roberta: Family = {
   pooler: null,
   classifier: "dense-tanh",
   positions: "after-padding",
+  maskedLm: {
+    architecture: (t) => (t === "xlm-roberta" ? "XLMRobertaForMaskedLM" : "RobertaForMaskedLM"), dense: "lm_head.dense", activation: "gelu",
+    norm: "lm_head.layer_norm", bias: "lm_head.bias", toEmbedding: false, tied: ["lm_head.decoder.weight", "lm_head.decoder.bias"],
+  },
   // RobertaForMaskedLM's lm_head; a pooler that some base checkpoints carry
   foreign: /^(lm_head\.|roberta\.pooler\.)/,
 };

@@ -24,6 +24,9 @@ export interface HeadContext {
   dropout(x: FArray, p: number, n: number, stream: DropoutStream | null, save: boolean): { y: FArray; cache: DropoutCache };
   dropoutBack(dy: FArray, c: DropoutCache, n: number): FArray;
   isTrainable(name: string): boolean;
+  /** A parameter's values, and its gradient buffer (null when frozen), for heads that use parameters outside their Linears (the tied decoder). */
+  w(name: string): FArray;
+  g(name: string): FArray | null;
 }
 
 /** One Linear of a head: HF state-dict prefix, input and output width. */
@@ -70,11 +73,16 @@ export interface Head<Cache = unknown, Detail = unknown, Pred = unknown> {
    * The encoder rows it reads. "first": each sequence's first token, through the family's pooler where it has one;
    * the model then runs the last layer's queries, feed-forward and LayerNorms for those rows only. "tokens": every
    * token's last hidden state in the padded layout [batch·seqLen, hidden] (padding rows 0), no pooler; the last
-   * layer runs in full (NER; QA and masked LM to come).
+   * layer runs in full (NER; QA to come). "selected": the rows ModelInput.selected names (masked LM's masked
+   * positions), [selected, hidden], no pooler.
    */
-  readonly reads: "first" | "tokens";
-  /** Its parameters, in HF's registration order. */
+  readonly reads: "first" | "tokens" | "selected";
+  /** Its Linears, in HF's registration order. */
   readonly linears: readonly HeadLinear[];
+  /** Its other parameters (a LayerNorm, a standalone bias), after the Linears. */
+  readonly others?: readonly { name: string; shape: number[]; kind: "norm" | "bias" }[];
+  /** Checkpoint names that are tied copies of other parameters (HF drops them on save; older checkpoints hold them). */
+  readonly tied?: readonly string[];
   /** Logits per row read. */
   readonly outputs: number;
   /** logits [rows, outputs] from the features [rows, hidden]; `p` is the head's dropout probability. */

@@ -1,0 +1,123 @@
+/**
+ * Masked-LM data as HF's run_mlm.py and its collators make it: texts tokenized with their own special tokens, then
+ * either one example per line (--line-by-line) or group_texts' blocks; masks drawn per batch as
+ * DataCollatorForLanguageModeling draws them (or DataCollatorForWholeWordMask with Chinese reference ids).
+ */
+import type { BertTokenizer } from "../tokenizer/index.js";
+import { Rng } from "../util/rng.js";
+import type { EncodedExample } from "./dataset.js";
+
+/** What masking needs from the tokenizer and the run's options. */
+export interface MaskingSpec {
+  maskId: number;
+  /** Ids never chosen ([CLS], [SEP], [PAD], …: the tokenizer's special tokens, as get_special_tokens_mask sees them). */
+  specialIds: ReadonlySet<number>;
+  /** Random replacements are drawn from [0, vocabLength): len(tokenizer), the distinct tokens (HF), not vocab_size. */
+  vocabLength: number;
+  /** --mlm-probability (0.15). */
+  probability: number;
+  /** --whole-word-mask: choose whole words (EncodedExample.wordStarts) as DataCollatorForWholeWordMask does. */
+  wholeWord: boolean;
+}
+
+/** A masked-LM example before masking: its ids, and where a whole-word mask may start a word. */
+export interface MlmExample extends EncodedExample {
+  /** Per token, 1 where a word starts (a token that joins the previous one is 0); whole-word masking only. */
+  wordStarts?: number[];
+}
+
+/**
+ * DataCollatorForLanguageModeling: each non-special token is chosen with `probability`; of the chosen, 80% become
+ * the mask token, half of the rest a random token, the others stay. Labels: the original id where chosen, −100
+ * elsewhere. With `wholeWord`, DataCollatorForWholeWordMask's choice instead (see chooseWholeWords).
+ */
+export function maskExample(e: MlmExample, spec: MaskingSpec, rng: Rng): EncodedExample {
+  const ids = e.inputIds;
+  const real = (i: number): boolean => !spec.specialIds.has(ids[i]!) && (e.attentionMask?.[i] ?? 1) === 1;
+  const chosen = spec.wholeWord ? chooseWholeWords(e, real, spec.probability, rng) : ids.map((_, i) => real(i) && rng.next() < spec.probability);
+  const inputIds = ids.slice();
+  const tokenLabels = ids.map((id, i) => (chosen[i] ? id : -100));
+  for (let i = 0; i < ids.length; i++) {
+    if (!chosen[i]) continue;
+    if (rng.next() < 0.8) inputIds[i] = spec.maskId;
+    else if (rng.next() < 0.5) inputIds[i] = Math.floor(rng.next() * spec.vocabLength);
+  }
+  return { ...e, inputIds, tokenLabels };
+}
+
+/**
+ * DataCollatorForWholeWordMask._whole_word_mask: tokens grouped into words (a token that does not start a word joins
+ * the one before; special tokens are no candidates), the words shuffled, num_to_predict = min(512, max(1,
+ * round(len(tokens) × p))) with the special tokens counted, whole words taken in shuffled order while they fit (one
+ * that would overshoot is skipped, a later smaller one may still fit).
+ */
+function chooseWholeWords(e: MlmExample, real: (i: number) => boolean, p: number, rng: Rng): boolean[] {
+  const n = e.inputIds.length;
+  const words: number[][] = [];
+  for (let i = 0; i < n; i++) {
+    if (!real(i)) continue;
+    if (words.length && e.wordStarts && e.wordStarts[i] === 0 && real(i - 1)) words.at(-1)!.push(i);
+    else words.push([i]);
+  }
+  const order = rng.permutation(words.length);
+  // Python's round() is banker's rounding
+  const x = n * p;
+  const rounded = Math.abs(x - Math.floor(x) - 0.5) < 1e-12 ? 2 * Math.round(x / 2) : Math.round(x);
+  const budget = Math.min(512, Math.max(1, rounded));
+  const chosen = new Array<boolean>(n).fill(false);
+  let taken = 0;
+  for (const w of order) {
+    if (taken >= budget) break;
+    const word = words[w]!;
+    if (taken + word.length > budget) continue;
+    for (const i of word) chosen[i] = true;
+    taken += word.length;
+  }
+  return chosen;
+}
+
+/** The tokenizer's side of masking (its mask token, its special tokens, len(tokenizer)). */
+export function maskingSpec(tokenizer: BertTokenizer, probability: number, wholeWord: boolean): MaskingSpec {
+  const maskId = tokenizer.maskId;
+  if (maskId === null) throw new Error("the tokenizer has no mask token");
+  return { maskId, specialIds: tokenizer.specialIds, vocabLength: tokenizer.length, probability, wholeWord };
+}
+
+/** One tokenized text with its special tokens, and per token whether it starts a word (whole-word masking). */
+export interface TokenizedText {
+  ids: number[];
+  wordStarts?: number[];
+}
+
+/**
+ * run_mlm's group_texts: the tokenized texts (each with its own [CLS]/[SEP]) concatenated and cut into blocks of
+ * `blockSize`, the remainder dropped; as datasets.map(batched=True) runs it, per 1000 texts.
+ */
+export function groupTexts(texts: TokenizedText[], blockSize: number, mapBatch = 1000): MlmExample[] {
+  const out: MlmExample[] = [];
+  for (let start = 0; start < texts.length; start += mapBatch) {
+    const chunk = texts.slice(start, start + mapBatch);
+    const ids = chunk.flatMap((t) => t.ids);
+    const starts = chunk.flatMap((t) => t.wordStarts ?? t.ids.map(() => 1));
+    const whole = chunk.some((t) => t.wordStarts);
+    for (let b = 0; b + blockSize <= ids.length; b += blockSize) {
+      const block = ids.slice(b, b + blockSize);
+      out.push({ inputIds: block, tokenTypeIds: block.map(() => 0), label: -1, ...(whole ? { wordStarts: starts.slice(b, b + blockSize) } : {}) });
+    }
+  }
+  return out;
+}
+
+/** --line-by-line: one example per text, truncated to `maxLength` (its [SEP] kept). */
+export function lineByLine(texts: TokenizedText[], maxLength: number): MlmExample[] {
+  return texts.map((t) => {
+    const keep = t.ids.length > maxLength ? [...t.ids.slice(0, maxLength - 1), t.ids.at(-1)!] : t.ids;
+    const starts = t.wordStarts && (t.ids.length > maxLength ? [...t.wordStarts.slice(0, maxLength - 1), 1] : t.wordStarts);
+    return { inputIds: keep, tokenTypeIds: keep.map(() => 0), label: -1, ...(starts ? { wordStarts: starts } : {}) };
+  });
+}
+
+/** A seed per (run seed, step, micro-batch) for its masks: fresh masks every epoch, the same on a resumed run. */
+export function maskRng(seed: number, step: number, microBatch: number): Rng {
+  return new Rng(((seed * 2654435761) ^ (step * 40503 + microBatch * 7919 + 0x9e3779b9)) >>> 0);
+}
