@@ -48,6 +48,8 @@ export interface LoadModelOptions {
   threads?: number;
   /** A PEFT LoRA adapter folder to apply to `model` (the base). */
   adapter?: string;
+  /** The head to load (default: the one the folder was fine-tuned for); fill-mask loads a …ForMaskedLM's. */
+  task?: Task;
   log?: (line: string) => void;
 }
 
@@ -62,7 +64,7 @@ export async function loadModel(model: string, opts: LoadModelOptions = {}): Pro
     opts.log?.(`warning: the adapter ${adapterDir} was trained on ${adapter.baseModel}, not ${model}`);
   }
   const backend = getBackend({ ...opts });
-  const task = adapterDir ? adapterTask(adapterDir, adapter!.taskType) : undefined;
+  const task = opts.task ?? (adapterDir ? adapterTask(adapterDir, adapter!.taskType) : undefined);
   const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile, inference: true, adapterDir, task });
   const labels = labelNames(loaded.model.config);
   const tokenizerDir = adapterDir && existsSync(join(adapterDir, "tokenizer.json")) ? adapterDir : dir;

@@ -30,6 +30,7 @@ import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, wit
 import { resolveTask } from "../model/task.js";
 import { schedulerKwargs } from "../train/schedule.js";
 import { metricKey } from "../train/trainer.js";
+import { chineseWordStarts, groupTexts, lineExamples, loadSegmenter, maskExample, type MaskingSpec, maskingSpec, maskRng, type MlmExample } from "../data/mlm.js";
 
 /**
  * train()'s options: every flag of `weitiao train` (declared once, with its help, default and check, in
@@ -99,6 +100,9 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   for (const [flag, given] of [["--stride", o.stride !== undefined], ["--label-all-tokens", o.labelAllTokens === true]] as const) {
     check(!given || task === "token-classification", `${flag} applies to token-classification (NER), not ${task}`);
   }
+  for (const [flag, given] of [["--line-by-line", options.lineByLine], ["--mlm-probability", options.mlmProbability !== undefined], ["--whole-word-mask", options.wholeWordMask]] as const) {
+    check(!given || task === "fill-mask", `${flag} applies to fill-mask (masked-LM pretraining), not ${task}`);
+  }
   const tokenizer = BertTokenizer.fromDir(modelDir);
   checkTokenizerFits(tokenizer, config.vocab_size, modelDir);
 
@@ -111,7 +115,9 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   // Data: everything is read and checked before any output is written.
   const data = task === "token-classification"
     ? prepareTokenData(o, config, tokenizer, maxLength, log)
-    : prepareClassificationData(o, config, tokenizer, maxLength, log);
+    : task === "fill-mask"
+      ? await prepareMlmData(o, tokenizer, maxLength, log)
+      : prepareClassificationData(o, config, tokenizer, maxLength, log);
   const { trainEnc, evalEnc, testEnc, reports } = data;
   const labelSet = { names: data.names, problemType: data.problemType };
   if (o.labelSmoothingFactor && (labelSet.problemType === "regression" || labelSet.problemType === "multi_label_classification")) {
@@ -123,7 +129,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   check(!(lora || o.adapter) || !backend.usesBf16Copies, "--strategy lora runs in fp32 for now: use --precision fp32");
   // An adapter names its base as the user did: a hub id as given, a folder by its absolute path
   const baseModel = location.hubId ?? resolve(location.dir);
-  const { model } = loadModelFromDir(modelDir, { backend, labels: labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile, task, lora, adapterDir: o.adapter, baseModel });
+  const { model } = loadModelFromDir(modelDir, { backend, labels: task === "fill-mask" ? undefined : labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile, task, lora, adapterDir: o.adapter, baseModel });
   if (model.lora) {
     const trainable = adapterParams(model).reduce((n, name) => n + model.params.spec(name).size, 0);
     log(`LoRA: r ${model.lora.r}, alpha ${model.lora.alpha} (scale ${model.lora.scale}) on ${model.lora.targets.length} Linears (${model.lora.targetModules.join(", ")}), ` +
@@ -131,7 +137,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   }
   if (labelSet.problemType) model.config.problem_type = labelSet.problemType;
   if (labelSet.problemType && labelSet.problemType !== "single_label_classification") log(`task: ${labelSet.problemType} (${labelSet.names.length} output(s))`);
-  if (!labelSet.problemType) log(`task: ${task} (${labelSet.names.length} tags: ${labelSet.names.join(", ")})`);
+  if (task === "token-classification") log(`task: ${task} (${labelSet.names.length} tags: ${labelSet.names.join(", ")})`);
   if (o.dropout !== undefined) model.setDropout(o.dropout);
 
   // The trainer's arguments are the table's training options; saving every N steps implies the steps strategy.
@@ -167,7 +173,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
         });
         log(`saved checkpoint ${lastCheckpoint}`);
       },
-    });
+    }, {}, data.masking ?? null);
     if (o.resumeFromCheckpoint) {
       const dir = resolveCheckpoint(o.resumeFromCheckpoint, outputDir);
       trainer.restore(loadCheckpoint(dir, model, trainer.optimizer));
@@ -232,6 +238,8 @@ interface PreparedData {
   /** Sequence tasks: single-label, multi-label or regression; null for token tasks. */
   problemType: ProblemType | null;
   reports: Record<string, DataReport>;
+  /** Masked LM: how training examples are masked at each step. */
+  masking?: MaskingSpec;
 }
 
 type ResolvedOptions = TrainOptions & { textColumn: string; labelColumn: string; maxLength: number };
@@ -345,6 +353,72 @@ function prepareTokenData(o: ResolvedOptions, config: BertConfig, tokenizer: Ber
     check(known.includes(o.metricForBestModel.replace(/^eval_/, "")), `--metric-for-best-model ${o.metricForBestModel}: not a metric of token-classification (${known.join(", ")})`);
   }
   return { trainEnc, evalEnc, testEnc, names, problemType: null, reports };
+}
+
+/**
+ * Masked LM's data (data/mlm.ts): plain .txt lines, or the text column of CSV/TSV/JSONL, tokenized with their own
+ * special tokens, then run_mlm's group_texts blocks (or one example per line with --line-by-line). Validation text is
+ * masked once (from --seed), so that every evaluation scores the same masks; training masks are drawn at each step.
+ */
+async function prepareMlmData(o: ResolvedOptions, tokenizer: BertTokenizer, maxLength: number, log: (line: string) => void): Promise<PreparedData> {
+  check(tokenizer.maskId !== null, "--task fill-mask: the tokenizer has no mask token ([MASK] or <mask>)");
+  const lineByLine = o.lineByLine ?? false;
+  const probability = o.mlmProbability ?? 0.15;
+  const segment = o.wholeWordMask ? await loadSegmenter() : null;
+  const masking = maskingSpec(tokenizer, probability, o.wholeWordMask ?? false);
+  const cols = { textColumn: o.textColumn, labelColumn: o.labelColumn, textPairColumn: undefined, keepEmptyText: !lineByLine };
+  const read = (spec: string) => extractExamples(readRowsMany(spec, { noHeader: o.noHeader, quoting: o.quoting, plainText: true }), cols, false);
+  const trainRead = read(o.trainFile);
+  let trainTexts = trainRead.examples;
+  let evalRead = o.validationFile ? read(o.validationFile) : null;
+  if (o.validationSplit) {
+    // run_mlm's validation_split_percentage: rows held out before tokenizing
+    const split = stratifiedSplit(new Int32Array(trainTexts.length), o.validationSplit, o.seed ?? 42);
+    evalRead = { examples: split.validation.map((i) => trainTexts[i]!), skipped: [] };
+    trainTexts = split.train.map((i) => trainTexts[i]!);
+    log(`validation: ${evalRead.examples.length} rows held out of ${o.trainFile} (--validation-split ${o.validationSplit})`);
+  }
+  const testRead = o.testFile ? read(o.testFile) : null;
+  const reports: Record<string, DataReport> = {};
+  const encodeSplit = (name: string, file: string, examples: TextExample[], skipped: SkippedRow[]): MlmExample[] => {
+    let truncated = 0;
+    const texts = examples.map((e) => {
+      const enc = tokenizer.encode(e.text, null, lineByLine ? { maxLength } : {});
+      if (enc.truncated) truncated++;
+      return { ids: enc.inputIds, ...(segment ? { wordStarts: chineseWordStarts(enc.tokens, segment(e.text)) } : {}) };
+    });
+    const blocks = lineByLine ? lineExamples(texts, maxLength) : groupTexts(texts, maxLength);
+    const tokens = texts.reduce((n, t) => n + t.ids.length, 0);
+    if (blocks.length === 0) {
+      throw new WeitiaoError(`${file}: ${name} has ${tokens} tokens, too few for one block of --max-length ${maxLength} (group_texts drops the remainder): lower --max-length, add text, or use --line-by-line`);
+    }
+    const byReason: Record<string, string[]> = {};
+    for (const r of skipped) (byReason[r.reason] ??= []).push(`${r.file}:${r.line}`);
+    const lengths = blocks.map((b) => b.inputIds.length).sort((a, b) => a - b);
+    reports[name] = {
+      rows: examples.length + skipped.length, skipped: byReason, duplicates: { count: 0, examples: [] },
+      lengths: { p50: percentile(lengths, 0.5), p90: percentile(lengths, 0.9), p99: percentile(lengths, 0.99), max: lengths.at(-1) ?? 0 }, truncated, labels: {},
+    };
+    const kept = lineByLine ? blocks.reduce((n, b) => n + b.inputIds.length, 0) : blocks.length * maxLength;
+    log(`${name}: ${examples.length} text(s), ${tokens} tokens → ${blocks.length} ${lineByLine ? "line(s)" : `block(s) of ${maxLength} tokens`}` +
+      (lineByLine ? (truncated ? `; ${truncated} line(s) cut at --max-length ${maxLength}` : "") : `; ${tokens - kept} token(s) of remainder dropped`) +
+      (skipped.length ? `; ${skipped.length} empty line(s) skipped` : ""));
+    return blocks;
+  };
+  const trainEnc = encodeSplit("train", o.trainFile, trainTexts, trainRead.skipped);
+  // Fixed masks for evaluation: the same tokens scored at every evaluation, and in predict-free reruns
+  const fixMasks = (blocks: MlmExample[], salt: number): EncodedExample[] => {
+    const rng = maskRng(o.seed ?? 42, -1 - salt, 0);
+    return blocks.map((b) => maskExample(b, masking, rng));
+  };
+  const evalEnc = evalRead ? fixMasks(encodeSplit("validation", o.validationFile ?? o.trainFile, evalRead.examples, evalRead.skipped), 0) : null;
+  const testEnc = testRead ? fixMasks(encodeSplit("test", o.testFile!, testRead.examples, testRead.skipped), 1) : null;
+  log(`masking: ${probability} of the tokens per step (80% ${tokenizer.mask!.token}, 10% random of ${tokenizer.length}, 10% kept)${masking.wholeWord ? ", whole words (jieba)" : ""}`);
+  if (o.metricForBestModel) {
+    const known = ["loss", "accuracy", "perplexity"];
+    check(known.includes(o.metricForBestModel.replace(/^eval_/, "")), `--metric-for-best-model ${o.metricForBestModel}: not a metric of fill-mask (${known.join(", ")})`);
+  }
+  return { trainEnc, evalEnc, testEnc, names: [], problemType: null, reports, masking };
 }
 
 /** The LoRA options of a run with --strategy lora (none with --adapter, whose config sets them); the LoRA flags without it are refused. */

@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import YAML from "yaml";
 import { evaluateFile, predict, loadModel, type TextInput } from "../api/predict.js";
 import { train, type TrainOptions } from "../api/train.js";
+import { fillMask } from "../api/fill-mask.js";
 import { COMPUTE_OPTIONS, FLAG_ALIASES, type OptionSpec, READ_OPTIONS, TRAIN_OPTIONS } from "../train/options.js";
 import { extractExamples } from "../data/dataset.js";
 import { readRows, type ReadOptions } from "../data/read.js";
@@ -103,9 +104,9 @@ export function normalizeArgv(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    // --task ner: the name the classic tutorial uses for token-classification
-    if (arg === "ner" && out.at(-1) === "--task") {
-      out.push("token-classification");
+    // --task ner / mlm: the names the classic tutorial and run_mlm use for token-classification and fill-mask
+    if ((arg === "ner" || arg === "mlm") && out.at(-1) === "--task") {
+      out.push(arg === "ner" ? "token-classification" : "fill-mask");
       continue;
     }
     if (!arg.startsWith("--") || arg === "--") {
@@ -116,6 +117,7 @@ export function normalizeArgv(argv: string[]): string[] {
     const name = FLAG_ALIASES[(eq >= 0 ? arg.slice(0, eq) : arg).replace(/_/g, "-")] ?? (eq >= 0 ? arg.slice(0, eq) : arg).replace(/_/g, "-");
     let value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : undefined;
     if (name === "--task" && value === "ner") value = "token-classification";
+    if (name === "--task" && value === "mlm") value = "fill-mask";
     const isBool = BOOLEAN_FLAGS.has(name) || name === "--bf16" || name === "--fp16" || name === "--do-train" || name === "--do-eval";
     if (isBool && value === undefined && BOOL_VALUE.test(argv[i + 1] ?? "")) value = argv[++i];
     const on = value === undefined || /^(true|1|yes)$/i.test(value);
@@ -418,6 +420,61 @@ Example:
   return cmd;
 }
 
+function fillMaskCommand(): Command {
+  const cmd = new Command("fill-mask")
+    .description("fill the [MASK] tokens of texts with a masked-LM model (HF's FillMaskPipeline)")
+    .requiredOption("--model <dir>", "a masked-LM folder (…ForMaskedLM: bert-base-chinese, or the --output-dir of train --task fill-mask)")
+    .option("--text <text...>", "text(s) holding the mask token ([MASK], <mask>)")
+    .option("--input <file>", "a .jsonl or .csv/.tsv file (its --text-column), a .txt file (one text per line), or - (stdin, one text per line)")
+    .option("--text-column <name>", "text column of --input", "text")
+    .option("--output <file>", "write the results here (.jsonl) instead of stdout")
+    .option("--top-k <n>", "candidates per mask", int("--top-k"), 5)
+    .option("--max-length <n>", "truncate to N tokens (default: the length the model was trained with, else 512)", int("--max-length"))
+    .option("--batch-size <n>", "inference batch size", int("--batch-size"), 32);
+  addTableOptions(cmd, READ_OPTIONS);
+  addComputeOptions(cmd);
+  cmd.addHelpText("after", `
+Each output line is what HF's FillMaskPipeline returns for the text: for one mask a list of the top-k
+{"score", "token", "token_str", "sequence"}, for several masks one such list per mask (in text order; their
+"sequence" keeps the special tokens and the other masks, as HF's). A text without a mask token gets [] (and a notice).
+
+Example:
+  weitiao fill-mask --model out/ --text "今天天气很[MASK]。" --top-k 5`);
+  cmd.action(async (o: Record<string, unknown>) => {
+    const texts = o.text as string[] | undefined;
+    const inputFile = o.input as string | undefined;
+    if (!texts && !inputFile) throw new WeitiaoError("fill-mask needs --text T … or --input FILE");
+    if (texts && inputFile) throw new WeitiaoError("fill-mask takes --text or --input, not both");
+    if (o.output) {
+      if (outputFormat(o.output as string) !== "jsonl") throw new WeitiaoError(`--output ${o.output as string}: fill-mask writes JSONL (.jsonl)`);
+      checkOutputFile(o.output as string, "--output");
+    }
+    const read = tableValues(cmd, o, READ_OPTIONS);
+    const inputs = texts ?? (inputFile === "-"
+      ? readFileSync(0, "utf8").split(/\r?\n/).filter((l) => l.trim() !== "")
+      : /\.txt$/i.test(inputFile!)
+        ? readRows(inputFile!, { ...read, plainText: true }).map((r) => r.fields.text as string)
+        : readPredictInputs(inputFile!, o.textColumn as string, undefined, read).map((t) => t.text));
+    const loaded = await loadModel(o.model as string, { task: "fill-mask", backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
+    const results = fillMask(loaded, inputs, {
+      topK: o.topK as number, maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number,
+      onNoMask: (rows) => log(`notice: ${rows.length} text(s) hold no ${loaded.tokenizer.mask!.token} (first: ${inputFile && inputFile !== "-" ? `line ${rows[0]! + 1}` : `text ${rows[0]! + 1}`}): each gets []`),
+    });
+    const lines = results.map((r) => JSON.stringify(r)).join("\n") + "\n";
+    if (o.output) {
+      const tmp = `${o.output as string}.tmp-${process.pid}`;
+      try {
+        writeFileSync(tmp, lines);
+        renameSync(tmp, o.output as string);
+      } finally {
+        rmSync(tmp, { force: true });
+      }
+      log(`wrote ${results.length} results to ${o.output as string}`);
+    } else process.stdout.write(lines);
+  });
+  return cmd;
+}
+
 function evaluateCommand(): Command {
   const cmd = new Command("evaluate")
     .description("evaluate a fine-tuned model on a labelled file: loss and the task's metrics (JSON)")
@@ -550,8 +607,10 @@ Examples:
   weitiao demo
   weitiao train --model ./bert-base-chinese --train-file train.csv --validation-file dev.csv --output-dir out/
   weitiao predict --model out/ --text "这部电影太好看了！"
+  weitiao train --task fill-mask --model ./bert-base-chinese --train-file notes.txt --output-dir mlm/
+  weitiao fill-mask --model mlm/ --text "今天天气很[MASK]。"
   weitiao tokenize --model out/ --text "这部电影太好看了！"`);
-  for (const c of [trainCommand(), predictCommand(), evaluateCommand(), tokenizeCommand(), demoCommand(), benchCommand()]) {
+  for (const c of [trainCommand(), predictCommand(), fillMaskCommand(), evaluateCommand(), tokenizeCommand(), demoCommand(), benchCommand()]) {
     c.showSuggestionAfterError(true);
     program.addCommand(c);
   }

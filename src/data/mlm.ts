@@ -109,7 +109,7 @@ export function groupTexts(texts: TokenizedText[], blockSize: number, mapBatch =
 }
 
 /** --line-by-line: one example per text, truncated to `maxLength` (its [SEP] kept). */
-export function lineByLine(texts: TokenizedText[], maxLength: number): MlmExample[] {
+export function lineExamples(texts: TokenizedText[], maxLength: number): MlmExample[] {
   return texts.map((t) => {
     const keep = t.ids.length > maxLength ? [...t.ids.slice(0, maxLength - 1), t.ids.at(-1)!] : t.ids;
     const starts = t.wordStarts && (t.ids.length > maxLength ? [...t.wordStarts.slice(0, maxLength - 1), 1] : t.wordStarts);
@@ -120,4 +120,42 @@ export function lineByLine(texts: TokenizedText[], maxLength: number): MlmExampl
 /** A seed per (run seed, step, micro-batch) for its masks: fresh masks every epoch, the same on a resumed run. */
 export function maskRng(seed: number, step: number, microBatch: number): Rng {
   return new Rng(((seed * 2654435761) ^ (step * 40503 + microBatch * 7919 + 0x9e3779b9)) >>> 0);
+}
+
+/** HF's _is_chinese_char: the CJK Unified Ideographs blocks (not kana or hangul). */
+export function isChineseChar(cp: number): boolean {
+  return (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0x3400 && cp <= 0x4dbf) || (cp >= 0x20000 && cp <= 0x2a6df) || (cp >= 0x2a700 && cp <= 0x2b73f) ||
+    (cp >= 0x2b740 && cp <= 0x2b81f) || (cp >= 0x2b820 && cp <= 0x2ceaf) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f);
+}
+
+const isChinese = (w: string): boolean => w.length > 0 && [...w].every((ch) => isChineseChar(ch.codePointAt(0)!));
+
+/**
+ * run_chinese_ref.py's reference ids as word starts. The segmenter's multi-character Chinese words form a set;
+ * walking the BERT tokens, at each Chinese token the longest run of tokens whose concatenation is in the set is one
+ * word, and its later tokens join it (chinese_ref); a ## piece joins its word as DataCollatorForWholeWordMask reads it.
+ */
+export function chineseWordStarts(tokens: string[], words: string[]): number[] {
+  const set = new Set(words.filter((w) => [...w].length > 1 && isChinese(w)));
+  const longest = Math.max(0, ...[...set].map((w) => [...w].length));
+  const joins = new Array<boolean>(tokens.length).fill(false);
+  for (let start = 0; start < tokens.length; ) {
+    let step = 1;
+    if (isChinese(tokens[start]!)) {
+      for (let i = Math.min(tokens.length - start, longest); i > 1; i--) {
+        if (!set.has(tokens.slice(start, start + i).join(""))) continue;
+        for (let j = start + 1; j < start + i; j++) joins[j] = true;
+        step = i;
+        break;
+      }
+    }
+    start += step;
+  }
+  return tokens.map((t, i) => (t.startsWith("##") || (joins[i] && [...t].length === 1 && isChinese(t)) ? 0 : 1));
+}
+
+/** The jieba segmenter (jieba-wasm: jieba-rs compiled to WebAssembly; no native build, loaded only when asked). */
+export async function loadSegmenter(): Promise<(text: string) => string[]> {
+  const jieba = await import("jieba-wasm");
+  return (text) => jieba.cut(text, true);
 }

@@ -23,6 +23,8 @@ export interface ReadOptions {
    * text. Default: csv for .csv, none for .tsv/.tab, which are not RFC 4180 (CLUE's TNEWS has bare quotes in fields).
    */
   quoting?: Quoting;
+  /** Read .txt files as plain text, one row per line (field "text"), as datasets' text loader does (masked LM). */
+  plainText?: boolean;
 }
 
 export const QUOTINGS = ["csv", "none"] as const;
@@ -124,6 +126,11 @@ function readJsonl(file: string): RawRow[] {
 /** Read rows from a .csv, .tsv, .jsonl/.json file. */
 export function readRows(file: string, opts: ReadOptions = {}): RawRow[] {
   const ext = extname(file).toLowerCase();
+  if (opts.plainText && ext === ".txt") {
+    const lines = readText(file).replace(/\r\n?/g, "\n").split("\n");
+    if (lines.at(-1) === "") lines.pop();
+    return lines.map((text, i) => ({ line: i + 1, file, fields: { text } }));
+  }
   if (ext === ".jsonl" || ext === ".json" || ext === ".ndjson") return readJsonl(file);
   if (ext === ".tsv" || ext === ".tab") return readDelimited(file, "\t", opts);
   return readDelimited(file, ",", opts);
@@ -135,8 +142,9 @@ const DATA_EXTENSIONS = [".csv", ".tsv", ".tab", ".jsonl", ".json", ".ndjson"];
 export function readRowsMany(spec: string, opts: ReadOptions = {}): RawRow[] {
   return spec.split(",").map((f) => f.trim()).filter(Boolean).flatMap((f) => {
     if (existsSync(f) && statSync(f).isDirectory()) {
-      const files = readdirSync(f).filter((n) => DATA_EXTENSIONS.includes(extname(n).toLowerCase())).sort();
-      if (files.length === 0) throw new WeitiaoError(`${f}: folder has no .csv, .tsv or .jsonl files`);
+      const exts = opts.plainText ? [...DATA_EXTENSIONS, ".txt"] : DATA_EXTENSIONS;
+      const files = readdirSync(f).filter((n) => exts.includes(extname(n).toLowerCase())).sort();
+      if (files.length === 0) throw new WeitiaoError(`${f}: folder has no .csv, .tsv or .jsonl files${opts.plainText ? " (or .txt)" : ""}`);
       return files.flatMap((n) => readRows(join(f, n), opts));
     }
     return readRows(f, opts);
