@@ -100,8 +100,10 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   for (const [flag, given] of [["--stride", o.stride !== undefined], ["--label-all-tokens", o.labelAllTokens === true]] as const) {
     check(!given || task === "token-classification", `${flag} applies to token-classification (NER), not ${task}`);
   }
-  for (const [flag, given] of [["--line-by-line", options.lineByLine], ["--mlm-probability", options.mlmProbability !== undefined], ["--whole-word-mask", options.wholeWordMask]] as const) {
-    check(!given || task === "fill-mask", `${flag} applies to fill-mask (masked-LM pretraining), not ${task}`);
+  // (a value equal to the default, as training_args.json replayed through --config holds it, is no request)
+  for (const [flag, key] of [["--line-by-line", "lineByLine"], ["--mlm-probability", "mlmProbability"], ["--whole-word-mask", "wholeWordMask"]] as const) {
+    const v = options[key];
+    check(v === undefined || v === (withDefaults({}) as TrainOptions)[key] || task === "fill-mask", `${flag} applies to fill-mask (masked-LM pretraining), not ${task}`);
   }
   const tokenizer = BertTokenizer.fromDir(modelDir);
   checkTokenizerFits(tokenizer, config.vocab_size, modelDir);

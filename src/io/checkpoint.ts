@@ -235,8 +235,8 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
       if (tied.has(raw)) continue;
       const name = canonicalName(raw, model.family, headModules);
       if (name === null) {
-        // pretraining modules a masked LM does not use (BERT's next-sentence head) are reported, as HF does
-        if (task === "fill-mask" && model.family.foreign.test(raw)) report.unexpected.push(raw);
+        // other heads (a masked LM's, BERT's next-sentence head) are reported, as HF does
+        if (model.family.foreign.test(raw)) report.unexpected.push(raw);
         continue;
       }
       const spec = model.params.byName.get(name);
@@ -291,7 +291,10 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
     log(`Some weights of ${model.family.architecture(model.config.model_type)} were not initialized from the model checkpoint at ${dir} and are newly initialized: ${report.missing.join(", ")}`);
     log("You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
   }
-  if (report.unexpected.length) log(`Some weights of the model checkpoint at ${dir} were not used: ${report.unexpected.join(", ")}`);
+  if (report.unexpected.length) {
+    log(`Some weights of the model checkpoint at ${dir} were not used: ${report.unexpected.join(", ")}` +
+      (report.unexpected.every((n) => model.family.foreign.test(n)) ? ` (expected: another task's heads, such as pretraining's, which a ${task} model does not use)` : ""));
+  }
   return { model, report };
 }
 

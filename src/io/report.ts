@@ -88,6 +88,7 @@ figcaption { font-weight: 600; margin-bottom: 4px; } .bar { height: 12px; backgr
 ${lineChart("training loss", steps.map((s) => [s.step, s.loss]), "#b2182b")}
 ${lineChart("learning rate", steps.map((s) => [s.step, s.learning_rate]), "#2166ac")}
 ${lineChart("validation loss", evals.map((e) => [e.step, e.eval_loss]), "#1b7837")}
+${evals.some((e) => e.eval_perplexity !== undefined) ? lineChart("validation perplexity", evals.map((e) => [e.step, e.eval_perplexity!]), "#762a83") : ""}
 </div>
 <h2>Epochs</h2>
 <table><tr><th>epoch</th><th>train loss</th><th>train accuracy</th><th>validation</th><th>time</th></tr>
@@ -99,8 +100,8 @@ ${final?.entities ? `<h2>Entities</h2>
 <table><tr><th>type</th><th>precision</th><th>recall</th><th>F1</th><th>entities</th></tr>${Object.entries(final.entities).map(([t, e]) => `<tr><td>${esc(t)}</td><td>${fmt(e.precision)}</td><td>${fmt(e.recall)}</td><td>${fmt(e.f1)}</td><td>${e.number}</td></tr>`).join("")}</table>` : ""}
 ${final?.entityConfusion ? `<h3>Entity types, span for span</h3><p class="muted">Row: the reference entity's type; column: the type predicted for the same span (O: missed, or, in row O, spurious).</p>${heatMap(final.entityConfusion.types, final.entityConfusion.matrix)}` : ""}
 ${r.test && r.eval ? `<h2>Test</h2>${table(Object.entries(r.test.metrics).map(([k, v]) => [`test_${k}`, v]))}` : ""}
-<h2>Labels</h2>
-${dist}
+${Object.values(r.reports).some((rep) => Object.keys(rep.labels).length) ? `<h2>Labels</h2>
+${dist}` : ""}
 <h2>Hyperparameters</h2>
 ${table(Object.entries(r.args).filter(([, v]) => v !== null && v !== undefined && typeof v !== "object"))}
 <p class="muted">Written by weitiao.</p>

@@ -1,0 +1,175 @@
+/**
+ * Masked LM through the built CLI from fresh temp folders (issue 20): `weitiao fill-mask` against the fixture's
+ * FillMaskPipeline references, each input format, `weitiao train --task fill-mask` on .txt / JSONL / CSV / a folder,
+ * the saved folder's tied layout, the round trip (fill-mask from the saved folder equals the training process's),
+ * classification fine-tuned from it, and hostile input.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fillMask } from "../../src/api/fill-mask.js";
+import { train } from "../../src/api/train.js";
+import { SafetensorsFile } from "../../src/io/safetensors.js";
+import { DEMO_DATA_DIR } from "../../src/io/resolve.js";
+import { loadModel } from "../../src/api/predict.js";
+import { BACKENDS } from "../backends.js";
+import { FIXTURES, TINY, tempDir } from "../helpers.js";
+import { assertOneLineError, run } from "./cli-helpers.js";
+
+const MLM = join(FIXTURES, "mlm", "bert-tiny-chinese-mlm", "model");
+const CORPUS = join(FIXTURES, "mlm", "cmrc-contexts-12.txt");
+const cases = (JSON.parse(readFileSync(join(FIXTURES, "mlm", "bert-tiny-chinese-mlm", "reference", "manifest.json"), "utf8")) as {
+  fill_mask: { cases: { text: string; predictions: { score: number; token: number; token_str: string; sequence: string }[][] }[] };
+}).fill_mask.cases;
+
+type Candidate = { score: number; token: number; token_str: string; sequence: string };
+
+/** One case's output against its reference: the same ids in order, scores relative < 1e-4, strings equal. */
+function checkCase(got: unknown, ref: Candidate[][], what: string): void {
+  const lists = (ref.length === 1 ? [got] : got) as Candidate[][];
+  assert.equal(lists.length, ref.length, `${what}: one list per mask`);
+  lists.forEach((list, m) => {
+    assert.deepEqual(list.map((c) => c.token), ref[m]!.map((c) => c.token), `${what} mask ${m}: token ids`);
+    list.forEach((c, k) => {
+      const r = ref[m]![k]!;
+      assert.ok(Math.abs(c.score - r.score) / r.score < 1e-4, `${what}: score ${c.score} vs ${r.score}`);
+      assert.equal(c.token_str, r.token_str);
+      assert.equal(c.sequence, r.sequence);
+    });
+  });
+}
+
+for (const backend of BACKENDS) {
+  test(`[${backend.name}] weitiao fill-mask --text gives the fixture's FillMaskPipeline results (ids, scores, strings)`, () => {
+    const r = run(["fill-mask", "--model", MLM, "--backend", backend.name, "--text", ...cases.map((c) => c.text)], { cwd: tempDir() });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l) as unknown);
+    assert.equal(lines.length, cases.length);
+    cases.forEach((c, i) => checkCase(lines[i], c.predictions, c.text));
+  });
+}
+
+test("weitiao fill-mask --input: JSONL, CSV, TSV, .txt and stdin, and --output; a text without [MASK] gets [] and a notice", () => {
+  const dir = tempDir();
+  const texts = cases.map((c) => c.text);
+  writeFileSync(join(dir, "in.jsonl"), [...texts.map((t) => JSON.stringify({ text: t, id: 1 })), JSON.stringify({ text: "没有遮罩" })].join("\n") + "\n");
+  writeFileSync(join(dir, "in.csv"), "id,sentence\n" + texts.map((t, i) => `${i},"${t}"`).join("\n") + "\n");
+  writeFileSync(join(dir, "in.tsv"), "text\n" + texts.join("\n") + "\n");
+  writeFileSync(join(dir, "in.txt"), texts.join("\r\n") + "\r\n");
+  const expect = (stdout: string, n: number): void => {
+    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l) as unknown);
+    assert.equal(lines.length, n);
+    cases.forEach((c, i) => checkCase(lines[i], c.predictions, c.text));
+  };
+  const jsonl = run(["fill-mask", "--model", MLM, "--input", "in.jsonl"], { cwd: dir });
+  assert.equal(jsonl.code, 0, jsonl.stderr);
+  expect(jsonl.stdout, cases.length + 1);
+  assert.equal(jsonl.stdout.trim().split("\n").at(-1), "[]");
+  assert.match(jsonl.stderr, /1 text\(s\) hold no \[MASK\] \(first: line 6\)/);
+  const csv = run(["fill-mask", "--model", MLM, "--input", "in.csv", "--text-column", "sentence"], { cwd: dir });
+  assert.equal(csv.code, 0, csv.stderr);
+  expect(csv.stdout, cases.length);
+  for (const f of ["in.tsv", "in.txt"]) {
+    const r = run(["fill-mask", "--model", MLM, "--input", f], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    expect(r.stdout, cases.length);
+  }
+  const stdin = run(["fill-mask", "--model", MLM, "--input", "-"], { cwd: dir, input: texts.join("\n") + "\n\n" });
+  assert.equal(stdin.code, 0, stdin.stderr);
+  expect(stdin.stdout, cases.length);
+  const out = run(["fill-mask", "--model", MLM, "--input", "in.txt", "--output", "res.jsonl", "--top-k", "2"], { cwd: dir });
+  assert.equal(out.code, 0, out.stderr);
+  const saved = readFileSync(join(dir, "res.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Candidate[]);
+  assert.equal(saved.length, cases.length);
+  assert.equal(saved[0]!.length, 2, "--top-k 2");
+});
+
+test("weitiao fill-mask: hostile and mistaken input ends in one clear line", () => {
+  const dir = tempDir();
+  // a classification folder has no masked-LM head: refused, not predicted with random weights
+  assertOneLineError(run(["fill-mask", "--model", TINY, "--text", "好[MASK]"], { cwd: dir }), /lacks cls\.predictions/);
+  assertOneLineError(run(["fill-mask", "--model", MLM], { cwd: dir }), /needs --text T … or --input FILE/);
+  assertOneLineError(run(["fill-mask", "--model", MLM, "--text", "a[MASK]", "--output", "x.csv"], { cwd: dir }), /fill-mask writes JSONL/);
+  assertOneLineError(run(["fill-mask", "--model", MLM, "--text", "a[MASK]", "--top-k", "0"], { cwd: dir }), /--top-k/);
+  writeFileSync(join(dir, "bad.jsonl"), '{"text": "好[MASK]"}\n{"text": 5}\n');
+  assertOneLineError(run(["fill-mask", "--model", MLM, "--input", "bad.jsonl"], { cwd: dir }), /bad\.jsonl:2: field "text" is a number/);
+  assert.equal(existsSync(join(dir, "x.csv")), false);
+});
+
+test("train --task mlm on .txt: run_mlm's blocks, eval loss and perplexity logged and saved, HF's tied ForMaskedLM layout", () => {
+  const dir = tempDir();
+  const r = run(["train", "--task", "mlm", "--model", MLM, "--train-file", CORPUS, "--validation-split", "0.25", "--max-length", "32",
+    "--epochs", "2", "--batch-size", "8", "--learning-rate", "1e-3", "--output-dir", "out", "--seed", "3"], { cwd: dir });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /train: 9 text\(s\), \d+ tokens → \d+ block\(s\) of 32 tokens; \d+ token\(s\) of remainder dropped/);
+  assert.match(r.stderr, /masking: 0\.15 of the tokens per step \(80% \[MASK\], 10% random of 21075, 10% kept\)/);
+  assert.match(r.stdout, /Epoch 2 \| Loss: [\d.]+ \| Accuracy: [\d.]+ \| Val Loss: [\d.]+ \| Val Accuracy: [\d.]+ \| Val Perplexity: [\d.]+/);
+  const out = join(dir, "out");
+  const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as Record<string, unknown>;
+  assert.deepEqual(config.architectures, ["BertForMaskedLM"]);
+  assert.equal(config.id2label, undefined, "a masked LM has no labels");
+  const f = SafetensorsFile.open(join(out, "model.safetensors"));
+  try {
+    const names = f.names();
+    assert.ok(names.includes("cls.predictions.bias") && names.includes("cls.predictions.transform.LayerNorm.weight"));
+    assert.ok(!names.some((n) => n.startsWith("cls.predictions.decoder") || n.startsWith("bert.pooler")), "tied weights saved once, no pooler");
+  } finally {
+    f.close();
+  }
+  const metrics = JSON.parse(readFileSync(join(out, "metrics.json"), "utf8")) as Record<string, number>;
+  assert.ok(Math.abs(metrics.eval_perplexity! - Math.exp(metrics.eval_loss!)) < 1e-6 * metrics.eval_perplexity!);
+  const state = JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")) as { log_history: Record<string, number>[] };
+  assert.equal(state.log_history.filter((e) => e.eval_perplexity !== undefined).length, 2, "perplexity at each evaluation");
+  assert.match(readFileSync(join(out, "report.html"), "utf8"), /<figcaption>validation perplexity<\/figcaption>/);
+
+  // Classification fine-tunes from the pretrained folder directly (the MLM head dropped, a pooler and classifier new)
+  const cls = run(["train", "--model", "out", "--train-file", join(DEMO_DATA_DIR, "train.csv"), "--max-steps", "2", "--batch-size", "4", "--output-dir", "cls"], { cwd: dir });
+  assert.equal(cls.code, 0, cls.stderr);
+  assert.match(cls.stderr, /newly initialized: bert\.pooler\.dense\.weight, bert\.pooler\.dense\.bias, classifier\.weight, classifier\.bias/);
+  assert.match(cls.stderr, /were not used: cls\.predictions/);
+  const p = run(["predict", "--model", "cls", "--text", "很好"], { cwd: dir });
+  assert.equal(p.code, 0, p.stderr);
+});
+
+test("train --task fill-mask: JSONL and CSV text columns, a folder of .txt, --line-by-line, --whole-word-mask; and its refusals", () => {
+  const dir = tempDir();
+  const lines = readFileSync(CORPUS, "utf8").trim().split("\n");
+  writeFileSync(join(dir, "c.jsonl"), lines.map((t, i) => JSON.stringify(i % 2 ? { text: t, source: "cmrc" } : { text: t })).join("\n") + "\n");
+  writeFileSync(join(dir, "c.csv"), "id,body\n" + lines.map((t, i) => `${i},"${t.replace(/"/g, '""')}"`).join("\n") + "\n");
+  mkdirSync(join(dir, "docs"));
+  copyFileSync(CORPUS, join(dir, "docs", "a.txt"));
+  writeFileSync(join(dir, "docs", "b.txt"), "\n病人主诉头痛三天。\n\n");
+  const common = ["--task", "fill-mask", "--model", MLM, "--max-length", "32", "--max-steps", "2", "--batch-size", "4"];
+  const jsonl = run(["train", ...common, "--train-file", "c.jsonl", "--output-dir", "o1"], { cwd: dir });
+  assert.equal(jsonl.code, 0, jsonl.stderr);
+  const csv = run(["train", ...common, "--train-file", "c.csv", "--text-column", "body", "--output-dir", "o2"], { cwd: dir });
+  assert.equal(csv.code, 0, csv.stderr);
+  assert.equal(jsonl.stderr.match(/train: .* block\(s\)/)![0], csv.stderr.match(/train: .* block\(s\)/)![0], "the same blocks from either file");
+  const folder = run(["train", ...common, "--train-file", "docs", "--line-by-line", "--output-dir", "o3"], { cwd: dir });
+  assert.equal(folder.code, 0, folder.stderr);
+  assert.match(folder.stderr, /train: 13 text\(s\), \d+ tokens → 13 line\(s\); 12 line\(s\) cut at --max-length 32; 2 empty line\(s\) skipped/);
+  const wwm = run(["train", ...common, "--train-file", CORPUS, "--whole-word-mask", "--mlm-probability", "0.2", "--output-dir", "o4"], { cwd: dir });
+  assert.equal(wwm.code, 0, wwm.stderr);
+  assert.match(wwm.stderr, /masking: 0\.2 of the tokens per step .*, whole words \(jieba\)/);
+
+  writeFileSync(join(dir, "short.txt"), "很短。\n");
+  assertOneLineError(run(["train", ...common, "--train-file", "short.txt", "--output-dir", "o6"], { cwd: dir }), /short\.txt: train has 5 tokens, too few for one block of --max-length 32 .*--line-by-line/);
+  assert.equal(existsSync(join(dir, "o6")), false, "nothing written");
+  assertOneLineError(run(["train", "--model", TINY, "--train-file", join(DEMO_DATA_DIR, "train.csv"), "--line-by-line", "--output-dir", "o7"], { cwd: dir }), /--line-by-line applies to fill-mask/);
+  assertOneLineError(run(["train", ...common, "--train-file", CORPUS, "--mlm-probability", "1.5", "--output-dir", "o8"], { cwd: dir }), /--mlm-probability must be in \(0, 1\)/);
+  writeFileSync(join(dir, "bad.jsonl"), '{"text": "好"}\n{"body": "x"}\n');
+  assertOneLineError(run(["train", ...common, "--train-file", "bad.jsonl", "--output-dir", "o9"], { cwd: dir }), /bad\.jsonl:2: no column "text"/);
+});
+
+test("round trip: fill-mask from the saved folder equals fill-mask in the training process", async () => {
+  const dir = tempDir();
+  const texts = cases.map((c) => c.text);
+  const res = await train({ model: MLM, trainFile: CORPUS, outputDir: join(dir, "out"), task: "fill-mask", maxLength: 32, maxSteps: 3, batchSize: 8, learningRate: 1e-3, backend: "typescript" });
+  const inProcess = fillMask({ model: res.model, tokenizer: res.tokenizer, labels: [], dir: res.outputDir, trainedMaxLength: 32 }, texts);
+  const fromDisk = fillMask(await loadModel(join(dir, "out"), { task: "fill-mask", backend: "typescript" }), texts);
+  assert.deepEqual(fromDisk, inProcess);
+  // and training moved it: the top candidates of the untrained fixture are no longer the same
+  const before = fillMask(await loadModel(MLM, { task: "fill-mask", backend: "typescript" }), texts);
+  assert.notDeepEqual(fromDisk, before);
+});
