@@ -81,6 +81,35 @@ test("saved token-classification (NER) folders of every family load in transform
   }
 });
 
+test("saved masked-LM folders of every family with an MLM head load in transformers as …ForMaskedLM with the same fill-mask results", { skip, timeout: 600_000 }, () => {
+  const dir = tempDir();
+  const folders: string[] = [];
+  for (const [i, model] of [TINY, ...FAMILY_FIXTURES.map(familyDir)].entries()) {
+    const out = join(dir, `mlm-${i}`);
+    const r = run(["train", "--model", model, "--task", "fill-mask", "--train-file", join(FIXTURES, "mlm", "cmrc-contexts-12.txt"), "--output-dir", out,
+      "--max-steps", "3", "--max-length", "16", "--learning-rate", "1e-3"]);
+    assert.equal(r.code, 0, r.stderr);
+    folders.push(out);
+  }
+  const textsFile = join(dir, "texts.json");
+  writeFileSync(textsFile, JSON.stringify(["今天天气很{mask}。", "北京是{mask}国的首{mask}", "the movie was {mask} ."]));
+  const py = spawnSync(python!, [join(ROOT, "scripts", "check-transformers.py"), textsFile, ...folders], { encoding: "utf8", maxBuffer: 1 << 26 });
+  assert.equal(py.status, 0, py.stderr);
+  type Candidate = { token: number; score: number };
+  const all = JSON.parse(py.stdout) as Record<string, { texts: string[]; results: (Candidate[] | Candidate[][])[]; architecture: string }>;
+  for (const out of folders) {
+    const theirs = all[out]!;
+    assert.match(theirs.architecture, /ForMaskedLM$/);
+    const p = run(["fill-mask", "--model", out, "--text", ...theirs.texts]);
+    assert.equal(p.code, 0, p.stderr);
+    const ours = p.stdout.trim().split("\n").map((l) => JSON.parse(l) as Candidate[] | Candidate[][]);
+    const flat = (r: (Candidate[] | Candidate[][])[]): Candidate[] => r.flatMap((x) => (Array.isArray(x[0]) ? (x as Candidate[][]).flat() : (x as Candidate[])));
+    assert.deepEqual(flat(ours).map((c) => c.token), flat(theirs.results).map((c) => c.token), `${out} (${theirs.architecture}): token ids`);
+    const e = relErr(flat(ours).map((c) => c.score), flat(theirs.results).map((c) => c.score));
+    assert.ok(e < 1e-5, `${out} (${theirs.architecture}): scores rel ${e}`);
+  }
+});
+
 test("LoRA adapters weitiao saves load in peft (PeftModel.from_pretrained) with the same logits", { skip, timeout: 600_000 }, () => {
   const dir = tempDir();
   const train = join(dir, "train.csv");

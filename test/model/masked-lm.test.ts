@@ -15,8 +15,10 @@ import { SafetensorsFile } from "../../src/io/safetensors.js";
 import type { HeadContext } from "../../src/model/heads/head.js";
 import { DEFAULT_TRAINING_ARGS, Trainer, type StepLog, type TrainingArgs } from "../../src/train/trainer.js";
 import { BACKENDS } from "../backends.js";
-import { FIXTURES, maxAbs, maxAbsDiff, relErr } from "../helpers.js";
-import { readFileSync } from "node:fs";
+import { FIXTURES, maxAbs, maxAbsDiff, relErr, tempDir } from "../helpers.js";
+import { copyFileSync, readFileSync } from "node:fs";
+import { readSafetensors, type TensorToWrite, writeSafetensors } from "../../src/io/safetensors.js";
+import { tsBackend } from "../../src/backend/ts.js";
 
 export const MLM_DIR = join(FIXTURES, "mlm", "bert-tiny-chinese-mlm");
 const manifest = JSON.parse(readFileSync(join(MLM_DIR, "reference", "manifest.json"), "utf8")) as {
@@ -162,3 +164,22 @@ for (const backend of BACKENDS) {
     });
   }
 }
+
+test("a pretraining checkpoint (BertForPreTraining: tied copies stored, a next-sentence head) loads as a masked LM; NSP reported unused", () => {
+  const dir = tempDir();
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [name, t] of readSafetensors(join(MLM_DIR, "model", "model.safetensors"))) tensors.set(name, { dtype: "F32", shape: t.shape, data: t.data });
+  const word = tensors.get(WORD)!;
+  tensors.set("cls.predictions.decoder.weight", { ...word, data: new Float32Array(word.data as Float32Array).fill(7) });
+  tensors.set("cls.predictions.decoder.bias", { dtype: "F32", shape: [21128], data: new Float32Array(21128) });
+  tensors.set("cls.seq_relationship.weight", { dtype: "F32", shape: [2, 32], data: new Float32Array(64) });
+  tensors.set("cls.seq_relationship.bias", { dtype: "F32", shape: [2], data: new Float32Array(2) });
+  writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
+  copyFileSync(join(MLM_DIR, "model", "config.json"), join(dir, "config.json"));
+  const lines: string[] = [];
+  const { model, report } = loadModelFromDir(dir, { backend: tsBackend, task: "fill-mask", inference: true, log: (l) => lines.push(l) });
+  assert.deepEqual(report.unexpected.sort(), ["cls.seq_relationship.bias", "cls.seq_relationship.weight"]);
+  assert.ok(lines.some((l) => /were not used: cls\.seq_relationship/.test(l)));
+  // the decoder is the embedding: a stale stored copy is not read
+  assert.equal(model.params.value(WORD)[0], (word.data as Float32Array)[0]);
+});
