@@ -60,16 +60,19 @@ class Bert(nn.Module):
     RobertaForSequenceClassification: positions counted from padding_idx + 1 over the real tokens
     (create_position_ids_from_input_ids), no pooler, dropout → dense → tanh → dropout → out_proj on <s>."""
 
-    def __init__(self, family="bert", h=768, layers=12, inter=3072, labels=2, p=0.1, ner=False):
+    def __init__(self, family="bert", h=768, layers=12, inter=3072, labels=2, p=0.1, ner=False, mlm=False):
         super().__init__()
         f = FAMILIES[family]
-        self.roberta, self.pad, self.ner = family == "roberta", f["pad"], ner
+        self.roberta, self.pad, self.ner, self.mlm = family == "roberta", f["pad"], ner, mlm
         self.bert = nn.Module()
         self.bert.word = nn.Embedding(f["vocab"], h, padding_idx=f["pad"])
         self.bert.pos, self.bert.tok = nn.Embedding(f["positions"], h), nn.Embedding(f["types"], h)
         self.bert.ln = nn.LayerNorm(h, eps=f["eps"])
         self.bert.layers = nn.ModuleList(Layer(h, h // 64, inter, p, f["eps"]) for _ in range(layers))
-        if ner:  # …ForTokenClassification: dropout → classifier on every token, no pooler
+        if mlm:  # BertForMaskedLM: transform (dense → gelu → LayerNorm) → decoder tied to the word embedding, every position
+            self.transform, self.transform_ln = nn.Linear(h, h), nn.LayerNorm(h, eps=f["eps"])
+            self.mlm_bias = nn.Parameter(torch.zeros(f["vocab"]))
+        elif ner:  # …ForTokenClassification: dropout → classifier on every token, no pooler
             self.classifier = nn.Linear(h, labels)
         elif self.roberta:
             self.dense, self.out_proj = nn.Linear(h, h), nn.Linear(h, labels)
@@ -90,6 +93,8 @@ class Bert(nn.Module):
         m = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
         for layer in self.bert.layers:
             x = layer(x, m)
+        if self.mlm:
+            return F.linear(self.transform_ln(F.gelu(self.transform(x))), self.bert.word.weight, self.mlm_bias)
         if self.ner:
             return self.classifier(F.dropout(x, self.p, self.training))
         if self.roberta:
@@ -188,6 +193,29 @@ def main():
             opt.step()
 
         emit(name, timed(a.steps, step), a.batch)
+        del model, opt
+
+    # train_mlm: masked-LM pretraining as HF computes it, logits for every position, the loss over the masked ones
+    # (mlmPositions() of src/bench/bench.ts: (i·7919) mod 100 < 15, never a row's first or last token)
+    flat = torch.arange(a.batch * a.seq)
+    masked = ((flat * 7919) % 100 < 15) & (flat % a.seq != 0) & (flat % a.seq != a.seq - 1)
+    mlm_labels = torch.where(masked, ids.reshape(-1), torch.full_like(flat, -100))
+    mlm_ids = torch.where(masked.view(a.batch, a.seq), torch.full_like(ids, 103), ids)
+    for name, autocast in (("train_mlm_fp32", False), ("train_mlm_bf16_autocast", True)):
+        if not want(name.replace("_autocast", "")) or a.family != "bert":
+            continue
+        model = Bert(a.family, mlm=True, h=a.hidden, layers=a.layers, inter=4 * a.hidden).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+
+        def mlm_step():
+            opt.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits = model(mlm_ids, mask)
+            F.cross_entropy(logits.float().reshape(-1, vocab), mlm_labels, ignore_index=-100).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        emit(name, timed(a.steps, mlm_step), a.batch)
         del model, opt
 
     if want("train_lora_fp32"):

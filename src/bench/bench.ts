@@ -54,6 +54,14 @@ export function tokenLabels(batch: number, seqLen: number): Int32Array {
   return Int32Array.from({ length: batch * seqLen }, (_, i) => (i % seqLen === 0 || i % seqLen === seqLen - 1 ? -100 : (i * 7) % 9));
 }
 
+/**
+ * The MLM workloads' masked positions: flat position i (not a row's first or last token) is masked when
+ * (i · 7919) mod 100 < 15, about 15% of the tokens. scripts/bench_torch.py masks the same positions.
+ */
+export function mlmPositions(batch: number, seqLen: number): Int32Array {
+  return Int32Array.from({ length: batch * seqLen }, (_, i) => i).filter((i) => i % seqLen !== 0 && i % seqLen !== seqLen - 1 && (i * 7919) % 100 < 15);
+}
+
 /** Vocabulary size and padding id of each bench family (the random ids are drawn from 1000 up). */
 const FAMILY_SHAPES: Record<BenchFamily, { vocab: number; padId: number; config: Record<string, unknown> }> = {
   bert: { vocab: 21128, padId: 0, config: { model_type: "bert", max_position_embeddings: 512 } },
@@ -115,7 +123,7 @@ function padRows(input: ModelInput, lengths: number[], padId: number): ModelInpu
   return { ...input, inputIds, attentionMask };
 }
 
-export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads" | "family" | "task">, precision: Precision, lora: LoraSpec | null = null): TaskModel {
+export function makeModel(opts: Pick<BenchOptions, "layers" | "hidden" | "threads" | "family"> & { task?: BenchTask | "fill-mask" }, precision: Precision, lora: LoraSpec | null = null): TaskModel {
   const shape = FAMILY_SHAPES[opts.family ?? "bert"];
   const config = parseBertConfig({
     vocab_size: shape.vocab, hidden_size: opts.hidden, num_hidden_layers: opts.layers, num_attention_heads: opts.hidden / 64,
@@ -247,6 +255,20 @@ function measureOurs(opts: BenchOptions, out: (line: string) => void): BenchResu
     emit({ name: "train_bf16_padded", median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen, real_tokens: Number(realTokens.toFixed(3)) });
   }
 
+  for (const precision of ["fp32", "bf16"] as const) {
+    // Masked-LM pretraining (BERT-base's shape): 15% of the tokens masked; only they go through the vocabulary projection
+    if (!want(`train_mlm_${precision}`) || (opts.family ?? "bert") !== "bert") continue;
+    const model = makeModel({ ...opts, task: "fill-mask" }, precision);
+    const opt = makeOptimizer(model);
+    const selected = mlmPositions(opts.batch, opts.seqLen);
+    const mlmInput = { ...input, inputIds: Int32Array.from(input.inputIds), selected };
+    const mlmLabels = Int32Array.from(selected, (p) => input.inputIds[p]!);
+    for (const p of selected) mlmInput.inputIds[p] = 103;
+    let step = 0;
+    const m = median(timeSteps(opts.steps, () => trainStep(model, opt, mlmInput, mlmLabels, step++)));
+    emit({ name: `train_mlm_${precision}`, median_s: m, samples_per_s: opts.batch / m, steps: opts.steps, batch: opts.batch, seq: opts.seqLen, masked: selected.length });
+  }
+
   if (want("train_lora_fp32")) {
     // LoRA as PEFT's default for BERT: r 8, alpha 8 on query and value; the adapters and the head train, the base is frozen
     const base = makeModel(opts, "fp32");
@@ -319,6 +341,7 @@ function compareWithTorch(opts: BenchOptions, ours: BenchResult[], out: (l: stri
   const pairs: [string, string][] = [
     ["train_fp32", "train_fp32"], ["train_bf16", "train_bf16_autocast"], ["train_bf16_varlen", "train_bf16_autocast_varlen"],
     ["train_bf16_padded", "train_bf16_autocast_padded"], ["head_only_cached", "head_only"], ["train_lora_fp32", "train_lora_fp32"],
+    ["train_mlm_fp32", "train_mlm_fp32"], ["train_mlm_bf16", "train_mlm_bf16_autocast"],
     ["infer_fp32", "infer_fp32"], ["infer_bf16", "infer_bf16_autocast"],
   ];
   for (const [mine, torchName] of pairs) {

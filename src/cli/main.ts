@@ -234,7 +234,8 @@ HF TrainingArguments spellings work too: --num_train_epochs, --per_device_train_
     }
     if (result.eval) {
       const f1 = result.eval.metrics.f1 !== undefined && result.model.head.reads === "tokens" ? ` | eval_f1: ${result.eval.metrics.f1.toFixed(4)}` : "";
-      out(`eval_loss: ${result.eval.loss.toFixed(4)} | eval_accuracy: ${result.eval.accuracy.toFixed(4)}${f1}`);
+      const ppl = result.eval.metrics.perplexity !== undefined ? ` | perplexity: ${result.eval.metrics.perplexity.toFixed(2)}` : "";
+      out(`eval_loss: ${result.eval.loss.toFixed(4)} | eval_accuracy: ${result.eval.accuracy.toFixed(4)}${f1}${ppl}`);
     }
   });
   return cmd;

@@ -1,7 +1,7 @@
 /** `weitiao bench` on a tiny model: every workload reports a positive time, and the round statistics are right. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { median, paddedLengths, runBench, varlenLengths } from "../../src/bench/bench.js";
+import { median, mlmPositions, paddedLengths, runBench, varlenLengths } from "../../src/bench/bench.js";
 import { NATIVE, NATIVE_BF16 } from "../backends.js";
 
 test("median: middle value, or the mean of the two middle values", () => {
@@ -14,13 +14,19 @@ test("bench on a tiny model prints one JSON line per workload with positive timi
   const lines: string[] = [];
   const results = runBench({ steps: 1, batch: 2, seqLen: 8, inferBatch: 2, layers: 1, hidden: 64, compareTorch: false, out: (l) => lines.push(l) });
   const names = lines.map((l) => (JSON.parse(l) as { name: string }).name);
-  const all = ["train_fp32", "train_bf16", "train_bf16_varlen", "train_bf16_padded", "train_lora_fp32", "head_only_cached", "infer_fp32", "infer_bf16", "peak_rss"];
+  const all = ["train_fp32", "train_bf16", "train_bf16_varlen", "train_bf16_padded", "train_mlm_fp32", "train_mlm_bf16", "train_lora_fp32", "head_only_cached", "infer_fp32", "infer_bf16", "peak_rss"];
   // A CPU without bf16 GEMMs (no AVX-512) leaves the bf16 workloads out.
   assert.deepEqual(names, NATIVE_BF16 ? all : all.filter((n) => !n.includes("bf16")));
   for (const r of results.filter((x) => x.name !== "peak_rss")) {
     assert.ok(r.median_s > 0 && Number.isFinite(r.samples_per_s), `${r.name}: ${r.median_s}`);
   }
   assert.ok((results.at(-1)!.peak_rss_mb as number) > 0);
+});
+
+test("the MLM workloads mask about 15% of the tokens, never a row's first or last", () => {
+  const p = mlmPositions(16, 128);
+  assert.ok(p.length > 0.13 * 16 * 126 && p.length < 0.17 * 16 * 126, `${p.length}`);
+  for (const i of p) assert.ok(i % 128 !== 0 && i % 128 !== 127);
 });
 
 test("train_bf16_varlen's lengths: a different one every step, never below 1", () => {
