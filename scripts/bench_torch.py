@@ -94,7 +94,8 @@ class Bert(nn.Module):
         for layer in self.bert.layers:
             x = layer(x, m)
         if self.mlm:
-            return F.linear(self.transform_ln(F.gelu(self.transform(x))), self.bert.word.weight, self.mlm_bias)
+            # .float(): torch 2's autocast runs layer_norm in fp32; 1.13's CPU autocast would pass it bf16 input with fp32 weights
+            return F.linear(self.transform_ln(F.gelu(self.transform(x)).float()), self.bert.word.weight, self.mlm_bias)
         if self.ner:
             return self.classifier(F.dropout(x, self.p, self.training))
         if self.roberta:
