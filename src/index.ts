@@ -9,3 +9,5 @@ export { loadModelFromDir, saveModel } from "./io/checkpoint.js";
 export { Trainer, evaluate, type TrainingArgs } from "./train/trainer.js";
 export { getBackend, tsBackend, type Backend } from "./backend/index.js";
 export { WeitiaoError } from "./util/errors.js";
+export { fillMask, type FillMaskCandidate, type FillMaskOptions, type FillMaskResult } from "./api/fill-mask.js";
+export { maskExample, maskingSpec, type MaskingSpec } from "./data/mlm.js";

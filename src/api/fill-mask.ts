@@ -2,7 +2,10 @@
  * fillMask(): what HF's FillMaskPipeline returns for each text — at every mask token the top-k tokens of the softmax
  * over the vocabulary, each as {score, token, token_str, sequence}; a list for one mask, a list of lists for several.
  */
-import { collate, type EncodedExample } from "../data/dataset.js";
+import { collate, type EncodedExample, extractExamples } from "../data/dataset.js";
+import { fixedMasks, loadSegmenter, maskingSpec, mlmBlocks } from "../data/mlm.js";
+import { readRowsMany, type ReadOptions } from "../data/read.js";
+import { evaluate, prefixed } from "../train/trainer.js";
 import { lengthSortedBatches } from "../data/split.js";
 import type { MaskCandidate } from "../model/heads/masked-lm.js";
 import { WeitiaoError } from "../util/errors.js";
@@ -69,4 +72,33 @@ export function fillMask(loaded: LoadedModel, texts: string[], opts: FillMaskOpt
     });
   }
   return out;
+}
+
+export interface EvaluateMaskedOptions {
+  textColumn?: string;
+  /** Default: the length the model was trained with, else 512. */
+  maxLength?: number;
+  batchSize?: number;
+  /** One example per line instead of group_texts' blocks (as the model was trained). */
+  lineByLine?: boolean;
+  mlmProbability?: number;
+  wholeWordMask?: boolean;
+  /** The masks are drawn once from it (default 42), so runs compare. */
+  seed?: number;
+  read?: ReadOptions;
+}
+
+/** A masked LM on a text file (.txt lines, or a CSV/JSONL text column): eval loss, masked-token accuracy, perplexity. */
+export async function evaluateMaskedFile(loaded: LoadedModel, file: string, opts: EvaluateMaskedOptions = {}): Promise<Record<string, unknown>> {
+  const { model, tokenizer } = loaded;
+  const lineByLine = opts.lineByLine ?? false;
+  const cols = { textColumn: opts.textColumn ?? "text", labelColumn: "\u0000", keepEmptyText: !lineByLine };
+  const { examples, skipped } = extractExamples(readRowsMany(file, { ...opts.read, plainText: true }), cols, false);
+  const maxLength = inputLength(loaded, opts.maxLength);
+  const segment = opts.wholeWordMask ? await loadSegmenter() : null;
+  const { blocks, tokens } = mlmBlocks(tokenizer, examples.map((e) => e.text), maxLength, lineByLine, segment);
+  if (blocks.length === 0) throw new WeitiaoError(`${file}: ${tokens} tokens, too few for one block of --max-length ${maxLength}: lower --max-length or use --line-by-line`);
+  const spec = maskingSpec(tokenizer, opts.mlmProbability ?? 0.15, opts.wholeWordMask ?? false);
+  const ev = evaluate(model, fixedMasks(blocks, spec, opts.seed ?? 42, 0), opts.batchSize ?? 64, tokenizer.padId);
+  return { rows: examples.length, skipped: skipped.length, blocks: blocks.length, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics), perplexity: ev.metrics.perplexity };
 }

@@ -64,7 +64,9 @@ export async function loadModel(model: string, opts: LoadModelOptions = {}): Pro
     opts.log?.(`warning: the adapter ${adapterDir} was trained on ${adapter.baseModel}, not ${model}`);
   }
   const backend = getBackend({ ...opts });
-  const task = opts.task ?? (adapterDir ? adapterTask(adapterDir, adapter!.taskType) : undefined);
+  // A …ForMaskedLM folder (bert-base-chinese, or train --task fill-mask's output) loads its masked-LM head
+  const maskedLm = !adapterDir && (readConfig(dir).architectures?.[0]?.endsWith("ForMaskedLM") ?? false);
+  const task = opts.task ?? (adapterDir ? adapterTask(adapterDir, adapter!.taskType) : maskedLm ? "fill-mask" : undefined);
   const loaded = loadModelFromDir(dir, { backend, log: opts.log, weightsFile, inference: true, adapterDir, task });
   const labels = labelNames(loaded.model.config);
   const tokenizerDir = adapterDir && existsSync(join(adapterDir, "tokenizer.json")) ? adapterDir : dir;

@@ -30,7 +30,7 @@ import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, wit
 import { resolveTask } from "../model/task.js";
 import { schedulerKwargs } from "../train/schedule.js";
 import { metricKey } from "../train/trainer.js";
-import { chineseWordStarts, groupTexts, lineExamples, loadSegmenter, maskExample, type MaskingSpec, maskingSpec, maskRng, type MlmExample } from "../data/mlm.js";
+import { fixedMasks, loadSegmenter, type MaskingSpec, maskingSpec, mlmBlocks, type MlmExample } from "../data/mlm.js";
 
 /**
  * train()'s options: every flag of `weitiao train` (declared once, with its help, default and check, in
@@ -383,14 +383,7 @@ async function prepareMlmData(o: ResolvedOptions, tokenizer: BertTokenizer, maxL
   const testRead = o.testFile ? read(o.testFile) : null;
   const reports: Record<string, DataReport> = {};
   const encodeSplit = (name: string, file: string, examples: TextExample[], skipped: SkippedRow[]): MlmExample[] => {
-    let truncated = 0;
-    const texts = examples.map((e) => {
-      const enc = tokenizer.encode(e.text, null, lineByLine ? { maxLength } : {});
-      if (enc.truncated) truncated++;
-      return { ids: enc.inputIds, ...(segment ? { wordStarts: chineseWordStarts(enc.tokens, segment(e.text)) } : {}) };
-    });
-    const blocks = lineByLine ? lineExamples(texts, maxLength) : groupTexts(texts, maxLength);
-    const tokens = texts.reduce((n, t) => n + t.ids.length, 0);
+    const { blocks, tokens, truncated } = mlmBlocks(tokenizer, examples.map((e) => e.text), maxLength, lineByLine, segment);
     if (blocks.length === 0) {
       throw new WeitiaoError(`${file}: ${name} has ${tokens} tokens, too few for one block of --max-length ${maxLength} (group_texts drops the remainder): lower --max-length, add text, or use --line-by-line`);
     }
@@ -409,10 +402,7 @@ async function prepareMlmData(o: ResolvedOptions, tokenizer: BertTokenizer, maxL
   };
   const trainEnc = encodeSplit("train", o.trainFile, trainTexts, trainRead.skipped);
   // Fixed masks for evaluation: the same tokens scored at every evaluation, and in predict-free reruns
-  const fixMasks = (blocks: MlmExample[], salt: number): EncodedExample[] => {
-    const rng = maskRng(o.seed ?? 42, -1 - salt, 0);
-    return blocks.map((b) => maskExample(b, masking, rng));
-  };
+  const fixMasks = (blocks: MlmExample[], salt: number): EncodedExample[] => fixedMasks(blocks, masking, o.seed ?? 42, salt);
   const evalEnc = evalRead ? fixMasks(encodeSplit("validation", o.validationFile ?? o.trainFile, evalRead.examples, evalRead.skipped), 0) : null;
   const testEnc = testRead ? fixMasks(encodeSplit("test", o.testFile!, testRead.examples, testRead.skipped), 1) : null;
   log(`masking: ${probability} of the tokens per step (80% ${tokenizer.mask!.token}, 10% random of ${tokenizer.length}, 10% kept)${masking.wholeWord ? ", whole words (jieba)" : ""}`);

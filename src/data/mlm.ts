@@ -117,6 +117,27 @@ export function lineExamples(texts: TokenizedText[], maxLength: number): MlmExam
   });
 }
 
+/**
+ * Texts to masked-LM examples: each tokenized with its special tokens (cut at maxLength with --line-by-line), with
+ * whole-word starts when a segmenter is given, then group_texts' blocks or one example per text.
+ */
+export function mlmBlocks(tokenizer: BertTokenizer, texts: string[], maxLength: number, lineByLine: boolean, segment: ((text: string) => string[]) | null): { blocks: MlmExample[]; tokens: number; truncated: number } {
+  let truncated = 0;
+  const tokenized = texts.map((text): TokenizedText => {
+    const enc = tokenizer.encode(text, null, lineByLine ? { maxLength } : {});
+    if (enc.truncated) truncated++;
+    return { ids: enc.inputIds, ...(segment ? { wordStarts: chineseWordStarts(enc.tokens, segment(text)) } : {}) };
+  });
+  const blocks = lineByLine ? lineExamples(tokenized, maxLength) : groupTexts(tokenized, maxLength);
+  return { blocks, tokens: tokenized.reduce((n, t) => n + t.ids.length, 0), truncated };
+}
+
+/** Masks drawn once (evaluation: every evaluation scores the same tokens), from the seed and a salt per split. */
+export function fixedMasks(blocks: MlmExample[], spec: MaskingSpec, seed: number, salt: number): EncodedExample[] {
+  const rng = maskRng(seed, -1 - salt, 0);
+  return blocks.map((b) => maskExample(b, spec, rng));
+}
+
 /** A seed per (run seed, step, micro-batch) for its masks: fresh masks every epoch, the same on a resumed run. */
 export function maskRng(seed: number, step: number, microBatch: number): Rng {
   return new Rng(((seed * 2654435761) ^ (step * 40503 + microBatch * 7919 + 0x9e3779b9)) >>> 0);

@@ -12,6 +12,14 @@ test("weitiao demo trains, evaluates, writes the report and predicts three sente
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^Epoch 1 \| Loss: \d\.\d{4} \| Accuracy: \d\.\d{4} \| Val Loss: \d\.\d{4} \| Val Accuracy: \d\.\d{4}$/m);
   assert.match(r.stdout, /validation accuracy: \d\.\d{4}/);
+  // pretrain, then fine-tune: the masked LM's perplexity falls, and both fine-tunings are compared epoch by epoch
+  const ppl = /pretrained: validation perplexity (\d+) after epoch 1 → (\d+) after epoch 20/.exec(r.stdout);
+  assert.ok(ppl && Number(ppl[2]) < Number(ppl[1]) / 10, r.stdout);
+  assert.match(r.stdout, /^fill-mask: 物流很\[MASK\]，包装完好 → .+ \(0\.\d{3}\), .+ \(0\.\d{3}\), .+ \(0\.\d{3}\)$/m);
+  assert.match(r.stdout, /^validation accuracy per epoch: from the pretrained model (\d\.\d{4} ){4}\| from the random init \d\.\d{4}( \d\.\d{4}){3}$/m);
+  assert.match(r.stdout, /^(pretraining helped|pretraining did not help|mixed|no difference)/m);
+  for (const f of ["config.json", "model.safetensors"]) assert.ok(existsSync(join(`${out}-mlm`, f)), `the pretrained model: ${f}`);
+  assert.deepEqual(JSON.parse(readFileSync(join(`${out}-mlm`, "config.json"), "utf8")).architectures, ["BertForMaskedLM"]);
   assert.equal((r.stdout.match(/^predict: .+ → (正面|负面) \(\d\.\d{3}\)$/gm) ?? []).length, 3);
   for (const f of ["report.html", "metrics.json", "model.safetensors", "config.json"]) assert.ok(existsSync(join(out, f)), f);
 });
@@ -26,7 +34,7 @@ test("the library example in examples/ runs", () => {
 
 test("predict: stdin (plain lines and JSONL), CSV output, --top-labels", () => {
   const out = join(tempDir(), "m");
-  assert.equal(spawnSync(process.execPath, [CLI, "demo", "--output-dir", out, "--epochs", "1"], { encoding: "utf8" }).status, 0);
+  assert.equal(spawnSync(process.execPath, [CLI, "demo", "--output-dir", out, "--epochs", "1", "--pretrain-epochs", "0"], { encoding: "utf8" }).status, 0);
   const plain = spawnSync(process.execPath, [CLI, "predict", "--model", out, "--input", "-", "--top-labels", "1"], { input: "好吃\n{\"text\":\"难吃\"}\n", encoding: "utf8" });
   assert.equal(plain.status, 0, plain.stderr);
   const rows = plain.stdout.trim().split("\n").map((l) => JSON.parse(l));
@@ -43,7 +51,7 @@ test("predict: stdin (plain lines and JSONL), CSV output, --top-labels", () => {
 
 test("a reader that closes stdout early (| head) does not stop training: exit 0, model saved, no EPIPE", async () => {
   const out = join(tempDir(), "piped");
-  const child = spawn(process.execPath, [CLI, "demo", "--output-dir", out, "--epochs", "1"], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI, "demo", "--output-dir", out, "--epochs", "1", "--pretrain-epochs", "0"], { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   child.stdout.once("data", () => child.stdout.destroy()); // like `head -1`
