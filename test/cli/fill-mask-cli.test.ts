@@ -123,6 +123,16 @@ test("train --task mlm on .txt: run_mlm's blocks, eval loss and perplexity logge
   assert.equal(state.log_history.filter((e) => e.eval_perplexity !== undefined).length, 2, "perplexity at each evaluation");
   assert.match(readFileSync(join(out, "report.html"), "utf8"), /<figcaption>validation perplexity<\/figcaption>/);
 
+  // evaluate scores a masked-LM folder on text (fixed masks from --seed: the same numbers every run); predict refuses it
+  const ev = run(["evaluate", "--model", "out", "--input", CORPUS], { cwd: dir });
+  assert.equal(ev.code, 0, ev.stderr);
+  const scores = JSON.parse(ev.stdout) as Record<string, number>;
+  assert.ok(scores.eval_loss! > 0 && Math.abs(scores.perplexity! - Math.exp(scores.eval_loss!)) < 1e-6 * scores.perplexity!, ev.stdout);
+  assert.equal(scores.rows, 12);
+  assert.equal(run(["evaluate", "--model", "out", "--input", CORPUS], { cwd: dir }).stdout, ev.stdout, "deterministic");
+  assert.notEqual(run(["evaluate", "--model", "out", "--input", CORPUS, "--seed", "7"], { cwd: dir }).stdout, ev.stdout, "--seed draws other masks");
+  assertOneLineError(run(["predict", "--model", "out", "--text", "很好"], { cwd: dir }), /is a masked-LM model \(BertForMaskedLM\): fill its mask tokens with weitiao fill-mask/);
+
   // Classification fine-tunes from the pretrained folder directly (the MLM head dropped, a pooler and classifier new)
   const cls = run(["train", "--model", "out", "--train-file", join(DEMO_DATA_DIR, "train.csv"), "--max-steps", "2", "--batch-size", "4", "--output-dir", "cls"], { cwd: dir });
   assert.equal(cls.code, 0, cls.stderr);
