@@ -77,7 +77,10 @@ export async function loadModel(model: string, opts: LoadModelOptions = {}): Pro
 
 /** An adapter's task: its config.json's architectures (ours), else PEFT's task_type. */
 function adapterTask(dir: string, taskType: string | null): Task {
-  if (existsSync(join(dir, "config.json"))) return resolveTask(undefined, readConfig(dir));
+  if (existsSync(join(dir, "config.json"))) {
+    const config = readConfig(dir);
+    return config.architectures?.[0]?.endsWith("ForMaskedLM") ? "fill-mask" : resolveTask(undefined, config);
+  }
   const task = Object.entries(PEFT_TASK_TYPES).find(([, t]) => t.taskType === taskType)?.[0] as Task | undefined;
   if (task !== "text-classification" && task !== "token-classification") {
     throw new WeitiaoError(`${dir}: adapter_config.json's task_type ${JSON.stringify(taskType)} is not one weitiao predicts (SEQ_CLS, TOKEN_CLS)`);
