@@ -183,7 +183,7 @@ const addTruncationOption = (cmd: Command): Command => {
 
 function trainCommand(): Command {
   const cmd = new Command("train")
-    .description("fine-tune a BERT-family encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ERNIE, ALBERT) for text classification (CSV/TSV/JSONL) NER (--task ner: JSONL, CLUENER, CoNLL), or continue masked-LM pretraining on your own text (--task mlm: .txt or a text column)")
+    .description("fine-tune a BERT-family encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, ERNIE, ALBERT) for text classification (CSV/TSV/JSONL), NER (--task ner: JSONL, CLUENER, CoNLL), or continue masked-LM pretraining on your own text (--task mlm: .txt or a text column)")
     .option("--config <file>", "YAML or JSON file with any of these options (keys like learning-rate or learning_rate); command-line flags win");
   addTableOptions(cmd, TRAIN_OPTIONS);
   addComputeOptions(cmd);
