@@ -19,7 +19,7 @@ import type { TaskModel } from "../model/task-model.js";
 import { BertTokenizer, checkTokenizerFits } from "../tokenizer/index.js";
 import {
   DEFAULT_TRAINING_ARGS, type EvalResult, Trainer, type TrainerHooks, type TrainResult, trainerState,
-  type TrainingArgs, evaluate, prefixed,
+  type TrainingArgs, evaluate, predictLabels, prefixed,
 } from "../train/trainer.js";
 import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
@@ -76,7 +76,12 @@ export function validateTrainOptions(o: TrainOptions): void {
   if (o.labelSmoothingFactor && (o.problemType === "regression" || o.problemType === "multi_label_classification")) {
     check(false, `--label-smoothing-factor applies to single-label and token classification, not ${o.problemType}`);
   }
+  if (o.doPredict) check(o.testFile !== undefined, "--do-predict writes the predictions of --test-file: give one");
+  if (o.doPredict && (o.task === "fill-mask" || o.task === "question-answering")) check(false, `--do-predict applies to classification and token classification, not ${o.task}`);
   if (o.evalStrategy === "steps") check(Number.isInteger(o.evalSteps) && o.evalSteps! > 0, "--eval-strategy steps needs --eval-steps N");
+  if (o.saveStrategy === "best" && ((!o.validationFile && !o.validationSplit) || o.evalStrategy === "no")) {
+    check(false, "--save-strategy best saves when an evaluation improves: it needs validation data (--validation-file or --validation-split) and an --eval-strategy");
+  }
   if ((o.loadBestModelAtEnd || o.earlyStoppingPatience) && !o.validationFile && !o.validationSplit) {
     check(false, "--load-best-model-at-end and --early-stopping-patience need validation data (--validation-file or --validation-split)");
   }
@@ -149,7 +154,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     ...DEFAULT_TRAINING_ARGS,
     ...definedOnly(Object.fromEntries(TRAINING_KEYS.map((k) => [k, given[k]]))),
     saveStrategy,
-    saveSteps: saveStrategy === "no" ? 0 : o.saveSteps ?? 0,
+    saveSteps: saveStrategy === "no" || saveStrategy === "best" ? 0 : o.saveSteps ?? 0,
   };
   // training_args.json: every option as this run resolved it (what --config needs to repeat the run), HF-style.
   const resolved: Record<string, unknown> = {
@@ -167,7 +172,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
       onSave: (state, reason) => {
         const partial = { globalStep: state.step, epochs: state.epochs, logHistory: state.history, totalSteps: trainer.totalSteps, trainSeconds: 0, trainLoss: NaN, samplesSeen: 0, stepsRun: 0, interrupted: reason === "interrupt" };
         lastCheckpoint = saveCheckpoint(model, trainer.optimizer, state, {
-          outputDir, tokenizerDir: modelDir, totalLimit: o.saveTotalLimit ?? 0,
+          outputDir, tokenizerDir: modelDir, totalLimit: o.saveTotalLimit ?? 0, onlyModel: args.saveOnlyModel,
           files: {
             "trainer_state.json": JSON.stringify(trainerState(partial, args), null, 2) + "\n",
             "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
@@ -198,7 +203,10 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     }
     // The evaluation after the last step, when there was one, saw these very weights: not run twice.
     const finalEval = evalEnc ? (result.finalEval ?? evaluate(model, evalEnc, args.evalBatchSize, tokenizer.padId, args.threshold)) : null;
-    const test = testEnc ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
+    const test = testEnc && data.testLabelled !== false ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
+    const predictions = o.doPredict && testEnc
+      ? "index,prediction\n" + predictLabels(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold).map((p, i) => `${i},${csvField(p)}`).join("\n") + "\n"
+      : null;
     if (test) log(`test_loss: ${test.loss.toFixed(4)} | ${Object.entries(test.metrics).map(([k, v]) => `test_${k}: ${v.toFixed(4)}`).join(" | ")}`);
 
     const summary = runSummary(result);
@@ -214,6 +222,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
         ...(test ? { test_loss: test.loss, ...prefixed("test_", test.metrics) } : {}),
         best: result.best ?? null, early_stopped: result.earlyStopped ?? false,
       }, null, 2) + "\n",
+      ...(predictions ? { "predict_results.csv": predictions } : {}),
       "report.html": renderReport({
         title: `weitiao: ${o.model} on ${o.trainFile}`, result, eval: finalEval, test, labels: labelSet.names, reports,
         args: resolved, samples: trainEnc.length * result.epochs.length,
@@ -242,6 +251,8 @@ interface PreparedData {
   reports: Record<string, DataReport>;
   /** Masked LM: how training examples are masked at each step. */
   masking?: MaskingSpec;
+  /** false: the test file has no labels (--do-predict only predicts it). */
+  testLabelled?: boolean;
 }
 
 type ResolvedOptions = TrainOptions & { textColumn: string; labelColumn: string; maxLength: number };
@@ -270,8 +281,14 @@ function prepareClassificationData(o: ResolvedOptions, config: BertConfig, token
     log(`validation: ${evalRead.examples.length} rows held out of ${o.trainFile} (--validation-split ${o.validationSplit}, stratified)`);
   }
   const evalLabels = evalRead ? labelTargets(evalRead.examples, labelSet) : null;
-  const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, true) : null;
-  const testLabels = testRead ? labelTargets(testRead.examples, labelSet) : null;
+  // With --do-predict the test file may come without labels (HF's predict step): then only predictions, no test_ metrics
+  const testRead = o.testFile ? extractExamples(readRowsMany(o.testFile, { noHeader: o.noHeader, quoting: o.quoting }), cols, !o.doPredict) : null;
+  const testLabelled = testRead !== null && testRead.examples.every((e) => e.rawLabel !== null && e.rawLabel !== "");
+  if (testRead && !testLabelled && testRead.examples.some((e) => e.rawLabel)) {
+    const e = testRead.examples.find((x) => !x.rawLabel)!;
+    throw new WeitiaoError(`${e.file}:${e.line}: missing label (--test-file: label every row, or none of them to only predict with --do-predict)`);
+  }
+  const testLabels = testRead && testLabelled ? labelTargets(testRead.examples, labelSet) : null;
   const firstPair = [trainRead, evalRead, testRead].flatMap((r) => r?.examples ?? []).find((e) => e.pair !== null);
   // BERT types a pair's second text 1; RoBERTa's tokenizers type everything 0, DistilBERT reads no types at all.
   const typeTable = familyOfConfig(config).embeddings(config).tokenType ? config.type_vocab_size : Infinity;
@@ -280,14 +297,14 @@ function prepareClassificationData(o: ResolvedOptions, config: BertConfig, token
   }
   // Tokenise a split and describe it in the hygiene report.
   const reports: Record<string, DataReport> = {};
-  const encodeSplit = (name: string, read: { examples: TextExample[]; skipped: SkippedRow[] }, labels: LabelTargets): EncodedExample[] => {
+  const encodeSplit = (name: string, read: { examples: TextExample[]; skipped: SkippedRow[] }, labels: LabelTargets | null): EncodedExample[] => {
     const enc = encodeExamples(tokenizer, read.examples, labels, maxLength, o.truncation ?? "longest_first");
     reports[name] = dataReport(read.examples, read.skipped, enc.encoded, enc.stats.truncated, labelSet.names);
     return enc.encoded;
   };
   const trainEnc = encodeSplit("train", { examples: trainExamples, skipped: trainRead.skipped }, trainLabels);
   const evalEnc = evalRead ? encodeSplit("validation", evalRead, evalLabels!) : null;
-  const testEnc = testRead ? encodeSplit("test", testRead, testLabels!) : null;
+  const testEnc = testRead ? encodeSplit("test", testRead, testLabels) : null;
   for (const [name, r] of Object.entries(reports)) for (const line of reportLines(name, r, maxLength)) log(line);
   if (o.metricForBestModel) {
     const known: Record<string, string[]> = {
@@ -299,7 +316,7 @@ function prepareClassificationData(o: ResolvedOptions, config: BertConfig, token
     check(known[labelSet.problemType]!.includes(k), `--metric-for-best-model ${o.metricForBestModel}: not a metric of ${labelSet.problemType} (${known[labelSet.problemType]!.join(", ")})`);
   }
 
-  return { trainEnc, evalEnc, testEnc, names: labelSet.names, problemType: labelSet.problemType, reports };
+  return { trainEnc, evalEnc, testEnc, testLabelled, names: labelSet.names, problemType: labelSet.problemType, reports };
 }
 
 /** Token classification's data (src/data/tokens.ts): words with a tag each, aligned to word pieces as run_ner does. */
@@ -442,6 +459,11 @@ export function runSummary(r: TrainResult): { train_runtime: number; train_sampl
     train_runtime: r.trainSeconds, train_samples_per_second: r.samplesSeen / secs, train_steps_per_second: r.stepsRun / secs,
     train_loss: r.trainLoss, epoch: r.epochs.length ? r.epochs[r.epochs.length - 1]!.epoch : 0,
   };
+}
+
+/** A CSV field, quoted where it must be (RFC 4180). */
+function csvField(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -93,14 +93,18 @@ export function expandConfig(argv: string[], program?: Command): string[] {
 const BOOLEAN_FLAGS = new Map(
   [...TRAIN_OPTIONS, ...COMPUTE_OPTIONS].filter((s: OptionSpec) => s.type === "bool").map((s: OptionSpec) => [s.flag.replace(/^--no-/, "--"), s.flag.startsWith("--no-")] as const),
 );
-/** HF TrainingArguments that have nothing to do here (one process, no logging service): accepted and dropped. */
-const HF_NO_OPS = new Set(["--do-train", "--do-eval", "--logging-dir", "--report-to"]);
+/**
+ * HF arguments that have nothing to do here (one process, no logging service; padding to --max-length changes no
+ * result when padding rows are left out, see model/task-model.ts): accepted and dropped.
+ */
+const HF_NO_OPS = new Set(["--do-train", "--do-eval", "--logging-dir", "--report-to", "--pad-to-max-length"]);
 const BOOL_VALUE = /^(true|false|1|0|yes|no)$/i;
 
 /**
  * HfArgumentParser's command lines as ours: `--output_dir=x` → `--output-dir=x`, aliases → canonical names,
  * `--flag True|False` (or `=`) for booleans, `--bf16` → `--precision bf16`, `--fp16` refused (no fp16 on CPU),
- * `--max_steps -1` → 0 (no cap), and `--do_train`, `--do_eval`, `--logging_dir D`, `--report_to none` accepted.
+ * `--max_steps -1` → 0 (no cap), `--text_column_names a,b` → text and pair columns, and `--do_train`, `--do_eval`,
+ * `--logging_dir D`, `--report_to none`, `--pad_to_max_length` accepted.
  */
 export function normalizeArgv(argv: string[]): string[] {
   const out: string[] = [];
@@ -120,7 +124,7 @@ export function normalizeArgv(argv: string[]): string[] {
     let value: string | undefined = eq >= 0 ? arg.slice(eq + 1) : undefined;
     if (name === "--task" && value === "ner") value = "token-classification";
     if (name === "--task" && value === "mlm") value = "fill-mask";
-    const isBool = BOOLEAN_FLAGS.has(name) || name === "--bf16" || name === "--fp16" || name === "--do-train" || name === "--do-eval";
+    const isBool = BOOLEAN_FLAGS.has(name) || ["--bf16", "--fp16", "--do-train", "--do-eval", "--pad-to-max-length"].includes(name);
     if (isBool && value === undefined && BOOL_VALUE.test(argv[i + 1] ?? "")) value = argv[++i];
     const on = value === undefined || /^(true|1|yes)$/i.test(value);
     if (name === "--fp16") {
@@ -129,6 +133,13 @@ export function normalizeArgv(argv: string[]): string[] {
     }
     if (name === "--bf16") {
       if (on) out.push("--precision", "bf16");
+      continue;
+    }
+    // run_classification.py's --text_column_names a,b: the text and (where given) the pair column
+    if (name === "--text-column-names") {
+      const [text, pair, ...more] = (value ?? argv[++i] ?? "").split(",").map((c) => c.trim());
+      if (!text || more.length) throw new WeitiaoError(`--text_column_names takes one or two column names ("sentence1,sentence2"), got "${value ?? argv[i] ?? ""}"`);
+      out.push("--text-column", text, ...(pair ? ["--text-pair-column", pair] : []));
       continue;
     }
     if (HF_NO_OPS.has(name)) {

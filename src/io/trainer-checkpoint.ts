@@ -33,6 +33,8 @@ export interface SaveCheckpointOptions {
   files: Record<string, string>;
   /** Keep at most this many checkpoints (oldest deleted first); 0 keeps all. */
   totalLimit: number;
+  /** --save-only-model: the model without the optimizer state. */
+  onlyModel?: boolean;
 }
 
 export function saveCheckpoint(model: TaskModel, optimizer: AdamW, state: LoopState, o: SaveCheckpointOptions): string {
@@ -43,14 +45,17 @@ export function saveCheckpoint(model: TaskModel, optimizer: AdamW, state: LoopSt
   mkdirSync(tmp, { recursive: true });
   try {
     writeModelFiles(model, tmp, o.tokenizerDir, { ...o.files, [STATE_FILE]: JSON.stringify(state) + "\n" });
-    // The moments of the parameters that can train (with LoRA: the adapter and the head, never the frozen base)
-    const size = optimizer.m.length;
-    const tensors = new Map<string, TensorToWrite>([
-      ["exp_avg", { dtype: "F32", shape: [size], data: asFloat32(optimizer.m) }],
-      ["exp_avg_sq", { dtype: "F32", shape: [size], data: asFloat32(optimizer.v) }],
-      ["step", { dtype: "I32", shape: [optimizer.steps.length], data: optimizer.steps }],
-    ]);
-    writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: optimizer.names.join(",") });
+    // The moments of the parameters that can train (with LoRA: the adapter and the head, never the frozen base);
+    // --save-only-model leaves them out, as HF's save_only_model
+    if (!o.onlyModel) {
+      const size = optimizer.m.length;
+      const tensors = new Map<string, TensorToWrite>([
+        ["exp_avg", { dtype: "F32", shape: [size], data: asFloat32(optimizer.m) }],
+        ["exp_avg_sq", { dtype: "F32", shape: [size], data: asFloat32(optimizer.v) }],
+        ["step", { dtype: "I32", shape: [optimizer.steps.length], data: optimizer.steps }],
+      ]);
+      writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: optimizer.names.join(",") });
+    }
     rmSync(final, { recursive: true, force: true });
     renameSync(tmp, final);
   } catch (e) {
@@ -107,6 +112,9 @@ function readLoopState(dir: string): LoopState {
 
 export function loadCheckpoint(dir: string, model: TaskModel, optimizer: AdamW): LoopState {
   const state = readLoopState(dir);
+  if (!existsSync(join(dir, "optimizer.safetensors"))) {
+    throw new WeitiaoError(`${dir}: a checkpoint saved with --save-only-model holds no optimizer state, so training cannot resume from it (as in HF); start a new run from it with --model ${dir}`);
+  }
   // Tensors are read straight into the model's and the optimizer's buffers (no intermediate copies). A LoRA
   // checkpoint holds the adapter alone: the frozen base is the one the run loaded.
   if (model.lora) loadAdapterWeights(model, dir);

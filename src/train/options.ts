@@ -41,6 +41,7 @@ const halfOpenUnit = { ok: (v: number) => v >= 0 && v < 1, rule: "in [0, 1)" };
 const PROBLEM_TYPES = ["single_label_classification", "multi_label_classification", "regression"] as const;
 const TRUNCATIONS = ["longest_first", "only_first", "only_second"] as const;
 const EVAL_STRATEGIES = ["no", "steps", "epoch"] as const;
+const SAVE_STRATEGIES = ["no", "steps", "epoch", "best"] as const;
 
 export const TRAIN_OPTIONS = [
   { key: "model", flag: "--model", arg: "<dir>", type: "string", required: true, aliases: ["model-name-or-path"], help: "HF model folder, hub id (org/name[@rev], into the HF cache; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE), \"demo\", or a weights file with --model-config" },
@@ -49,12 +50,13 @@ export const TRAIN_OPTIONS = [
   { key: "trainFile", flag: "--train-file", arg: "<file>", type: "string", required: true, help: "training data: .csv, .tsv or .jsonl (a folder of them, or a comma-separated list); token-classification: JSONL (tokens/ner_tags or CLUENER) or CoNLL files, comma-separated; fill-mask: .txt (one text per line), a folder of them, or a CSV/JSONL --text-column" },
   { key: "validationFile", flag: "--validation-file", arg: "<file>", type: "string", help: "validation data, evaluated after every epoch" },
   { key: "validationSplit", flag: "--validation-split", arg: "<r>", type: "float", check: openUnit, help: "hold out this fraction of the training rows for validation (stratified, seeded); nothing is split off unless asked" },
-  { key: "testFile", flag: "--test-file", arg: "<file>", type: "string", help: "evaluated once after training (test_ metrics)" },
+  { key: "testFile", flag: "--test-file", arg: "<file>", type: "string", help: "evaluated once after training (test_ metrics; rows without labels with --do-predict)" },
+  { key: "doPredict", flag: "--do-predict", type: "bool", default: false, help: "also write --test-file's predictions to OUTPUT_DIR/predict_results.csv (index, prediction), as HF's example scripts; the test file may then be unlabelled" },
   { key: "outputDir", flag: "--output-dir", arg: "<dir>", type: "string", required: true, help: "where the fine-tuned model is saved (an earlier weitiao output there is replaced whole)" },
   { key: "overwriteOutputDir", flag: "--overwrite-output-dir", type: "bool", default: false, help: "write into a non-empty --output-dir that is not an earlier weitiao output (its checkpoint-N folders are removed)" },
   { key: "textColumn", flag: "--text-column", arg: "<name>", type: "string", default: "text", help: "column holding the text" },
   { key: "textPairColumn", flag: "--text-pair-column", arg: "<name>", type: "string", help: "column holding the second text of a pair" },
-  { key: "labelColumn", flag: "--label-column", arg: "<name>", type: "string", default: "label", help: "column holding the label" },
+  { key: "labelColumn", flag: "--label-column", arg: "<name>", type: "string", default: "label", aliases: ["label-column-name"], help: "column holding the label" },
   { key: "noHeader", flag: "--no-header", type: "bool", help: "CSV/TSV has no header line: name columns by index (0, 1, …)" },
   { key: "quoting", flag: "--quoting", arg: "<q>", type: "string", choices: QUOTINGS, help: "csv: \"…\" fields as RFC 4180 (default for .csv); none: quotes are text (default for .tsv, which is not RFC 4180)" },
   { key: "stride", flag: "--stride", arg: "<n>", type: "int", check: nonNegativeInt, help: "token-classification training: split a row longer than --max-length into windows of whole words overlapping by up to N tokens (0: no overlap), each labelled in full; default: cut the row at --max-length as run_ner does" },
@@ -82,6 +84,8 @@ export const TRAIN_OPTIONS = [
   { key: "maxGradNorm", flag: "--max-grad-norm", arg: "<n>", type: "float", default: 1, check: { ...nonNegative, rule: "a non-negative number (0 disables clipping)" }, training: true, help: "gradient clipping norm (0 disables)" },
   { key: "gradientAccumulationSteps", flag: "--gradient-accumulation-steps", arg: "<n>", type: "int", default: 1, check: positive, training: true, help: "micro-batches per optimizer step" },
   { key: "seed", flag: "--seed", arg: "<n>", type: "int", default: 42, training: true, help: "random seed (shuffling, dropout, new weights)" },
+  { key: "dataSeed", flag: "--data-seed", arg: "<n>", type: "int", training: true, help: "seed of the data order alone (shuffling, length grouping), as HF's data_seed (default: --seed)" },
+  { key: "dataloaderDropLast", flag: "--dataloader-drop-last", type: "bool", default: false, training: true, help: "drop each epoch's last batch when it is smaller than --batch-size" },
   { key: "shuffle", flag: "--no-shuffle", type: "bool", default: true, training: true, help: "keep file order: batch i is rows i·B … i·B+B−1" },
   { key: "groupByLength", flag: "--group-by-length", type: "bool", default: false, training: true, help: "batch rows of similar length together (less padding)" },
   { key: "problemType", flag: "--problem-type", arg: "<t>", type: "string", choices: PROBLEM_TYPES, help: "force the task (default: detected from the labels: ints/names → single-label, \"a|b\" or JSON lists → multi-label, decimals → regression)" },
@@ -104,9 +108,13 @@ export const TRAIN_OPTIONS = [
   { key: "mergeLora", flag: "--merge-lora", type: "bool", default: false, help: "with --strategy lora: also write the merged full model to OUTPUT_DIR/merged (merge_and_unload)" },
   { key: "topK", flag: "--top-k", arg: "<k>", type: "int", training: true, help: "with --strategy top-k: how many top encoder layers train" },
   { key: "layerLrDecay", flag: "--layer-lr-decay", arg: "<d>", type: "float", check: { ok: (v: number) => v > 0 && v <= 1, rule: "in (0, 1]" }, training: true, help: "layer-wise lr decay: layer L−1−j gets lr·d^(j+1), embeddings lr·d^(L+1)" },
+  { key: "loggingStrategy", flag: "--logging-strategy", arg: "<s>", type: "string", choices: EVAL_STRATEGIES, default: "steps", training: true, help: "log loss/lr/grad_norm into trainer_state.json every --logging-steps, at each epoch's end, or never" },
+  { key: "loggingFirstStep", flag: "--logging-first-step", type: "bool", default: false, training: true, help: "also log the first step" },
+  { key: "evalOnStart", flag: "--eval-on-start", type: "bool", default: false, training: true, help: "evaluate once before the first step (a sanity check; not a best-model candidate)" },
   { key: "loggingSteps", flag: "--logging-steps", arg: "<n>", type: "int", default: 50, check: nonNegativeInt, training: true, help: "log loss/lr/grad_norm every N steps into trainer_state.json" },
   { key: "saveSteps", flag: "--save-steps", arg: "<n>", type: "int", default: 0, check: nonNegativeInt, training: true, help: "write checkpoint-N/ (model, optimizer, data position, RNG) every N steps" },
-  { key: "saveStrategy", flag: "--save-strategy", arg: "<s>", type: "string", choices: EVAL_STRATEGIES, training: true, help: "checkpoint every --save-steps, or after each epoch (default: steps when --save-steps is set, else no)" },
+  { key: "saveStrategy", flag: "--save-strategy", arg: "<s>", type: "string", choices: SAVE_STRATEGIES, training: true, help: "checkpoint every --save-steps, after each epoch, or whenever an evaluation sets a new best --metric-for-best-model (default: steps when --save-steps is set, else no)" },
+  { key: "saveOnlyModel", flag: "--save-only-model", type: "bool", default: false, training: true, help: "checkpoints hold the model without the optimizer state (smaller; training cannot resume from them, as in HF)" },
   { key: "saveTotalLimit", flag: "--save-total-limit", arg: "<n>", type: "int", default: 0, check: nonNegativeInt, help: "keep at most N checkpoints (oldest removed)" },
   { key: "resumeFromCheckpoint", flag: "--resume-from-checkpoint", arg: "<dir>", type: "string", help: "continue a run from checkpoint-N/ (or \"latest\" in --output-dir); ends with the same weights as an uninterrupted run" },
   { key: "cacheFeatures", flag: "--no-cache-features", type: "bool", default: true, training: true, help: "with --strategy head: run the frozen encoder in train mode every step (PyTorch tutorial semantics) instead of caching its features" },

@@ -10,6 +10,7 @@ import { Rng, stepSeed } from "../util/rng.js";
 import { type MaskingSpec, maskExample, maskRng } from "../data/mlm.js";
 import { WeitiaoError } from "../util/errors.js";
 import type { ClassificationMetrics } from "./metrics.js";
+import type { ClassPrediction } from "../model/heads/classification.js";
 import { type EntityScores, seqeval } from "./seqeval.js";
 import { classWeighted, labelSmoothed } from "./loss.js";
 import { labelNames } from "../model/config.js";
@@ -56,8 +57,19 @@ export interface TrainingArgs {
   cacheFeatures: boolean;
   /** Checkpoint every N steps (0: never). */
   saveSteps: number;
-  /** "epoch": also checkpoint after each epoch. */
-  saveStrategy: "no" | "steps" | "epoch";
+  /** "epoch": also checkpoint after each epoch; "best": whenever an evaluation improves the best metric. */
+  saveStrategy: "no" | "steps" | "epoch" | "best";
+  /** HF's save_only_model: checkpoints without optimizer state. */
+  saveOnlyModel: boolean;
+  /** HF's data_seed: the data order's own seed (default: seed). */
+  dataSeed?: number;
+  /** HF's dataloader_drop_last: an epoch's incomplete last batch is dropped. */
+  dataloaderDropLast: boolean;
+  /** HF's eval_on_start: one evaluation before the first step. */
+  evalOnStart: boolean;
+  /** HF's logging_strategy and logging_first_step. */
+  loggingStrategy: "no" | "steps" | "epoch";
+  loggingFirstStep: boolean;
   /** Batch rows of similar length together (HF group_by_length): less padding, same randomness between groups. */
   groupByLength: boolean;
   /** Multi-label: a label is predicted when its probability is at least this. */
@@ -199,7 +211,7 @@ export interface TrainerHooks {
   /** Replaces the evaluation on the validation set (tests use it to play a crafted validation curve). */
   evaluate?: () => EvalResult;
   /** Save a checkpoint now (model, optimizer and this loop state): every saveSteps, each epoch, or on stop. */
-  onSave?: (state: LoopState, reason: "steps" | "epoch" | "interrupt") => void;
+  onSave?: (state: LoopState, reason: "steps" | "epoch" | "best" | "interrupt") => void;
 }
 
 /** Run the model in eval mode over examples: mean loss and the task's metrics. */
@@ -268,6 +280,32 @@ function evaluateTokens(model: TaskModel, examples: EncodedExample[], batchSize:
   const metrics = { precision: s.precision, recall: s.recall, f1: s.f1, accuracy: s.accuracy };
   const none = new Float32Array(0);
   return { loss: count ? lossSum / count : NaN, accuracy: s.accuracy, metrics, classification: null, entities: s.perType, entityConfusion: s.confusion, logits: none, probabilities: none, predictions: new Int32Array(0) };
+}
+
+/**
+ * --do-predict: each example's prediction as text — its label (multi-label: the labels at the threshold, joined by
+ * "|"; regression: the value), or for token tasks the tags of its labelled tokens (each word's first piece), space-
+ * separated as run_ner's predictions.txt. Labels, where the examples have them, are not read.
+ */
+export function predictLabels(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5): string[] {
+  const names = labelNames(model.config);
+  const C = model.head.outputs;
+  const out: string[] = new Array(examples.length);
+  for (const { rows, batch } of lengthSortedCollated(examples, batchSize, padId)) {
+    const { logits } = model.forward(batch.input, { train: false });
+    const T = batch.input.seqLen;
+    rows.forEach((i, b) => {
+      if (model.head.reads === "tokens") {
+        const tags: string[] = [];
+        for (let k = 0; k < T; k++) if (batch.labels[b * T + k]! >= 0) tags.push(names[model.head.predictRow(logits, (b * T + k) * C)]!);
+        out[i] = tags.join(" ");
+        return;
+      }
+      const p = model.head.prediction(Array.from(logits.subarray(b * C, b * C + C)), names, { threshold }) as ClassPrediction;
+      out[i] = p.labels ? p.labels.join("|") : p.label ?? String(p.score);
+    });
+  }
+  return out;
 }
 
 /**
@@ -357,11 +395,12 @@ export class Trainer {
       hooks.log?.(`class weights: ${names.map((n, i) => `${n} ${this.classWeights![i]!.toFixed(4)}`).join(", ")}`);
     }
     this.optimizer = new AdamW(model, { beta1: args.adamBeta1, beta2: args.adamBeta2, eps: args.adamEpsilon, weightDecay: args.weightDecay, ...optimizerOptions });
-    this.rng = new Rng(args.seed);
+    this.rng = new Rng(args.dataSeed ?? args.seed);
   }
 
   get batchesPerEpoch(): number {
-    return Math.ceil(this.trainSet.length / this.args.batchSize);
+    const n = this.trainSet.length / this.args.batchSize;
+    return this.args.dataloaderDropLast && n >= 1 ? Math.floor(n) : Math.ceil(n);
   }
 
   /** Optimizer steps per epoch: HF does an update on the leftover micro-batches at an epoch's end. */
@@ -478,6 +517,8 @@ export class Trainer {
     const hasEval = this.evalSet !== null && this.evalSet.length > 0 && args.evalStrategy !== "no";
     const { key: bestKey, greaterIsBetter } = bestMetricOf(args, model.config.problem_type, model.head.reads !== "first");
     let bestWeights: FArray | null = null;
+    /** --save-strategy best: an evaluation improved the best metric; the checkpoint is written where the loop state is whole. */
+    let saveBest = false;
     /** The last built-in evaluation and the step whose weights it saw. */
     let lastEval = null as { step: number; result: EvalResult } | null; // (set inside runEval)
     /** Evaluate, log, track the best model and early stopping; returns the eval entry. */
@@ -490,6 +531,7 @@ export class Trainer {
       if (value === undefined) throw new WeitiaoError(`--metric-for-best-model ${bestKey}: not a metric of this task (${["loss", ...Object.keys(ev.metrics)].join(", ")})`);
       if (!st.best || (greaterIsBetter ? value > st.best.metric : value < st.best.metric)) {
         st.best = { metric: value, step: st.step, sinceImproved: 0 };
+        saveBest = args.saveStrategy === "best";
         if (args.loadBestModelAtEnd) {
           // one copy kept and overwritten: a BERT-base is 0.44 GB, not to be allocated anew at each improvement
           bestWeights ??= model.params.newBuffer();
@@ -502,6 +544,13 @@ export class Trainer {
       return entry;
     };
 
+    if (hasEval && args.evalOnStart && st.step === 0) {
+      // HF's eval_on_start: the untrained model's scores, logged at step 0 (not a best-model candidate)
+      const ev = this.hooks.evaluate ? this.hooks.evaluate() : evaluate(model, this.evalSet!, args.evalBatchSize, this.padId, args.threshold);
+      const entry: EvalLog = { step: 0, epoch: 0, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics) };
+      st.history.push(entry);
+      log(`eval at start: ${Object.entries(entry).filter(([k]) => k.startsWith("eval_")).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" | ")}`);
+    }
     for (; st.epoch <= numEpochs && st.step < total && !earlyStopped; st.epoch++) {
       const epochStart = Date.now() - st.epochSeconds * 1000;
       this.applyStrategy(st.epoch);
@@ -512,6 +561,7 @@ export class Trainer {
         : args.shuffle ? this.rng.permutation(this.trainSet.length) : this.trainSet.map((_, i) => i);
       const batches: number[][] = [];
       for (let i = 0; i < order.length; i += args.batchSize) batches.push(order.slice(i, i + args.batchSize));
+      if (args.dataloaderDropLast && batches.length > 1 && batches.at(-1)!.length < args.batchSize) batches.pop();
       this.hooks.onEpochStart?.(st.epoch, Math.min(this.stepsPerEpoch - st.stepInEpoch, total - st.step));
 
       for (; st.stepInEpoch < this.stepsPerEpoch && st.step < total; ) {
@@ -552,7 +602,8 @@ export class Trainer {
         st.lossSinceLog += loss;
         st.stepsSinceLog++;
         const epochFloat = st.epoch - 1 + st.stepInEpoch / this.stepsPerEpoch;
-        if (args.loggingSteps > 0 && st.step % args.loggingSteps === 0) {
+        const logNow = args.loggingStrategy === "steps" && ((args.loggingSteps > 0 && st.step % args.loggingSteps === 0) || (args.loggingFirstStep && st.step === 1));
+        if (logNow || (args.loggingStrategy === "epoch" && st.stepInEpoch === this.stepsPerEpoch)) {
           st.history.push({ step: st.step, epoch: epochFloat, loss: st.lossSinceLog / st.stepsSinceLog, learning_rate: lr, grad_norm: gradNorm });
           st.lossSinceLog = 0;
           st.stepsSinceLog = 0;
@@ -570,6 +621,10 @@ export class Trainer {
           const e = runEval(epochFloat);
           log(`eval at step ${st.step}: ${Object.entries(e).filter(([k]) => k.startsWith("eval_")).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" | ")}`);
           if (earlyStopped) break;
+        }
+        if (saveBest && st.step < total) {
+          saveBest = false;
+          this.hooks.onSave?.(structuredClone(st), "best");
         }
         if (args.saveSteps > 0 && st.step % args.saveSteps === 0 && st.step < total) {
           this.hooks.onSave?.(structuredClone(st), "steps");
@@ -595,7 +650,8 @@ export class Trainer {
       else log(line);
       // Next epoch: fresh accumulators; its order is drawn from the generator's current state.
       Object.assign(st, { stepInEpoch: 0, epochLoss: 0, epochSteps: 0, correct: 0, seen: 0, epochSeconds: 0, epochRngState: this.rng.state });
-      if (args.saveStrategy === "epoch" && st.step < total) this.hooks.onSave?.(structuredClone({ ...st, epoch: st.epoch + 1 }), "epoch");
+      if ((args.saveStrategy === "epoch" || saveBest) && st.step < total) this.hooks.onSave?.(structuredClone({ ...st, epoch: st.epoch + 1 }), saveBest ? "best" : "epoch");
+      saveBest = false;
     }
     if (earlyStopped) log(`early stopping: ${bestKey} did not improve for ${args.earlyStoppingPatience} evaluation(s); best at step ${st.best!.step}`);
     let restored = false;

@@ -1,0 +1,130 @@
+/**
+ * More of HF TrainingArguments and run_classification.py's script arguments through the built CLI (issue 18, item 10):
+ * --do_predict (predict_results.csv, an unlabelled test file), --save_strategy best, --save_only_model, --eval_on_start,
+ * --data_seed, --dataloader_drop_last, --logging_strategy, --logging_first_step, --text_column_names,
+ * --label_column_name, --pad_to_max_length; and HF command lines from its text-classification examples, unchanged.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { FIXTURES, TINY, stepLogs, tempDir } from "../helpers.js";
+import { assertOneLineError, run } from "./cli-helpers.js";
+
+const ROWS: [string, string, number][] = [
+  ["这部电影太好看了", "强烈推荐", 1], ["烂片，浪费时间。", "别看", 0], ["演员很棒", "值得", 1], ["剧情无聊", "很闷", 0], ["非常精彩", "推荐", 1],
+  ["太差了", "不推荐", 0], ["很感人", "好", 1], ["无聊透顶", "差", 0], ["好看", "棒", 1], ["难看", "烂", 0],
+];
+
+function files(dir: string): { train: string; test: string; unlabelled: string; pairs: string } {
+  const train = join(dir, "train.csv");
+  writeFileSync(train, ["text,label", ...ROWS.map(([t, , l]) => `${t},${l}`)].join("\n") + "\n");
+  const test = join(dir, "test.csv");
+  writeFileSync(test, ["text,label", ...ROWS.slice(0, 4).map(([t, , l]) => `${t},${l}`)].join("\n") + "\n");
+  const unlabelled = join(dir, "unlabelled.jsonl");
+  writeFileSync(unlabelled, ["好看极了", "太烂了, 差", "一般"].map((text) => JSON.stringify({ text })).join("\n") + "\n");
+  const pairs = join(dir, "pairs.csv");
+  writeFileSync(pairs, ["sentence1,sentence2,rating", ...ROWS.map(([a, b, l]) => `${a},${b},${l}`)].join("\n") + "\n");
+  return { train, test, unlabelled, pairs };
+}
+
+const base = (train: string, out: string): string[] => ["train", "--model_name_or_path", TINY, "--train_file", train, "--output_dir", out, "--learning_rate", "1e-3", "--per_device_train_batch_size", "4", "--dropout", "0"];
+
+test("--do_predict writes predict_results.csv (index, prediction) for a labelled or an unlabelled test file; without a test file it is refused", () => {
+  const dir = tempDir();
+  const f = files(dir);
+  const labelled = run([...base(f.train, join(dir, "a")), "--max_steps", "2", "--test_file", f.test, "--do_predict"]);
+  assert.equal(labelled.code, 0, labelled.stderr);
+  const lines = readFileSync(join(dir, "a", "predict_results.csv"), "utf8").trim().split("\n");
+  assert.equal(lines[0], "index,prediction");
+  assert.deepEqual(lines.slice(1).map((l) => l.split(",")[0]), ["0", "1", "2", "3"]);
+  for (const l of lines.slice(1)) assert.match(l, /^\d,(负面|正面)$/);
+  assert.ok("test_accuracy" in JSON.parse(readFileSync(join(dir, "a", "metrics.json"), "utf8")), "a labelled test file is also scored");
+  const unlabelled = run([...base(f.train, join(dir, "b")), "--max_steps", "2", "--test_file", f.unlabelled, "--do_predict", "True"]);
+  assert.equal(unlabelled.code, 0, unlabelled.stderr);
+  assert.equal(readFileSync(join(dir, "b", "predict_results.csv"), "utf8").trim().split("\n").length, 4);
+  assert.equal("test_accuracy" in JSON.parse(readFileSync(join(dir, "b", "metrics.json"), "utf8")), false, "no labels, no test metrics");
+  // predictions equal weitiao predict's on the saved model
+  const p = run(["predict", "--model", join(dir, "b"), "--input", f.unlabelled]);
+  assert.equal(p.code, 0, p.stderr);
+  assert.deepEqual(readFileSync(join(dir, "b", "predict_results.csv"), "utf8").trim().split("\n").slice(1).map((l) => l.split(",")[1]), p.stdout.trim().split("\n").map((l) => JSON.parse(l).label));
+  assertOneLineError(run([...base(f.train, join(dir, "c")), "--do_predict"]), /--do-predict writes the predictions of --test-file: give one/);
+  writeFileSync(join(dir, "half.csv"), "text,label\n好,1\n差,\n");
+  assertOneLineError(run([...base(f.train, join(dir, "d")), "--test_file", join(dir, "half.csv"), "--do_predict"]), /half\.csv:3: missing label/);
+});
+
+test("--do_predict on NER writes each row's tags (its words' first pieces), space-separated as run_ner", () => {
+  const dir = tempDir();
+  const data = join(FIXTURES, "ner", "cluener-40.jsonl");
+  const r = run(["train", "--model", TINY, "--task", "ner", "--train-file", data, "--test-file", data, "--do-predict", "--max-steps", "2", "--output-dir", join(dir, "n"), "--max-length", "64"]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = readFileSync(join(dir, "n", "predict_results.csv"), "utf8").trim().split("\n");
+  assert.equal(lines.length, 41);
+  const first = JSON.parse(readFileSync(data, "utf8").split("\n")[0]!) as { text: string };
+  assert.equal(lines[1]!.split(",")[1]!.split(" ").length, [...first.text].length, "a tag per character");
+});
+
+test("--save_strategy best checkpoints only improvements; --save_only_model leaves out the optimizer (resume refused clearly)", () => {
+  const dir = tempDir();
+  const f = files(dir);
+  const r = run([...base(f.train, join(dir, "best")), "--validation_file", f.train, "--num_train_epochs", "4", "--save_strategy", "best", "--metric_for_best_model", "loss", "--save_only_model", "True"]);
+  assert.equal(r.code, 0, r.stderr);
+  const state = JSON.parse(readFileSync(join(dir, "best", "trainer_state.json"), "utf8")) as { log_history: { step: number; eval_loss?: number }[] };
+  const evals = state.log_history.filter((e) => e.eval_loss !== undefined);
+  // the steps whose evaluation set a new lowest loss, before the last step (the final model is the output itself)
+  let bestSoFar = Infinity;
+  const improved = evals.filter((e) => (e.eval_loss! < bestSoFar ? ((bestSoFar = e.eval_loss!), true) : false)).map((e) => e.step).filter((s) => s < 12);
+  const saved = readdirSync(join(dir, "best")).filter((n) => n.startsWith("checkpoint-")).map((n) => Number(n.slice(11))).sort((a, b) => a - b);
+  assert.deepEqual(saved, improved);
+  assert.ok(saved.length > 0);
+  assert.equal(existsSync(join(dir, "best", `checkpoint-${saved[0]}`, "optimizer.safetensors")), false, "--save_only_model");
+  assertOneLineError(run([...base(f.train, join(dir, "best")), "--validation_file", f.train, "--num_train_epochs", "4", "--resume_from_checkpoint", join(dir, "best", `checkpoint-${saved[0]}`)]),
+    /saved with --save-only-model holds no optimizer state, so training cannot resume from it/);
+  assertOneLineError(run([...base(f.train, join(dir, "x")), "--save_strategy", "best"]), /--save-strategy best .* needs validation data/);
+});
+
+test("--eval_on_start, --logging_first_step, --logging_strategy epoch|no, --dataloader_drop_last, --data_seed", () => {
+  const dir = tempDir();
+  const f = files(dir);
+  const history = (out: string) => (JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")) as { log_history: Record<string, number>[] }).log_history;
+  const a = run([...base(f.train, join(dir, "a")), "--validation_file", f.train, "--num_train_epochs", "2", "--eval_on_start", "--logging_first_step", "--logging_steps", "50"]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.match(a.stderr, /eval at start: eval_loss [\d.]+/);
+  const h = history(join(dir, "a"));
+  assert.equal(h[0]!.step, 0);
+  assert.ok("eval_loss" in h[0]!);
+  assert.deepEqual(stepLogs(h).map((l) => l.step), [1], "only the first step logged (--logging_steps 50)");
+  const epoch = run([...base(f.train, join(dir, "e")), "--num_train_epochs", "2", "--logging_strategy", "epoch"]);
+  assert.equal(epoch.code, 0, epoch.stderr);
+  assert.deepEqual(stepLogs(history(join(dir, "e"))).map((l) => l.step), [3, 6], "one entry per epoch (3 steps each)");
+  const none = run([...base(f.train, join(dir, "n")), "--num_train_epochs", "1", "--logging_strategy", "no", "--logging_steps", "1"]);
+  assert.equal(none.code, 0, none.stderr);
+  assert.deepEqual(stepLogs(history(join(dir, "n"))), []);
+  // 10 rows at batch 4: 3 batches an epoch, 2 with the incomplete one dropped
+  const drop = run([...base(f.train, join(dir, "d")), "--num_train_epochs", "2", "--dataloader_drop_last", "True"]);
+  assert.equal(drop.code, 0, drop.stderr);
+  assert.match(drop.stderr, /training 4 steps \(2 epoch\(s\) × 2\)/);
+  // --data_seed changes the data order alone: same seed for weights and dropout, another order, other weights
+  const s1 = run([...base(f.train, join(dir, "s1")), "--max_steps", "3", "--seed", "1"]);
+  const s2 = run([...base(f.train, join(dir, "s2")), "--max_steps", "3", "--seed", "1", "--data_seed", "9"]);
+  const s3 = run([...base(f.train, join(dir, "s3")), "--max_steps", "3", "--seed", "1", "--data_seed", "1"]);
+  for (const r of [s1, s2, s3]) assert.equal(r.code, 0, r.stderr);
+  const w = (d: string): Buffer => readFileSync(join(dir, d, "model.safetensors"));
+  assert.ok(w("s1").equals(w("s3")), "--data_seed equal to --seed: the same run");
+  assert.ok(!w("s1").equals(w("s2")), "another data order");
+});
+
+test("run_classification.py's arguments as pasted: --text_column_names a,b, --label_column_name, --pad_to_max_length, --max_seq_length", () => {
+  const dir = tempDir();
+  const f = files(dir);
+  const r = run(["train", "--model_name_or_path", TINY, "--train_file", f.pairs, "--validation_file", f.pairs, "--text_column_names", "sentence1,sentence2",
+    "--label_column_name", "rating", "--pad_to_max_length", "True", "--max_seq_length", "32", "--do_train", "--do_eval", "--output_dir", join(dir, "o"),
+    "--per_device_train_batch_size", "4", "--num_train_epochs", "1", "--overwrite_output_dir"]);
+  assert.equal(r.code, 0, r.stderr);
+  const args = JSON.parse(readFileSync(join(dir, "o", "training_args.json"), "utf8")) as Record<string, unknown>;
+  assert.equal(args.textColumn, "sentence1");
+  assert.equal(args.textPairColumn, "sentence2");
+  assert.equal(args.labelColumn, "rating");
+  assert.equal(args.maxLength, 32);
+  assertOneLineError(run(["train", "--model", TINY, "--train-file", f.pairs, "--output-dir", join(dir, "x"), "--text_column_names", "a,b,c"]), /--text_column_names takes one or two column names/);
+});
