@@ -2,7 +2,9 @@
  * `train()`: the whole job behind `weitiao train` — read and check the data, load the model, fine-tune,
  * evaluate, save. Every input problem is found before the output folder is touched.
  */
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { modelCard } from "../io/model-card.js";
 import { adapterParams, mergedModel } from "../io/adapter.js";
 import { LORA_DEFAULTS, type LoraOptions } from "../model/lora.js";
 import { getBackend } from "../backend/index.js";
@@ -61,6 +63,8 @@ export interface TrainOutput {
   test: EvalResult | null;
   reports: Record<string, DataReport>;
 }
+
+const WEITIAO_VERSION = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 function check(cond: boolean, message: string): void {
   if (!cond) throw new WeitiaoError(message);
@@ -174,7 +178,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
         lastCheckpoint = saveCheckpoint(model, trainer.optimizer, state, {
           outputDir, tokenizerDir: modelDir, totalLimit: o.saveTotalLimit ?? 0, onlyModel: args.saveOnlyModel,
           files: {
-            "trainer_state.json": JSON.stringify(trainerState(partial, args), null, 2) + "\n",
+            "trainer_state.json": JSON.stringify(trainerState(partial, args, undefined, outputDir), null, 2) + "\n",
             "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
           },
         });
@@ -213,7 +217,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     log(`train_runtime: ${summary.train_runtime.toFixed(1)} s | train_samples_per_second: ${summary.train_samples_per_second.toFixed(2)} | ` +
       `train_steps_per_second: ${summary.train_steps_per_second.toFixed(3)} | train_loss: ${summary.train_loss.toFixed(4)}`);
     saveModel(model, outputDir, modelDir, {
-      "trainer_state.json": JSON.stringify(trainerState(result, args, summary), null, 2) + "\n",
+      "trainer_state.json": JSON.stringify(trainerState(result, args, summary, outputDir), null, 2) + "\n",
       "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
       "data_report.json": JSON.stringify(reports, null, 2) + "\n",
       "metrics.json": JSON.stringify({
@@ -223,6 +227,12 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
         best: result.best ?? null, early_stopped: result.earlyStopped ?? false,
       }, null, 2) + "\n",
       ...(predictions ? { "predict_results.csv": predictions } : {}),
+      "README.md": modelCard({
+        name: basename(outputDir), baseModel, fromHub: location.hubId !== undefined, task, trainFile: basename(o.trainFile),
+        validationFile: o.validationFile ? basename(o.validationFile) : o.validationSplit ? `${o.validationSplit} of ${basename(o.trainFile)}` : undefined,
+        labels: labelSet.names, args, result, eval: finalEval, test, adapter: model.lora !== null,
+        versions: { weitiao: WEITIAO_VERSION, "Node.js": process.versions.node, backend: `${backend.name} (${o.precision ?? "fp32"})` },
+      }),
       "report.html": renderReport({
         title: `weitiao: ${o.model} on ${o.trainFile}`, result, eval: finalEval, test, labels: labelSet.names, reports,
         args: resolved, samples: trainEnc.length * result.epochs.length,

@@ -2,6 +2,8 @@
  * The training loop: HF Trainer semantics (linear warmup/decay, AdamW with decay groups, global-norm clipping,
  * gradient accumulation, logging every N steps with HF's log_history format) plus freezing strategies.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import type { FArray } from "../backend/types.js";
 import type { TaskModel } from "../model/task-model.js";
 import { collate, type EncodedExample, lengthSortedCollated } from "../data/dataset.js";
@@ -672,11 +674,13 @@ export class Trainer {
 
 /** HF's trainer_state.json for a finished run. */
 /** HF's trainer_state.json; `summary` (the end of a finished run) closes log_history as HF's does. */
-export function trainerState(result: TrainResult, args: TrainingArgs, summary?: Record<string, number>): Record<string, unknown> {
+export function trainerState(result: TrainResult, args: TrainingArgs, summary?: Record<string, number>, outputDir?: string): Record<string, unknown> {
+  // HF's best_model_checkpoint: the best evaluation's checkpoint folder where one was saved, else null
+  const bestDir = result.best && outputDir ? join(outputDir, `checkpoint-${result.best.step}`) : null;
   const end = summary ? [{ ...summary, step: result.globalStep, total_flos: 0 }] : [];
   return {
     best_metric: result.best?.value ?? null,
-    best_model_checkpoint: result.best ? `step ${result.best.step}${result.best.restored ? " (loaded at the end)" : ""}` : null,
+    best_model_checkpoint: bestDir && existsSync(bestDir) ? bestDir : null,
     best_global_step: result.best?.step ?? null,
     epoch: result.epochs.length ? result.epochs[result.epochs.length - 1]!.epoch : 0,
     eval_steps: args.evalStrategy === "steps" ? args.evalSteps : null,

@@ -128,3 +128,29 @@ test("run_classification.py's arguments as pasted: --text_column_names a,b, --la
   assert.equal(args.maxLength, 32);
   assertOneLineError(run(["train", "--model", TINY, "--train-file", f.pairs, "--output-dir", join(dir, "x"), "--text_column_names", "a,b,c"]), /--text_column_names takes one or two column names/);
 });
+
+test("the output folder has HF's model card (README.md) and trainer_state.json's best_model_checkpoint is the checkpoint path or null", () => {
+  const dir = tempDir();
+  const f = files(dir);
+  const out = join(dir, "card");
+  const r = run([...base(f.train, out), "--validation_file", f.train, "--num_train_epochs", "2", "--save_strategy", "epoch", "--gradient_accumulation_steps", "2", "--warmup_ratio", "0.1"]);
+  assert.equal(r.code, 0, r.stderr);
+  const card = readFileSync(join(out, "README.md"), "utf8");
+  assert.match(card, /^---\nlibrary_name: transformers\nbase_model: ".*bert-tiny-chinese"\ntags:\n- generated_from_trainer\n/);
+  assert.match(card, /metrics:\n- accuracy\n/);
+  assert.match(card, /This model is a fine-tuned version of `.*bert-tiny-chinese` on `train\.csv` \(evaluated on `train\.csv`\), for text-classification\./);
+  assert.match(card, /It achieves the following results on the evaluation set:\n- Loss: [\d.]+\n- Accuracy: [\d.]+/);
+  for (const h of ["- learning_rate: 0.001", "- train_batch_size: 4", "- gradient_accumulation_steps: 2", "- total_train_batch_size: 8", "- lr_scheduler_type: linear", "- lr_scheduler_warmup_ratio: 0.1", "- num_epochs: 2"]) {
+    assert.ok(card.includes(h), h);
+  }
+  assert.match(card, /\| Training Loss \| Epoch \| Step \| Validation Loss \| Accuracy \| Macro Precision/);
+  assert.equal(card.split("\n").filter((l) => /^\| (No log|[\d.]+) \| \d/.test(l)).length, 2, "one row per evaluation");
+  assert.match(card, /Labels: 负面, 正面/);
+  assert.match(card, /- weitiao \d+\.\d+\.\d+\n- Node\.js /);
+  const state = JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")) as { best_model_checkpoint: string | null; best_global_step: number };
+  // the best evaluation is epoch 1's or epoch 2's; the checkpoint after the last epoch is not written (the output is the model)
+  assert.equal(state.best_model_checkpoint, existsSync(join(out, `checkpoint-${state.best_global_step}`)) ? join(out, `checkpoint-${state.best_global_step}`) : null);
+  const plain = run([...base(f.train, join(dir, "plain")), "--max_steps", "1"]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(readFileSync(join(dir, "plain", "README.md"), "utf8"), /No evaluation during training\./);
+});
