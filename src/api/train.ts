@@ -83,6 +83,9 @@ export function validateTrainOptions(o: TrainOptions): void {
   if (o.doPredict) check(o.testFile !== undefined, "--do-predict writes the predictions of --test-file: give one");
   if (o.doPredict && (o.task === "fill-mask" || o.task === "question-answering")) check(false, `--do-predict applies to classification and token classification, not ${o.task}`);
   if (o.evalStrategy === "steps") check(Number.isInteger(o.evalSteps) && o.evalSteps! > 0, "--eval-strategy steps needs --eval-steps N");
+  if (o.lrSchedulerType === "reduce_lr_on_plateau" && ((!o.validationFile && !o.validationSplit) || o.evalStrategy === "no")) {
+    check(false, "--lr-scheduler-type reduce_lr_on_plateau lowers the lr when evaluations stop improving: it needs validation data (--validation-file or --validation-split) and an --eval-strategy");
+  }
   if (o.saveStrategy === "best" && ((!o.validationFile && !o.validationSplit) || o.evalStrategy === "no")) {
     check(false, "--save-strategy best saves when an evaluation improves: it needs validation data (--validation-file or --validation-split) and an --eval-strategy");
   }

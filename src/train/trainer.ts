@@ -17,7 +17,7 @@ import { type EntityScores, seqeval } from "./seqeval.js";
 import { classWeighted, labelSmoothed } from "./loss.js";
 import { labelNames } from "../model/config.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
-import { learningRateAt, type LrScheduler, schedulerKwargs, warmupSteps } from "./schedule.js";
+import { learningRateAt, type LrScheduler, type PlateauState, plateauStart, plateauStep, schedulerKwargs, warmupSteps } from "./schedule.js";
 import { type OptionSpec, TRAIN_OPTIONS } from "./options.js";
 import { checkStrategyApplies, layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
 
@@ -200,6 +200,8 @@ export interface LoopState {
   epochs: EpochSummary[];
   /** Best evaluation so far (by the best-model metric), its step, and evaluations since it improved. */
   best?: { metric: number; step: number; sinceImproved: number };
+  /** --lr-scheduler-type reduce_lr_on_plateau: its state (the lr, stepped by each evaluation). */
+  plateau?: PlateauState;
 }
 
 export interface TrainerHooks {
@@ -507,6 +509,7 @@ export class Trainer {
       step: 0, epoch: 1, stepInEpoch: 0, epochRngState: this.rng.state, lossSinceLog: 0, stepsSinceLog: 0,
       epochLoss: 0, epochSteps: 0, correct: 0, seen: 0, epochSeconds: 0, history: [], epochs: [],
     };
+    if (args.lrSchedulerType === "reduce_lr_on_plateau") st.plateau ??= plateauStart(args.learningRate);
     let features: Float32Array[] | null = null;
     if (args.strategy === "head" && args.cacheFeatures && model.head.reads === "first") {
       log("strategy head: the frozen encoder's features are computed once (eval mode) and cached; --no-cache-features keeps PyTorch's train-mode encoder");
@@ -531,6 +534,8 @@ export class Trainer {
       st.history.push(entry);
       const value = bestKey === "loss" ? ev.loss : ev.metrics[bestKey];
       if (value === undefined) throw new WeitiaoError(`--metric-for-best-model ${bestKey}: not a metric of this task (${["loss", ...Object.keys(ev.metrics)].join(", ")})`);
+      // HF steps ReduceLROnPlateau with metric_for_best_model, which that scheduler defaults to the loss
+      if (st.plateau) st.plateau = plateauStep(st.plateau, args.metricForBestModel ? value : ev.loss, scheduleKw);
       if (!st.best || (greaterIsBetter ? value > st.best.metric : value < st.best.metric)) {
         st.best = { metric: value, step: st.step, sinceImproved: 0 };
         saveBest = args.saveStrategy === "best";
@@ -584,7 +589,7 @@ export class Trainer {
         st.seen += nUnits;
         const loss = lossSum / nUnits;
         const { norm: gradNorm, coef } = clipCoefficient(model, args.maxGradNorm);
-        const lr = learningRateAt(args.lrSchedulerType, args.learningRate, st.step, warmup, total, scheduleKw);
+        const lr = st.plateau ? st.plateau.lr : learningRateAt(args.lrSchedulerType, args.learningRate, st.step, warmup, total, scheduleKw);
         // HF trains on through a NaN and saves a broken model with exit 0; we stop before the update, so the weights
         // (and any checkpoint already written) are the last good ones.
         if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
