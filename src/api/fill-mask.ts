@@ -31,6 +31,8 @@ export interface FillMaskOptions {
   batchSize?: number;
   /** Called with the indices of texts that hold no mask token (their result is []); HF's pipeline raises instead. */
   onNoMask?: (indices: number[]) => void;
+  /** Called when truncation to maxLength cut mask tokens off (how many, over all texts). */
+  onTruncatedMasks?: (count: number, maxLength: number) => void;
 }
 
 export function fillMask(loaded: LoadedModel, texts: string[], opts: FillMaskOptions = {}): FillMaskResult[] {
@@ -40,13 +42,20 @@ export function fillMask(loaded: LoadedModel, texts: string[], opts: FillMaskOpt
   if (!mask) throw new WeitiaoError(`${loaded.dir}: the tokenizer has no mask token`);
   const topK = opts.topK ?? 5;
   if (!Number.isInteger(topK) || topK < 1) throw new WeitiaoError(`--top-k must be a positive integer, got ${topK}`);
+  if (opts.maxLength !== undefined && opts.maxLength < 3) throw new WeitiaoError(`--max-length must be at least 3 (the special tokens and one mask), got ${opts.maxLength}`);
   const maxLength = inputLength(loaded, opts.maxLength);
   const V = model.config.vocab_size;
   // Each text alone as the pipeline encodes it; its mask positions are the rows the head reads
+  let cut = 0;
   const encoded: EncodedExample[] = texts.map((t) => {
     const e = tokenizer.encode(t, null, { maxLength });
+    if (e.truncated) {
+      const all = tokenizer.encode(t).inputIds.filter((id) => id === mask.id).length;
+      cut += all - e.inputIds.filter((id) => id === mask.id).length;
+    }
     return { inputIds: e.inputIds, tokenTypeIds: e.tokenTypeIds, label: -1, tokenLabels: e.inputIds.map((id) => (id === mask.id ? 0 : -100)) };
   });
+  if (cut) opts.onTruncatedMasks?.(cut, maxLength);
   const out: FillMaskResult[] = new Array(texts.length);
   const none = encoded.flatMap((e, i) => (e.tokenLabels!.includes(0) ? [] : [i]));
   for (const i of none) out[i] = [];
@@ -92,13 +101,18 @@ export interface EvaluateMaskedOptions {
 export async function evaluateMaskedFile(loaded: LoadedModel, file: string, opts: EvaluateMaskedOptions = {}): Promise<Record<string, unknown>> {
   const { model, tokenizer } = loaded;
   const lineByLine = opts.lineByLine ?? false;
+  const p = opts.mlmProbability ?? 0.15;
+  if (!(p > 0 && p < 1)) throw new WeitiaoError(`--mlm-probability must be in (0, 1), got ${p}`);
+  if (opts.maxLength !== undefined && opts.maxLength < 3) throw new WeitiaoError(`--max-length must be at least 3, got ${opts.maxLength}`);
   const cols = { textColumn: opts.textColumn ?? "text", labelColumn: "\u0000", keepEmptyText: !lineByLine };
   const { examples, skipped } = extractExamples(readRowsMany(file, { ...opts.read, plainText: true }), cols, false);
   const maxLength = inputLength(loaded, opts.maxLength);
   const segment = opts.wholeWordMask ? await loadSegmenter() : null;
   const { blocks, tokens } = mlmBlocks(tokenizer, examples.map((e) => e.text), maxLength, lineByLine, segment);
   if (blocks.length === 0) throw new WeitiaoError(`${file}: ${tokens} tokens, too few for one block of --max-length ${maxLength}: lower --max-length or use --line-by-line`);
-  const spec = maskingSpec(tokenizer, opts.mlmProbability ?? 0.15, opts.wholeWordMask ?? false);
-  const ev = evaluate(model, fixedMasks(blocks, spec, opts.seed ?? 42, 0), opts.batchSize ?? 64, tokenizer.padId);
+  const spec = maskingSpec(tokenizer, p, opts.wholeWordMask ?? false);
+  const masked = fixedMasks(blocks, spec, opts.seed ?? 42, 0);
+  if (!masked.some((e) => e.tokenLabels!.some((l) => l >= 0))) throw new WeitiaoError(`${file}: no token was chosen for masking (too little text): nothing to score`);
+  const ev = evaluate(model, masked, opts.batchSize ?? 64, tokenizer.padId);
   return { rows: examples.length, skipped: skipped.length, blocks: blocks.length, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics), perplexity: ev.metrics.perplexity };
 }

@@ -82,6 +82,7 @@ export function validateTrainOptions(o: TrainOptions): void {
   }
   if (o.doPredict) check(o.testFile !== undefined, "--do-predict writes the predictions of --test-file: give one");
   if (o.doPredict && (o.task === "fill-mask" || o.task === "question-answering")) check(false, `--do-predict applies to classification and token classification, not ${o.task}`);
+  if (o.evalStrategy === "steps" && !o.validationFile && !o.validationSplit) check(false, "--eval-strategy steps evaluates validation data: give --validation-file or --validation-split");
   if (o.evalStrategy === "steps") check(Number.isInteger(o.evalSteps) && o.evalSteps! > 0, "--eval-strategy steps needs --eval-steps N");
   if (o.lrSchedulerType === "reduce_lr_on_plateau" && ((!o.validationFile && !o.validationSplit) || o.evalStrategy === "no")) {
     check(false, "--lr-scheduler-type reduce_lr_on_plateau lowers the lr when evaluations stop improving: it needs validation data (--validation-file or --validation-split) and an --eval-strategy");
@@ -116,6 +117,9 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   for (const [flag, key] of [["--line-by-line", "lineByLine"], ["--mlm-probability", "mlmProbability"], ["--whole-word-mask", "wholeWordMask"]] as const) {
     const v = options[key];
     check(v === undefined || v === (withDefaults({}) as TrainOptions)[key] || task === "fill-mask", `${flag} applies to fill-mask (masked-LM pretraining), not ${task}`);
+  }
+  if (task === "text-classification" && /\.txt$/i.test(o.trainFile)) {
+    throw new WeitiaoError(`${o.trainFile}: a .txt file is plain text: for masked-LM pretraining on it pass --task mlm; classification data is CSV/TSV/JSONL with a label column`);
   }
   const tokenizer = BertTokenizer.fromDir(modelDir);
   checkTokenizerFits(tokenizer, config.vocab_size, modelDir);
@@ -398,7 +402,8 @@ async function prepareMlmData(o: ResolvedOptions, tokenizer: BertTokenizer, maxL
   const probability = o.mlmProbability ?? 0.15;
   const segment = o.wholeWordMask ? await loadSegmenter() : null;
   const masking = maskingSpec(tokenizer, probability, o.wholeWordMask ?? false);
-  const cols = { textColumn: o.textColumn, labelColumn: o.labelColumn, textPairColumn: undefined, keepEmptyText: !lineByLine };
+  // run_mlm reads the text column alone: a label column (CLUENER's objects included) is not looked at
+  const cols = { textColumn: o.textColumn, labelColumn: "\u0000", textPairColumn: undefined, keepEmptyText: !lineByLine };
   const read = (spec: string) => extractExamples(readRowsMany(spec, { noHeader: o.noHeader, quoting: o.quoting, plainText: true }), cols, false);
   const trainRead = read(o.trainFile);
   let trainTexts = trainRead.examples;
@@ -415,7 +420,12 @@ async function prepareMlmData(o: ResolvedOptions, tokenizer: BertTokenizer, maxL
   const encodeSplit = (name: string, file: string, examples: TextExample[], skipped: SkippedRow[]): MlmExample[] => {
     const { blocks, tokens, truncated } = mlmBlocks(tokenizer, examples.map((e) => e.text), maxLength, lineByLine, segment);
     if (blocks.length === 0) {
-      throw new WeitiaoError(`${file}: ${name} has ${tokens} tokens, too few for one block of --max-length ${maxLength} (group_texts drops the remainder): lower --max-length, add text, or use --line-by-line`);
+      throw new WeitiaoError(lineByLine || examples.length === 0
+        ? `${file}: ${name} has no text (every line is empty)`
+        : `${file}: ${name} has ${tokens} tokens, too few for one block of --max-length ${maxLength} (group_texts drops the remainder): lower --max-length, add text, or use --line-by-line`);
+    }
+    if (!blocks.some((b) => b.inputIds.some((id) => !masking.specialIds.has(id)))) {
+      throw new WeitiaoError(`${file}: ${name} holds special tokens only at --max-length ${maxLength}: nothing can be masked (raise --max-length)`);
     }
     const byReason: Record<string, string[]> = {};
     for (const r of skipped) (byReason[r.reason] ??= []).push(`${r.file}:${r.line}`);
@@ -432,9 +442,13 @@ async function prepareMlmData(o: ResolvedOptions, tokenizer: BertTokenizer, maxL
   };
   const trainEnc = encodeSplit("train", o.trainFile, trainTexts, trainRead.skipped);
   // Fixed masks for evaluation: the same tokens scored at every evaluation, and in predict-free reruns
-  const fixMasks = (blocks: MlmExample[], salt: number): EncodedExample[] => fixedMasks(blocks, masking, o.seed ?? 42, salt);
-  const evalEnc = evalRead ? fixMasks(encodeSplit("validation", o.validationFile ?? o.trainFile, evalRead.examples, evalRead.skipped), 0) : null;
-  const testEnc = testRead ? fixMasks(encodeSplit("test", o.testFile!, testRead.examples, testRead.skipped), 1) : null;
+  const fixMasks = (blocks: MlmExample[], salt: number, name: string): EncodedExample[] => {
+    const masked = fixedMasks(blocks, masking, o.seed ?? 42, salt);
+    if (!masked.some((e) => e.tokenLabels!.some((l) => l >= 0))) throw new WeitiaoError(`${name}: no token was chosen for masking (too little text at --mlm-probability ${probability}): its loss would be undefined; add text`);
+    return masked;
+  };
+  const evalEnc = evalRead ? fixMasks(encodeSplit("validation", o.validationFile ?? o.trainFile, evalRead.examples, evalRead.skipped), 0, "validation") : null;
+  const testEnc = testRead ? fixMasks(encodeSplit("test", o.testFile!, testRead.examples, testRead.skipped), 1, "test") : null;
   log(`masking: ${probability} of the tokens per step (80% ${tokenizer.mask!.token}, 10% random of ${tokenizer.length}, 10% kept)${masking.wholeWord ? ", whole words (jieba)" : ""}`);
   if (o.metricForBestModel) {
     const known = ["loss", "accuracy", "perplexity"];

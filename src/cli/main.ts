@@ -367,7 +367,7 @@ Example:
     if (!texts && !inputFile) throw new WeitiaoError("predict needs --text T … or --input FILE");
     if (texts && inputFile) throw new WeitiaoError("predict takes --text or --input, not both");
     if (o.output) {
-      checkOutputFile(o.output as string, "--output");
+      checkOutputFile(o.output as string, "--output", inputFile);
       removeStaleTemps(dirname(resolve(o.output as string)), `${basename(o.output as string)}.tmp-`, log);
     }
     const format = outputFormat(o.output as string | undefined);
@@ -463,8 +463,8 @@ Example:
     if (!texts && !inputFile) throw new WeitiaoError("fill-mask needs --text T … or --input FILE");
     if (texts && inputFile) throw new WeitiaoError("fill-mask takes --text or --input, not both");
     if (o.output) {
-      if (outputFormat(o.output as string) !== "jsonl") throw new WeitiaoError(`--output ${o.output as string}: fill-mask writes JSONL (.jsonl)`);
-      checkOutputFile(o.output as string, "--output");
+      if (!/\.(jsonl|json|ndjson)$/i.test(o.output as string)) throw new WeitiaoError(`--output ${o.output as string}: fill-mask writes JSONL (.jsonl)`);
+      checkOutputFile(o.output as string, "--output", inputFile);
     }
     const read = tableValues(cmd, o, READ_OPTIONS);
     const inputs = texts ?? (inputFile === "-"
@@ -475,7 +475,8 @@ Example:
     const loaded = await loadModel(o.model as string, { task: "fill-mask", backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined, log });
     const results = fillMask(loaded, inputs, {
       topK: o.topK as number, maxLength: o.maxLength as number | undefined, batchSize: o.batchSize as number,
-      onNoMask: (rows) => log(`notice: ${rows.length} text(s) hold no ${loaded.tokenizer.mask!.token} (first: ${inputFile && inputFile !== "-" ? `line ${rows[0]! + 1}` : `text ${rows[0]! + 1}`}): each gets []`),
+      onNoMask: (rows) => log(`notice: ${rows.length} text(s) hold no ${loaded.tokenizer.mask!.token} within --max-length (first: ${inputFile && inputFile !== "-" ? `line ${rows[0]! + 1}` : `text ${rows[0]! + 1}`}): each gets []`),
+      onTruncatedMasks: (n, max) => log(`notice: ${n} ${loaded.tokenizer.mask!.token} token(s) lay past --max-length ${max} and were cut off with the text after them (raise --max-length)`),
     });
     const lines = results.map((r) => JSON.stringify(r)).join("\n") + "\n";
     if (o.output) {

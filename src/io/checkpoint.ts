@@ -8,7 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, 
 import { basename, dirname, join, resolve } from "node:path";
 import type { Backend, FArray } from "../backend/types.js";
 import { TaskModel } from "../model/task-model.js";
-import { type BertConfig, configToJson, familyOfConfig, labelNames, parseBertConfig } from "../model/config.js";
+import { architectureOf, type BertConfig, configToJson, familyOfConfig, labelNames, parseBertConfig } from "../model/config.js";
 import { bert } from "../model/families/bert.js";
 import { resolveTask, type Task } from "../model/task.js";
 import type { Family } from "../model/families/family.js";
@@ -288,7 +288,7 @@ export function loadModelFromDir(dir: string, opts: LoadOptions): { model: TaskM
   }
   assertFinite(model, `${dir}: ${description} is broken`);
   if (report.missing.length) {
-    log(`Some weights of ${model.family.architecture(model.config.model_type)} were not initialized from the model checkpoint at ${dir} and are newly initialized: ${report.missing.join(", ")}`);
+    log(`Some weights of ${architectureOf(model.config, task)} were not initialized from the model checkpoint at ${dir} and are newly initialized: ${report.missing.join(", ")}`);
     log("You should probably TRAIN this model on a down-stream task to be able to use it for predictions and inference.");
   }
   if (report.unexpected.length) {

@@ -3,7 +3,7 @@
  * temporaries left by a killed run (`*.tmp-PID` whose process is gone) removed on the next run, and output files
  * checked before any work is done.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, writeSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { WeitiaoError } from "../util/errors.js";
 
@@ -91,8 +91,11 @@ export function lockOutputDir(dir: string, log?: (line: string) => void): Output
 }
 
 /** An output file (predict --output) must be creatable: its folder exists and it is not itself a folder. */
-export function checkOutputFile(file: string, flag: string): void {
+export function checkOutputFile(file: string, flag: string, input?: string): void {
   const parent = dirname(resolve(file));
+  if (input && input !== "-" && existsSync(input) && existsSync(file) && realpathSync(input) === realpathSync(file)) {
+    throw new WeitiaoError(`${flag} ${file}: is the input file itself; writing it would replace the input with the results`);
+  }
   if (!existsSync(parent) || !statSync(parent).isDirectory()) throw new WeitiaoError(`${flag} ${file}: the folder ${parent} does not exist`);
   if (existsSync(file) && statSync(file).isDirectory()) throw new WeitiaoError(`${flag} ${file}: is a folder; give a file name such as ${join(file, "predictions.jsonl")}`);
 }

@@ -139,15 +139,17 @@ export function hasGenericLabels(config: BertConfig): boolean {
 }
 
 /** The config.json HF would write for this model: the original fields plus what training changed. */
-export function configToJson(config: BertConfig, task = "text-classification"): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...config.raw };
-  // The family names its …ForSequenceClassification; other task models swap the suffix as HF's class names do.
+/** The class HF names a task model of this family: …ForSequenceClassification, …ForTokenClassification, …ForMaskedLM. */
+export function architectureOf(config: BertConfig, task = "text-classification"): string {
   const family = familyOfConfig(config);
   const arch = family.architecture(config.model_type);
-  out.architectures = [
-    task === "fill-mask" && family.maskedLm ? family.maskedLm.architecture(config.model_type)
-      : task === "token-classification" ? arch.replace(/ForSequenceClassification$/, "ForTokenClassification") : arch,
-  ];
+  if (task === "fill-mask" && family.maskedLm) return family.maskedLm.architecture(config.model_type);
+  return task === "token-classification" ? arch.replace(/ForSequenceClassification$/, "ForTokenClassification") : arch;
+}
+
+export function configToJson(config: BertConfig, task = "text-classification"): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...config.raw };
+  out.architectures = [architectureOf(config, task)];
   out.model_type = config.model_type;
   if (config.model_type === "bert") {
     // BertConfig writes every field, defaults included

@@ -100,7 +100,7 @@ export function bestMetricOf(args: TrainingArgs, problemType: string | null | un
   // Token tasks follow HF (the loss); sequence tasks keep their own defaults
   const fallback = tokens ? "loss" : problemType === "regression" ? "mse" : problemType === "multi_label_classification" ? "micro_f1" : "accuracy";
   const key = metricKey(args.metricForBestModel ?? fallback, problemType, tokens);
-  return { key, greaterIsBetter: args.greaterIsBetter ?? !(key === "loss" || key === "mse") };
+  return { key, greaterIsBetter: args.greaterIsBetter ?? !(key === "loss" || key === "mse" || key === "perplexity") };
 }
 
 /**
@@ -517,6 +517,7 @@ export class Trainer {
     }
     let interrupted = false;
     let earlyStopped = false;
+    let skippedEmpty = 0;
     let samplesSeen = 0;
     let stepsRun = 0;
     const hasEval = this.evalSet !== null && this.evalSet.length > 0 && args.evalStrategy !== "no";
@@ -579,9 +580,20 @@ export class Trainer {
         // as HF's num_items_in_batch pools them.
         const examples = micro.map((idx, mi) => this.batchOf(idx, st.step, mi));
         const nUnits = examples.reduce((a, b) => a + b.reduce((c, e) => c + lossUnits(e, this.classWeights), 0), 0);
+        if (nUnits === 0) {
+          // A masked LM's batch of texts too short to mask any token: nothing to learn from, and HF's mean over no
+          // tokens would be NaN. The step is counted (the schedule moves on) but makes no update.
+          if (!skippedEmpty++) log(`notice: step ${st.step + 1}: no token of its batch was chosen for masking (texts of special tokens only, or very short); such steps make no update`);
+          st.step++;
+          st.stepInEpoch++;
+          stepsRun++;
+          continue;
+        }
         model.zeroGrad();
         let lossSum = 0;
         micro.forEach((idx, mi) => {
+          // a micro-batch with nothing to predict adds nothing (the others' gradients stand)
+          if (examples[mi]!.every((e) => lossUnits(e, this.classWeights) === 0)) return;
           const r = this.microStep(idx, examples[mi]!, features, stepSeed(args.seed, st.step, mi), 1 / nUnits);
           lossSum += r.loss;
           st.correct += r.correct;

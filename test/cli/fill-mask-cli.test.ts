@@ -66,7 +66,7 @@ test("weitiao fill-mask --input: JSONL, CSV, TSV, .txt and stdin, and --output; 
   assert.equal(jsonl.code, 0, jsonl.stderr);
   expect(jsonl.stdout, cases.length + 1);
   assert.equal(jsonl.stdout.trim().split("\n").at(-1), "[]");
-  assert.match(jsonl.stderr, /1 text\(s\) hold no \[MASK\] \(first: line 6\)/);
+  assert.match(jsonl.stderr, /1 text\(s\) hold no \[MASK\] within --max-length \(first: line 6\)/);
   const csv = run(["fill-mask", "--model", MLM, "--input", "in.csv", "--text-column", "sentence"], { cwd: dir });
   assert.equal(csv.code, 0, csv.stderr);
   expect(csv.stdout, cases.length);
@@ -208,4 +208,38 @@ test("train --task mlm --strategy lora: a PEFT adapter on the frozen masked LM; 
   const ev = run(["evaluate", "--model", "lo", "--input", CORPUS, "--max-length", "32"], { cwd: dir });
   assert.equal(ev.code, 0, ev.stderr);
   assert.ok((JSON.parse(ev.stdout) as { perplexity: number }).perplexity > 0);
+});
+
+test("what a new-user review found: short texts, perplexity as lower-is-better, output over input, CLUENER rows, cut masks, option checks", () => {
+  const dir = tempDir();
+  // texts so short that a batch may get no mask: such steps make no update instead of a NaN loss
+  const short = run(["train", "--task", "mlm", "--model", MLM, "--train-file", join(DEMO_DATA_DIR, "train.csv"), "--line-by-line", "--batch-size", "1", "--max-steps", "40", "--output-dir", "s"], { cwd: dir });
+  assert.equal(short.code, 0, short.stderr);
+  assert.match(short.stderr, /notice: step \d+: no token of its batch was chosen for masking/);
+  assertOneLineError(run(["train", "--task", "mlm", "--model", MLM, "--train-file", CORPUS, "--line-by-line", "--max-length", "2", "--output-dir", "s2"], { cwd: dir }),
+    /holds special tokens only at --max-length 2: nothing can be masked/);
+  // perplexity: the lower the better, as the loss
+  const best = run(["train", "--task", "mlm", "--model", MLM, "--train-file", CORPUS, "--validation-split", "0.25", "--max-length", "32", "--epochs", "3", "--learning-rate", "1e-3",
+    "--metric-for-best-model", "perplexity", "--load-best-model-at-end", "--output-dir", "p"], { cwd: dir });
+  assert.equal(best.code, 0, best.stderr);
+  const state = JSON.parse(readFileSync(join(dir, "p", "trainer_state.json"), "utf8")) as { best_metric: number; log_history: { eval_perplexity?: number }[] };
+  assert.equal(state.best_metric, Math.min(...state.log_history.flatMap((e) => (e.eval_perplexity === undefined ? [] : [e.eval_perplexity]))));
+  // CLUENER rows: the text alone is read (their label objects are not looked at)
+  const cluener = run(["train", "--task", "mlm", "--model", MLM, "--train-file", join(FIXTURES, "ner", "cluener-40.jsonl"), "--max-length", "32", "--max-steps", "1", "--output-dir", "c"], { cwd: dir });
+  assert.equal(cluener.code, 0, cluener.stderr);
+  // fill-mask: never over its input; masks cut off by --max-length are counted; too short a length is refused
+  writeFileSync(join(dir, "in.jsonl"), JSON.stringify({ text: "好[MASK]" }) + "\n");
+  assertOneLineError(run(["fill-mask", "--model", MLM, "--input", "in.jsonl", "--output", "in.jsonl"], { cwd: dir }), /is the input file itself/);
+  assert.equal(readFileSync(join(dir, "in.jsonl"), "utf8"), JSON.stringify({ text: "好[MASK]" }) + "\n", "the input is untouched");
+  const cut = run(["fill-mask", "--model", MLM, "--text", "好".repeat(100) + "[MASK]"], { cwd: dir });
+  assert.equal(cut.code, 0, cut.stderr);
+  assert.match(cut.stderr, /1 \[MASK\] token\(s\) lay past --max-length 64 and were cut off/);
+  assertOneLineError(run(["fill-mask", "--model", MLM, "--text", "好[MASK]", "--max-length", "2"], { cwd: dir }), /--max-length must be at least 3/);
+  assertOneLineError(run(["evaluate", "--model", MLM, "--input", CORPUS, "--mlm-probability", "1.5"], { cwd: dir }), /--mlm-probability must be in \(0, 1\)/);
+  // HF refuses step evaluation without validation data; a .txt without --task gets pointed to --task mlm
+  assertOneLineError(run(["train", "--model", TINY, "--train-file", join(DEMO_DATA_DIR, "train.csv"), "--eval-strategy", "steps", "--eval-steps", "2", "--output-dir", "e"], { cwd: dir }),
+    /--eval-strategy steps evaluates validation data/);
+  assertOneLineError(run(["train", "--model", TINY, "--train-file", CORPUS, "--output-dir", "t"], { cwd: dir }), /a \.txt file is plain text: for masked-LM pretraining on it pass --task mlm/);
+  assert.match(run(["train", "--task", "mlm", "--model", TINY, "--train-file", CORPUS, "--max-length", "32", "--max-steps", "1", "--output-dir", "f"], { cwd: dir }).stderr,
+    /Some weights of BertForMaskedLM were not initialized/);
 });
