@@ -61,7 +61,9 @@ export function modelCard(c: ModelCardInput): string {
     `- seed: ${a.seed}`,
     ...(a.dataSeed !== undefined ? [`- data_seed: ${a.dataSeed}`] : []),
     ...(a.gradientAccumulationSteps > 1 ? [`- gradient_accumulation_steps: ${a.gradientAccumulationSteps}`, `- total_train_batch_size: ${total}`] : []),
-    `- optimizer: AdamW (torch's) with betas=(${a.adamBeta1},${a.adamBeta2}) and epsilon=${a.adamEpsilon}, weight_decay ${a.weightDecay}`,
+    (a.optim ?? "adamw_torch").startsWith("adamw")
+      ? `- optimizer: AdamW (torch's) with betas=(${a.adamBeta1},${a.adamBeta2}) and epsilon=${a.adamEpsilon}, weight_decay ${a.weightDecay}`
+      : `- optimizer: ${a.optim}${a.optimArgs ? ` (${a.optimArgs})` : ""}, weight_decay ${a.weightDecay}`,
     `- lr_scheduler_type: ${a.lrSchedulerType}`,
     ...(a.warmupRatio ? [`- lr_scheduler_warmup_ratio: ${a.warmupRatio}`] : []),
     ...(a.warmupSteps ? [`- lr_scheduler_warmup_steps: ${a.warmupSteps}`] : []),

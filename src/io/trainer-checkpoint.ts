@@ -54,7 +54,8 @@ export function saveCheckpoint(model: TaskModel, optimizer: AdamW, state: LoopSt
         ["exp_avg_sq", { dtype: "F32", shape: [size], data: asFloat32(optimizer.v) }],
         ["step", { dtype: "I32", shape: [optimizer.steps.length], data: optimizer.steps }],
       ]);
-      writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: optimizer.names.join(",") });
+      if (optimizer.u) tensors.set("grad_avg", { dtype: "F32", shape: [size], data: asFloat32(optimizer.u) });
+      writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "weitiao-adamw", params: optimizer.names.join(","), optim: optimizer.opts.optim ?? "adamw_torch" });
     }
     rmSync(final, { recursive: true, force: true });
     renameSync(tmp, final);
@@ -133,8 +134,12 @@ export function loadCheckpoint(dir: string, model: TaskModel, optimizer: AdamW):
     if (opt.header.metadata.params !== optimizer.names.join(",")) {
       throw new WeitiaoError(`${dir}: optimizer state was saved for different parameters`);
     }
+    const saved = opt.header.metadata.optim ?? "adamw_torch";
+    const ours = optimizer.opts.optim ?? "adamw_torch";
+    if (saved.replace("_fused", "") !== ours.replace("_fused", "")) throw new WeitiaoError(`${dir}: the checkpoint's optimizer state is ${saved}'s, not ${ours}'s: resume with --optim ${saved}`);
     opt.floatInto("exp_avg", optimizer.m);
     opt.floatInto("exp_avg_sq", optimizer.v);
+    if (optimizer.u) opt.floatInto("grad_avg", optimizer.u);
     optimizer.steps.set(opt.int("step"));
   } finally {
     opt.close();

@@ -1,12 +1,14 @@
 /**
- * AdamW as torch.optim.AdamW (decoupled weight decay), with HF Trainer's parameter groups: no decay for biases
- * and LayerNorm weights. Each parameter keeps its own step count, so parameters unfrozen later (gradual
- * unfreezing) start with fresh moments and bias correction, as a new torch param group would.
+ * The optimizer of a run: AdamW as torch.optim.AdamW (decoupled weight decay, the backend's fused kernel), or another
+ * of HF's `--optim` choices (optimizers.ts), with HF Trainer's parameter groups: no decay for biases and LayerNorm
+ * weights. Each parameter keeps its own step count, so parameters unfrozen later (gradual unfreezing) start with
+ * fresh state and bias correction, as a new torch param group would.
  */
 import type { FArray } from "../backend/types.js";
 import type { TaskModel } from "../model/task-model.js";
 import { allocFloat, isNoDecay } from "../model/params.js";
 import { isSavedModule } from "../model/lora.js";
+import { type OptimArgs, type OptimizerName, UPDATES } from "./optimizers.js";
 
 export interface AdamWOptions {
   beta1: number;
@@ -15,14 +17,22 @@ export interface AdamWOptions {
   weightDecay: number;
   /** Which parameters are exempt from weight decay (HF Trainer's rule by default). */
   noDecay?: (name: string) => boolean;
+  /** HF's --optim (default adamw_torch) and its --optim-args. */
+  optim?: OptimizerName;
+  optimArgs?: OptimArgs;
 }
 
 export const ADAMW_DEFAULTS: AdamWOptions = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
 
 export class AdamW {
-  /** The moments of the parameters that can train (`names`), one after another. */
+  /**
+   * The state of the parameters that can train (`names`), one after another: AdamW's moments; SGD's momentum (m);
+   * Adagrad's sums (m); RMSprop's square average (m) and momentum (v); Adafactor's factored second moment (m).
+   */
   readonly m: FArray;
   readonly v: FArray;
+  /** RMSprop centered's gradient average (null otherwise). */
+  readonly u: FArray | null;
   /** Updates applied so far, per parameter (same order as model.params.specs). */
   readonly steps: Int32Array;
   /** The parameters with moments: all, or with LoRA only the adapter and the head (a frozen base gets none). */
@@ -45,6 +55,7 @@ export class AdamW {
     }
     this.m = size === params.size ? params.newBuffer() : allocFloat(params.dtype, size);
     this.v = size === params.size ? params.newBuffer() : allocFloat(params.dtype, size);
+    this.u = opts.optim === "rmsprop" && opts.optimArgs?.centered ? allocFloat(params.dtype, size) : null;
     this.steps = new Int32Array(params.specs.length);
   }
 
@@ -60,12 +71,21 @@ export class AdamW {
       const at = this.slot[i]!;
       if (at < 0) throw new Error(`${s.name} trains but has no optimizer moments`);
       this.steps[i]! += 1;
+      const weightDecay = (this.opts.noDecay ? this.opts.noDecay(s.name) : s.noDecay ?? isNoDecay(s.name)) ? 0 : this.opts.weightDecay;
+      const optim = this.opts.optim ?? "adamw_torch";
+      if (optim !== "adamw_torch" && optim !== "adamw_torch_fused") {
+        UPDATES[optim]({
+          p: params.data.subarray(s.offset, end), g: params.grad.subarray(s.offset, end), gradScale,
+          a: this.m.subarray(at, at + s.size), b: this.v.subarray(at, at + s.size), c: this.u?.subarray(at, at + s.size) ?? null,
+          shape: s.shape, lr: lr * lrScale(i), weightDecay, step: this.steps[i]!, args: this.opts.optimArgs ?? {},
+        });
+        return;
+      }
       backend.adamw({
         p: params.data.subarray(s.offset, end), g: params.grad.subarray(s.offset, end),
         m: this.m.subarray(at, at + s.size), v: this.v.subarray(at, at + s.size), n: s.size,
         lr: lr * lrScale(i), beta1: this.opts.beta1, beta2: this.opts.beta2, eps: this.opts.eps,
-        weightDecay: (this.opts.noDecay ? this.opts.noDecay(s.name) : s.noDecay ?? isNoDecay(s.name)) ? 0 : this.opts.weightDecay,
-        step: this.steps[i]!, gradScale,
+        weightDecay, step: this.steps[i]!, gradScale,
       });
     });
   }

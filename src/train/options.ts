@@ -11,6 +11,7 @@ import { WeitiaoError } from "../util/errors.js";
 import { TASKS, type Task } from "../model/task.js";
 import { QUOTINGS } from "../data/read.js";
 import { LR_SCHEDULERS, type LrScheduler } from "./schedule.js";
+import { OPTIMIZERS, type OptimizerName } from "./optimizers.js";
 
 export interface OptionSpec {
   /** The API's name (TrainOptions, training_args.json). */
@@ -75,6 +76,8 @@ export const TRAIN_OPTIONS = [
   { key: "maxSteps", flag: "--max-steps", arg: "<n>", type: "int", default: 0, check: nonNegativeInt, training: true, help: "stop after N optimizer steps (overrides --epochs)" },
   { key: "warmupSteps", flag: "--warmup-steps", arg: "<n>", type: "float", check: { ok: (v: number) => v >= 0 && (v < 1 || Number.isInteger(v)), rule: "a whole number of steps, or a ratio below 1 (HF 5)" }, training: true, help: "linear warmup steps; a value below 1 is a ratio of all steps, as HF 5 reads it" },
   { key: "warmupRatio", flag: "--warmup-ratio", arg: "<r>", type: "float", check: halfOpenUnit, training: true, help: "warmup as a fraction of all steps" },
+  { key: "optim", flag: "--optim", arg: "<name>", type: "string", choices: OPTIMIZERS, default: "adamw_torch", training: true, help: "the optimizer, as HF's: adamw_torch (adamw_torch_fused: the same), sgd, adagrad, rmsprop, adafactor (scale_parameter and relative_step off, as HF sets them)" },
+  { key: "optimArgs", flag: "--optim-args", arg: "<k=v,…>", type: "string", training: true, help: "HF's optim_args: sgd momentum, dampening, nesterov; adagrad lr_decay, eps; rmsprop momentum, alpha, eps, centered" },
   { key: "adamBeta1", flag: "--adam-beta1", arg: "<b>", type: "float", default: 0.9, check: halfOpenUnit, training: true, help: "AdamW's β1" },
   { key: "adamBeta2", flag: "--adam-beta2", arg: "<b>", type: "float", default: 0.999, check: halfOpenUnit, training: true, help: "AdamW's β2" },
   { key: "adamEpsilon", flag: "--adam-epsilon", arg: "<e>", type: "float", default: 1e-8, check: { ok: (v: number) => v > 0 && Number.isFinite(v), rule: "a positive number" }, training: true, help: "AdamW's ε" },
@@ -150,8 +153,8 @@ const typesAgree: [
   Same<TableOptions["strategy"], Strategy | undefined>, Same<TableOptions["task"], Task | undefined>,
   Same<TableOptions["problemType"], ProblemType | undefined>, Same<TableOptions["truncation"], TruncationStrategy | undefined>,
   Same<TableOptions["backend"], BackendName | undefined>, Same<TableOptions["precision"], Precision | undefined>,
-  Same<TableOptions["lrSchedulerType"], LrScheduler | undefined>,
-] = [true, true, true, true, true, true, true];
+  Same<TableOptions["lrSchedulerType"], LrScheduler | undefined>, Same<TableOptions["optim"], OptimizerName | undefined>,
+] = [true, true, true, true, true, true, true, true];
 void typesAgree;
 
 /** Flag aliases: HF's spellings → our flags (`--num-train-epochs` → `--epochs`). Underscores are normalized first. */

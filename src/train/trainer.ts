@@ -17,6 +17,7 @@ import { type EntityScores, seqeval } from "./seqeval.js";
 import { classWeighted, labelSmoothed } from "./loss.js";
 import { labelNames } from "../model/config.js";
 import { AdamW, type AdamWOptions, clipCoefficient } from "./optimizer.js";
+import { type OptimizerName, parseOptimArgs } from "./optimizers.js";
 import { learningRateAt, type LrScheduler, type PlateauState, plateauStart, plateauStep, schedulerKwargs, warmupSteps } from "./schedule.js";
 import { type OptionSpec, TRAIN_OPTIONS } from "./options.js";
 import { checkStrategyApplies, layerLrScale, type Strategy, trainablePredicate } from "./strategy.js";
@@ -36,6 +37,9 @@ export interface TrainingArgs {
   labelSmoothingFactor: number;
   /** Single-label classification: "balanced" (sklearn's n/(C·count)) or one weight per class, "w0,w1,…". */
   classWeights?: string;
+  /** HF's optim (optimizers.ts; default adamw_torch) and optim_args. */
+  optim?: OptimizerName;
+  optimArgs?: string;
   /** HF's lr_scheduler_type (schedule.ts) and its scheduler_specific_kwargs as JSON. */
   lrSchedulerType: LrScheduler;
   lrSchedulerKwargs?: string;
@@ -398,7 +402,10 @@ export class Trainer {
       this.classWeights = resolveClassWeights(args.classWeights, trainSet.map((e) => e.label), model.head.outputs, names);
       hooks.log?.(`class weights: ${names.map((n, i) => `${n} ${this.classWeights![i]!.toFixed(4)}`).join(", ")}`);
     }
-    this.optimizer = new AdamW(model, { beta1: args.adamBeta1, beta2: args.adamBeta2, eps: args.adamEpsilon, weightDecay: args.weightDecay, ...optimizerOptions });
+    this.optimizer = new AdamW(model, {
+      beta1: args.adamBeta1, beta2: args.adamBeta2, eps: args.adamEpsilon, weightDecay: args.weightDecay,
+      optim: args.optim, optimArgs: parseOptimArgs(args.optim ?? "adamw_torch", args.optimArgs), ...optimizerOptions,
+    });
     this.rng = new Rng(args.dataSeed ?? args.seed);
   }
 
