@@ -8,6 +8,10 @@ import type { EncodedExample } from "../src/data/dataset.js";
 import { SafetensorsFile } from "../src/io/safetensors.js";
 import type { ModelInput } from "../src/model/task-model.js";
 
+// Train's default precision is auto (bf16 where this CPU runs it faster): the suite pins auto's choice to fp32 so
+// that parity and bit-for-bit checks hold on every machine (test/backend/precision.test.ts tests auto itself).
+process.env.WEITIAO_AUTO_PRECISION ??= "fp32";
+
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const FIXTURES = join(ROOT, "test", "fixtures");
 export const TINY = join(FIXTURES, "bert-tiny-chinese");

@@ -143,8 +143,11 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   }
   const outputDir = resolve(o.outputDir);
 
-  const backend = getBackend({ backend: o.backend, precision: o.precision, threads: o.threads, log });
+  // auto (the default) picks bf16 only where this CPU runs it faster; LoRA runs in fp32 for now
+  const asked = o.precision ?? (lora || o.adapter ? "fp32" : "auto");
+  const backend = getBackend({ backend: o.backend, precision: asked, threads: o.threads, log });
   check(!(lora || o.adapter) || !backend.usesBf16Copies, "--strategy lora runs in fp32 for now: use --precision fp32");
+  const precision = backend.usesBf16Copies ? "bf16" : "fp32";
   // An adapter names its base as the user did: a hub id as given, a folder by its absolute path
   const baseModel = location.hubId ?? resolve(location.dir);
   const { model } = loadModelFromDir(modelDir, { backend, labels: task === "fill-mask" ? undefined : labelSet.names, seed: o.seed ?? 42, log, weightsFile: location.weightsFile, task, lora, adapterDir: o.adapter, baseModel });
@@ -170,7 +173,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   // training_args.json: every option as this run resolved it (what --config needs to repeat the run), HF-style.
   const resolved: Record<string, unknown> = {
     ...Object.fromEntries(TRAIN_OPTIONS.filter((s) => s.key !== "resumeFromCheckpoint").map((s) => [s.key, given[s.key] ?? null])),
-    ...args, task, outputDir, maxLength, problemType: labelSet.problemType, backend: backend.name, precision: o.precision ?? "fp32",
+    ...args, task, outputDir, maxLength, problemType: labelSet.problemType, backend: backend.name, precision,
   };
   // One run per output folder: a second one would mix its checkpoints into ours.
   const lock = lockOutputDir(outputDir, log);
@@ -238,7 +241,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
         name: basename(outputDir), baseModel, fromHub: location.hubId !== undefined, task, trainFile: basename(o.trainFile),
         validationFile: o.validationFile ? basename(o.validationFile) : o.validationSplit ? `${o.validationSplit} of ${basename(o.trainFile)}` : undefined,
         labels: labelSet.names, args, result, eval: finalEval, test, adapter: model.lora !== null,
-        versions: { weitiao: WEITIAO_VERSION, "Node.js": process.versions.node, backend: `${backend.name} (${o.precision ?? "fp32"})` },
+        versions: { weitiao: WEITIAO_VERSION, "Node.js": process.versions.node, backend: `${backend.name} (${precision})` },
       }),
       "report.html": renderReport({
         title: `weitiao: ${o.model} on ${o.trainFile}`, result, eval: finalEval, test, labels: labelSet.names, reports,

@@ -7,9 +7,11 @@ import { tsBackend } from "./ts.js";
 import type { Backend } from "./types.js";
 import { loadNativeBackend } from "./native.js";
 import { profiled } from "./profile.js";
+import { autoPrecision } from "./precision.js";
 
 export type BackendName = "auto" | "native" | "typescript";
-export type Precision = "fp32" | "bf16";
+/** "auto" (train's default): bf16 where this CPU runs it faster, else fp32 (precision.ts). */
+export type Precision = "fp32" | "bf16" | "auto";
 
 export interface BackendOptions {
   backend?: BackendName;
@@ -25,6 +27,12 @@ export function getBackend(opts: BackendOptions = {}): Backend {
 
 function pickBackend(opts: BackendOptions): Backend {
   const want = opts.backend ?? "auto";
+  if (opts.precision === "auto") {
+    if (want === "typescript") return tsBackend;
+    const choice = autoPrecision(opts.threads);
+    opts.log?.(`precision auto: ${choice.precision} (${choice.reason})`);
+    return pickBackend({ ...opts, precision: choice.precision });
+  }
   const precision = opts.precision ?? "fp32";
   if (want === "typescript") {
     if (precision !== "fp32") opts.log?.("notice: the TypeScript backend computes in fp32; --precision bf16 needs the native backend");

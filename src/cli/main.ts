@@ -582,7 +582,7 @@ Example:
   weitiao demo --output-dir /tmp/demo && weitiao predict --model /tmp/demo --text "物流很快"`);
   cmd.action(async (o: Record<string, unknown>) => {
     const progress = new ProgressReporter(process.stderr, 10);
-    const compute = { backend: o.backend as "auto", precision: o.precision as "fp32", threads: o.threads as number | undefined };
+    const compute = { backend: o.backend as "auto", precision: (o.precision ?? "fp32") as "fp32", threads: o.threads as number | undefined };
     const outputDir = o.outputDir as string;
     const started = Date.now();
     const data = { trainFile: join(DEMO_DATA_DIR, "train.csv"), validationFile: join(DEMO_DATA_DIR, "validation.csv"), maxLength: 64, seed: 42 };

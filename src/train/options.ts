@@ -129,7 +129,7 @@ export const READ_OPTIONS: readonly OptionSpec[] = TRAIN_OPTIONS.filter((s) => s
 /** Options every compute command shares (train, predict, evaluate, tokenize's model loading). */
 export const COMPUTE_OPTIONS = [
   { key: "backend", flag: "--backend", arg: "<name>", type: "string", choices: ["auto", "native", "typescript"], default: "auto", help: "compute backend" },
-  { key: "precision", flag: "--precision", arg: "<p>", type: "string", choices: ["fp32", "bf16"], default: "fp32", help: "fp32, or bf16 mixed precision (native backend)" },
+  { key: "precision", flag: "--precision", arg: "<p>", type: "string", choices: ["fp32", "bf16", "auto"], help: "fp32, bf16 mixed precision (native backend), or auto: bf16 where a short calibration shows this CPU runs it faster, else fp32 (train's default; predict and evaluate default to fp32)" },
   { key: "threads", flag: "--threads", arg: "<n>", type: "int", check: positive, help: "compute threads (default: all cores)" },
 ] as const satisfies readonly OptionSpec[];
 
