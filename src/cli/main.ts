@@ -423,18 +423,22 @@ Example:
         : preds.map((p, i) => JSON.stringify(o.idColumn ? { [o.idColumn as string]: (inputs[i] as { id?: string }).id, ...p } : p)).join("\n") + "\n";
       count = preds.length;
     }
-    if (o.output) {
-      const tmp = `${o.output as string}.tmp-${process.pid}`;
-      try {
-        writeFileSync(tmp, lines);
-        renameSync(tmp, o.output as string);
-      } finally {
-        rmSync(tmp, { force: true });
-      }
-      log(`wrote ${count} predictions to ${o.output as string}`);
-    } else process.stdout.write(lines);
+    if (o.output) writeOutput(o.output as string, lines, `${count} predictions`);
+    else process.stdout.write(lines);
   });
   return cmd;
+}
+
+/** --output written whole or not at all: a temporary file renamed into place. */
+function writeOutput(file: string, content: string, what: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, content);
+    renameSync(tmp, file);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+  log(`wrote ${what} to ${file}`);
 }
 
 function fillMaskCommand(): Command {
@@ -479,16 +483,8 @@ Example:
       onTruncatedMasks: (n, max) => log(`notice: ${n} ${loaded.tokenizer.mask!.token} token(s) lay past --max-length ${max} and were cut off with the text after them (raise --max-length)`),
     });
     const lines = results.map((r) => JSON.stringify(r)).join("\n") + "\n";
-    if (o.output) {
-      const tmp = `${o.output as string}.tmp-${process.pid}`;
-      try {
-        writeFileSync(tmp, lines);
-        renameSync(tmp, o.output as string);
-      } finally {
-        rmSync(tmp, { force: true });
-      }
-      log(`wrote ${results.length} results to ${o.output as string}`);
-    } else process.stdout.write(lines);
+    if (o.output) writeOutput(o.output as string, lines, `${results.length} results`);
+    else process.stdout.write(lines);
   });
   return cmd;
 }

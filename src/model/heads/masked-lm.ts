@@ -8,12 +8,12 @@
  * alone gives the same loss and gradients with a fraction of the largest GEMM (vocab × hidden per token).
  */
 import type { FArray } from "../../backend/types.js";
-import { crossEntropy, crossEntropyGrad } from "../../train/loss.js";
 import { argmax, softmax } from "../../train/metrics.js";
 import type { BertConfig } from "../config.js";
 import type { DropoutStream } from "../dropout.js";
 import type { Family } from "../families/family.js";
 import type { EvalOutputs, Head, HeadContext } from "./head.js";
+import { labelledCrossEntropy } from "./token-classification.js";
 
 export interface MaskedLmCache {
   rows: number;
@@ -81,17 +81,7 @@ export function maskedLmHead(family: Family, config: BertConfig): MaskedLmHead {
       else backend.activationBackward(act, c.dense, dAct, dDense, n);
       return ctx.linearBack(names.dense, dDense, c.x, c.rows, H, W, needDx);
     },
-    loss(backend, dtype, logits, { labels }, rows) {
-      const r = crossEntropy(backend, dtype, logits, labels, rows, V);
-      let count = 0;
-      let correct = 0;
-      for (let t = 0; t < rows; t++) {
-        if (labels[t]! < 0) continue;
-        count++;
-        if (argmax(logits, t * V, V) === labels[t]) correct++;
-      }
-      return { sum: r.sum, count, correct, probs: r.probs, grad: (s) => crossEntropyGrad(backend, dtype, r.probs, labels, rows, V, s) };
-    },
+    loss: (backend, dtype, logits, { labels }, rows) => labelledCrossEntropy(backend, dtype, logits, labels, rows, V),
     predictRow: (logits, offset) => argmax(logits, offset, V),
     // run_mlm's accuracy over the masked tokens (perplexity comes from the loss, see evaluate)
     metrics(o: EvalOutputs) {

@@ -6,12 +6,13 @@
  * The head reads the padded layout [batch·seqLen, hidden] (the model moves a packed batch's rows there), so labels
  * collate the same way as input ids.
  */
-import type { FArray } from "../../backend/types.js";
+import type { Backend, FArray } from "../../backend/types.js";
 import { crossEntropy, crossEntropyGrad } from "../../train/loss.js";
+import type { DType } from "../params.js";
 import { argmax, softmax } from "../../train/metrics.js";
 import type { BertConfig } from "../config.js";
 import type { DropoutCache, DropoutStream } from "../dropout.js";
-import type { EvalOutputs, Head, HeadContext } from "./head.js";
+import type { EvalOutputs, Head, HeadContext, TaskLoss } from "./head.js";
 
 /** A label that takes no part in the loss or the metrics (torch's CrossEntropyLoss ignore_index). */
 export const IGNORE_LABEL = -100;
@@ -27,6 +28,19 @@ export interface TokenPrediction {
   tag: string;
   score: number;
   probabilities: number[];
+}
+
+/** Cross-entropy over the rows whose label is not −100, and how many of them are right (token tasks, masked LM). */
+export function labelledCrossEntropy(backend: Backend, dtype: DType, logits: FArray, labels: Int32Array, rows: number, classes: number): TaskLoss {
+  const r = crossEntropy(backend, dtype, logits, labels, rows, classes);
+  let count = 0;
+  let correct = 0;
+  for (let t = 0; t < rows; t++) {
+    if (labels[t]! < 0) continue;
+    count++;
+    if (argmax(logits, t * classes, classes) === labels[t]) correct++;
+  }
+  return { sum: r.sum, count, correct, probs: r.probs, grad: (s) => crossEntropyGrad(backend, dtype, r.probs, labels, rows, classes, s) };
 }
 
 export type TokenClassificationHead = Head<TokenClassifierCache, null, TokenPrediction>;
@@ -48,17 +62,7 @@ export function tokenClassificationHead(config: BertConfig): TokenClassification
       const d = ctx.linearBack(name, dLogits, c.dropped, c.rows, H, C, needDx);
       return d ? ctx.dropoutBack(d, c.drop, c.rows * H) : null;
     },
-    loss(backend, dtype, logits, { labels }, rows) {
-      const r = crossEntropy(backend, dtype, logits, labels, rows, C);
-      let count = 0;
-      let correct = 0;
-      for (let t = 0; t < rows; t++) {
-        if (labels[t]! < 0) continue;
-        count++;
-        if (argmax(logits, t * C, C) === labels[t]) correct++;
-      }
-      return { sum: r.sum, count, correct, probs: r.probs, grad: (s) => crossEntropyGrad(backend, dtype, r.probs, labels, rows, C, s) };
-    },
+    loss: (backend, dtype, logits, { labels }, rows) => labelledCrossEntropy(backend, dtype, logits, labels, rows, C),
     predictRow: (logits, offset) => argmax(logits, offset, C),
     // Token accuracy over the labelled tokens; entity-level scores (seqeval) belong to the NER task's metrics.
     metrics(o: EvalOutputs) {
