@@ -11,6 +11,7 @@ import YAML from "yaml";
 import { evaluateFile, predict, loadModel, type TextInput } from "../api/predict.js";
 import { train, type TrainOptions } from "../api/train.js";
 import { evaluateMaskedFile, type FillMaskCandidate, fillMask } from "../api/fill-mask.js";
+import { HF_ARGUMENT_NAMES } from "../train/hf-arguments.js";
 import { COMPUTE_OPTIONS, FLAG_ALIASES, type OptionSpec, READ_OPTIONS, TRAIN_OPTIONS } from "../train/options.js";
 import { extractExamples } from "../data/dataset.js";
 import { readRows, type ReadOptions } from "../data/read.js";
@@ -73,11 +74,27 @@ export function expandConfig(argv: string[], program?: Command): string[] {
   if (cfg === null || typeof cfg !== "object" || Array.isArray(cfg)) throw new WeitiaoError(`${file}: must hold a mapping of option names to values`);
   const flags: string[] = [];
   // The command's own flags decide how a boolean is written (--x, or --no-x for options that default to on).
-  const known = new Set(program?.commands.find((c) => c.name() === rest[0])?.options.map((opt) => opt.long) ?? []);
+  const command = program?.commands.find((c) => c.name() === rest[0]);
+  const known = new Set<string | undefined>(command?.options.map((opt) => opt.long) ?? []);
+  const ignored: string[] = [];
   for (const [key, value] of Object.entries(cfg as Record<string, unknown>)) {
     const spelled = "--" + key.replace(/([a-z0-9])([A-Z])/g, "$1-$2").replace(/_/g, "-").toLowerCase();
     const flag = FLAG_ALIASES[spelled] ?? spelled;
     const negated = flag.replace(/^--/, "--no-");
+    if (command && !known.has(flag) && !known.has(negated)) {
+      // HfArgumentParser's own spellings (--bf16, --fp16, --do_train, --report_to, …) go to normalizeArgv as written
+      if (HF_SPECIAL.has(flag) || HF_NO_OPS.has(flag)) {
+        if (value !== null && value !== undefined) flags.push(`${flag}=${Array.isArray(value) ? value.join(",") : String(value)}`);
+        continue;
+      }
+      const snake = key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").replace(/-/g, "_").toLowerCase();
+      if (HF_ARGUMENT_NAMES.has(snake)) {
+        ignored.push(key);
+        continue;
+      }
+      const near = nearestFlag(flag, [...known].filter((f): f is string => f !== undefined));
+      throw new WeitiaoError(`${file}: unknown key "${key}": neither a weitiao ${rest[0]} option nor an HF TrainingArguments field${near ? ` (did you mean ${near.replace(/^--/, "")}?)` : ""}`);
+    }
     if (value === true) {
       if (known.has(flag) || !known.has(negated)) flags.push(flag);
     } else if (value === false) {
@@ -85,6 +102,7 @@ export function expandConfig(argv: string[], program?: Command): string[] {
     } else if (Array.isArray(value)) flags.push(flag, ...value.map(String));
     else if (value !== null && value !== undefined) flags.push(`${flag}=${String(value)}`);
   }
+  if (ignored.length) log(`notice: ${file}: HF arguments weitiao does not implement, ignored: ${ignored.join(", ")}`);
   // The command name stays first; config flags follow it; the command line's own flags come last and win.
   return [rest[0]!, ...flags, ...rest.slice(1)];
 }
@@ -99,6 +117,8 @@ const BOOLEAN_FLAGS = new Map(
  */
 const HF_NO_OPS = new Set(["--do-train", "--do-eval", "--logging-dir", "--report-to", "--pad-to-max-length"]);
 const BOOL_VALUE = /^(true|false|1|0|yes|no)$/i;
+/** HfArgumentParser spellings normalizeArgv rewrites (not flags of any command). */
+const HF_SPECIAL = new Set(["--bf16", "--fp16", "--text-column-names"]);
 
 /**
  * HfArgumentParser's command lines as ours: `--output_dir=x` → `--output-dir=x`, aliases → canonical names,

@@ -154,3 +154,27 @@ test("the output folder has HF's model card (README.md) and trainer_state.json's
   assert.equal(plain.code, 0, plain.stderr);
   assert.match(readFileSync(join(dir, "plain", "README.md"), "utf8"), /No evaluation during training\./);
 });
+
+test("--config takes an HF TrainingArguments JSON/YAML as written: unimplemented HF keys in one notice, unknown keys an error naming the file", () => {
+  const dir = tempDir();
+  const f = files(dir);
+  const hf = {
+    model_name_or_path: TINY, train_file: f.train, validation_file: f.train, output_dir: join(dir, "o"), overwrite_output_dir: true, do_train: true, do_eval: true,
+    num_train_epochs: 1, max_steps: -1, per_device_train_batch_size: 4, learning_rate: 1e-3, weight_decay: 0.01, warmup_ratio: 0.1, fp16: false, bf16: false,
+    eval_strategy: "epoch", save_strategy: "no", report_to: "none", logging_dir: join(dir, "logs"), push_to_hub: false, dataloader_num_workers: 2, run_name: "tnews", max_seq_length: 32,
+  };
+  writeFileSync(join(dir, "args.json"), JSON.stringify(hf));
+  const r = run(["train", "--config", join(dir, "args.json")]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /notice: .*args\.json: HF arguments weitiao does not implement, ignored: push_to_hub, dataloader_num_workers, run_name/);
+  const args = JSON.parse(readFileSync(join(dir, "o", "training_args.json"), "utf8")) as Record<string, unknown>;
+  assert.equal(args.learningRate, 1e-3);
+  assert.equal(args.maxLength, 32);
+  assert.equal(args.weightDecay, 0.01);
+  writeFileSync(join(dir, "args.yaml"), `model_name_or_path: ${TINY}\ntrain_file: ${f.train}\noutput_dir: ${join(dir, "y")}\nmax_steps: 1\ngradient_checkpointing: false\nseed: 3\n`);
+  const y = run(["train", "--config", join(dir, "args.yaml")]);
+  assert.equal(y.code, 0, y.stderr);
+  assert.match(y.stderr, /ignored: gradient_checkpointing/);
+  writeFileSync(join(dir, "typo.json"), JSON.stringify({ learnin_rate: 1e-3 }));
+  assertOneLineError(run(["train", "--config", join(dir, "typo.json"), "--model", TINY]), /typo\.json: unknown key "learnin_rate": neither a weitiao train option nor an HF TrainingArguments field \(did you mean learning-rate\?\)/);
+});
