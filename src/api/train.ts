@@ -5,6 +5,7 @@
 import { basename, join, resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { modelCard } from "../io/model-card.js";
+import { TensorBoardWriter } from "../io/tensorboard.js";
 import { adapterParams, mergedModel } from "../io/adapter.js";
 import { LORA_DEFAULTS, type LoraOptions } from "../model/lora.js";
 import { getBackend } from "../backend/index.js";
@@ -177,12 +178,22 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   };
   // One run per output folder: a second one would mix its checkpoints into ours.
   const lock = lockOutputDir(outputDir, log);
+  let board: TensorBoardWriter | null = null;
   try {
     clearOutputDir(outputDir, outputUse, log);
+    const reportTo = (o.reportTo ?? "none").split(/[,\s]+/).filter(Boolean);
+    const others = reportTo.filter((r) => !["none", "all", "tensorboard"].includes(r));
+    if (others.length) log(`notice: --report-to ${others.join(", ")}: not available here, ignored (tensorboard is)`);
+    if (reportTo.includes("tensorboard") || reportTo.includes("all")) {
+      board = new TensorBoardWriter(resolve(o.loggingDir ?? join(outputDir, "runs")));
+      log(`TensorBoard: ${board.file} (tensorboard --logdir ${resolve(o.loggingDir ?? join(outputDir, "runs"))})`);
+    }
+    const onLog = board ? (e: Record<string, number>): void => board!.log(e) : undefined;
     let lastCheckpoint: string | undefined;
     const trainer: Trainer = new Trainer(model, args, trainEnc, evalEnc ?? null, tokenizer.padId, {
       ...o.hooks,
       log,
+      onLog: onLog as TrainerHooks["onLog"],
       onSave: (state, reason) => {
         const partial = { globalStep: state.step, epochs: state.epochs, logHistory: state.history, totalSteps: trainer.totalSteps, trainSeconds: 0, trainLoss: NaN, samplesSeen: 0, stepsRun: 0, interrupted: reason === "interrupt" };
         lastCheckpoint = saveCheckpoint(model, trainer.optimizer, state, {
@@ -224,6 +235,8 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     if (test) log(`test_loss: ${test.loss.toFixed(4)} | ${Object.entries(test.metrics).map(([k, v]) => `test_${k}: ${v.toFixed(4)}`).join(" | ")}`);
 
     const summary = runSummary(result);
+    board?.log({ ...summary, step: result.globalStep });
+    if (test) board?.log({ test_loss: test.loss, ...prefixed("test_", test.metrics), step: result.globalStep });
     log(`train_runtime: ${summary.train_runtime.toFixed(1)} s | train_samples_per_second: ${summary.train_samples_per_second.toFixed(2)} | ` +
       `train_steps_per_second: ${summary.train_steps_per_second.toFixed(3)} | train_loss: ${summary.train_loss.toFixed(4)}`);
     saveModel(model, outputDir, modelDir, {
@@ -256,6 +269,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     log(model.lora ? `saved the LoRA adapter (PEFT's layout) to ${outputDir}` : `saved model to ${outputDir}`);
     return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: finalEval, test, reports };
   } finally {
+    board?.close();
     lock.release();
   }
 }

@@ -115,7 +115,7 @@ const BOOLEAN_FLAGS = new Map(
  * HF arguments that have nothing to do here (one process, no logging service; padding to --max-length changes no
  * result when padding rows are left out, see model/task-model.ts): accepted and dropped.
  */
-const HF_NO_OPS = new Set(["--do-train", "--do-eval", "--logging-dir", "--report-to", "--pad-to-max-length"]);
+const HF_NO_OPS = new Set(["--do-train", "--do-eval", "--pad-to-max-length"]);
 const BOOL_VALUE = /^(true|false|1|0|yes|no)$/i;
 /** HfArgumentParser spellings normalizeArgv rewrites (not flags of any command). */
 const HF_SPECIAL = new Set(["--bf16", "--fp16", "--text-column-names"]);

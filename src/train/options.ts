@@ -111,6 +111,8 @@ export const TRAIN_OPTIONS = [
   { key: "mergeLora", flag: "--merge-lora", type: "bool", default: false, help: "with --strategy lora: also write the merged full model to OUTPUT_DIR/merged (merge_and_unload)" },
   { key: "topK", flag: "--top-k", arg: "<k>", type: "int", training: true, help: "with --strategy top-k: how many top encoder layers train" },
   { key: "layerLrDecay", flag: "--layer-lr-decay", arg: "<d>", type: "float", check: { ok: (v: number) => v > 0 && v <= 1, rule: "in (0, 1]" }, training: true, help: "layer-wise lr decay: layer L−1−j gets lr·d^(j+1), embeddings lr·d^(L+1)" },
+  { key: "reportTo", flag: "--report-to", arg: "<list>", type: "string", help: "where logs also go, as HF's report_to: tensorboard (or all) writes TensorBoard event files into --logging-dir; none (default); other integrations (wandb, mlflow, …) are not available here and are ignored with a notice" },
+  { key: "loggingDir", flag: "--logging-dir", arg: "<dir>", type: "string", help: "TensorBoard's folder with --report-to tensorboard (default: OUTPUT_DIR/runs)" },
   { key: "loggingStrategy", flag: "--logging-strategy", arg: "<s>", type: "string", choices: EVAL_STRATEGIES, default: "steps", training: true, help: "log loss/lr/grad_norm into trainer_state.json every --logging-steps, at each epoch's end, or never" },
   { key: "loggingFirstStep", flag: "--logging-first-step", type: "bool", default: false, training: true, help: "also log the first step" },
   { key: "evalOnStart", flag: "--eval-on-start", type: "bool", default: false, training: true, help: "evaluate once before the first step (a sanity check; not a best-model candidate)" },

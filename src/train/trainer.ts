@@ -211,6 +211,8 @@ export interface LoopState {
 export interface TrainerHooks {
   /** A line for the user (epoch summaries, notices). */
   log?: (line: string) => void;
+  /** Called with each entry of log_history as it is added (step logs, evaluations): TensorBoard's writer. */
+  onLog?: (entry: StepLog | EvalLog) => void;
   /** Called after each optimizer step. */
   onStep?: (info: { step: number; totalSteps: number; epoch: number; loss: number; lr: number; samples: number }) => void;
   onEpochStart?: (epoch: number, stepsInEpoch: number) => void;
@@ -540,6 +542,7 @@ export class Trainer {
       lastEval = this.hooks.evaluate ? null : { step: st.step, result: ev };
       const entry: EvalLog = { step: st.step, epoch: epochFloat, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics) };
       st.history.push(entry);
+      this.hooks.onLog?.(entry);
       const value = bestKey === "loss" ? ev.loss : ev.metrics[bestKey];
       if (value === undefined) throw new WeitiaoError(`--metric-for-best-model ${bestKey}: not a metric of this task (${["loss", ...Object.keys(ev.metrics)].join(", ")})`);
       // HF steps ReduceLROnPlateau with metric_for_best_model, which that scheduler defaults to the loss
@@ -564,6 +567,7 @@ export class Trainer {
       const ev = this.hooks.evaluate ? this.hooks.evaluate() : evaluate(model, this.evalSet!, args.evalBatchSize, this.padId, args.threshold);
       const entry: EvalLog = { step: 0, epoch: 0, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics) };
       st.history.push(entry);
+      this.hooks.onLog?.(entry);
       log(`eval at start: ${Object.entries(entry).filter(([k]) => k.startsWith("eval_")).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" | ")}`);
     }
     for (; st.epoch <= numEpochs && st.step < total && !earlyStopped; st.epoch++) {
@@ -630,7 +634,9 @@ export class Trainer {
         const epochFloat = st.epoch - 1 + st.stepInEpoch / this.stepsPerEpoch;
         const logNow = args.loggingStrategy === "steps" && ((args.loggingSteps > 0 && st.step % args.loggingSteps === 0) || (args.loggingFirstStep && st.step === 1));
         if (logNow || (args.loggingStrategy === "epoch" && st.stepInEpoch === this.stepsPerEpoch)) {
-          st.history.push({ step: st.step, epoch: epochFloat, loss: st.lossSinceLog / st.stepsSinceLog, learning_rate: lr, grad_norm: gradNorm });
+          const entry: StepLog = { step: st.step, epoch: epochFloat, loss: st.lossSinceLog / st.stepsSinceLog, learning_rate: lr, grad_norm: gradNorm };
+          st.history.push(entry);
+          this.hooks.onLog?.(entry);
           st.lossSinceLog = 0;
           st.stepsSinceLog = 0;
         }
