@@ -1,7 +1,8 @@
 /**
  * `--report-to tensorboard`: scalars in TensorBoard's event-file format, as HF's TensorBoardCallback logs them
- * (`train/loss`, `train/learning_rate`, `eval/accuracy`, … at the global step). No maintained npm package writes
- * tfevents without TensorFlow, so this is the documented record format itself: each record is its length (uint64 LE),
+ * (`train/loss`, `train/learning_rate`, `eval/accuracy`, … at the global step). The npm writer we know
+ * (@tensorflow/tfjs-node's summaryFileWriter) needs TensorFlow's native library, so this is the documented record
+ * format itself: each record is its length (uint64 LE),
  * the masked CRC-32C of the length, the bytes of an `Event` protobuf, their masked CRC-32C. The protobuf has four
  * fields here (wall_time, step, file_version, summary.value[tag, simple_value]), encoded by hand below.
  */
