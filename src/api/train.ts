@@ -257,8 +257,10 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
         versions: { weitiao: WEITIAO_VERSION, "Node.js": process.versions.node, backend: `${backend.name} (${precision})` },
       }),
       "report.html": renderReport({
-        title: `weitiao: ${o.model} on ${o.trainFile}`, result, eval: finalEval, test, labels: labelSet.names, reports,
-        args: resolved, samples: trainEnc.length * result.epochs.length,
+        // names, not absolute paths: the report is shared
+        title: `weitiao: ${location.hubId ?? basename(resolve(o.model))} on ${o.trainFile.split(",").map((f) => basename(f.trim())).join(", ")}`, result, eval: finalEval, test,
+        labels: labelSet.names, reports, args: resolved, samples: trainEnc.length * result.epochs.length,
+        given: Object.keys(options).filter((k) => (options as Record<string, unknown>)[k] !== undefined),
       }),
     });
     if (model.lora && o.mergeLora) {

@@ -14,6 +14,8 @@ export interface ReportInput {
   labels: string[];
   reports: Record<string, DataReport>;
   args: Record<string, unknown>;
+  /** The options the user set (the hyperparameter table shows these and the optimizer and schedule); all when absent. */
+  given?: string[];
   samples: number;
 }
 
@@ -44,11 +46,13 @@ ${points.length === 1 ? `<circle cx="${sx(points[0]![0])}" cy="${sy(points[0]![1
 
 function heatMap(labels: string[], matrix: number[][]): string {
   const max = Math.max(1, ...matrix.flat());
+  // 15 classes and more (TNEWS, CLUENER's types) shrink to fit the page: smaller cells and type, no minimum width
+  const dense = labels.length >= 15;
   const cell = (v: number): string => {
     const a = v / max;
     return `<td style="background: rgba(33, 102, 172, ${a.toFixed(3)}); color: ${a > 0.5 ? "#fff" : "#000"}">${v}</td>`;
   };
-  return `<table class="cm"><tr><th>true \\ predicted</th>${labels.map((l) => `<th>${esc(l)}</th>`).join("")}</tr>
+  return `<table class="cm${dense ? " dense" : ""}"><tr><th>true \\ predicted</th>${labels.map((l) => `<th>${esc(l)}</th>`).join("")}</tr>
 ${matrix.map((row, i) => `<tr><th>${esc(labels[i]!)}</th>${row.map(cell).join("")}</tr>`).join("\n")}</table>`;
 }
 
@@ -59,10 +63,16 @@ function table(rows: [string, unknown][]): string {
 export function renderReport(r: ReportInput): string {
   const steps = r.result.logHistory.filter((h): h is StepLog => "loss" in h && "learning_rate" in h);
   const evals = r.result.logHistory.filter((h): h is EvalLog => "eval_loss" in h);
+  // one column (and one curve) per validation metric
+  const evalKeys = [...new Set(evals.flatMap((e) => Object.keys(e).filter((k) => k.startsWith("eval_"))))];
   const epochRows = r.result.epochs.map((e) => {
-    const ev = e.eval ? Object.entries(e.eval).filter(([k]) => k.startsWith("eval_")).map(([k, v]) => `${k} ${fmt(v)}`).join(", ") : "";
-    return `<tr><td>${e.epoch}</td><td>${fmt(e.loss)}</td><td>${Number.isFinite(e.accuracy) ? fmt(e.accuracy) : "–"}</td><td>${esc(ev)}</td><td>${e.seconds.toFixed(1)} s</td></tr>`;
+    const ev = e.eval as Record<string, number> | undefined;
+    return `<tr><td>${e.epoch}</td><td>${fmt(e.loss)}</td><td>${Number.isFinite(e.accuracy) ? fmt(e.accuracy) : "–"}</td>${evalKeys.map((k) => `<td>${ev?.[k] === undefined ? "–" : fmt(ev[k]!)}</td>`).join("")}<td>${e.seconds.toFixed(1)} s</td></tr>`;
   }).join("\n");
+  const colors = ["#1b7837", "#762a83", "#e08214", "#2166ac", "#b2182b", "#4d4d4d"];
+  const evalCharts = evalKeys.map((k, i) => lineChart(`validation ${k.slice(5).replace(/_/g, " ")}`, evals.flatMap((e) => ((e as unknown as Record<string, number>)[k] === undefined ? [] : [[e.step, (e as unknown as Record<string, number>)[k]!] as [number, number]])), colors[i % colors.length]!)).join("\n");
+  const shown = Object.entries(r.args).filter(([k, v]) => v !== null && v !== undefined && typeof v !== "object" &&
+    (!r.given || r.given.includes(k) || ["learningRate", "lrSchedulerType", "optim", "batchSize", "epochs", "maxSteps", "strategy", "task", "precision", "backend"].includes(k)));
   const dist = Object.entries(r.reports).map(([name, rep]) => {
     const entries = Object.entries(rep.labels);
     const max = Math.max(1, ...entries.map(([, c]) => c));
@@ -77,7 +87,7 @@ export function renderReport(r: ReportInput): string {
 body { font: 14px/1.45 system-ui, "Noto Sans CJK SC", "PingFang SC", sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }
 h1 { font-size: 22px; } h2 { font-size: 17px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 28px; }
 table { border-collapse: collapse; margin: 8px 0; } th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
-.cm td { text-align: center; min-width: 48px; } .muted { color: #777; } figure { display: inline-block; margin: 8px 16px 8px 0; }
+.cm td { text-align: center; min-width: 48px; } .cm.dense td, .cm.dense th { min-width: 0; padding: 1px 3px; font-size: 11px; } .muted { color: #777; } figure { display: inline-block; margin: 8px 16px 8px 0; }
 figcaption { font-weight: 600; margin-bottom: 4px; } .bar { height: 12px; background: #2166ac; }
 .grid { display: flex; flex-wrap: wrap; }
 </style></head><body>
@@ -87,11 +97,10 @@ figcaption { font-weight: 600; margin-bottom: 4px; } .bar { height: 12px; backgr
 <div class="grid">
 ${lineChart("training loss", steps.map((s) => [s.step, s.loss]), "#b2182b")}
 ${lineChart("learning rate", steps.map((s) => [s.step, s.learning_rate]), "#2166ac")}
-${lineChart("validation loss", evals.map((e) => [e.step, e.eval_loss]), "#1b7837")}
-${evals.some((e) => e.eval_perplexity !== undefined) ? lineChart("validation perplexity", evals.map((e) => [e.step, e.eval_perplexity!]), "#762a83") : ""}
+${evalCharts}
 </div>
 <h2>Epochs</h2>
-<table><tr><th>epoch</th><th>train loss</th><th>train accuracy</th><th>validation</th><th>time</th></tr>
+<table><tr><th>epoch</th><th>train loss</th><th>train accuracy</th>${evalKeys.map((k) => `<th>${esc(k.replace(/^eval_/, "validation "))}</th>`).join("")}<th>time</th></tr>
 ${epochRows}</table>
 ${final ? `<h2>Final evaluation</h2>${table(Object.entries(final.metrics).map(([k, v]) => [k, v]))}` : ""}
 ${final?.classification ? `<h2>Confusion matrix</h2>${heatMap(r.labels, final.classification.confusion)}
@@ -103,7 +112,8 @@ ${r.test && r.eval ? `<h2>Test</h2>${table(Object.entries(r.test.metrics).map(([
 ${Object.values(r.reports).some((rep) => Object.keys(rep.labels).length) ? `<h2>Labels</h2>
 ${dist}` : ""}
 <h2>Hyperparameters</h2>
-${table(Object.entries(r.args).filter(([, v]) => v !== null && v !== undefined && typeof v !== "object"))}
+${r.given ? `<p class="muted">The options set for this run, with the optimizer and schedule; training_args.json holds every option as resolved.</p>` : ""}
+${table(shown)}
 <p class="muted">Written by weitiao.</p>
 </body></html>
 `;
