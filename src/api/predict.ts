@@ -28,7 +28,8 @@ export interface LoadedModel {
 /** training_args.json's maxLength, where the folder has one (a weitiao output); anything unreadable counts as none. */
 function trainedMaxLength(dir: string): number | null {
   try {
-    const v = (JSON.parse(readFileSync(join(dir, "training_args.json"), "utf8")) as { maxLength?: unknown }).maxLength;
+    const args = JSON.parse(readFileSync(join(dir, "training_args.json"), "utf8")) as { max_seq_length?: unknown; maxLength?: unknown };
+    const v = args.max_seq_length ?? args.maxLength; // (maxLength: folders written before HF's names)
     return typeof v === "number" && Number.isInteger(v) && v > 0 ? v : null;
   } catch {
     return null;

@@ -29,7 +29,7 @@ import { WeitiaoError } from "../util/errors.js";
 import { type BertConfig, familyOfConfig, hasGenericLabels, labelNames, maxSequenceLength, type ProblemType } from "../model/config.js";
 import { encodeTokenExamples, readTokenRows, resolveTagNames, tagScheme, type TokenExample } from "../data/tokens.js";
 import { checkOutputDir, clearOutputDir, lockOutputDir } from "../io/output.js";
-import { checkTableOptions, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
+import { checkTableOptions, hfNamedArgs, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
 import { resolveTask } from "../model/task.js";
 import { schedulerKwargs } from "../train/schedule.js";
 import { metricKey } from "../train/trainer.js";
@@ -171,7 +171,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     saveStrategy,
     saveSteps: saveStrategy === "no" || saveStrategy === "best" ? 0 : o.saveSteps ?? 0,
   };
-  // training_args.json: every option as this run resolved it (what --config needs to repeat the run), HF-style.
+  // training_args.json: every option as this run resolved it (what --config needs to repeat the run), under HF's names.
   const resolved: Record<string, unknown> = {
     ...Object.fromEntries(TRAIN_OPTIONS.filter((s) => s.key !== "resumeFromCheckpoint").map((s) => [s.key, given[s.key] ?? null])),
     ...args, task, outputDir, maxLength, problemType: labelSet.problemType, backend: backend.name, precision,
@@ -200,7 +200,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
           outputDir, tokenizerDir: modelDir, totalLimit: o.saveTotalLimit ?? 0, onlyModel: args.saveOnlyModel,
           files: {
             "trainer_state.json": JSON.stringify(trainerState(partial, args, undefined, outputDir), null, 2) + "\n",
-            "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
+            "training_args.json": JSON.stringify(hfNamedArgs(resolved, WEITIAO_VERSION), null, 2) + "\n",
           },
         });
         log(`saved checkpoint ${lastCheckpoint}`);
@@ -241,7 +241,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
       `train_steps_per_second: ${summary.train_steps_per_second.toFixed(3)} | train_loss: ${summary.train_loss.toFixed(4)}`);
     saveModel(model, outputDir, modelDir, {
       "trainer_state.json": JSON.stringify(trainerState(result, args, summary, outputDir), null, 2) + "\n",
-      "training_args.json": JSON.stringify(resolved, null, 2) + "\n",
+      "training_args.json": JSON.stringify(hfNamedArgs(resolved, WEITIAO_VERSION), null, 2) + "\n",
       "data_report.json": JSON.stringify(reports, null, 2) + "\n",
       "metrics.json": JSON.stringify({
         ...runSummary(result), train_samples: trainEnc.length, global_step: result.globalStep,
@@ -265,7 +265,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     });
     if (model.lora && o.mergeLora) {
       // with the run's training_args.json, so that predict there defaults to the trained length as in the adapter's folder
-      saveModel(mergedModel(model), join(outputDir, "merged"), modelDir, { "training_args.json": JSON.stringify(resolved, null, 2) + "\n" });
+      saveModel(mergedModel(model), join(outputDir, "merged"), modelDir, { "training_args.json": JSON.stringify(hfNamedArgs(resolved, WEITIAO_VERSION), null, 2) + "\n" });
       log(`saved the merged model (merge_and_unload) to ${join(outputDir, "merged")}`);
     }
     log(model.lora ? `saved the LoRA adapter (PEFT's layout) to ${outputDir}` : `saved model to ${outputDir}`);

@@ -78,6 +78,7 @@ export function expandConfig(argv: string[], program?: Command): string[] {
   const known = new Set<string | undefined>(command?.options.map((opt) => opt.long) ?? []);
   const ignored: string[] = [];
   for (const [key, value] of Object.entries(cfg as Record<string, unknown>)) {
+    if (key === "weitiao") continue; // training_args.json's writer version
     const spelled = "--" + key.replace(/([a-z0-9])([A-Z])/g, "$1-$2").replace(/_/g, "-").toLowerCase();
     const flag = FLAG_ALIASES[spelled] ?? spelled;
     const negated = flag.replace(/^--/, "--no-");

@@ -103,10 +103,11 @@ export function checkOutputFile(file: string, flag: string, input?: string): voi
 /** What a run may do with an --output-dir that already holds files (see checkOutputDir). */
 export type OutputDirUse = "fresh" | "replace" | "overwrite" | "resume";
 
-/** An earlier weitiao run's output: its training_args.json names its outputDir (HF's Trainer writes output_dir). */
+/** An earlier weitiao run's output: its training_args.json says it was written by weitiao (older ones: an outputDir key). */
 function isWeitiaoOutput(dir: string): boolean {
   try {
-    return "outputDir" in (JSON.parse(readFileSync(join(dir, "training_args.json"), "utf8")) as object);
+    const args = JSON.parse(readFileSync(join(dir, "training_args.json"), "utf8")) as object;
+    return "weitiao" in args || "outputDir" in args;
   } catch {
     return false;
   }

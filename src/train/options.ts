@@ -12,6 +12,7 @@ import { TASKS, type Task } from "../model/task.js";
 import { QUOTINGS } from "../data/read.js";
 import { LR_SCHEDULERS, type LrScheduler } from "./schedule.js";
 import { OPTIMIZERS, type OptimizerName } from "./optimizers.js";
+import { HF_ARGUMENT_NAMES } from "./hf-arguments.js";
 
 export interface OptionSpec {
   /** The API's name (TrainOptions, training_args.json). */
@@ -188,6 +189,24 @@ export function withDefaults<T extends Record<string, unknown>>(o: T, specs: rea
   const out: Record<string, unknown> = { ...o };
   for (const s of specs) if (out[s.key] === undefined && s.default !== undefined) out[s.key] = s.default;
   return out as T;
+}
+
+const snake = (key: string): string => key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase();
+
+/**
+ * An option's name in training_args.json: HF's (its TrainingArguments field or example-script argument, such as
+ * per_device_train_batch_size for batchSize), else ours in HF's snake_case.
+ */
+export function hfArgName(key: string): string {
+  const spec = ([...TRAIN_OPTIONS, ...COMPUTE_OPTIONS] as readonly OptionSpec[]).find((s) => s.key === key);
+  const alias = spec?.aliases?.map((a) => a.replace(/-/g, "_")).find((a) => HF_ARGUMENT_NAMES.has(a));
+  return alias ?? snake(key);
+}
+
+/** A resolved run's options under their training_args.json names (hfArgName); `--config` reads them back. */
+export function hfNamedArgs(resolved: Record<string, unknown>, version: string): Record<string, unknown> {
+  // "weitiao": which version wrote it (and that weitiao did: an output folder it may replace whole)
+  return { weitiao: version, ...Object.fromEntries(Object.entries(resolved).map(([k, v]) => [hfArgName(k), v])) };
 }
 
 /** The keys of the trainer's own arguments (TrainingArgs). */

@@ -122,10 +122,10 @@ test("run_classification.py's arguments as pasted: --text_column_names a,b, --la
     "--per_device_train_batch_size", "4", "--num_train_epochs", "1", "--overwrite_output_dir"]);
   assert.equal(r.code, 0, r.stderr);
   const args = JSON.parse(readFileSync(join(dir, "o", "training_args.json"), "utf8")) as Record<string, unknown>;
-  assert.equal(args.textColumn, "sentence1");
-  assert.equal(args.textPairColumn, "sentence2");
-  assert.equal(args.labelColumn, "rating");
-  assert.equal(args.maxLength, 32);
+  assert.equal(args.text_column, "sentence1");
+  assert.equal(args.text_pair_column, "sentence2");
+  assert.equal(args.label_column_name, "rating");
+  assert.equal(args.max_seq_length, 32);
   assertOneLineError(run(["train", "--model", TINY, "--train-file", f.pairs, "--output-dir", join(dir, "x"), "--text_column_names", "a,b,c"]), /--text_column_names takes one or two column names/);
 });
 
@@ -168,9 +168,9 @@ test("--config takes an HF TrainingArguments JSON/YAML as written: unimplemented
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /notice: .*args\.json: HF arguments weitiao does not implement, ignored: push_to_hub, dataloader_num_workers, run_name/);
   const args = JSON.parse(readFileSync(join(dir, "o", "training_args.json"), "utf8")) as Record<string, unknown>;
-  assert.equal(args.learningRate, 1e-3);
-  assert.equal(args.maxLength, 32);
-  assert.equal(args.weightDecay, 0.01);
+  assert.equal(args.learning_rate, 1e-3);
+  assert.equal(args.max_seq_length, 32);
+  assert.equal(args.weight_decay, 0.01);
   writeFileSync(join(dir, "args.yaml"), `model_name_or_path: ${TINY}\ntrain_file: ${f.train}\noutput_dir: ${join(dir, "y")}\nmax_steps: 1\ngradient_checkpointing: false\nseed: 3\n`);
   const y = run(["train", "--config", join(dir, "args.yaml")]);
   assert.equal(y.code, 0, y.stderr);

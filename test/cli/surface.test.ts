@@ -185,9 +185,9 @@ test("HF Trainer command lines run as pasted: underscores, --flag True|False, --
     assert.equal(r.code, 0, `${l.join(" ")}\n${r.stderr}`);
   }
   assert.equal(JSON.parse(readFileSync(join(dir, "o2", "metrics.json"), "utf8")).best.restored, true, "--load_best_model_at_end True took effect");
-  assert.equal(JSON.parse(readFileSync(join(dir, "o4", "training_args.json"), "utf8")).groupByLength, true);
+  assert.equal(JSON.parse(readFileSync(join(dir, "o4", "training_args.json"), "utf8")).group_by_length, true);
   assert.equal(JSON.parse(readFileSync(join(dir, "o5", "training_args.json"), "utf8")).precision, "bf16");
-  assert.equal(JSON.parse(readFileSync(join(dir, "o5", "training_args.json"), "utf8")).loadBestModelAtEnd, false);
+  assert.equal(JSON.parse(readFileSync(join(dir, "o5", "training_args.json"), "utf8")).load_best_model_at_end, false);
   assertOneLineError(hf(["--output_dir", join(dir, "o6"), "--fp16"]), /--fp16: CPUs have no fp16 training here; use --bf16/);
 });
 
@@ -205,8 +205,8 @@ test("--adam_beta1, --adam_beta2, --adam_epsilon reach the optimizer (HF's spell
   assert.notDeepEqual(weights("c", ["--adam_beta1", "0.5"]), base);
   assert.notDeepEqual(weights("d", ["--adam_epsilon", "1e-3"]), base);
   const saved = JSON.parse(readFileSync(join(dir, "c", "training_args.json"), "utf8"));
-  assert.equal(saved.adamBeta1, 0.5);
-  assert.equal(saved.adamBeta2, 0.999);
+  assert.equal(saved.adam_beta1, 0.5);
+  assert.equal(saved.adam_beta2, 0.999);
 });
 
 test("fractional --num_train_epochs, --warmup_steps below 1 as a ratio (HF 5), --metric_for_best_model f1 as the task's F1", () => {

@@ -163,8 +163,8 @@ test("--config YAML/JSON: its keys act as flags, command-line flags win; the res
   const r = run(["train", "--config", join(dir, "c.yaml"), "--output-dir", out, "--learning-rate", "0.0002"]);
   assert.equal(r.code, 0, r.stderr);
   const args = JSON.parse(readFileSync(join(out, "training_args.json"), "utf8"));
-  assert.equal(args.learningRate, 0.0002, "the flag wins over the config file");
-  assert.equal(args.batchSize, 2);
+  assert.equal(args.learning_rate, 0.0002, "the flag wins over the config file");
+  assert.equal(args.per_device_train_batch_size, 2);
   assert.equal(args.shuffle, false);
   assert.equal(args.seed, 9);
   writeFileSync(join(dir, "c.json"), JSON.stringify({ "learning-rate": "oops" }));

@@ -7,10 +7,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { COMPUTE_OPTIONS, FLAG_ALIASES, type OptionSpec, TRAIN_OPTIONS } from "../../src/train/options.js";
+import { COMPUTE_OPTIONS, FLAG_ALIASES, hfArgName, type OptionSpec, TRAIN_OPTIONS } from "../../src/train/options.js";
 import { train } from "../../src/api/train.js";
 import { normalizeArgv } from "../../src/cli/main.js";
-import { TINY, tempDir } from "../helpers.js";
+import { ROOT, TINY, tempDir } from "../helpers.js";
 import { run } from "../cli/cli-helpers.js";
 
 const ALL: readonly OptionSpec[] = [...TRAIN_OPTIONS, ...COMPUTE_OPTIONS];
@@ -55,8 +55,11 @@ test("training_args.json holds every declared option as the run resolved it", ()
   const r = run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "out"), "--epochs", "1", "--max-length", "16", "--seed", "7"]);
   assert.equal(r.code, 0, r.stderr);
   const args = JSON.parse(readFileSync(join(dir, "out", "training_args.json"), "utf8"));
-  for (const s of ALL) if (s.key !== "resumeFromCheckpoint" && s.key !== "threads") assert.ok(s.key in args, s.key);
+  for (const s of ALL) if (s.key !== "resumeFromCheckpoint" && s.key !== "threads") assert.ok(hfArgName(s.key) in args, s.key);
   assert.equal(args.seed, 7);
-  assert.equal(args.problemType, "single_label_classification");
-  assert.equal("resumeFromCheckpoint" in args, false, "a re-run from this file must not resume");
+  assert.equal(args.problem_type, "single_label_classification");
+  assert.equal("resume_from_checkpoint" in args, false, "a re-run from this file must not resume");
+  // HF's names where HF has one (TrainingArguments fields, example-script arguments), snake_case otherwise
+  for (const k of ["learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_seq_length", "output_dir", "model_name_or_path", "train_file", "lr_scheduler_type", "strategy"]) assert.ok(k in args, k);
+  assert.equal(args.weitiao, JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version);
 });

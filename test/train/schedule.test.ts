@@ -88,7 +88,7 @@ test("--lr_scheduler_type and --lr_scheduler_kwargs as pasted from HF drive weit
   const logs = stepLogs(JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")).log_history as Record<string, number>[]);
   assert.equal(logs.length, ref.total_steps);
   logs.forEach((l, t) => assert.ok(close(l.learning_rate, c.lr[t]!), `step ${t + 1}: ${l.learning_rate} vs ${c.lr[t]}`));
-  assert.equal(JSON.parse(readFileSync(join(out, "training_args.json"), "utf8")).lrSchedulerType, "cosine_with_restarts");
+  assert.equal(JSON.parse(readFileSync(join(out, "training_args.json"), "utf8")).lr_scheduler_type, "cosine_with_restarts");
   assertOneLineError(run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "x"), "--lr-scheduler-type", "cosine", "--lr-scheduler-kwargs", '{"power": 2}']),
     /--lr-scheduler-kwargs: cosine takes num_cycles, not "power"/);
   assertOneLineError(run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "y"), "--lr-scheduler-type", "cosine_with_min_lr"]),
