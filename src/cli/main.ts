@@ -34,6 +34,7 @@ function addTableOptions(cmd: Command, specs: readonly OptionSpec[]): void {
     if (s.default !== undefined && s.type !== "bool") opt.default(s.default);
     if (s.required) opt.makeOptionMandatory();
     cmd.addOption(opt);
+    if (s.negatable) cmd.addOption(new Option(s.flag.replace(/^--/, "--no-"), `${s.help.split(" (")[0]}: no`).hideHelp());
   }
 }
 
@@ -118,6 +119,9 @@ const BOOLEAN_FLAGS = new Map(
  */
 const HF_NO_OPS = new Set(["--do-train", "--do-eval", "--pad-to-max-length"]);
 const BOOL_VALUE = /^(true|false|1|0|yes|no)$/i;
+/** Every flag the option tables declare (and their --no- forms), which an HF name never shadows. */
+const TABLE_FLAGS = new Set([...TRAIN_OPTIONS, ...COMPUTE_OPTIONS, ...READ_OPTIONS].flatMap((s: OptionSpec) => [s.flag, s.flag.replace(/^--no-/, "--"), s.flag.replace(/^--/, "--no-")]));
+const NEGATABLE = new Set([...TRAIN_OPTIONS, ...COMPUTE_OPTIONS].filter((s: OptionSpec) => s.negatable).map((s: OptionSpec) => s.flag));
 /** HfArgumentParser spellings normalizeArgv rewrites (not flags of any command). */
 const HF_SPECIAL = new Set(["--bf16", "--fp16", "--text-column-names"]);
 
@@ -129,6 +133,7 @@ const HF_SPECIAL = new Set(["--bf16", "--fp16", "--text-column-names"]);
  */
 export function normalizeArgv(argv: string[]): string[] {
   const out: string[] = [];
+  const ignoredHf: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     // --task ner / mlm: the names the classic tutorial and run_mlm use for token-classification and fill-mask
@@ -168,9 +173,17 @@ export function normalizeArgv(argv: string[]): string[] {
       if (!isBool && value === undefined && argv[i + 1] !== undefined && !argv[i + 1]!.startsWith("--")) i++;
       continue;
     }
+    // A pasted HF argument weitiao has no use for (--metric_name, --shuffle_train_dataset, --push_to_hub): listed once
+    // and dropped with its value, as --config drops it; our own flags are never in this list
+    if (!TABLE_FLAGS.has(name) && HF_ARGUMENT_NAMES.has(name.slice(2).replace(/-/g, "_"))) {
+      if (value === undefined && argv[i + 1] !== undefined && !argv[i + 1]!.startsWith("--")) i++;
+      ignoredHf.push(arg.split("=")[0]!);
+      continue;
+    }
     if (BOOLEAN_FLAGS.has(name)) {
       const defaultOn = BOOLEAN_FLAGS.get(name)!;
-      if (on !== defaultOn) out.push(on ? name : name.replace(/^--/, "--no-"));
+      // a negatable boolean's False is a request of its own (--greater_is_better False for a loss-like metric)
+      if (on !== defaultOn || NEGATABLE.has(name)) out.push(on ? name : name.replace(/^--/, "--no-"));
       continue;
     }
     if (name === "--max-steps" && (value ?? argv[i + 1]) === "-1") {
@@ -180,6 +193,7 @@ export function normalizeArgv(argv: string[]): string[] {
     }
     out.push(value !== undefined ? `${name}=${value}` : name);
   }
+  if (ignoredHf.length) log(`notice: HF arguments weitiao does not implement, ignored: ${ignoredHf.join(", ")}`);
   return out;
 }
 

@@ -32,6 +32,8 @@ export interface OptionSpec {
   readonly check?: { readonly ok: (v: number) => boolean; readonly rule: string };
   /** The trainer's own argument (TrainingArgs) rather than the run's data and model settings. */
   readonly training?: boolean;
+  /** A boolean whose false differs from unset (HF's greater_is_better): `--no-x` is accepted too. */
+  readonly negatable?: boolean;
 }
 
 const positive = { ok: (v: number) => Number.isInteger(v) && v > 0, rule: "a positive integer" };
@@ -97,7 +99,7 @@ export const TRAIN_OPTIONS = [
   { key: "evalStrategy", flag: "--eval-strategy", arg: "<s>", type: "string", choices: EVAL_STRATEGIES, default: "epoch", training: true, aliases: ["evaluation-strategy"], help: "evaluate the validation data after each epoch, every --eval-steps, or never" },
   { key: "evalSteps", flag: "--eval-steps", arg: "<n>", type: "int", check: nonNegativeInt, training: true, help: "with --eval-strategy steps: evaluate every N steps" },
   { key: "metricForBestModel", flag: "--metric-for-best-model", arg: "<m>", type: "string", training: true, help: "metric that picks the best model: accuracy (default), macro_f1, loss, …; micro_f1 (multi-label), mse (regression); token-classification: f1, precision, recall, accuracy, loss (default)" },
-  { key: "greaterIsBetter", flag: "--greater-is-better", type: "bool", training: true, help: "with --metric-for-best-model: a larger value is better (default: true except for loss and mse)" },
+  { key: "greaterIsBetter", flag: "--greater-is-better", type: "bool", negatable: true, training: true, help: "with --metric-for-best-model: a larger value is better (default: true except for loss and mse)" },
   { key: "loadBestModelAtEnd", flag: "--load-best-model-at-end", type: "bool", default: false, training: true, help: "save the best evaluation's weights instead of the last ones" },
   { key: "earlyStoppingPatience", flag: "--early-stopping-patience", arg: "<n>", type: "int", check: nonNegativeInt, training: true, help: "stop after N evaluations without improvement" },
   { key: "dropout", flag: "--dropout", arg: "<p>", type: "float", check: halfOpenUnit, help: "override every dropout probability of the config (0: deterministic)" },

@@ -178,3 +178,53 @@ test("--config takes an HF TrainingArguments JSON/YAML as written: unimplemented
   writeFileSync(join(dir, "typo.json"), JSON.stringify({ learnin_rate: 1e-3 }));
   assertOneLineError(run(["train", "--config", join(dir, "typo.json"), "--model", TINY]), /typo\.json: unknown key "learnin_rate": neither a weitiao train option nor an HF TrainingArguments field \(did you mean learning-rate\?\)/);
 });
+
+test("ten command lines from HF's text-classification examples (run_classification.py, run_glue.py, the Trainer docs) run unchanged on local files", () => {
+  const dir = tempDir();
+  const f = files(dir);
+  const m = ["--model_name_or_path", TINY];
+  const lines: string[][] = [
+    // run_classification.py README (dataset flags swapped for local files)
+    [...m, "--train_file", f.train, "--validation_file", f.train, "--shuffle_train_dataset", "--metric_name", "accuracy", "--text_column_names", "text", "--label_column_name", "label",
+      "--do_train", "--do_eval", "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--learning_rate", "2e-5", "--num_train_epochs", "1", "--output_dir", join(dir, "l1")],
+    [...m, "--train_file", f.pairs, "--validation_file", f.pairs, "--text_column_names", "sentence1,sentence2", "--label_column_name", "rating", "--do_train", "--do_eval",
+      "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--learning_rate", "2e-5", "--num_train_epochs", "1", "--output_dir", join(dir, "l2"), "--overwrite_output_dir"],
+    // run_glue.py README
+    [...m, "--train_file", f.train, "--validation_file", f.train, "--do_train", "--do_eval", "--max_seq_length", "32", "--per_device_train_batch_size", "4",
+      "--learning_rate", "2e-5", "--num_train_epochs", "1", "--output_dir", join(dir, "l3"), "--pad_to_max_length", "True", "--seed", "42"],
+    [...m, "--train_file", f.train, "--test_file", f.unlabelled, "--do_train", "--do_predict", "--max_seq_length", "32", "--output_dir", join(dir, "l4"), "--num_train_epochs", "1"],
+    // Trainer docs / TrainingArguments spellings
+    [...m, "--train_file", f.train, "--validation_file", f.train, "--output_dir", join(dir, "l5"), "--eval_strategy", "epoch", "--save_strategy", "epoch", "--load_best_model_at_end",
+      "--metric_for_best_model", "accuracy", "--greater_is_better", "True", "--num_train_epochs", "2", "--save_total_limit", "1", "--report_to", "none"],
+    [...m, "--train_file", f.train, "--output_dir", join(dir, "l6"), "--lr_scheduler_type", "cosine", "--warmup_ratio", "0.1", "--weight_decay", "0.01", "--max_steps", "3",
+      "--logging_steps", "1", "--logging_first_step", "True", "--gradient_accumulation_steps", "2", "--dataloader_num_workers", "2"],
+    [...m, "--train_file", f.train, "--validation_file", f.train, "--output_dir", join(dir, "l7"), "--eval_strategy", "steps", "--eval_steps", "2", "--save_steps", "2",
+      "--max_steps", "4", "--metric_for_best_model", "loss", "--greater_is_better", "False", "--load_best_model_at_end", "True", "--push_to_hub", "False"],
+    [...m, "--train_file", f.train, "--output_dir", join(dir, "l8"), "--optim", "adafactor", "--learning_rate", "1e-3", "--max_steps", "2", "--bf16", "False", "--fp16", "False"],
+    [...m, "--train_file", f.train, "--output_dir", join(dir, "l9"), "--num_train_epochs", "1.5", "--per_device_train_batch_size", "4", "--label_smoothing_factor", "0.1",
+      "--data_seed", "3", "--group_by_length", "--run_name", "tnews-bert"],
+    [...m, "--train_file", f.train, "--validation_file", f.train, "--output_dir", join(dir, "l10"), "--evaluation_strategy", "epoch", "--num_train_epochs", "1",
+      "--report_to", "tensorboard", "--logging_dir", join(dir, "tb"), "--max_seq_length", "32", "--disable_tqdm", "True"],
+  ];
+  assert.equal(lines.length, 10);
+  for (const l of lines) {
+    const r = run(["train", ...l]);
+    assert.equal(r.code, 0, `${l.join(" ")}\n${r.stderr}`);
+  }
+  assert.match(run(["train", ...lines[0]!.map((a) => a.replace("l1", "l1b"))]).stderr, /notice: HF arguments weitiao does not implement, ignored: --shuffle_train_dataset, --metric_name/);
+  assert.ok(readFileSync(join(dir, "l4", "predict_results.csv"), "utf8").startsWith("index,prediction\n"));
+  // --greater_is_better False made the loss's smallest value the best, and load_best_model_at_end restored it
+  const state = JSON.parse(readFileSync(join(dir, "l7", "trainer_state.json"), "utf8")) as { best_metric: number; log_history: { eval_loss?: number }[] };
+  assert.equal(state.best_metric, Math.min(...state.log_history.flatMap((e) => (e.eval_loss === undefined ? [] : [e.eval_loss]))));
+  assert.equal(readdirSync(join(dir, "tb")).length, 1);
+});
+
+test("--greater_is_better False turns 'larger is better' off for accuracy (the best model is the least accurate one)", () => {
+  const dir = tempDir();
+  const f = files(dir);
+  const r = run([...base(f.train, join(dir, "g")), "--validation_file", f.train, "--num_train_epochs", "3", "--metric_for_best_model", "accuracy", "--greater_is_better", "False"]);
+  assert.equal(r.code, 0, r.stderr);
+  const state = JSON.parse(readFileSync(join(dir, "g", "trainer_state.json"), "utf8")) as { best_metric: number; log_history: { eval_accuracy?: number }[] };
+  assert.equal(state.best_metric, Math.min(...state.log_history.flatMap((e) => (e.eval_accuracy === undefined ? [] : [e.eval_accuracy]))));
+  assert.equal(JSON.parse(readFileSync(join(dir, "g", "training_args.json"), "utf8")).greater_is_better, false);
+});
