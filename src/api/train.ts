@@ -227,8 +227,8 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
       return { outputDir, model, tokenizer, labels: labelSet.names, result, eval: null, test: null, reports, interruptedAt: lastCheckpoint };
     }
     // The evaluation after the last step, when there was one, saw these very weights: not run twice.
-    const finalEval = evalEnc ? (result.finalEval ?? evaluate(model, evalEnc, args.evalBatchSize, tokenizer.padId, args.threshold)) : null;
-    const test = testEnc && data.testLabelled !== false ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold) : null;
+    const finalEval = evalEnc ? (result.finalEval ?? evaluate(model, evalEnc, args.evalBatchSize, tokenizer.padId, args.threshold, args.labelSmoothingFactor)) : null;
+    const test = testEnc && data.testLabelled !== false ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold, args.labelSmoothingFactor) : null;
     const predictions = o.doPredict && testEnc
       ? "index,prediction\n" + predictLabels(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold).map((p, i) => `${i},${csvField(p)}`).join("\n") + "\n"
       : null;

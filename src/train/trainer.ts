@@ -224,9 +224,12 @@ export interface TrainerHooks {
   onSave?: (state: LoopState, reason: "steps" | "epoch" | "best" | "interrupt") => void;
 }
 
-/** Run the model in eval mode over examples: mean loss and the task's metrics. */
-export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5): EvalResult {
-  if (model.head.reads === "tokens") return evaluateTokens(model, examples, batchSize, padId);
+/**
+ * Run the model in eval mode over examples: mean loss and the task's metrics. With `labelSmoothing` the loss is the
+ * smoothed one, as HF's Trainer reports the evaluation loss of a run with label_smoothing_factor.
+ */
+export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5, labelSmoothing = 0): EvalResult {
+  if (model.head.reads === "tokens") return evaluateTokens(model, examples, batchSize, padId, labelSmoothing);
   if (model.head.reads === "selected") return evaluateMasked(model, examples, batchSize, padId);
   const C = model.head.outputs;
   const n = examples.length;
@@ -239,7 +242,7 @@ export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize
   for (const { rows, batch } of lengthSortedCollated(examples, batchSize, padId)) {
     const out = model.forward(batch.input, { train: false });
     const t = model.head.loss(model.backend, model.dtype, out.logits, batch, rows.length, threshold);
-    lossSum += t.sum;
+    lossSum += labelSmoothing > 0 ? labelSmoothed(model.dtype, t.probs, batch.labels, rows.length, C, labelSmoothing).sum : t.sum;
     rows.forEach((i, b) => {
       logits.set(out.logits.subarray(b * C, b * C + C), i * C);
       probabilities.set(t.probs.subarray(b * C, b * C + C), i * C);
@@ -260,7 +263,7 @@ export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize
  * Token tasks: the mean loss over labelled tokens, and seqeval's entity precision/recall/F1 with word accuracy over
  * the labelled tokens' tags (each word's first piece), as run_ner's compute_metrics reports them.
  */
-function evaluateTokens(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number): EvalResult {
+function evaluateTokens(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, labelSmoothing = 0): EvalResult {
   const C = model.head.outputs;
   const names = labelNames(model.config);
   const gold: string[][] = new Array(examples.length);
@@ -271,7 +274,7 @@ function evaluateTokens(model: TaskModel, examples: EncodedExample[], batchSize:
     const out = model.forward(batch.input, { train: false });
     const T = batch.input.seqLen;
     const t = model.head.loss(model.backend, model.dtype, out.logits, batch, rows.length * T, 0.5);
-    lossSum += t.sum;
+    lossSum += labelSmoothing > 0 ? labelSmoothed(model.dtype, t.probs, batch.labels, rows.length * T, C, labelSmoothing).sum : t.sum;
     count += t.count;
     rows.forEach((i, b) => {
       const g: string[] = [];
@@ -538,7 +541,7 @@ export class Trainer {
     let lastEval = null as { step: number; result: EvalResult } | null; // (set inside runEval)
     /** Evaluate, log, track the best model and early stopping; returns the eval entry. */
     const runEval = (epochFloat: number): EvalLog => {
-      const ev = this.hooks.evaluate ? this.hooks.evaluate() : evaluate(model, this.evalSet!, args.evalBatchSize, this.padId, args.threshold);
+      const ev = this.hooks.evaluate ? this.hooks.evaluate() : evaluate(model, this.evalSet!, args.evalBatchSize, this.padId, args.threshold, args.labelSmoothingFactor);
       lastEval = this.hooks.evaluate ? null : { step: st.step, result: ev };
       const entry: EvalLog = { step: st.step, epoch: epochFloat, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics) };
       st.history.push(entry);
@@ -564,7 +567,7 @@ export class Trainer {
 
     if (hasEval && args.evalOnStart && st.step === 0) {
       // HF's eval_on_start: the untrained model's scores, logged at step 0 (not a best-model candidate)
-      const ev = this.hooks.evaluate ? this.hooks.evaluate() : evaluate(model, this.evalSet!, args.evalBatchSize, this.padId, args.threshold);
+      const ev = this.hooks.evaluate ? this.hooks.evaluate() : evaluate(model, this.evalSet!, args.evalBatchSize, this.padId, args.threshold, args.labelSmoothingFactor);
       const entry: EvalLog = { step: 0, epoch: 0, eval_loss: ev.loss, ...prefixed("eval_", ev.metrics) };
       st.history.push(entry);
       this.hooks.onLog?.(entry);

@@ -1,7 +1,7 @@
 /** --label-smoothing-factor: HF's LabelSmoother, its value by hand and its gradient by finite differences. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { labelSmoothed } from "../../src/train/loss.js";
 import { TINY, tempDir } from "../helpers.js";
@@ -54,6 +54,21 @@ test("weitiao train --label_smoothing_factor changes the loss as HF's does; regr
   assert.equal(plain.code, 0, plain.stderr);
   assert.equal(smooth.code, 0, smooth.stderr);
   assert.notEqual(loss("a"), loss("b"), "the smoothed loss's gradient moved the weights differently");
+  // the evaluation loss is the smoothed one too, as HF's Trainer reports it: (1−ε)·NLL + ε·mean over classes of −log p
+  const ev = run(args("e", ["--label_smoothing_factor", "0.3", "--validation-file", file]));
+  assert.equal(ev.code, 0, ev.stderr);
+  const smoothedEval = JSON.parse(readFileSync(join(dir, "e", "metrics.json"), "utf8")).eval_loss as number;
+  const p = run(["predict", "--model", join(dir, "e"), "--input", file]);
+  const labels = [1, 0, 1, 0];
+  const expected = p.stdout.trim().split("\n").map((l, i) => {
+    const z = JSON.parse(l).logits as number[];
+    const m = Math.max(...z);
+    const lse = m + Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0));
+    const nll = z.map((v) => lse - v);
+    return 0.7 * nll[labels[i]!]! + 0.3 * (nll.reduce((a, b) => a + b, 0) / nll.length);
+  }).reduce((a, b) => a + b, 0) / labels.length;
+  assert.ok(Math.abs(smoothedEval - expected) < 1e-5, `eval_loss ${smoothedEval} vs smoothed ${expected}`);
+  assert.ok(Math.abs(smoothedEval - loss("e")) > 1e-5, "and not the plain loss");
   const reg = join(dir, "reg.csv");
   writeFileSync(reg, "text,label\n很好,0.5\n很差,1.5\n");
   assertOneLineError(run(["train", "--model", TINY, "--train-file", reg, "--output-dir", join(dir, "c"), "--label-smoothing-factor", "0.1"]),
