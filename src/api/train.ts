@@ -174,7 +174,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
   // training_args.json: every option as this run resolved it (what --config needs to repeat the run), under HF's names.
   const resolved: Record<string, unknown> = {
     ...Object.fromEntries(TRAIN_OPTIONS.filter((s) => s.key !== "resumeFromCheckpoint").map((s) => [s.key, given[s.key] ?? null])),
-    ...args, task, outputDir, maxLength, problemType: labelSet.problemType, backend: backend.name, precision,
+    ...args, task, outputDir, maxLength, problemType: labelSet.problemType, backend: backend.name, precision, threads: o.threads ?? null,
   };
   // One run per output folder: a second one would mix its checkpoints into ours.
   const lock = lockOutputDir(outputDir, log);

@@ -55,7 +55,7 @@ test("training_args.json holds every declared option as the run resolved it", ()
   const r = run(["train", "--model", TINY, "--train-file", file, "--output-dir", join(dir, "out"), "--epochs", "1", "--max-length", "16", "--seed", "7"]);
   assert.equal(r.code, 0, r.stderr);
   const args = JSON.parse(readFileSync(join(dir, "out", "training_args.json"), "utf8"));
-  for (const s of ALL) if (s.key !== "resumeFromCheckpoint" && s.key !== "threads") assert.ok(hfArgName(s.key) in args, s.key);
+  for (const s of ALL) if (s.key !== "resumeFromCheckpoint") assert.ok(hfArgName(s.key) in args, s.key);
   assert.equal(args.seed, 7);
   assert.equal(args.problem_type, "single_label_classification");
   assert.equal("resume_from_checkpoint" in args, false, "a re-run from this file must not resume");
