@@ -28,7 +28,7 @@ import { renderReport } from "../io/report.js";
 import { WeitiaoError } from "../util/errors.js";
 import { type BertConfig, familyOfConfig, hasGenericLabels, labelNames, maxSequenceLength, type ProblemType } from "../model/config.js";
 import { encodeTokenExamples, readTokenRows, resolveTagNames, tagScheme, type TokenExample } from "../data/tokens.js";
-import { checkOutputDir, clearOutputDir, lockOutputDir } from "../io/output.js";
+import { checkOutputDir, clearOutputDir, csvCell, lockOutputDir } from "../io/output.js";
 import { checkTableOptions, hfNamedArgs, type TableOptions, TRAIN_OPTIONS, TRAINING_KEYS, withDefaults } from "../train/options.js";
 import { resolveTask } from "../model/task.js";
 import { schedulerKwargs } from "../train/schedule.js";
@@ -230,7 +230,7 @@ export async function train(options: TrainOptions): Promise<TrainOutput> {
     const finalEval = evalEnc ? (result.finalEval ?? evaluate(model, evalEnc, args.evalBatchSize, tokenizer.padId, args.threshold, args.labelSmoothingFactor)) : null;
     const test = testEnc && data.testLabelled !== false ? evaluate(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold, args.labelSmoothingFactor) : null;
     const predictions = o.doPredict && testEnc
-      ? "index,prediction\n" + predictLabels(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold).map((p, i) => `${i},${csvField(p)}`).join("\n") + "\n"
+      ? "index,prediction\n" + predictLabels(model, testEnc, args.evalBatchSize, tokenizer.padId, args.threshold).map((p, i) => `${i},${csvCell(p)}`).join("\n") + "\n"
       : null;
     if (test) log(`test_loss: ${test.loss.toFixed(4)} | ${Object.entries(test.metrics).map(([k, v]) => `test_${k}: ${v.toFixed(4)}`).join(" | ")}`);
 
@@ -505,11 +505,6 @@ export function runSummary(r: TrainResult): { train_runtime: number; train_sampl
     train_runtime: r.trainSeconds, train_samples_per_second: r.samplesSeen / secs, train_steps_per_second: r.stepsRun / secs,
     train_loss: r.trainLoss, epoch: r.epochs.length ? r.epochs[r.epochs.length - 1]!.epoch : 0,
   };
-}
-
-/** A CSV field, quoted where it must be (RFC 4180). */
-function csvField(s: string): string {
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -4,8 +4,9 @@
  * faster), so a short calibration times one training-shaped Linear (forward and backward) both ways; the choice is
  * cached per CPU, thread count and weitiao version.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { cpus, homedir } from "node:os";
+import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { loadNativeBackend, nativeInfo } from "./native.js";
 import type { Backend } from "./types.js";
@@ -18,6 +19,18 @@ export interface PrecisionChoice {
 
 /** bf16 must beat fp32 by this factor to be chosen (its conversions and fp32 master weights cost something too). */
 const MARGIN = 0.85;
+
+const VERSION = (JSON.parse(readFileSync(fileURLToPath(new URL("../../../package.json", import.meta.url)), "utf8")) as { version: string }).version;
+
+/** The cached choices; a missing or broken file is an empty cache (rewritten whole after the next calibration). */
+function readCache(file: string): Record<string, PrecisionChoice> {
+  try {
+    const v = JSON.parse(readFileSync(file, "utf8")) as unknown;
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, PrecisionChoice>) : {};
+  } catch {
+    return {};
+  }
+}
 
 function cacheFile(): string {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), ".cache");
@@ -51,13 +64,12 @@ export function autoPrecision(threads: number | undefined): PrecisionChoice {
   const info = nativeInfo();
   if (!info) return { precision: "fp32", reason: "no native backend" };
   if (!info.bf16Supported) return { precision: "fp32", reason: "this CPU has no bf16 GEMMs" };
-  const key = `${cpus()[0]?.model ?? "cpu"}|threads ${threads ?? "all"}|${process.versions.node}`;
+  const key = `${cpus()[0]?.model ?? "cpu"}|${cpus().length} cores|threads ${threads ?? "all"}|weitiao ${VERSION}`;
   const file = cacheFile();
-  try {
-    const cached = (JSON.parse(readFileSync(file, "utf8")) as Record<string, PrecisionChoice>)[key];
-    if (cached) return { ...cached, reason: `${cached.reason}; cached in ${file}` };
-  } catch {
-    /* no cache yet, or unreadable: calibrate */
+  const all = readCache(file);
+  const cached = all[key];
+  if (cached && (cached.precision === "fp32" || cached.precision === "bf16") && typeof cached.reason === "string") {
+    return { ...cached, reason: `${cached.reason}; cached in ${file}` };
   }
   const fp32 = loadNativeBackend({ precision: "fp32", threads }).backend;
   const bf16 = loadNativeBackend({ precision: "bf16", threads }).backend;
@@ -69,7 +81,6 @@ export function autoPrecision(threads: number | undefined): PrecisionChoice {
     : { precision: "fp32", reason: `a calibration GEMM ran ${b < a ? `only ${(a / b).toFixed(2)}× faster` : `${(b / a).toFixed(2)}× slower`} in bf16 than in fp32 on this CPU` };
   try {
     mkdirSync(join(file, ".."), { recursive: true });
-    const all = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Record<string, PrecisionChoice>) : {};
     all[key] = choice;
     writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify(all, null, 2) + "\n");
     renameSync(`${file}.tmp-${process.pid}`, file);

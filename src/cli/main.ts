@@ -17,7 +17,7 @@ import { extractExamples } from "../data/dataset.js";
 import { readRows, type ReadOptions } from "../data/read.js";
 import { readTokenRows, textWords } from "../data/tokens.js";
 import { AGGREGATIONS, type Aggregation, evaluateTokenFile, predictTokens } from "../api/predict-tokens.js";
-import { checkOutputFile, removeStaleTemps } from "../io/output.js";
+import { checkOutputFile, csvCell, removeStaleTemps } from "../io/output.js";
 import { DEMO_DATA_DIR, resolveModel } from "../io/resolve.js";
 import { BertTokenizer } from "../tokenizer/index.js";
 import { type BenchFamily, type BenchTask, runBench } from "../bench/bench.js";
@@ -101,7 +101,8 @@ export function expandConfig(argv: string[], program?: Command): string[] {
       if (known.has(flag) || !known.has(negated)) flags.push(flag);
     } else if (value === false) {
       if (known.has(negated) || !known.has(flag)) flags.push(negated);
-    } else if (Array.isArray(value)) flags.push(flag, ...value.map(String));
+    } else if (Array.isArray(value)) flags.push(`${flag}=${value.map(String).join(",")}`); // report_to: [tensorboard]
+    else if (value !== null && typeof value === "object") flags.push(`${flag}=${JSON.stringify(value)}`); // lr_scheduler_kwargs: {num_cycles: 2}
     else if (value !== null && value !== undefined) flags.push(`${flag}=${String(value)}`);
   }
   if (ignored.length) log(`notice: ${file}: HF arguments weitiao does not implement, ignored: ${ignored.join(", ")}`);
@@ -123,7 +124,7 @@ const BOOL_VALUE = /^(true|false|1|0|yes|no)$/i;
 const TABLE_FLAGS = new Set([...TRAIN_OPTIONS, ...COMPUTE_OPTIONS, ...READ_OPTIONS].flatMap((s: OptionSpec) => [s.flag, s.flag.replace(/^--no-/, "--"), s.flag.replace(/^--/, "--no-")]));
 const NEGATABLE = new Set([...TRAIN_OPTIONS, ...COMPUTE_OPTIONS].filter((s: OptionSpec) => s.negatable).map((s: OptionSpec) => s.flag));
 /** HfArgumentParser spellings normalizeArgv rewrites (not flags of any command). */
-const HF_SPECIAL = new Set(["--bf16", "--fp16", "--text-column-names"]);
+const HF_SPECIAL = new Set(["--bf16", "--fp16", "--text-column-names", "--validation-split-percentage"]);
 
 /**
  * HfArgumentParser's command lines as ours: `--output_dir=x` → `--output-dir=x`, aliases → canonical names,
@@ -159,6 +160,13 @@ export function normalizeArgv(argv: string[]): string[] {
     }
     if (name === "--bf16") {
       if (on) out.push("--precision", "bf16");
+      continue;
+    }
+    // run_mlm.py's --validation_split_percentage P: --validation-split P/100
+    if (name === "--validation-split-percentage") {
+      const p = Number(value ?? argv[++i]);
+      if (!(p > 0 && p < 100)) throw new WeitiaoError(`--validation_split_percentage must be a percentage between 0 and 100, got "${value ?? argv[i] ?? ""}"`);
+      out.push("--validation-split", String(p / 100));
       continue;
     }
     // run_classification.py's --text_column_names a,b: the text and (where given) the pair column
@@ -326,9 +334,6 @@ function tsvCell(s: string): string {
   return s.replace(/[\t\r\n]+/g, " ");
 }
 
-function csvCell(s: string): string {
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
 
 /** stdin for a token-classification model: JSONL rows ({"tokens": [...]} or {"text"}) or plain text, one per line. */
 function readStdinTokenInputs(): { words: string[]; text?: string }[] {

@@ -91,6 +91,11 @@ export function lockOutputDir(dir: string, log?: (line: string) => void): Output
 }
 
 /** An output file (predict --output) must be creatable: its folder exists and it is not itself a folder. */
+/** A CSV field, quoted where RFC 4180 needs it. */
+export function csvCell(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
 export function checkOutputFile(file: string, flag: string, input?: string): void {
   const parent = dirname(resolve(file));
   if (input && input !== "-" && existsSync(input) && existsSync(file) && realpathSync(input) === realpathSync(file)) {

@@ -113,10 +113,10 @@ export function rmspropUpdate(u: UpdateArgs): void {
 /**
  * transformers' Adafactor (eps (1e-30, 1e-3), clip_threshold 1, decay_rate −0.8, no first moment), with
  * scale_parameter and relative_step off as `--optim adafactor` sets them: a matrix keeps a row and a column second
- * moment (in `a`: its R row values, then its C column values), a vector a full one (in `a`).
+ * moment (its R row values in `a`, its C column values in `b`), a vector a full one (in `a`).
  */
 export function adafactorUpdate(u: UpdateArgs): void {
-  const { p, g, gradScale, a, lr, weightDecay: wd, step, shape } = u;
+  const { p, g, gradScale, a, b, lr, weightDecay: wd, step, shape } = u;
   const n = p.length;
   const beta2t = 1 - Math.pow(step, -0.8);
   const upd = new Float64Array(n);
@@ -124,7 +124,7 @@ export function adafactorUpdate(u: UpdateArgs): void {
     const C = shape.at(-1)!;
     const R = n / C;
     const row = a.subarray(0, R);
-    const col = a.subarray(R, R + C);
+    const col = b.subarray(0, C); // (a matrix of one row or column has R + C > R·C: the columns get their own buffer)
     const colMean = new Float64Array(C);
     for (let r = 0; r < R; r++) {
       let s = 0;

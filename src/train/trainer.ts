@@ -204,6 +204,8 @@ export interface LoopState {
   epochs: EpochSummary[];
   /** Best evaluation so far (by the best-model metric), its step, and evaluations since it improved. */
   best?: { metric: number; step: number; sinceImproved: number };
+  /** Steps that had nothing to predict and made no update (not in the mean train loss). */
+  skippedSteps?: number;
   /** --lr-scheduler-type reduce_lr_on_plateau: its state (the lr, stepped by each evaluation). */
   plateau?: PlateauState;
 }
@@ -230,7 +232,7 @@ export interface TrainerHooks {
  */
 export function evaluate(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, threshold = 0.5, labelSmoothing = 0): EvalResult {
   if (model.head.reads === "tokens") return evaluateTokens(model, examples, batchSize, padId, labelSmoothing);
-  if (model.head.reads === "selected") return evaluateMasked(model, examples, batchSize, padId);
+  if (model.head.reads === "selected") return evaluateMasked(model, examples, batchSize, padId, labelSmoothing);
   const C = model.head.outputs;
   const n = examples.length;
   const logits = new Float32Array(n * C);
@@ -325,7 +327,7 @@ export function predictLabels(model: TaskModel, examples: EncodedExample[], batc
  * Masked LM (examples masked already: tokenLabels set): the mean loss over the masked tokens, their accuracy, and
  * run_mlm's perplexity exp(loss).
  */
-function evaluateMasked(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number): EvalResult {
+function evaluateMasked(model: TaskModel, examples: EncodedExample[], batchSize: number, padId: number, labelSmoothing = 0): EvalResult {
   let lossSum = 0;
   let count = 0;
   let correct = 0;
@@ -333,7 +335,7 @@ function evaluateMasked(model: TaskModel, examples: EncodedExample[], batchSize:
     if (batch.labels.length === 0) continue;
     const out = model.forward(batch.input, { train: false });
     const t = model.head.loss(model.backend, model.dtype, out.logits, batch, batch.labels.length, 0.5);
-    lossSum += t.sum;
+    lossSum += labelSmoothing > 0 ? labelSmoothed(model.dtype, t.probs, batch.labels, batch.labels.length, model.head.outputs, labelSmoothing).sum : t.sum;
     count += t.count;
     correct += t.correct;
   }
@@ -594,64 +596,58 @@ export class Trainer {
         // as HF's num_items_in_batch pools them.
         const examples = micro.map((idx, mi) => this.batchOf(idx, st.step, mi));
         const nUnits = examples.reduce((a, b) => a + b.reduce((c, e) => c + lossUnits(e, this.classWeights), 0), 0);
-        if (nUnits === 0) {
-          // A masked LM's batch of texts too short to mask any token: nothing to learn from, and HF's mean over no
-          // tokens would be NaN. The step is counted (the schedule moves on) but makes no update.
-          if (!skippedEmpty++) log(`notice: step ${st.step + 1}: no token of its batch was chosen for masking (texts of special tokens only, or very short); such steps make no update`);
-          st.step++;
-          st.stepInEpoch++;
-          stepsRun++;
-          continue;
-        }
-        model.zeroGrad();
-        let lossSum = 0;
-        micro.forEach((idx, mi) => {
-          // a micro-batch with nothing to predict adds nothing (the others' gradients stand)
-          if (examples[mi]!.every((e) => lossUnits(e, this.classWeights) === 0)) return;
-          const r = this.microStep(idx, examples[mi]!, features, stepSeed(args.seed, st.step, mi), 1 / nUnits);
-          lossSum += r.loss;
-          st.correct += r.correct;
-        });
-        st.seen += nUnits;
-        const loss = lossSum / nUnits;
-        const { norm: gradNorm, coef } = clipCoefficient(model, args.maxGradNorm);
+        // A step with nothing to predict (a masked LM's batch of texts too short to mask any token): HF's mean over no
+        // tokens would be NaN. The step is counted (the schedule, logging and evaluation move on) but makes no update.
+        const empty = nUnits === 0;
+        if (empty && !skippedEmpty++) log(`notice: step ${st.step + 1}: nothing in its batch to predict (no token chosen for masking, or only zero-weight classes); such steps make no update`);
         const lr = st.plateau ? st.plateau.lr : learningRateAt(args.lrSchedulerType, args.learningRate, st.step, warmup, total, scheduleKw);
-        // HF trains on through a NaN and saves a broken model with exit 0; we stop before the update, so the weights
-        // (and any checkpoint already written) are the last good ones.
-        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-          throw new WeitiaoError(
-            `step ${st.step + 1} of ${total}: the loss is ${loss} and the gradient norm ${gradNorm}: training stopped before this ` +
-              `step's update (lower --learning-rate, now ${args.learningRate}, or check the model's weights)`,
-          );
-        }
-        this.optimizer.step(lr, (i) => lrScales[i]!, coef); // clipping fused into the update
+        let loss = NaN;
+        let gradNorm = 0;
+        if (!empty) {
+          model.zeroGrad();
+          let lossSum = 0;
+          micro.forEach((idx, mi) => {
+            // a micro-batch with nothing to predict adds nothing (the others' gradients stand)
+            if (examples[mi]!.every((e) => lossUnits(e, this.classWeights) === 0)) return;
+            const r = this.microStep(idx, examples[mi]!, features, stepSeed(args.seed, st.step, mi), 1 / nUnits);
+            lossSum += r.loss;
+            st.correct += r.correct;
+          });
+          st.seen += nUnits;
+          loss = lossSum / nUnits;
+          const clip = clipCoefficient(model, args.maxGradNorm);
+          gradNorm = clip.norm;
+          // HF trains on through a NaN and saves a broken model with exit 0; we stop before the update, so the weights
+          // (and any checkpoint already written) are the last good ones.
+          if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+            throw new WeitiaoError(
+              `step ${st.step + 1} of ${total}: the loss is ${loss} and the gradient norm ${gradNorm}: training stopped before this ` +
+                `step's update (lower --learning-rate, now ${args.learningRate}, or check the model's weights)`,
+            );
+          }
+          this.optimizer.step(lr, (i) => lrScales[i]!, clip.coef); // clipping fused into the update
+          st.epochLoss += loss;
+          st.runLoss = (st.runLoss ?? 0) + loss;
+          st.epochSteps++;
+          st.lossSinceLog += loss;
+          st.stepsSinceLog++;
+        } else st.skippedSteps = (st.skippedSteps ?? 0) + 1;
         st.step++;
         st.stepInEpoch++;
-        st.epochLoss += loss;
-        st.runLoss = (st.runLoss ?? 0) + loss;
         samplesSeen += nExamples;
         stepsRun++;
-        st.epochSteps++;
-        st.lossSinceLog += loss;
-        st.stepsSinceLog++;
         const epochFloat = st.epoch - 1 + st.stepInEpoch / this.stepsPerEpoch;
-        const logNow = args.loggingStrategy === "steps" && ((args.loggingSteps > 0 && st.step % args.loggingSteps === 0) || (args.loggingFirstStep && st.step === 1));
-        if (logNow || (args.loggingStrategy === "epoch" && st.stepInEpoch === this.stepsPerEpoch)) {
+        // HF logs the first step whatever the logging strategy
+        const logNow = (args.loggingStrategy === "steps" && args.loggingSteps > 0 && st.step % args.loggingSteps === 0) || (args.loggingFirstStep && st.step === 1);
+        if (st.stepsSinceLog > 0 && (logNow || (args.loggingStrategy === "epoch" && st.stepInEpoch === this.stepsPerEpoch))) {
           const entry: StepLog = { step: st.step, epoch: epochFloat, loss: st.lossSinceLog / st.stepsSinceLog, learning_rate: lr, grad_norm: gradNorm };
           st.history.push(entry);
           this.hooks.onLog?.(entry);
           st.lossSinceLog = 0;
           st.stepsSinceLog = 0;
         }
-        this.hooks.onStep?.({ step: st.step, totalSteps: total, epoch: epochFloat, loss, lr, samples: nExamples });
+        this.hooks.onStep?.({ step: st.step, totalSteps: total, epoch: epochFloat, loss: empty ? 0 : loss, lr, samples: nExamples });
         st.epochSeconds = (Date.now() - epochStart) / 1000;
-        // Let signal handlers (SIGINT) run between steps.
-        await new Promise((r) => setImmediate(r));
-        if (this.stopRequested && st.step < total) {
-          this.hooks.onSave?.(structuredClone(st), "interrupt");
-          interrupted = true;
-          break;
-        }
         if (hasEval && args.evalStrategy === "steps" && args.evalSteps > 0 && st.step % args.evalSteps === 0) {
           const e = runEval(epochFloat);
           log(`eval at step ${st.step}: ${Object.entries(e).filter(([k]) => k.startsWith("eval_")).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" | ")}`);
@@ -663,6 +659,14 @@ export class Trainer {
         }
         if (args.saveSteps > 0 && st.step % args.saveSteps === 0 && st.step < total) {
           this.hooks.onSave?.(structuredClone(st), "steps");
+        }
+        // Let signal handlers (SIGINT) run between steps; a stop comes after this step's evaluation, so that a resumed
+        // run sees every evaluation (best model, early stopping, reduce_lr_on_plateau) an uninterrupted one does.
+        await new Promise((r) => setImmediate(r));
+        if (this.stopRequested && st.step < total) {
+          this.hooks.onSave?.(structuredClone(st), "interrupt");
+          interrupted = true;
+          break;
         }
       }
       if (interrupted) break;
@@ -698,7 +702,7 @@ export class Trainer {
     return {
       globalStep: st.step, epochs: st.epochs, logHistory: st.history, totalSteps: total,
       trainSeconds: (Date.now() - started) / 1000, interrupted, earlyStopped, samplesSeen, stepsRun,
-      trainLoss: st.step > 0 ? (st.runLoss ?? 0) / st.step : NaN,
+      trainLoss: st.step - (st.skippedSteps ?? 0) > 0 ? (st.runLoss ?? 0) / (st.step - (st.skippedSteps ?? 0)) : NaN,
       best: st.best ? { metric: bestKey, value: st.best.metric, step: st.best.step, restored } : undefined,
       finalEval: !interrupted && !restored && lastEval?.step === st.step ? lastEval.result : undefined,
     };
@@ -709,7 +713,8 @@ export class Trainer {
 /** HF's trainer_state.json; `summary` (the end of a finished run) closes log_history as HF's does. */
 export function trainerState(result: TrainResult, args: TrainingArgs, summary?: Record<string, number>, outputDir?: string): Record<string, unknown> {
   // HF's best_model_checkpoint: the best evaluation's checkpoint folder where one was saved, else null
-  const bestDir = result.best && outputDir ? join(outputDir, `checkpoint-${result.best.step}`) : null;
+  // (the best at the last step: no checkpoint there, the output folder itself holds those weights)
+  const bestDir = !result.best || !outputDir ? null : result.best.step === result.globalStep && !result.interrupted ? outputDir : join(outputDir, `checkpoint-${result.best.step}`);
   const end = summary ? [{ ...summary, step: result.globalStep, total_flos: 0 }] : [];
   return {
     best_metric: result.best?.value ?? null,

@@ -147,9 +147,10 @@ test("the output folder has HF's model card (README.md) and trainer_state.json's
   assert.equal(card.split("\n").filter((l) => /^\| (No log|[\d.]+) \| \d/.test(l)).length, 2, "one row per evaluation");
   assert.match(card, /Labels: 负面, 正面/);
   assert.match(card, /- weitiao \d+\.\d+\.\d+\n- Node\.js /);
-  const state = JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")) as { best_model_checkpoint: string | null; best_global_step: number };
-  // the best evaluation is epoch 1's or epoch 2's; the checkpoint after the last epoch is not written (the output is the model)
-  assert.equal(state.best_model_checkpoint, existsSync(join(out, `checkpoint-${state.best_global_step}`)) ? join(out, `checkpoint-${state.best_global_step}`) : null);
+  const state = JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")) as { best_model_checkpoint: string | null; best_global_step: number; global_step: number };
+  // the best evaluation is epoch 1's (its checkpoint) or the last one's (no checkpoint there: the output folder itself)
+  assert.equal(state.best_model_checkpoint, state.best_global_step === state.global_step ? out : join(out, `checkpoint-${state.best_global_step}`));
+  assert.ok(existsSync(state.best_model_checkpoint!));
   const plain = run([...base(f.train, join(dir, "plain")), "--max_steps", "1"]);
   assert.equal(plain.code, 0, plain.stderr);
   assert.match(readFileSync(join(dir, "plain", "README.md"), "utf8"), /No evaluation during training\./);
@@ -175,6 +176,16 @@ test("--config takes an HF TrainingArguments JSON/YAML as written: unimplemented
   const y = run(["train", "--config", join(dir, "args.yaml")]);
   assert.equal(y.code, 0, y.stderr);
   assert.match(y.stderr, /ignored: gradient_checkpointing/);
+  // dict and list values as HF writes them; run_mlm's validation_split_percentage as a fraction
+  writeFileSync(join(dir, "kw.json"), JSON.stringify({ model_name_or_path: TINY, train_file: f.train, output_dir: join(dir, "kw"), max_steps: 4, logging_steps: 1,
+    lr_scheduler_type: "cosine_with_restarts", lr_scheduler_kwargs: { num_cycles: 2 }, report_to: ["tensorboard"], validation_split_percentage: 20 }));
+  const kw = run(["train", "--config", join(dir, "kw.json")]);
+  assert.equal(kw.code, 0, kw.stderr);
+  const kwArgs = JSON.parse(readFileSync(join(dir, "kw", "training_args.json"), "utf8")) as Record<string, unknown>;
+  assert.equal(kwArgs.lr_scheduler_kwargs, '{"num_cycles":2}');
+  assert.equal(kwArgs.report_to, "tensorboard");
+  assert.equal(kwArgs.validation_split, 0.2);
+  assert.match(kw.stderr, /validation: 2 rows held out/);
   writeFileSync(join(dir, "typo.json"), JSON.stringify({ learnin_rate: 1e-3 }));
   assertOneLineError(run(["train", "--config", join(dir, "typo.json"), "--model", TINY]), /typo\.json: unknown key "learnin_rate": neither a weitiao train option nor an HF TrainingArguments field \(did you mean learning-rate\?\)/);
 });

@@ -48,6 +48,20 @@ test("each optimizer's parameters after every update equal torch's (relative 1e-
   assert.ok(relErr(ours(sgd, true)[5]![0]!, sgd.after[5]![0]!) > 1e-4);
 });
 
+test("Adafactor on a matrix of one row (a regression head's [1, H]) stays finite and factors as transformers' does", () => {
+  // row and column second moments for [1, C]: R + C values, more than the matrix has
+  const p = Float32Array.from({ length: 8 }, (_, i) => 0.1 * (i - 4));
+  const g = Float32Array.from({ length: 8 }, (_, i) => 0.05 * (i + 1));
+  const a = new Float32Array(8), b = new Float32Array(8);
+  UPDATES.adafactor({ p, g, gradScale: 1, a, b, c: null, shape: [1, 8], lr: 0.01, weightDecay: 0, step: 1, args: {} });
+  assert.ok(p.every(Number.isFinite), `${[...p]}`);
+  // one row: the row factor is 1, so each value moves by lr · clip(g / √(col)) with col = (1 − β) · g² at step 1
+  const beta2t = 1 - 1 ** -0.8;
+  const upd = [...g].map((x) => x / Math.sqrt((1 - beta2t) * (x * x + 1e-30)));
+  const rms = Math.sqrt(upd.reduce((s, x) => s + x * x, 0) / 8);
+  [...p].forEach((v, i) => assert.ok(Math.abs(v - (0.1 * (i - 4) - 0.01 * upd[i]! / Math.max(1, rms))) < 1e-7));
+});
+
 test("--optim-args is read as HF reads it; unknown keys and bad values are one clear error", () => {
   assert.deepEqual(parseOptimArgs("sgd", "momentum=0.9, nesterov=True"), { momentum: 0.9, nesterov: true });
   assert.deepEqual(parseOptimArgs("rmsprop", "centered=1,alpha=0.9"), { centered: true, alpha: 0.9 });
